@@ -1,0 +1,17 @@
+//! Weir's shared vocabulary.
+//!
+//! Every crate above this one (storage, broker, CLI) speaks in these types instead of raw
+//! integers, so an offset can never be passed where a partition id was meant. Kafka's `-1`
+//! sentinels ("no leader", "latest", "no producer") are converted into `Option`s once, at the
+//! protocol edge in the broker; nothing below the edge sees them.
+//!
+//! - [`ids`]: offsets, partition ids, leader epochs, producer ids and epochs, timestamps.
+//! - [`topic`]: validated topic names and topic ids.
+//! - [`limits`]: every bound the system enforces, with their relations checked at compile time.
+
+pub mod ids;
+pub mod limits;
+pub mod topic;
+
+pub use ids::{LeaderEpoch, Offset, PartitionId, ProducerEpoch, ProducerId, Timestamp};
+pub use topic::{TopicId, TopicName, TopicNameError};

@@ -1,0 +1,38 @@
+//! Every bound Weir enforces, in one place, named qualifier-last.
+//!
+//! A length read off the wire or the disk is checked against one of these before anything is
+//! allocated for it. Their relations are asserted at compile time below.
+
+/// Largest Kafka request frame the broker reads (Kafka's `socket.request.max.bytes`).
+pub const REQUEST_BYTES_MAX_DEFAULT: u32 = 100 * 1024 * 1024;
+/// Largest record batch a topic accepts (Kafka's `message.max.bytes`, default 1 MiB + overhead).
+pub const MESSAGE_BYTES_MAX_DEFAULT: u32 = 1024 * 1024 + 12;
+/// Connections the broker serves at once; more are closed on accept.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 10_000;
+/// Requests one connection may have in flight before the broker stops reading from it.
+pub const CONNECTION_IN_FLIGHT_MAX: usize = 64;
+/// Longest a fetch may wait for data (`max.wait.ms` from the client is capped here).
+pub const FETCH_WAIT_MS_MAX: i32 = 30_000;
+/// Segment size at which a partition's log rolls (Kafka's `segment.bytes`, 1 GiB).
+pub const SEGMENT_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
+/// Smallest `segment.bytes` a topic may set; anything smaller would roll on every batch.
+pub const SEGMENT_BYTES_MIN: u64 = 14;
+/// Largest `segment.bytes`: offsets within a segment are stored as 32-bit positions.
+pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+/// Bytes between sparse index entries (Kafka's `index.interval.bytes`).
+pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
+/// Retention by time, 7 days (Kafka's `retention.ms`).
+pub const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
+/// Partitions one topic may have.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+/// Topics one broker hosts.
+pub const TOPICS_MAX: usize = 10_000;
+/// Records in one batch: a batch's header says how many, and we never trust it past this.
+pub const BATCH_RECORDS_MAX: i32 = 1 << 20;
+/// Sequence windows kept per idempotent producer and partition (Kafka keeps 5 batches).
+pub const PRODUCER_BATCHES_RETAINED: usize = 5;
+
+const _: () = assert!(MESSAGE_BYTES_MAX_DEFAULT < REQUEST_BYTES_MAX_DEFAULT);
+const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
+const _: () = assert!((MESSAGE_BYTES_MAX_DEFAULT as u64) < SEGMENT_BYTES_MAX);
+const _: () = assert!(FETCH_WAIT_MS_MAX > 0);
