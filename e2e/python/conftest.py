@@ -1,0 +1,197 @@
+"""Fixtures that run the same real-client tests against several Kafka-compatible brokers.
+
+Each test that takes the `broker` fixture runs once per target selected with --targets:
+
+    kafka  the reference Apache Kafka (scripts/kafka-reference.sh, one per session)
+    weir   ${WEIR_BIN:-target/release/weir} dev --data-dir <tmp> --kafka-addr 127.0.0.1:<port>
+
+A test marked `@pytest.mark.kafka_only(reason=...)` is skipped on every other target: it covers
+something Weir does not do yet, and the reason says what.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import kafka_probe  # noqa: E402
+
+TARGETS = ("kafka", "weir")
+BROKER_START_TIMEOUT_S = 120.0
+WEIR_START_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Broker:
+    """A running Kafka-compatible broker the tests talk to."""
+
+    target: str
+    bootstrap: str  # host:port of the PLAINTEXT listener
+    log: Path | None  # where the broker writes its log, for post-mortems
+
+    @property
+    def host(self) -> str:
+        return self.bootstrap.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.bootstrap.rpartition(":")[2])
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("weir-e2e")
+    group.addoption(
+        "--targets",
+        default=os.environ.get("WEIR_E2E_TARGETS", ",".join(TARGETS)),
+        help="comma-separated brokers to run against: kafka, weir (default: both, or $WEIR_E2E_TARGETS)",
+    )
+    group.addoption(
+        "--weir-bin",
+        default=os.environ.get("WEIR_BIN", str(REPO / "target" / "release" / "weir")),
+        help="Weir binary (default: $WEIR_BIN or target/release/weir)",
+    )
+    group.addoption(
+        "--kafka-bootstrap",
+        default=os.environ.get("WEIR_E2E_KAFKA_BOOTSTRAP"),
+        help="use an already running reference Kafka at host:port instead of starting one",
+    )
+    group.addoption(
+        "--weir-bootstrap",
+        default=os.environ.get("WEIR_E2E_WEIR_BOOTSTRAP"),
+        help="use an already running Weir at host:port instead of starting one",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    targets = [t.strip() for t in config.getoption("--targets").split(",") if t.strip()]
+    unknown = sorted(set(targets) - set(TARGETS))
+    if unknown or not targets:
+        raise pytest.UsageError(f"--targets: unknown {unknown}; choose from {', '.join(TARGETS)}")
+    config.weir_targets = targets  # type: ignore[attr-defined]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "broker" in metafunc.fixturenames:
+        targets = metafunc.config.weir_targets  # type: ignore[attr-defined]
+        metafunc.parametrize("broker", targets, indirect=True, scope="session")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    callspec = getattr(item, "callspec", None)
+    target = callspec.params.get("broker") if callspec else None
+    marker = item.get_closest_marker("kafka_only")
+    if marker and target is not None and target != "kafka":
+        pytest.skip(f"kafka only: {marker.kwargs.get('reason', 'no reason given')}")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"weir-e2e targets: {', '.join(config.weir_targets)}"]  # type: ignore[attr-defined]
+
+
+# --- brokers ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The reference Apache Kafka, started once per session on a free port."""
+    external = request.config.getoption("--kafka-bootstrap")
+    if external:
+        kafka_probe.wait_ready(external, timeout=10)
+        yield Broker("kafka", external, None)
+        return
+    data = tmp_path_factory.mktemp("kafka")
+    log = data / "kafka.log"
+    port = kafka_probe.free_port()
+    script = str(SCRIPTS / "kafka-reference.sh")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [script, "start", "--port", str(port), "--data-dir", str(data), "--log", str(log),
+         "--timeout", str(BROKER_START_TIMEOUT_S)],
+        capture_output=True, text=True, timeout=BROKER_START_TIMEOUT_S + 600,  # + a first fetch
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"reference Kafka did not start:\n{proc.stderr}", pytrace=False)
+    bootstrap = proc.stdout.strip().splitlines()[-1]
+    sys.stderr.write(f"\nreference Kafka at {bootstrap} in {time.monotonic() - started:.1f}s, log {log}\n")
+    try:
+        yield Broker("kafka", bootstrap, log)
+    finally:
+        subprocess.run([script, "stop", "--data-dir", str(data)], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def weir_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Weir in dev mode (single process), started once per session on a free port."""
+    external = request.config.getoption("--weir-bootstrap")
+    if external:
+        kafka_probe.wait_ready(external, timeout=10)
+        yield Broker("weir", external, None)
+        return
+    binary = Path(request.config.getoption("--weir-bin"))
+    if not binary.is_absolute():
+        binary = REPO / binary
+    if not os.access(binary, os.X_OK):
+        pytest.skip(f"weir binary not found at {binary}: build it (cargo build --release) or run with --targets kafka")
+    data = tmp_path_factory.mktemp("weir")
+    log = data / "weir.log"
+    bootstrap = f"127.0.0.1:{kafka_probe.free_port()}"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(binary), "dev", "--data-dir", str(data / "data"), "--kafka-addr", bootstrap],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    try:
+        try:
+            kafka_probe.wait_ready(bootstrap, timeout=WEIR_START_TIMEOUT_S, pid=proc.pid)
+        except (TimeoutError, RuntimeError) as e:
+            tail = log.read_text(errors="replace")[-4000:]
+            pytest.fail(f"weir did not become ready: {e}\n--- {log} ---\n{tail}", pytrace=False)
+        yield Broker("weir", bootstrap, log)
+    finally:
+        _terminate(proc)
+
+
+def _terminate(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=grace_s)
+
+
+@pytest.fixture(scope="session")
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """The broker under test: one of the targets chosen with --targets."""
+    return request.getfixturevalue(f"{request.param}_broker")
+
+
+# --- per-test helpers ------------------------------------------------------------------
+
+
+@pytest.fixture
+def topic_name(request: pytest.FixtureRequest):
+    """A factory of topic names unique to this test (and run): t-<test>-<n>-<random>."""
+    import re
+    import uuid
+
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name.removeprefix("test_")).strip("-")[:80]
+    counter = iter(range(1_000_000))
+
+    def make(suffix: str = "") -> str:
+        return f"t-{base}-{next(counter)}{suffix}-{uuid.uuid4().hex[:8]}"
+
+    return make
