@@ -1,1 +1,49 @@
-//! Placeholder replaced by the storage engine.
+//! Weir's storage engine: one partition's log on local disk. No networking, no async.
+//!
+//! Modules:
+//! - [`batch`]: Kafka RecordBatch v2 parsing and validation (magic, sizes, CRC-32C, record
+//!   framing) and the in-place header patches (base offset, leader epoch, LogAppendTime).
+//! - [`log`]: [`PartitionLog`], the API the broker uses: append, read, recovery, retention,
+//!   DeleteRecords, truncation, flush policy, timestamp and leader-epoch lookups.
+//! - `segment`: a `.log` file with its sparse `.index` and `.timeindex` (formats documented
+//!   there).
+//! - `producer`: idempotent producer state, rebuilt from batch headers at open.
+//! - `epoch`: the leader epoch cache (KIP-101).
+//! - `meta`: `partition.meta` (format version, log start, clean-close marker) and the
+//!   leader-epoch checkpoint, written atomically.
+//! - [`testing`] (feature `testing`): a tiny RecordBatch encoder/decoder for tests.
+//!
+//! Produce path:
+//!
+//! ```text
+//! records (&mut [u8] from the request)
+//!   -> validate_batches: header checks, CRC-32C once, varint record framing
+//!   -> producer sequence check (Duplicate -> original offsets, nothing written)
+//!   -> roll the active segment if segment.bytes / segment.ms says so
+//!   -> patch baseOffset + partitionLeaderEpoch in place (outside the CRC; LogAppendTime
+//!      re-stamps maxTimestamp and recomputes the CRC)
+//!   -> one positional write at the segment's end -> in-memory index entries
+//!   -> fsync if flush.messages is reached
+//! ```
+//!
+//! Fetch path: segment by binary search on base offsets -> offset index binary search ->
+//! walk batch headers to the batch containing the fetch offset -> one positional read of up
+//! to `max_bytes` -> cut back to whole batches below the upper bound.
+
+pub mod batch;
+mod epoch;
+mod error;
+pub mod log;
+mod meta;
+mod producer;
+mod segment;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
+
+pub use batch::{BATCH_HEADER_BYTES, BatchError, BatchHeader, Compression, TimestampType, validate_batches};
+pub use error::StorageError;
+pub use log::{AppendOutcome, LogConfig, PartitionLog, ReadOutcome, RetentionOutcome};
+pub use meta::FORMAT_VERSION;

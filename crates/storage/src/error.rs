@@ -1,0 +1,71 @@
+//! The crate's one error type.
+
+use crate::batch::BatchError;
+use std::io;
+use std::path::{Path, PathBuf};
+use weir_model::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// An I/O operation failed; the log is still consistent (a failed append was rolled back).
+    #[error("{op} {path}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// The environment is broken (an fsync failed, or a failed write could not be rolled
+    /// back): what is on disk is unknown. The broker must stop, not retry: after a failed
+    /// fsync the kernel may have dropped the dirty pages, so a later fsync can succeed while
+    /// data is lost.
+    #[error("fatal: {op} {path} failed; the log directory can no longer be trusted")]
+    Fatal {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid record batch")]
+    CorruptBatch(#[from] BatchError),
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    RecordTooLarge { size: usize, max: u32 },
+    #[error("offset {offset} is outside the log [{log_start}, {log_end}]")]
+    OffsetOutOfRange { offset: Offset, log_start: Offset, log_end: Offset },
+    #[error(
+        "producer {producer_id} epoch {epoch}: sequence {sequence} does not follow {last_sequence:?}"
+    )]
+    OutOfOrderSequence {
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        sequence: i32,
+        /// The last sequence the log holds for this producer and epoch; `None` when the batch
+        /// starts a new epoch (which must begin at sequence 0).
+        last_sequence: Option<i32>,
+    },
+    #[error("producer {producer_id}: epoch {epoch} is fenced by epoch {current}")]
+    InvalidProducerEpoch { producer_id: ProducerId, epoch: ProducerEpoch, current: ProducerEpoch },
+    #[error("leader epoch {epoch} is older than the log's latest epoch {latest}")]
+    StaleLeaderEpoch { epoch: LeaderEpoch, latest: LeaderEpoch },
+    #[error("clients may not produce control batches (batch at byte {at})")]
+    ControlBatchRefused { at: usize },
+    #[error("{path}: on-disk format version {found} is not supported (this build reads {supported})")]
+    UnsupportedFormat { path: PathBuf, found: u16, supported: u16 },
+    #[error("{path}: corrupt: {reason}")]
+    CorruptMetadata { path: PathBuf, reason: String },
+}
+
+impl StorageError {
+    /// True when the broker must stop rather than answer the request with an error.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, StorageError::Fatal { .. })
+    }
+}
+
+pub(crate) fn io_err(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> StorageError {
+    move |source| StorageError::Io { path: path.to_path_buf(), op, source }
+}
+
+pub(crate) fn fatal_err(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> StorageError {
+    move |source| StorageError::Fatal { path: path.to_path_buf(), op, source }
+}

@@ -1,0 +1,746 @@
+//! [`PartitionLog`]: one partition's log in its own directory.
+//!
+//! Directory layout:
+//!
+//! ```text
+//! <dir>/partition.meta                  format version, log start offset, clean-close marker
+//! <dir>/leader-epoch.checkpoint         epoch -> start offset
+//! <dir>/00000000000000000000.log        batches (see segment.rs), one file per segment
+//! <dir>/00000000000000000000.index      sparse offset index
+//! <dir>/00000000000000000000.timeindex  sparse time index
+//! ```
+//!
+//! Durability: a segment is fsynced when it is rolled, so after a crash only the active
+//! (last) segment can hold a torn or unsynced tail. Open therefore verifies every batch of the
+//! active segment (CRC included) unless the previous close was clean, and checks the framing
+//! of the closed ones.
+
+use crate::batch::{
+    BatchHeader, Compression, TimestampType, find_record_by_timestamp, set_base_offset,
+    set_log_append_time, set_partition_leader_epoch, validate_batches,
+};
+use crate::epoch::EpochCache;
+use crate::error::{StorageError, io_err};
+use crate::meta::{self, PartitionMeta};
+use crate::producer::{self, BatchMeta, Check, ProducerEntry, ProducerState};
+use crate::segment::{Segment, parse_log_name};
+use crate::batch::BatchError;
+use bytes::Bytes;
+use std::fs;
+use std::path::{Path, PathBuf};
+use weir_model::limits::{
+    INDEX_INTERVAL_BYTES_DEFAULT, MESSAGE_BYTES_MAX_DEFAULT, RETENTION_MS_DEFAULT,
+    SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+};
+use weir_model::{LeaderEpoch, Offset, ProducerId, Timestamp};
+
+/// Kafka's default `segment.ms` (`log.roll.hours` = 168).
+pub const SEGMENT_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// A partition's log settings (Kafka topic configs of the same names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub index_interval_bytes: u32,
+    /// `None` = unlimited (Kafka's -1).
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<u64>,
+    /// `None` = page cache only; `Some(1)` fsyncs every append.
+    pub flush_messages: Option<u64>,
+    pub flush_ms: Option<i64>,
+    pub max_message_bytes: u32,
+    pub timestamp_type: TimestampType,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            segment_ms: SEGMENT_MS_DEFAULT,
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+            retention_ms: Some(RETENTION_MS_DEFAULT),
+            retention_bytes: None,
+            flush_messages: None,
+            flush_ms: None,
+            max_message_bytes: MESSAGE_BYTES_MAX_DEFAULT,
+            timestamp_type: TimestampType::CreateTime,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Segment positions are stored as u32 and must stay below 2 GiB.
+    fn segment_bytes(&self) -> u64 {
+        self.segment_bytes.clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Appended {
+        base_offset: Offset,
+        last_offset: Offset,
+        /// The time stamped into the batches when the topic uses LogAppendTime.
+        log_append_time: Option<Timestamp>,
+        log_start_offset: Offset,
+    },
+    /// A retried idempotent batch already in the log: acknowledged with its original offsets.
+    Duplicate { base_offset: Offset, last_offset: Offset, log_start_offset: Offset },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// Whole stored batches, possibly empty.
+    pub bytes: Bytes,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub log_start_offset: Offset,
+}
+
+/// One partition's log in its own directory. Not thread-safe by itself: the broker wraps it in
+/// a lock. Reads take `&self` (positional reads), writes take `&mut self`.
+///
+/// Contract: an append is readable when `append` returns and durable after `flush` (or per
+/// `flush.messages` / `flush.ms`). Offsets are contiguous from the log start offset to the log
+/// end offset. Every error except [`StorageError::Fatal`] leaves the log as it was.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Ascending by base offset, contiguous; the last is the active segment. Never empty.
+    segments: Vec<Segment>,
+    log_start: Offset,
+    producers: ProducerState,
+    epochs: EpochCache,
+    unflushed_messages: u64,
+    last_flush_ms: i64,
+}
+
+impl PartitionLog {
+    /// Opens (creating if absent) and recovers: walks every segment's batch headers (rebuilding
+    /// indexes that do not match, producer state and the epoch cache), verifies the active
+    /// segment's batches unless the last close was clean, and truncates a torn or corrupt tail.
+    pub fn open(dir: &Path, config: LogConfig, now: Timestamp) -> Result<PartitionLog, StorageError> {
+        fs::create_dir_all(dir).map_err(io_err(dir, "creating"))?;
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err(dir, "listing"))? {
+            let entry = entry.map_err(io_err(dir, "listing"))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(base) = parse_log_name(name) {
+                bases.push(base);
+            } else if name.ends_with(".tmp") {
+                // A checkpoint write that did not reach its rename.
+                let p = entry.path();
+                fs::remove_file(&p).map_err(io_err(&p, "deleting"))?;
+            }
+        }
+        bases.sort();
+        let meta = match PartitionMeta::load(dir)? {
+            Some(m) => m,
+            None if bases.is_empty() => {
+                let m = PartitionMeta { log_start: Offset::ZERO, clean_end: None };
+                m.store(dir)?;
+                m
+            }
+            None => {
+                return Err(StorageError::CorruptMetadata {
+                    path: dir.join(meta::META_FILE),
+                    reason: "missing, but segments exist".into(),
+                });
+            }
+        };
+        let mut log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments: Vec::with_capacity(bases.len().max(1)),
+            log_start: meta.log_start,
+            producers: ProducerState::default(),
+            epochs: EpochCache::from_entries(meta::load_epochs(dir)?),
+            unflushed_messages: 0,
+            last_flush_ms: now.get(),
+        };
+        log.recover(&bases, meta)?;
+        log.store_meta(None)?;
+        meta::store_epochs(&log.dir, log.epochs.entries())?;
+        tracing::debug!(dir = %log.dir.display(), log_start = log.log_start.get(),
+            log_end = log.log_end_offset().get(), segments = log.segments.len(), "opened log");
+        Ok(log)
+    }
+
+    fn recover(&mut self, bases: &[Offset], meta: PartitionMeta) -> Result<(), StorageError> {
+        let interval = self.config.index_interval_bytes;
+        let mut epoch_starts: Vec<(LeaderEpoch, Offset)> = Vec::new();
+        let mut cut_after: Option<usize> = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let active = i + 1 == bases.len();
+            let (mut seg, len) = Segment::open(&self.dir, base)?;
+            if let Some(prev) = self.segments.last()
+                && prev.next_offset != base
+            {
+                tracing::warn!(segment = %seg.path().display(), expected = prev.next_offset.get(),
+                    "segment does not continue the log; dropping it and later segments");
+                cut_after = Some(i);
+                break;
+            }
+            let log_start = self.log_start;
+            let verify = active && meta.clean_end.is_none();
+            // After a clean close the active segment is only walked, not verified; if it does
+            // not end where the marker says, walk it again verifying, from the same state.
+            let retry = (active && !verify).then(|| (self.producers.clone(), epoch_starts.len()));
+            let mut end = seg.walk(len, verify, interval, |_, h| {
+                replay(&mut self.producers, &mut epoch_starts, h, log_start)
+            })?;
+            if let Some((producers, n)) = retry
+                && (end.problem.is_some() || Some(seg.next_offset) != meta.clean_end)
+            {
+                tracing::warn!(segment = %seg.path().display(),
+                    "clean-close marker does not match the log; verifying every batch");
+                self.producers = producers;
+                epoch_starts.truncate(n);
+                end = seg.walk(len, true, interval, |_, h| {
+                    replay(&mut self.producers, &mut epoch_starts, h, log_start)
+                })?;
+            }
+            if let Some(problem) = &end.problem {
+                tracing::warn!(segment = %seg.path().display(), valid_bytes = end.valid_bytes,
+                    problem = %problem, "truncating the log at a torn or corrupt batch");
+                seg.truncate_file(end.valid_bytes)?;
+                seg.repair_index_files()?;
+                self.segments.push(seg);
+                if !active {
+                    cut_after = Some(i + 1);
+                }
+                break;
+            }
+            if seg.repair_index_files()? {
+                tracing::info!(segment = %seg.path().display(), "rebuilt index files");
+            }
+            self.segments.push(seg);
+        }
+        if let Some(from) = cut_after {
+            for &base in &bases[from..] {
+                let (seg, _) = Segment::open(&self.dir, base)?;
+                seg.delete_files()?;
+            }
+        }
+        if self.segments.is_empty() {
+            self.segments.push(Segment::create(&self.dir, self.log_start)?);
+        }
+        // Epochs: the checkpoint, plus any epoch a batch carries that it lacks (a crash between
+        // the append and the checkpoint write), minus anything past the recovered end.
+        let log_end = self.log_end_offset();
+        self.epochs.truncate_from_end(log_end);
+        for (epoch, start) in epoch_starts {
+            self.epochs.assign(epoch, start);
+        }
+        let first_base = self.segments[0].base;
+        if self.log_start > log_end {
+            // The log start was moved past data lost in the crash: start over there.
+            let start = self.log_start;
+            self.truncate_fully_and_start_at(start)?;
+        } else if self.log_start < first_base {
+            self.log_start = first_base;
+        }
+        self.epochs.truncate_from_start(self.log_start);
+        self.producers.evict_below(self.log_start);
+        Ok(())
+    }
+
+    fn store_meta(&self, clean_end: Option<Offset>) -> Result<(), StorageError> {
+        PartitionMeta { log_start: self.log_start, clean_end }.store(&self.dir)
+    }
+
+    fn active(&self) -> &Segment {
+        // Invariant: never empty.
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        let n = self.segments.len();
+        &mut self.segments[n - 1]
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        self.log_start
+    }
+
+    /// The next offset to be assigned.
+    pub fn log_end_offset(&self) -> Offset {
+        self.active().next_offset
+    }
+
+    /// Bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The latest leader epoch that wrote to this log.
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.epochs.latest()
+    }
+
+    /// Appends one produce partition's `records` (one or more batches, as the client sent
+    /// them). Validates, checks idempotent-producer sequences, assigns base offsets and `epoch`
+    /// in place (mutating `records`), writes them with one positional write. Readable when it
+    /// returns; durable per the flush policy. On error nothing was appended.
+    pub fn append(
+        &mut self,
+        records: &mut [u8],
+        epoch: LeaderEpoch,
+        now: Timestamp,
+    ) -> Result<AppendOutcome, StorageError> {
+        let headers = validate_batches(records, self.config.max_message_bytes).map_err(|e| match e {
+            BatchError::TooLarge { size, max, .. } => StorageError::RecordTooLarge { size, max },
+            e => StorageError::CorruptBatch(e),
+        })?;
+        if let Some(latest) = self.epochs.latest()
+            && epoch < latest
+        {
+            return Err(StorageError::StaleLeaderEpoch { epoch, latest });
+        }
+        let log_end = self.log_end_offset();
+        let mut next = log_end;
+        // Producer checks against the state plus the earlier batches of this same request.
+        let mut pending: Vec<(ProducerId, ProducerEntry)> = Vec::new();
+        let mut at = 0usize;
+        for h in &headers {
+            if h.is_control() {
+                return Err(StorageError::ControlBatchRefused { at });
+            }
+            let base = next;
+            let last = base.plus(h.last_offset_delta as i64);
+            if let Some((pid, pepoch, first_seq)) = h.producer() {
+                let idx = pending.iter().position(|(p, _)| *p == pid);
+                let current = match idx {
+                    Some(i) => Some(&pending[i].1),
+                    None => self.producers.get(pid),
+                };
+                let last_seq = h.last_sequence();
+                let meta = BatchMeta { first_seq, last_seq, base_offset: base, last_offset: last };
+                match ProducerState::check(current, pid, pepoch, first_seq, last_seq)? {
+                    Check::Duplicate(d) => {
+                        return Ok(AppendOutcome::Duplicate {
+                            base_offset: d.base_offset,
+                            last_offset: d.last_offset,
+                            log_start_offset: self.log_start,
+                        });
+                    }
+                    Check::Accept => {
+                        let i = idx.unwrap_or_else(|| {
+                            let e = self
+                                .producers
+                                .get(pid)
+                                .cloned()
+                                .unwrap_or_else(|| producer::new_entry(pepoch));
+                            pending.push((pid, e));
+                            pending.len() - 1
+                        });
+                        producer::apply_to(&mut pending[i].1, pepoch, meta);
+                    }
+                }
+            }
+            next = last.plus(1);
+            at += h.size_bytes();
+        }
+        let total = records.len() as u64;
+        if self.should_roll(total, next, now) {
+            self.roll()?;
+        }
+        // Patch headers in place: offsets and epoch are outside the CRC.
+        let log_append_time = self.config.timestamp_type == TimestampType::LogAppendTime;
+        let mut at = 0usize;
+        let mut base = log_end;
+        for h in &headers {
+            let batch = &mut records[at..at + h.size_bytes()];
+            set_base_offset(batch, base);
+            set_partition_leader_epoch(batch, epoch);
+            if log_append_time {
+                set_log_append_time(batch, now);
+            }
+            base = base.plus(h.last_offset_delta as i64 + 1);
+            at += h.size_bytes();
+        }
+        let interval = self.config.index_interval_bytes;
+        let seg = self.active_mut();
+        let was_empty = seg.is_empty();
+        seg.write(records)?;
+        let mut pos = seg.size;
+        let mut base = log_end;
+        let mut count = 0u64;
+        for h in &headers {
+            let last = base.plus(h.last_offset_delta as i64);
+            let max_ts = if log_append_time { now.get() } else { h.max_timestamp.get() };
+            seg.track_batch(pos, base, last, h.size_bytes() as u64, max_ts, interval);
+            pos += h.size_bytes() as u64;
+            base = last.plus(1);
+            count += h.records_count as u64;
+        }
+        if was_empty {
+            // First append into this segment: segment.ms counts from now.
+            seg.rolling_ts = Some(now.get());
+        }
+        for (pid, entry) in pending {
+            for meta in entry.batches.iter().filter(|m| m.base_offset >= log_end) {
+                self.producers.apply(pid, entry.epoch, *meta);
+            }
+        }
+        if self.epochs.assign(epoch, log_end) {
+            meta::store_epochs(&self.dir, self.epochs.entries())?;
+        }
+        self.unflushed_messages += count;
+        if self.config.flush_messages.is_some_and(|n| self.unflushed_messages >= n) {
+            self.flush_at(now)?;
+        }
+        Ok(AppendOutcome::Appended {
+            base_offset: log_end,
+            last_offset: next.plus(-1),
+            log_append_time: log_append_time.then_some(now),
+            log_start_offset: self.log_start,
+        })
+    }
+
+    fn should_roll(&self, incoming: u64, next: Offset, now: Timestamp) -> bool {
+        let seg = self.active();
+        if seg.is_empty() {
+            return false;
+        }
+        seg.size + incoming > self.config.segment_bytes()
+            || seg.rolling_ts.is_some_and(|t| now.get().saturating_sub(t) >= self.config.segment_ms)
+            // Offsets inside a segment are stored relative to its base, as u32.
+            || next.get() - seg.base.get() > u32::MAX as i64
+    }
+
+    /// Closes the active segment (index files written, data fsynced) and starts a new one at
+    /// the log end offset.
+    fn roll(&mut self) -> Result<(), StorageError> {
+        let seg = self.active();
+        seg.write_index_files(false)?;
+        seg.sync()?;
+        let base = seg.next_offset;
+        let new = Segment::create(&self.dir, base)?;
+        meta::sync_dir(&self.dir)?;
+        self.segments.push(new);
+        tracing::debug!(dir = %self.dir.display(), base = base.get(), "rolled segment");
+        Ok(())
+    }
+
+    /// Whole batches starting from the batch that contains `from`, up to `max_bytes` (but at
+    /// least one whole batch when `min_one_batch`, even if larger), only batches whose last
+    /// offset is below `upper`, from one segment. `from == log end` returns no bytes.
+    pub fn read(
+        &self,
+        from: Offset,
+        max_bytes: usize,
+        upper: Offset,
+        min_one_batch: bool,
+    ) -> Result<ReadOutcome, StorageError> {
+        let log_end = self.log_end_offset();
+        if from < self.log_start || from > log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: from,
+                log_start: self.log_start,
+                log_end,
+            });
+        }
+        let upper = upper.min(log_end);
+        let bytes = if from >= upper {
+            Vec::new()
+        } else {
+            let i = self.segments.partition_point(|s| s.base <= from).saturating_sub(1);
+            self.segments[i].read(from, max_bytes, upper, min_one_batch)?
+        };
+        Ok(ReadOutcome {
+            bytes: Bytes::from(bytes),
+            log_start_offset: self.log_start,
+            log_end_offset: log_end,
+        })
+    }
+
+    /// ListOffsets by timestamp: the first offset (>= log start) whose record timestamp is >=
+    /// `ts`, with that timestamp. Exact per record for uncompressed batches and LogAppendTime;
+    /// for compressed CreateTime batches the batch's first offset and maxTimestamp (storage does
+    /// not decompress).
+    pub fn offset_for_timestamp(
+        &self,
+        ts: Timestamp,
+    ) -> Result<Option<(Offset, Timestamp)>, StorageError> {
+        let target = ts.get();
+        let min = self.log_start;
+        for seg in self.segments.iter().filter(|s| s.next_offset > min && s.max_timestamp >= target) {
+            let found = seg.scan_from(seg.time_index_position(target), |pos, h| {
+                if h.last_offset() < min || h.max_timestamp.get() < target {
+                    return Ok(None);
+                }
+                let first = h.base_offset.max(min);
+                if h.timestamp_type() == TimestampType::LogAppendTime
+                    || h.compression() != Compression::None
+                {
+                    return Ok(Some((first, h.max_timestamp)));
+                }
+                let batch = seg.read_exact(pos, h.size_bytes())?;
+                Ok(find_record_by_timestamp(&batch, h, target, min))
+            })?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: the largest batch timestamp and the last offset of the
+    /// (first) batch carrying it. `None` when no batch has a timestamp.
+    pub fn max_timestamp(&self) -> Option<(Offset, Timestamp)> {
+        let mut best: Option<(Offset, Timestamp)> = None;
+        for s in self.segments.iter().filter(|s| s.next_offset > self.log_start) {
+            if s.max_timestamp >= 0 && best.is_none_or(|b| s.max_timestamp > b.1.get()) {
+                best = Some((s.offset_of_max_timestamp, Timestamp(s.max_timestamp)));
+            }
+        }
+        best
+    }
+
+    /// OffsetForLeaderEpoch (KIP-101): the largest epoch <= `epoch` this log knows and the
+    /// offset where the next higher epoch starts (the log end for the latest epoch).
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (persisted) and deletes closed
+    /// segments wholly below it. Returns the new log start offset. Moving backwards is a no-op.
+    pub fn delete_records_before(&mut self, offset: Offset) -> Result<Offset, StorageError> {
+        let log_end = self.log_end_offset();
+        if offset > log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start,
+                log_end,
+            });
+        }
+        if offset > self.log_start {
+            self.log_start = offset;
+            self.store_meta(None)?;
+            self.delete_segments_below_start()?;
+            self.after_start_moved()?;
+        }
+        Ok(self.log_start)
+    }
+
+    /// Deletes closed segments whose every offset is below the log start.
+    fn delete_segments_below_start(&mut self) -> Result<(usize, u64), StorageError> {
+        let n = self.segments[..self.segments.len() - 1]
+            .iter()
+            .take_while(|s| s.next_offset <= self.log_start)
+            .count();
+        self.delete_first_segments(n)
+    }
+
+    fn delete_first_segments(&mut self, n: usize) -> Result<(usize, u64), StorageError> {
+        assert!(n < self.segments.len(), "the active segment is never deleted");
+        let mut bytes = 0;
+        for seg in self.segments.drain(..n) {
+            bytes += seg.size;
+            seg.delete_files()?;
+        }
+        Ok((n, bytes))
+    }
+
+    fn after_start_moved(&mut self) -> Result<(), StorageError> {
+        self.producers.evict_below(self.log_start);
+        if self.epochs.truncate_from_start(self.log_start) {
+            meta::store_epochs(&self.dir, self.epochs.entries())?;
+        }
+        Ok(())
+    }
+
+    /// Deletes closed segments (oldest first, never the active one) whose largest timestamp is
+    /// older than `retention.ms`, then while the log exceeds `retention.bytes`, and moves the
+    /// log start offset past them.
+    pub fn apply_retention(&mut self, now: Timestamp) -> Result<RetentionOutcome, StorageError> {
+        let closed = self.segments.len() - 1;
+        let mut n = 0;
+        if let Some(ms) = self.config.retention_ms {
+            let limit = now.get().saturating_sub(ms);
+            n = self.segments[..closed]
+                .iter()
+                .take_while(|s| {
+                    let ts = if s.max_timestamp >= 0 { Some(s.max_timestamp) } else { s.modified_ms() };
+                    ts.is_some_and(|t| t < limit)
+                })
+                .count();
+        }
+        if let Some(max) = self.config.retention_bytes {
+            let mut size = self.size_bytes() - self.segments[..n].iter().map(|s| s.size).sum::<u64>();
+            while n < closed && size - self.segments[n].size >= max && size > max {
+                size -= self.segments[n].size;
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Ok(RetentionOutcome {
+                segments_deleted: 0,
+                bytes_deleted: 0,
+                log_start_offset: self.log_start,
+            });
+        }
+        let new_start = self.segments[n].base.max(self.log_start);
+        if new_start > self.log_start {
+            self.log_start = new_start;
+            self.store_meta(None)?;
+        }
+        let (segments_deleted, bytes_deleted) = self.delete_first_segments(n)?;
+        self.after_start_moved()?;
+        tracing::info!(dir = %self.dir.display(), segments_deleted, bytes_deleted,
+            log_start = self.log_start.get(), "retention deleted segments");
+        Ok(RetentionOutcome { segments_deleted, bytes_deleted, log_start_offset: self.log_start })
+    }
+
+    /// Flushes when `flush.ms` has passed since the last flush and there is unflushed data.
+    pub fn maybe_flush(&mut self, now: Timestamp) -> Result<(), StorageError> {
+        if self.unflushed_messages > 0
+            && self.config.flush_ms.is_some_and(|ms| now.get().saturating_sub(self.last_flush_ms) >= ms)
+        {
+            self.flush_at(now)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every append so far durable. Closed segments were synced when they were rolled.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        let now = Timestamp::now();
+        self.flush_at(now)
+    }
+
+    fn flush_at(&mut self, now: Timestamp) -> Result<(), StorageError> {
+        self.active().sync()?;
+        self.unflushed_messages = 0;
+        self.last_flush_ms = now.get();
+        Ok(())
+    }
+
+    /// Removes every record at and after `offset` (a batch containing it goes entirely, so the
+    /// log end may end up below `offset`). Truncating at or past the log end does nothing;
+    /// below the first segment, the log restarts empty at `offset`.
+    pub fn truncate_to(&mut self, offset: Offset) -> Result<(), StorageError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset <= self.segments[0].base {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        while self.active().base >= offset {
+            if let Some(seg) = self.segments.pop() {
+                seg.delete_files()?;
+            }
+        }
+        let interval = self.config.index_interval_bytes;
+        let seg = self.active_mut();
+        let cut = match seg.find_batch(offset)? {
+            Some((pos, _, _)) => pos,
+            None => seg.size,
+        };
+        seg.truncate_file(cut)?;
+        seg.walk(cut, false, interval, |_, _| {})?;
+        seg.write_index_files(false)?;
+        let log_end = self.log_end_offset();
+        if self.log_start > log_end {
+            self.log_start = log_end;
+            self.store_meta(None)?;
+        }
+        self.rebuild_producers()?;
+        if self.epochs.truncate_from_end(log_end) {
+            meta::store_epochs(&self.dir, self.epochs.entries())?;
+        }
+        Ok(())
+    }
+
+    fn truncate_fully_and_start_at(&mut self, offset: Offset) -> Result<(), StorageError> {
+        for seg in self.segments.drain(..) {
+            seg.delete_files()?;
+        }
+        self.segments.push(Segment::create(&self.dir, offset)?);
+        self.log_start = offset;
+        self.store_meta(None)?;
+        self.producers = ProducerState::default();
+        self.epochs.truncate_from_end(offset);
+        self.epochs.truncate_from_start(offset);
+        meta::store_epochs(&self.dir, self.epochs.entries())?;
+        Ok(())
+    }
+
+    /// Replays every batch header from the log start (after truncation, which Kafka handles
+    /// with producer snapshots).
+    fn rebuild_producers(&mut self) -> Result<(), StorageError> {
+        let mut state = ProducerState::default();
+        let mut epochs = Vec::new();
+        let log_start = self.log_start;
+        for seg in &self.segments {
+            seg.scan_from(0, |_, h| {
+                replay(&mut state, &mut epochs, h, log_start);
+                Ok(None::<()>)
+            })?;
+        }
+        self.producers = state;
+        Ok(())
+    }
+
+    /// Flushes, writes the active segment's index files and the clean-close marker that lets
+    /// the next open skip verifying the active segment.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        self.flush()?;
+        self.active().write_index_files(true)?;
+        let end = self.log_end_offset();
+        self.store_meta(Some(end))
+    }
+}
+
+/// Replays one stored batch into producer state and the epoch-start list.
+fn replay(
+    producers: &mut ProducerState,
+    epoch_starts: &mut Vec<(LeaderEpoch, Offset)>,
+    h: &BatchHeader,
+    log_start: Offset,
+) {
+    if epoch_starts.last().is_none_or(|e| e.0 < h.partition_leader_epoch) {
+        epoch_starts.push((h.partition_leader_epoch, h.base_offset));
+    }
+    if h.last_offset() < log_start {
+        return;
+    }
+    if let Some((pid, epoch, first_seq)) = h.producer() {
+        if h.is_control() {
+            producers.apply_epoch(pid, epoch);
+        } else {
+            let meta = BatchMeta {
+                first_seq,
+                last_seq: h.last_sequence(),
+                base_offset: h.base_offset,
+                last_offset: h.last_offset(),
+            };
+            producers.apply(pid, epoch, meta);
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! A tiny RecordBatch v2 encoder and decoder for tests (this crate's and the broker's, through
+//! the `testing` feature). Records carry a null key, a value and no headers; "compressed"
+//! batches carry their values as opaque bytes, since storage never decompresses.
+
+use crate::batch::{BATCH_HEADER_BYTES, BatchHeader, Compression, read_varint, read_varlong};
+use weir_model::{Offset, ProducerEpoch, ProducerId, Timestamp};
+
+/// What the encoder puts into a batch's header.
+#[derive(Clone, Debug)]
+pub struct BatchSpec {
+    /// Timestamp of the first record; record `i` gets `base_timestamp + i`.
+    pub base_timestamp: i64,
+    pub producer: Option<(ProducerId, ProducerEpoch, i32)>,
+    pub compression: Compression,
+    pub transactional: bool,
+}
+
+impl Default for BatchSpec {
+    fn default() -> Self {
+        BatchSpec {
+            base_timestamp: 1_000,
+            producer: None,
+            compression: Compression::None,
+            transactional: false,
+        }
+    }
+}
+
+pub fn put_varint(out: &mut Vec<u8>, v: i32) {
+    let mut raw = ((v << 1) ^ (v >> 31)) as u32;
+    while raw >= 0x80 {
+        out.push((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.push(raw as u8);
+}
+
+pub fn put_varlong(out: &mut Vec<u8>, v: i64) {
+    let mut raw = ((v << 1) ^ (v >> 63)) as u64;
+    while raw >= 0x80 {
+        out.push((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.push(raw as u8);
+}
+
+/// Encodes one batch with one record per value, base offset 0, leader epoch -1, as a producer
+/// sends it.
+pub fn encode_batch(spec: &BatchSpec, values: &[&[u8]]) -> Vec<u8> {
+    assert!(!values.is_empty(), "a batch has at least one record");
+    let mut records = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let mut body = vec![0u8]; // attributes
+        put_varlong(&mut body, i as i64); // timestampDelta
+        put_varint(&mut body, i as i32); // offsetDelta
+        put_varint(&mut body, -1); // key: null
+        put_varint(&mut body, v.len() as i32);
+        body.extend_from_slice(v);
+        put_varint(&mut body, 0); // headers
+        put_varint(&mut records, body.len() as i32);
+        records.extend_from_slice(&body);
+    }
+    let n = values.len() as i32;
+    let codec: i16 = match spec.compression {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Snappy => 2,
+        Compression::Lz4 => 3,
+        Compression::Zstd => 4,
+    };
+    let attributes = codec | if spec.transactional { 0x10 } else { 0 };
+    let (pid, epoch, seq) = spec.producer.map_or((-1i64, -1i16, -1i32), |(p, e, s)| (p.0, e.0, s));
+    let mut b = Vec::with_capacity(BATCH_HEADER_BYTES + records.len());
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((BATCH_HEADER_BYTES - 12 + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
+    b.extend_from_slice(&attributes.to_be_bytes());
+    b.extend_from_slice(&(n - 1).to_be_bytes());
+    b.extend_from_slice(&spec.base_timestamp.to_be_bytes());
+    b.extend_from_slice(&(spec.base_timestamp + n as i64 - 1).to_be_bytes());
+    b.extend_from_slice(&pid.to_be_bytes());
+    b.extend_from_slice(&epoch.to_be_bytes());
+    b.extend_from_slice(&seq.to_be_bytes());
+    b.extend_from_slice(&n.to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// One record as [`decode_records`] sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedRecord {
+    pub offset: Offset,
+    pub timestamp: Timestamp,
+    pub value: Vec<u8>,
+}
+
+/// Decodes every record of a run of stored batches (as `read` returns them). Compressed
+/// batches yield one entry per offset with an empty value. Panics on malformed input: tests
+/// only.
+pub fn decode_records(mut bytes: &[u8]) -> Vec<DecodedRecord> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let h = BatchHeader::parse(bytes).expect("batch header");
+        let batch = &bytes[..h.size_bytes()];
+        let log_append = h.timestamp_type() == crate::TimestampType::LogAppendTime;
+        if h.compression() != Compression::None {
+            for i in 0..h.records_count {
+                out.push(DecodedRecord {
+                    offset: h.base_offset.plus(i as i64),
+                    timestamp: h.max_timestamp,
+                    value: Vec::new(),
+                });
+            }
+        } else {
+            let mut p = BATCH_HEADER_BYTES;
+            for _ in 0..h.records_count {
+                let (len, n) = read_varint(&batch[p..]).expect("length");
+                let body = &batch[p + n..p + n + len as usize];
+                let mut q = 1;
+                let (ts_delta, m) = read_varlong(&body[q..]).expect("ts");
+                q += m;
+                let (off_delta, m) = read_varint(&body[q..]).expect("offset");
+                q += m;
+                let (key_len, m) = read_varint(&body[q..]).expect("key");
+                q += m;
+                if key_len > 0 {
+                    q += key_len as usize;
+                }
+                let (val_len, m) = read_varint(&body[q..]).expect("value");
+                q += m;
+                let value =
+                    if val_len >= 0 { body[q..q + val_len as usize].to_vec() } else { Vec::new() };
+                out.push(DecodedRecord {
+                    offset: h.base_offset.plus(off_delta as i64),
+                    timestamp: if log_append {
+                        h.max_timestamp
+                    } else {
+                        Timestamp(h.base_timestamp.get() + ts_delta)
+                    },
+                    value,
+                });
+                p += n + len as usize;
+            }
+        }
+        bytes = &bytes[h.size_bytes()..];
+    }
+    out
+}
