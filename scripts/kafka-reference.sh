@@ -86,7 +86,12 @@ running_pid() {
     echo "$pid"
 }
 
-free_port() { "$PYTHON" "$SCRIPTS_DIR/kafka_probe.py" free-port; }
+# free_port [EXCLUDED_PORT...]: a free port on 127.0.0.1 other than the ones given.
+free_port() {
+    local args=() p
+    for p in "$@"; do [[ -n $p ]] && args+=(--exclude "$p"); done
+    "$PYTHON" "$SCRIPTS_DIR/kafka_probe.py" free-port "${args[@]}"
+}
 
 write_config() {
     local data=$1 port=$2 cport=$3
@@ -156,8 +161,8 @@ cmd_start() {
     if [[ -f $data/kraft-logs/meta.properties && -z $cport && -f $data/server.properties ]]; then
         cport=$(sed -n 's/^controller.quorum.bootstrap.servers=127.0.0.1://p' "$data/server.properties")
     fi
-    port=${port:-$(free_port)}
-    cport=${cport:-$(free_port)}
+    port=${port:-$(free_port "$cport")}
+    cport=${cport:-$(free_port "$port")}
     [[ $port != "$cport" ]] || die "broker and controller ports must differ"
     write_config "$data" "$port" "$cport"
 

@@ -34,11 +34,27 @@ class ProbeError(Exception):
     """The broker answered, but not (yet) with what a ready broker answers."""
 
 
+def free_ports(count: int = 1, exclude: tuple[int, ...] = ()) -> list[int]:
+    """Distinct TCP ports on 127.0.0.1 that were free a moment ago (the usual race applies).
+    Every socket stays bound until all ports are picked, so the kernel never repeats one."""
+    held: list[socket.socket] = []
+    picked: list[int] = []
+    try:
+        while len(picked) < count:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port not in exclude:
+                picked.append(port)
+        return picked
+    finally:
+        for s in held:
+            s.close()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the usual race applies)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def _request(sock: socket.socket, api_key: int, api_version: int, correlation_id: int, body: bytes) -> bytes:
@@ -172,11 +188,13 @@ def main(argv: list[str]) -> int:
     w.add_argument("--bootstrap", required=True, help="host:port")
     w.add_argument("--timeout", type=float, default=60.0)
     w.add_argument("--pid", type=int, help="fail early if this process exits")
-    sub.add_parser("free-port", help="print a free TCP port on 127.0.0.1")
+    f = sub.add_parser("free-port", help="print distinct free TCP ports on 127.0.0.1, one a line")
+    f.add_argument("-n", type=int, default=1, help="how many")
+    f.add_argument("--exclude", type=int, action="append", default=[], help="a port not to return")
     args = parser.parse_args(argv)
 
     if args.cmd == "free-port":
-        print(free_port())
+        print("\n".join(map(str, free_ports(args.n, tuple(args.exclude)))))
         return 0
     try:
         brokers = wait_ready(args.bootstrap, args.timeout, args.pid)

@@ -142,3 +142,16 @@ def test_format_string_shows_key_partition_offset_timestamp_headers(broker, topi
     for r in lines:
         assert before <= int(r["ts"]) <= after
         assert r["headers"] == "trace=abc,n=1"
+
+
+def test_produce_to_unknown_topic_auto_creates_it_with_default_partitions(broker, topic_name):
+    """With auto.create.topics.enable (on in the reference config), a Metadata request from a
+    producer creates the topic with num.partitions=1, and the records land in it."""
+    topic = topic_name()
+    assert topic not in {t["topic"] for t in kcat_metadata(broker.bootstrap)["topics"]}
+    produce(broker, topic, ["a:1", "b:2"])
+
+    rows = read(broker, topic, "-o", "beginning")
+    assert [(k, v, p, o) for k, v, p, o, _ in rows] == [("a", "1", 0, 0), ("b", "2", 0, 1)]
+    [t] = [t for t in kcat_metadata(broker.bootstrap, topic)["topics"] if t["topic"] == topic]
+    assert [p["partition"] for p in t["partitions"]] == [0]
