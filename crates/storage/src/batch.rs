@@ -438,7 +438,7 @@ mod tests {
 
     #[test]
     fn offset_and_epoch_patches_keep_the_crc_valid() {
-        let mut b = valid(&[b"x"; 4]);
+        let mut b = valid(&[b"x".as_slice(); 4]);
         set_base_offset(&mut b, Offset(1234));
         set_partition_leader_epoch(&mut b, LeaderEpoch(7));
         let h = validate_batches(&b, 1 << 20).unwrap()[0];
