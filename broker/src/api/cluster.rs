@@ -1,0 +1,96 @@
+//! ApiVersions, DescribeCluster and InitProducerId.
+
+use super::{Ctx, SUPPORTED, str_bytes};
+use crate::state::BrokerState;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::*;
+use std::sync::Arc;
+
+pub fn api_versions_body() -> ApiVersionsResponse {
+    let mut r = ApiVersionsResponse::default();
+    r.api_keys = SUPPORTED
+        .iter()
+        .map(|&(key, lo, hi)| {
+            ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(lo)
+                .with_max_version(hi)
+        })
+        .collect();
+    r
+}
+
+pub async fn api_versions(
+    _state: &Arc<BrokerState>,
+    _ctx: &Ctx,
+    _req: ApiVersionsRequest,
+) -> ApiVersionsResponse {
+    api_versions_body()
+}
+
+pub async fn describe_cluster(
+    state: &Arc<BrokerState>,
+    ctx: &Ctx,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let mut r = DescribeClusterResponse::default();
+    // Endpoint type 1 is "brokers"; 2 ("controllers") has no answer from a broker.
+    if req.endpoint_type != 1 && ctx.version >= 1 {
+        r.error_code = ResponseError::UnsupportedEndpointType.code();
+        r.error_message = Some(str_bytes(
+            "this broker describes brokers (endpoint type 1) only",
+        ));
+        r.endpoint_type = req.endpoint_type;
+        return r;
+    }
+    if ctx.version >= 1 {
+        r.endpoint_type = 1;
+    }
+    r.cluster_id = str_bytes(state.cluster_id.clone());
+    r.controller_id = BrokerId(state.config.node_id);
+    r.brokers = vec![
+        DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(state.config.node_id))
+            .with_host(str_bytes(state.advertised_host.clone()))
+            .with_port(state.advertised_port),
+    ];
+    r
+}
+
+/// Idempotent producers only: transactions are not offered (their APIs are not advertised,
+/// so clients configured for them fail at start with a clear message of their own).
+pub async fn init_producer_id(
+    state: &Arc<BrokerState>,
+    _ctx: &Ctx,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let mut r = InitProducerIdResponse::default();
+    if req.transactional_id.is_some() {
+        r.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        r.producer_id = ProducerId(-1);
+        r.producer_epoch = -1;
+        return r;
+    }
+    // KIP-360: a producer that lost track of its sequences asks for a bumped epoch of the id it
+    // has; the new epoch fences its old batches. Past the last epoch it gets a fresh id.
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
+        r.producer_id = req.producer_id;
+        r.producer_epoch = req.producer_epoch + 1;
+        return r;
+    }
+    match state.next_producer_id() {
+        Ok(id) => {
+            r.producer_id = ProducerId(id);
+            r.producer_epoch = 0;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "allocating a producer id");
+            r.error_code = ResponseError::CoordinatorNotAvailable.code();
+            r.producer_id = ProducerId(-1);
+            r.producer_epoch = -1;
+        }
+    }
+    r
+}

@@ -1,0 +1,68 @@
+//! The broker's errors, and the one place where internal errors become Kafka error codes.
+
+use kafka_protocol::ResponseError;
+use std::path::PathBuf;
+use weir_storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("binding the Kafka listener to {addr}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata store")]
+    Metadata(#[from] crate::metadata_store::MetadataError),
+    #[error("partition {topic}-{partition}")]
+    Storage {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: StorageError,
+    },
+}
+
+/// The Kafka error code for a storage error, as a produce, fetch or list-offsets response
+/// carries it. Exhaustive on purpose: a new storage error must be given a code here.
+pub fn storage_error_code(e: &StorageError) -> ResponseError {
+    use StorageError as S;
+    match e {
+        S::CorruptBatch(_) => ResponseError::CorruptMessage,
+        S::ControlBatchRefused { .. } => ResponseError::InvalidRecord,
+        S::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
+        S::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        S::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        S::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        S::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+        S::Io { .. }
+        | S::Fatal { .. }
+        | S::UnsupportedFormat { .. }
+        | S::CorruptMetadata { .. } => ResponseError::KafkaStorageError,
+    }
+}
+
+/// A storage error that means the environment is broken (fsync failed): the broker must not
+/// limp on, because acknowledged data may not be on disk.
+pub fn is_fatal(e: &StorageError) -> bool {
+    e.is_fatal()
+}
+
+/// Stops the process on a broken environment, with a message saying why.
+pub fn fatal(context: &str, e: &dyn std::error::Error) -> ! {
+    let mut msg = format!("fatal: {context}: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    tracing::error!("{msg}");
+    eprintln!("{msg}");
+    std::process::exit(70)
+}

@@ -1,0 +1,158 @@
+//! The Kafka listener: accepting connections, framing, and answering requests in order.
+//!
+//! ```text
+//! socket ──read frames──▶ reader task ──bounded queue──▶ handler ──responses in order──▶ socket
+//!          (size-checked)               (in-flight cap)   (api::dispatch)
+//! ```
+//!
+//! A connection's requests are answered one at a time, in the order they came, as Kafka
+//! requires; the reader runs ahead by at most [`CONNECTION_IN_FLIGHT_MAX`] frames so socket
+//! reads overlap with work. A frame larger than `request_bytes_max`, a header that does not
+//! parse, an unknown API or an unsupported version closes the connection (what Kafka does);
+//! other connections are not affected.
+
+use crate::api;
+use crate::state::BrokerState;
+use bytes::{Buf, Bytes, BytesMut};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info_span};
+use weir_model::limits::CONNECTION_IN_FLIGHT_MAX;
+
+/// Bytes read per read call while a frame arrives: memory follows what the client actually
+/// sent, not the length it announced.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// A connection with nothing to say for this long is closed (Kafka's `connections.max.idle.ms`).
+const CONNECTION_IDLE_MS_MAX: u64 = 10 * 60 * 1000;
+
+/// Why a connection was closed by the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("socket")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {size} bytes is outside 1..={max}")]
+    FrameSize { size: i64, max: u32 },
+    #[error("idle for {CONNECTION_IDLE_MS_MAX} ms")]
+    Idle,
+    #[error("bad request: {0}")]
+    Protocol(String),
+}
+
+/// Serves one client connection until it closes or misbehaves.
+pub async fn serve_connection(state: Arc<BrokerState>, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let span = info_span!("connection", peer = %peer);
+    async move {
+        if let Err(e) = connection(state, stream).await {
+            debug!(error = %e, "connection closed");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn connection(state: Arc<BrokerState>, stream: TcpStream) -> Result<(), ConnectionError> {
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(CONNECTION_IN_FLIGHT_MAX);
+    let max = state.config.request_bytes_max;
+
+    let reader = async move {
+        loop {
+            match read_frame(&mut rd, max).await? {
+                Some(frame) => {
+                    if tx.send(frame).await.is_err() {
+                        return Ok::<(), ConnectionError>(());
+                    }
+                }
+                None => return Ok(()),
+            }
+        }
+    };
+
+    let handler = async move {
+        let mut out = BytesMut::with_capacity(64 * 1024);
+        while let Some(frame) = rx.recv().await {
+            out.clear();
+            match api::dispatch(&state, frame, &mut out).await {
+                Ok(true) => wr.write_all(&out).await?,
+                // acks=0 produce: Kafka sends no response.
+                Ok(false) => {}
+                Err(e) => return Err(e),
+            }
+            // Don't hold a large fetch response's buffer while idle.
+            if out.capacity() > 4 * 1024 * 1024 {
+                out = BytesMut::with_capacity(64 * 1024);
+            }
+        }
+        Ok::<(), ConnectionError>(())
+    };
+
+    // Either side ending ends the connection: a protocol error on the handler side drops the
+    // reader, and the client closing its side ends the handler once the queue drains.
+    tokio::pin!(reader);
+    tokio::pin!(handler);
+    tokio::select! {
+        r = &mut reader => {
+            r?;
+            handler.await
+        }
+        r = &mut handler => r,
+    }
+}
+
+/// Reads one size-prefixed frame. `None` on a clean close between frames.
+async fn read_frame(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    max: u32,
+) -> Result<Option<Bytes>, ConnectionError> {
+    let idle = Duration::from_millis(CONNECTION_IDLE_MS_MAX);
+    let mut len = [0u8; 4];
+    match tokio::time::timeout(idle, rd.read_exact(&mut len)).await {
+        Err(_) => return Err(ConnectionError::Idle),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(_)) => {}
+    }
+    let size = i32::from_be_bytes(len);
+    if size <= 0 || size as u32 > max {
+        return Err(ConnectionError::FrameSize {
+            size: size.into(),
+            max,
+        });
+    }
+    let size = size as usize;
+    let mut buf = BytesMut::with_capacity(size.min(READ_CHUNK_BYTES));
+    while buf.len() < size {
+        if buf.capacity() == buf.len() {
+            buf.reserve((size - buf.len()).min(READ_CHUNK_BYTES.max(buf.len())));
+        }
+        let want = size - buf.len();
+        let mut limited = (&mut *rd).take(want as u64);
+        let n = tokio::time::timeout(idle, limited.read_buf(&mut buf))
+            .await
+            .map_err(|_| ConnectionError::Idle)??;
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    Ok(Some(buf.freeze()))
+}
+
+/// The first 8 bytes of every request: API key, version, correlation id.
+pub fn peek_header(frame: &Bytes) -> Result<(i16, i16, i32), ConnectionError> {
+    if frame.len() < 8 {
+        return Err(ConnectionError::Protocol(format!(
+            "request of {} bytes is shorter than a request header",
+            frame.len()
+        )));
+    }
+    let mut b = &frame[..8];
+    Ok((b.get_i16(), b.get_i16(), b.get_i32()))
+}

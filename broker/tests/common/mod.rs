@@ -1,0 +1,247 @@
+//! An in-process broker on a loopback port and a minimal Kafka client for tests.
+#![allow(dead_code)]
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use std::net::SocketAddr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use weir_broker::{Broker, BrokerConfig};
+
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestBroker {
+    pub async fn start() -> TestBroker {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(f: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config =
+            BrokerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
+        f(&mut config);
+        let broker = Broker::start(config).await.expect("broker starts");
+        let addr = broker.local_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            broker
+                .serve(async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("broker serves");
+        });
+        TestBroker {
+            addr,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("broker task");
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self.addr).await
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    next_id: i32,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        Client { stream, next_id: 1 }
+    }
+
+    pub async fn send_raw(&mut self, frame: &[u8]) {
+        self.stream.write_all(frame).await.expect("write");
+    }
+
+    /// Sends a request and returns the response body bytes (after the header).
+    pub async fn request_bytes<R: Encodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        req: &R,
+    ) -> std::io::Result<Bytes> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(Some(StrBytes::from_static_str("weir-test")));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, api.request_header_version(version))
+            .unwrap();
+        req.encode(&mut body, version).unwrap();
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame).await?;
+        let mut resp = self.read_frame().await?;
+        let rh = ResponseHeader::decode(&mut resp, api.response_header_version(version)).unwrap();
+        assert_eq!(rh.correlation_id, id, "responses come in request order");
+        Ok(resp)
+    }
+
+    pub async fn read_frame(&mut self) -> std::io::Result<Bytes> {
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).await?;
+        let len = i32::from_be_bytes(len) as usize;
+        let mut buf = vec![0u8; len];
+        self.stream.read_exact(&mut buf).await?;
+        Ok(Bytes::from(buf))
+    }
+
+    pub async fn request<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
+        let mut bytes = self
+            .request_bytes(api, version, req)
+            .await
+            .expect("response");
+        let resp = Resp::decode(&mut bytes, version).expect("response decodes");
+        assert_eq!(
+            bytes.remaining(),
+            0,
+            "{api:?} v{version} response fully consumed"
+        );
+        resp
+    }
+
+    pub async fn create_topic(&mut self, name: &str, partitions: i32) {
+        use kafka_protocol::messages::create_topics_request::CreatableTopic;
+        let req = CreateTopicsRequest::default().with_topics(vec![
+            CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.into())))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1),
+        ]);
+        let resp: CreateTopicsResponse = self.request(ApiKey::CreateTopics, 7, &req).await;
+        assert_eq!(
+            resp.topics[0].error_code, 0,
+            "{:?}",
+            resp.topics[0].error_message
+        );
+    }
+
+    pub async fn produce(&mut self, topic: &str, partition: i32, batch: Bytes) -> (i16, i64) {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.into())))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(batch)),
+                    ]),
+            ]);
+        let resp: ProduceResponse = self.request(ApiKey::Produce, 9, &req).await;
+        let p = &resp.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
+    pub async fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait_ms: i32,
+        min_bytes: i32,
+    ) -> fetch_response::PartitionData {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        let req = FetchRequest::default()
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(min_bytes)
+            .with_max_bytes(50 * 1024 * 1024)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.into())))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(1024 * 1024),
+                    ]),
+            ]);
+        let mut resp: FetchResponse = self.request(ApiKey::Fetch, 12, &req).await;
+        resp.responses.remove(0).partitions.remove(0)
+    }
+}
+
+/// A RecordBatch v2 with `n` records `value-<i>`, keys `key-<i>`, created at `ts`.
+pub fn batch(n: usize, ts: i64, compression: Compression) -> Bytes {
+    batch_with_producer(n, ts, compression, -1, -1, -1)
+}
+
+pub fn batch_with_producer(
+    n: usize,
+    ts: i64,
+    compression: Compression,
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+) -> Bytes {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch when offset - sequence changes; a base sequence of -1
+            // (no producer) with sequences counting up from it keeps all records in one batch.
+            sequence: if seq < 0 {
+                i as i32 - 1
+            } else {
+                seq + i as i32
+            },
+            timestamp: ts + i as i64,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from(format!("value-{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encode batch");
+    buf.freeze()
+}
