@@ -164,6 +164,12 @@ cmd_start() {
     port=${port:-$(free_port "$cport")}
     cport=${cport:-$(free_port "$port")}
     [[ $port != "$cport" ]] || die "broker and controller ports must differ"
+    local p
+    for p in "$port" "$cport"; do
+        if "$PYTHON" "$SCRIPTS_DIR/kafka_probe.py" in-use --bootstrap "127.0.0.1:$p"; then
+            die "port $p on 127.0.0.1 is already in use"
+        fi
+    done
     write_config "$data" "$port" "$cport"
 
     local cp="$LIBS/*"
@@ -193,7 +199,7 @@ cmd_start() {
 
     local start=$SECONDS
     if ! "$PYTHON" "$SCRIPTS_DIR/kafka_probe.py" wait --bootstrap "127.0.0.1:$port" \
-        --timeout "$timeout" --pid "$pid" >/dev/null; then
+        --timeout "$timeout" --pid "$pid" --owner >/dev/null; then
         kill -KILL "$pid" 2>/dev/null || true
         rm -f "$data/kafka.pid"
         tail -n 40 "$logfile" >&2

@@ -10,7 +10,9 @@ speaks only what every broker must: ApiVersions v0 and a non-flexible Metadata v
 (v1..v8) picked from the range the broker advertises.
 
     kafka_probe.py wait --bootstrap 127.0.0.1:9092 [--timeout 60] [--pid PID]
-    kafka_probe.py free-port
+    kafka_probe.py wait --bootstrap 127.0.0.1:9092 --pid PID --owner   # PID must own the socket
+    kafka_probe.py in-use --bootstrap 127.0.0.1:9092
+    kafka_probe.py free-port [-n N] [--exclude PORT]
 """
 
 from __future__ import annotations
@@ -164,8 +166,48 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def wait_ready(bootstrap: str, timeout: float, pid: int | None = None, poll: float = 0.2) -> list[dict]:
-    """Polls until the broker is ready; raises TimeoutError, or RuntimeError if `pid` exits."""
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something accepts connections on host:port."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` owns a socket listening on TCP `port` (Linux /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    local, state, inode = cols[1], cols[3], cols[9]
+                    if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                        inodes.add(f"socket:[{inode}]")
+        except OSError:
+            continue
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def wait_ready(
+    bootstrap: str, timeout: float, pid: int | None = None, owner: bool = False, poll: float = 0.2
+) -> list[dict]:
+    """Polls until the broker is ready; raises TimeoutError, or RuntimeError if `pid` exits.
+    With `owner`, the listening socket must belong to `pid`: a broker someone else left on the
+    port does not count as ours being ready."""
     host, _, port = bootstrap.rpartition(":")
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -173,6 +215,8 @@ def wait_ready(bootstrap: str, timeout: float, pid: int | None = None, poll: flo
         if pid is not None and not _alive(pid):
             raise RuntimeError(f"process {pid} exited before {bootstrap} was ready (last: {last})")
         try:
+            if owner and pid is not None and not listens(pid, int(port)):
+                raise ProbeError(f"process {pid} does not listen on port {port} (yet)")
             return probe(host, int(port), timeout=min(5.0, timeout))
         except (OSError, ProbeError, struct.error) as e:
             last = e
@@ -188,6 +232,9 @@ def main(argv: list[str]) -> int:
     w.add_argument("--bootstrap", required=True, help="host:port")
     w.add_argument("--timeout", type=float, default=60.0)
     w.add_argument("--pid", type=int, help="fail early if this process exits")
+    w.add_argument("--owner", action="store_true", help="require --pid to own the listening socket")
+    u = sub.add_parser("in-use", help="exit 0 if something accepts connections on host:port")
+    u.add_argument("--bootstrap", required=True, help="host:port")
     f = sub.add_parser("free-port", help="print distinct free TCP ports on 127.0.0.1, one a line")
     f.add_argument("-n", type=int, default=1, help="how many")
     f.add_argument("--exclude", type=int, action="append", default=[], help="a port not to return")
@@ -196,8 +243,11 @@ def main(argv: list[str]) -> int:
     if args.cmd == "free-port":
         print("\n".join(map(str, free_ports(args.n, tuple(args.exclude)))))
         return 0
+    if args.cmd == "in-use":
+        host, _, port = args.bootstrap.rpartition(":")
+        return 0 if port_in_use(host, int(port)) else 1
     try:
-        brokers = wait_ready(args.bootstrap, args.timeout, args.pid)
+        brokers = wait_ready(args.bootstrap, args.timeout, args.pid, owner=args.owner)
     except (TimeoutError, RuntimeError) as e:
         print(f"kafka_probe: {e}", file=sys.stderr)
         return 1
