@@ -1,6 +1,7 @@
 //! Bad input over a live connection: random frames, mutated valid requests, lying lengths.
 //! Each one gets a response or a closed connection within a bounded time, never a crash or a
 //! hang, and the broker keeps serving other clients and the data it already holds.
+#![allow(clippy::unwrap_used)] // test helpers panic on purpose
 
 mod common;
 

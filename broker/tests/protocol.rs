@@ -1,5 +1,6 @@
 //! The broker over a real loopback socket: every API at every advertised version answers
 //! with a response that decodes, and produce/fetch/list-offsets agree with each other.
+#![allow(clippy::unwrap_used)] // test helpers panic on purpose
 
 mod common;
 

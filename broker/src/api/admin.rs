@@ -97,10 +97,10 @@ pub async fn create_topic(
     mode: CreateMode,
 ) -> Result<Arc<Topic>, Refusal> {
     let _admin = state.admin.lock().await;
-    if mode == CreateMode::GetOrCreate {
-        if let Some(t) = state.topic(name) {
-            return Ok(t);
-        }
+    if mode == CreateMode::GetOrCreate
+        && let Some(t) = state.topic(name)
+    {
+        return Ok(t);
     }
     let name = check_new_topic(state, name, partitions)?;
     let record = TopicRecord {
@@ -310,17 +310,16 @@ pub async fn create_partitions(
                 ));
             }
             check_partitions(t.count)?;
-            if let Some(assignments) = &t.assignments {
-                if assignments.len() as i32 != t.count - current
-                    || assignments.iter().any(|a| a.broker_ids != [BrokerId(node)])
-                {
-                    return Err((
-                        ResponseError::InvalidReplicaAssignment,
-                        format!(
-                            "give one assignment per new partition, each [{node}] (this cluster has one broker)"
-                        ),
-                    ));
-                }
+            if let Some(assignments) = &t.assignments
+                && (assignments.len() as i32 != t.count - current
+                    || assignments.iter().any(|a| a.broker_ids != [BrokerId(node)]))
+            {
+                return Err((
+                    ResponseError::InvalidReplicaAssignment,
+                    format!(
+                        "give one assignment per new partition, each [{node}] (this cluster has one broker)"
+                    ),
+                ));
             }
             if req.validate_only {
                 return Ok(());

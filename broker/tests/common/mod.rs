@@ -1,5 +1,5 @@
 //! An in-process broker on a loopback port and a minimal Kafka client for tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
