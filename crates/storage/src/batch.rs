@@ -76,7 +76,11 @@ pub enum BatchError {
     #[error("no record batches")]
     Empty,
     #[error("batch at byte {at}: needs {needed} bytes, only {available} remain")]
-    Truncated { at: usize, needed: usize, available: usize },
+    Truncated {
+        at: usize,
+        needed: usize,
+        available: usize,
+    },
     #[error("batch at byte {at}: magic {magic}, only 2 is supported")]
     BadMagic { at: usize, magic: i8 },
     #[error("batch at byte {at}: batchLength {batch_length} is smaller than a header")]
@@ -84,15 +88,30 @@ pub enum BatchError {
     #[error("batch at byte {at}: {size} bytes exceeds the limit of {max}")]
     TooLarge { at: usize, size: usize, max: u32 },
     #[error("batch at byte {at}: CRC-32C is {computed:#010x}, header says {stored:#010x}")]
-    CrcMismatch { at: usize, stored: u32, computed: u32 },
+    CrcMismatch {
+        at: usize,
+        stored: u32,
+        computed: u32,
+    },
     #[error("batch at byte {at}: recordsCount {count} with lastOffsetDelta {last_offset_delta}")]
-    BadRecordCount { at: usize, count: i32, last_offset_delta: i32 },
+    BadRecordCount {
+        at: usize,
+        count: i32,
+        last_offset_delta: i32,
+    },
     #[error("batch at byte {at}: maxTimestamp {max} is before baseTimestamp {base}")]
     BadTimestamps { at: usize, base: i64, max: i64 },
     #[error("batch at byte {at}: unknown compression codec {codec}")]
     UnknownCompression { at: usize, codec: i16 },
-    #[error("batch at byte {at}: producer id {producer_id} with epoch {epoch} and sequence {sequence}")]
-    BadProducerFields { at: usize, producer_id: i64, epoch: i16, sequence: i32 },
+    #[error(
+        "batch at byte {at}: producer id {producer_id} with epoch {epoch} and sequence {sequence}"
+    )]
+    BadProducerFields {
+        at: usize,
+        producer_id: i64,
+        epoch: i16,
+        sequence: i32,
+    },
     #[error("batch at byte {at}: records do not frame: {reason}")]
     BadRecords { at: usize, reason: &'static str },
 }
@@ -167,7 +186,10 @@ impl BatchHeader {
             records_count: be_i32(b, 57),
         };
         if (h.batch_length as i64) < (BATCH_HEADER_BYTES - BATCH_LENGTH_OVERHEAD) as i64 {
-            return Err(BatchError::BadLength { at, batch_length: h.batch_length });
+            return Err(BatchError::BadLength {
+                at,
+                batch_length: h.batch_length,
+            });
         }
         if h.records_count < 1
             || h.records_count > BATCH_RECORDS_MAX
@@ -299,15 +321,27 @@ pub(crate) fn validate_batch_at(
     let h = BatchHeader::parse_at(bytes, at)?;
     let size = h.size_bytes();
     if size > max_batch_bytes as usize {
-        return Err(BatchError::TooLarge { at, size, max: max_batch_bytes });
+        return Err(BatchError::TooLarge {
+            at,
+            size,
+            max: max_batch_bytes,
+        });
     }
     if size > bytes.len() {
-        return Err(BatchError::Truncated { at, needed: size, available: bytes.len() });
+        return Err(BatchError::Truncated {
+            at,
+            needed: size,
+            available: bytes.len(),
+        });
     }
     let batch = &bytes[..size];
     let computed = crc32c::crc32c(&batch[CRC_COVERS_FROM..]);
     if computed != h.crc {
-        return Err(BatchError::CrcMismatch { at, stored: h.crc, computed });
+        return Err(BatchError::CrcMismatch {
+            at,
+            stored: h.crc,
+            computed,
+        });
     }
     if h.compression() == Compression::None {
         walk_records(&batch[BATCH_HEADER_BYTES..], h.records_count)
@@ -459,12 +493,18 @@ mod tests {
     #[test]
     fn too_large_is_its_own_error() {
         let b = valid(&[&[0u8; 100]]);
-        assert!(matches!(validate_batches(&b, 50), Err(BatchError::TooLarge { .. })));
+        assert!(matches!(
+            validate_batches(&b, 50),
+            Err(BatchError::TooLarge { .. })
+        ));
     }
 
     #[test]
     fn compressed_batches_are_stored_without_walking_records() {
-        let spec = BatchSpec { compression: Compression::Zstd, ..BatchSpec::default() };
+        let spec = BatchSpec {
+            compression: Compression::Zstd,
+            ..BatchSpec::default()
+        };
         let b = encode_batch(&spec, &[b"opaque", b"bytes"]);
         let h = validate_batches(&b, 1 << 20).unwrap()[0];
         assert_eq!(h.compression(), Compression::Zstd);
@@ -513,8 +553,8 @@ mod tests {
 
     /// Bytes outside the CRC that the log rewrites anyway: flipping them must not be refused.
     fn outside_crc_and_unchecked(pos_in_batch: usize) -> bool {
-        pos_in_batch < 8 || (PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4)
-            .contains(&pos_in_batch)
+        pos_in_batch < 8
+            || (PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4).contains(&pos_in_batch)
     }
 
     proptest! {

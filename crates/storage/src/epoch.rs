@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(e(2), Some((LeaderEpoch(1), Offset(10))));
         assert_eq!(e(0), Some((LeaderEpoch(0), Offset(0))));
         assert_eq!(e(6), None);
-        assert_eq!(EpochCache::default().end_offset_for(LeaderEpoch(0), Offset(0)), None);
+        assert_eq!(
+            EpochCache::default().end_offset_for(LeaderEpoch(0), Offset(0)),
+            None
+        );
     }
 
     #[test]

@@ -31,7 +31,11 @@ pub enum StorageError {
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     RecordTooLarge { size: usize, max: u32 },
     #[error("offset {offset} is outside the log [{log_start}, {log_end}]")]
-    OffsetOutOfRange { offset: Offset, log_start: Offset, log_end: Offset },
+    OffsetOutOfRange {
+        offset: Offset,
+        log_start: Offset,
+        log_end: Offset,
+    },
     #[error(
         "producer {producer_id} epoch {epoch}: sequence {sequence} does not follow {last_sequence:?}"
     )]
@@ -44,13 +48,26 @@ pub enum StorageError {
         last_sequence: Option<i32>,
     },
     #[error("producer {producer_id}: epoch {epoch} is fenced by epoch {current}")]
-    InvalidProducerEpoch { producer_id: ProducerId, epoch: ProducerEpoch, current: ProducerEpoch },
+    InvalidProducerEpoch {
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        current: ProducerEpoch,
+    },
     #[error("leader epoch {epoch} is older than the log's latest epoch {latest}")]
-    StaleLeaderEpoch { epoch: LeaderEpoch, latest: LeaderEpoch },
+    StaleLeaderEpoch {
+        epoch: LeaderEpoch,
+        latest: LeaderEpoch,
+    },
     #[error("clients may not produce control batches (batch at byte {at})")]
     ControlBatchRefused { at: usize },
-    #[error("{path}: on-disk format version {found} is not supported (this build reads {supported})")]
-    UnsupportedFormat { path: PathBuf, found: u16, supported: u16 },
+    #[error(
+        "{path}: on-disk format version {found} is not supported (this build reads {supported})"
+    )]
+    UnsupportedFormat {
+        path: PathBuf,
+        found: u16,
+        supported: u16,
+    },
     #[error("{path}: corrupt: {reason}")]
     CorruptMetadata { path: PathBuf, reason: String },
 }
@@ -63,9 +80,17 @@ impl StorageError {
 }
 
 pub(crate) fn io_err(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> StorageError {
-    move |source| StorageError::Io { path: path.to_path_buf(), op, source }
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
 }
 
 pub(crate) fn fatal_err(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> StorageError {
-    move |source| StorageError::Fatal { path: path.to_path_buf(), op, source }
+    move |source| StorageError::Fatal {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
 }

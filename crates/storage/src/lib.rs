@@ -30,6 +30,9 @@
 //! walk batch headers to the batch containing the fetch offset -> one positional read of up
 //! to `max_bytes` -> cut back to whole batches below the upper bound.
 
+// Tests may unwrap: a panic is the failure report.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod batch;
 mod epoch;
 mod error;
@@ -43,7 +46,9 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use batch::{BATCH_HEADER_BYTES, BatchError, BatchHeader, Compression, TimestampType, validate_batches};
+pub use batch::{
+    BATCH_HEADER_BYTES, BatchError, BatchHeader, Compression, TimestampType, validate_batches,
+};
 pub use error::StorageError;
 pub use log::{AppendOutcome, LogConfig, PartitionLog, ReadOutcome, RetentionOutcome};
 pub use meta::FORMAT_VERSION;

@@ -15,6 +15,7 @@
 //! active segment (CRC included) unless the previous close was clean, and checks the framing
 //! of the closed ones.
 
+use crate::batch::BatchError;
 use crate::batch::{
     BatchHeader, Compression, TimestampType, find_record_by_timestamp, set_base_offset,
     set_log_append_time, set_partition_leader_epoch, validate_batches,
@@ -24,7 +25,6 @@ use crate::error::{StorageError, io_err};
 use crate::meta::{self, PartitionMeta};
 use crate::producer::{self, BatchMeta, Check, ProducerEntry, ProducerState};
 use crate::segment::{Segment, parse_log_name};
-use crate::batch::BatchError;
 use bytes::Bytes;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -72,7 +72,8 @@ impl Default for LogConfig {
 impl LogConfig {
     /// Segment positions are stored as u32 and must stay below 2 GiB.
     fn segment_bytes(&self) -> u64 {
-        self.segment_bytes.clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX)
+        self.segment_bytes
+            .clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX)
     }
 }
 
@@ -86,7 +87,11 @@ pub enum AppendOutcome {
         log_start_offset: Offset,
     },
     /// A retried idempotent batch already in the log: acknowledged with its original offsets.
-    Duplicate { base_offset: Offset, last_offset: Offset, log_start_offset: Offset },
+    Duplicate {
+        base_offset: Offset,
+        last_offset: Offset,
+        log_start_offset: Offset,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,7 +132,11 @@ impl PartitionLog {
     /// Opens (creating if absent) and recovers: walks every segment's batch headers (rebuilding
     /// indexes that do not match, producer state and the epoch cache), verifies the active
     /// segment's batches unless the last close was clean, and truncates a torn or corrupt tail.
-    pub fn open(dir: &Path, config: LogConfig, now: Timestamp) -> Result<PartitionLog, StorageError> {
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        now: Timestamp,
+    ) -> Result<PartitionLog, StorageError> {
         fs::create_dir_all(dir).map_err(io_err(dir, "creating"))?;
         let mut bases = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err(dir, "listing"))? {
@@ -146,7 +155,10 @@ impl PartitionLog {
         let meta = match PartitionMeta::load(dir)? {
             Some(m) => m,
             None if bases.is_empty() => {
-                let m = PartitionMeta { log_start: Offset::ZERO, clean_end: None };
+                let m = PartitionMeta {
+                    log_start: Offset::ZERO,
+                    clean_end: None,
+                };
                 m.store(dir)?;
                 m
             }
@@ -232,7 +244,8 @@ impl PartitionLog {
             }
         }
         if self.segments.is_empty() {
-            self.segments.push(Segment::create(&self.dir, self.log_start)?);
+            self.segments
+                .push(Segment::create(&self.dir, self.log_start)?);
         }
         // Epochs: the checkpoint, plus any epoch a batch carries that it lacks (a crash between
         // the append and the checkpoint write), minus anything past the recovered end.
@@ -255,7 +268,11 @@ impl PartitionLog {
     }
 
     fn store_meta(&self, clean_end: Option<Offset>) -> Result<(), StorageError> {
-        PartitionMeta { log_start: self.log_start, clean_end }.store(&self.dir)
+        PartitionMeta {
+            log_start: self.log_start,
+            clean_end,
+        }
+        .store(&self.dir)
     }
 
     fn active(&self) -> &Segment {
@@ -313,10 +330,13 @@ impl PartitionLog {
         epoch: LeaderEpoch,
         now: Timestamp,
     ) -> Result<AppendOutcome, StorageError> {
-        let headers = validate_batches(records, self.config.max_message_bytes).map_err(|e| match e {
-            BatchError::TooLarge { size, max, .. } => StorageError::RecordTooLarge { size, max },
-            e => StorageError::CorruptBatch(e),
-        })?;
+        let headers =
+            validate_batches(records, self.config.max_message_bytes).map_err(|e| match e {
+                BatchError::TooLarge { size, max, .. } => {
+                    StorageError::RecordTooLarge { size, max }
+                }
+                e => StorageError::CorruptBatch(e),
+            })?;
         if let Some(latest) = self.epochs.latest()
             && epoch < latest
         {
@@ -340,7 +360,12 @@ impl PartitionLog {
                     None => self.producers.get(pid),
                 };
                 let last_seq = h.last_sequence();
-                let meta = BatchMeta { first_seq, last_seq, base_offset: base, last_offset: last };
+                let meta = BatchMeta {
+                    first_seq,
+                    last_seq,
+                    base_offset: base,
+                    last_offset: last,
+                };
                 match ProducerState::check(current, pid, pepoch, first_seq, last_seq)? {
                     Check::Duplicate(d) => {
                         return Ok(AppendOutcome::Duplicate {
@@ -393,7 +418,11 @@ impl PartitionLog {
         let mut count = 0u64;
         for h in &headers {
             let last = base.plus(h.last_offset_delta as i64);
-            let max_ts = if log_append_time { now.get() } else { h.max_timestamp.get() };
+            let max_ts = if log_append_time {
+                now.get()
+            } else {
+                h.max_timestamp.get()
+            };
             seg.track_batch(pos, base, last, h.size_bytes() as u64, max_ts, interval);
             pos += h.size_bytes() as u64;
             base = last.plus(1);
@@ -412,7 +441,11 @@ impl PartitionLog {
             meta::store_epochs(&self.dir, self.epochs.entries())?;
         }
         self.unflushed_messages += count;
-        if self.config.flush_messages.is_some_and(|n| self.unflushed_messages >= n) {
+        if self
+            .config
+            .flush_messages
+            .is_some_and(|n| self.unflushed_messages >= n)
+        {
             self.flush_at(now)?;
         }
         Ok(AppendOutcome::Appended {
@@ -470,7 +503,10 @@ impl PartitionLog {
         let bytes = if from >= upper {
             Vec::new()
         } else {
-            let i = self.segments.partition_point(|s| s.base <= from).saturating_sub(1);
+            let i = self
+                .segments
+                .partition_point(|s| s.base <= from)
+                .saturating_sub(1);
             self.segments[i].read(from, max_bytes, upper, min_one_batch)?
         };
         Ok(ReadOutcome {
@@ -490,7 +526,11 @@ impl PartitionLog {
     ) -> Result<Option<(Offset, Timestamp)>, StorageError> {
         let target = ts.get();
         let min = self.log_start;
-        for seg in self.segments.iter().filter(|s| s.next_offset > min && s.max_timestamp >= target) {
+        for seg in self
+            .segments
+            .iter()
+            .filter(|s| s.next_offset > min && s.max_timestamp >= target)
+        {
             let found = seg.scan_from(seg.time_index_position(target), |pos, h| {
                 if h.last_offset() < min || h.max_timestamp.get() < target {
                     return Ok(None);
@@ -515,7 +555,11 @@ impl PartitionLog {
     /// (first) batch carrying it. `None` when no batch has a timestamp.
     pub fn max_timestamp(&self) -> Option<(Offset, Timestamp)> {
         let mut best: Option<(Offset, Timestamp)> = None;
-        for s in self.segments.iter().filter(|s| s.next_offset > self.log_start) {
+        for s in self
+            .segments
+            .iter()
+            .filter(|s| s.next_offset > self.log_start)
+        {
             if s.max_timestamp >= 0 && best.is_none_or(|b| s.max_timestamp > b.1.get()) {
                 best = Some((s.offset_of_max_timestamp, Timestamp(s.max_timestamp)));
             }
@@ -559,7 +603,10 @@ impl PartitionLog {
     }
 
     fn delete_first_segments(&mut self, n: usize) -> Result<(usize, u64), StorageError> {
-        assert!(n < self.segments.len(), "the active segment is never deleted");
+        assert!(
+            n < self.segments.len(),
+            "the active segment is never deleted"
+        );
         let mut bytes = 0;
         for seg in self.segments.drain(..n) {
             bytes += seg.size;
@@ -587,13 +634,18 @@ impl PartitionLog {
             n = self.segments[..closed]
                 .iter()
                 .take_while(|s| {
-                    let ts = if s.max_timestamp >= 0 { Some(s.max_timestamp) } else { s.modified_ms() };
+                    let ts = if s.max_timestamp >= 0 {
+                        Some(s.max_timestamp)
+                    } else {
+                        s.modified_ms()
+                    };
                     ts.is_some_and(|t| t < limit)
                 })
                 .count();
         }
         if let Some(max) = self.config.retention_bytes {
-            let mut size = self.size_bytes() - self.segments[..n].iter().map(|s| s.size).sum::<u64>();
+            let mut size =
+                self.size_bytes() - self.segments[..n].iter().map(|s| s.size).sum::<u64>();
             while n < closed && size - self.segments[n].size >= max && size > max {
                 size -= self.segments[n].size;
                 n += 1;
@@ -615,13 +667,20 @@ impl PartitionLog {
         self.after_start_moved()?;
         tracing::info!(dir = %self.dir.display(), segments_deleted, bytes_deleted,
             log_start = self.log_start.get(), "retention deleted segments");
-        Ok(RetentionOutcome { segments_deleted, bytes_deleted, log_start_offset: self.log_start })
+        Ok(RetentionOutcome {
+            segments_deleted,
+            bytes_deleted,
+            log_start_offset: self.log_start,
+        })
     }
 
     /// Flushes when `flush.ms` has passed since the last flush and there is unflushed data.
     pub fn maybe_flush(&mut self, now: Timestamp) -> Result<(), StorageError> {
         if self.unflushed_messages > 0
-            && self.config.flush_ms.is_some_and(|ms| now.get().saturating_sub(self.last_flush_ms) >= ms)
+            && self
+                .config
+                .flush_ms
+                .is_some_and(|ms| now.get().saturating_sub(self.last_flush_ms) >= ms)
         {
             self.flush_at(now)?;
         }
@@ -724,7 +783,10 @@ fn replay(
     h: &BatchHeader,
     log_start: Offset,
 ) {
-    if epoch_starts.last().is_none_or(|e| e.0 < h.partition_leader_epoch) {
+    if epoch_starts
+        .last()
+        .is_none_or(|e| e.0 < h.partition_leader_epoch)
+    {
         epoch_starts.push((h.partition_leader_epoch, h.base_offset));
     }
     if h.last_offset() < log_start {

@@ -86,7 +86,10 @@ impl PartitionMeta {
             return Err(corrupt("negative log start offset"));
         }
         let clean_end = (flags & 1 == 1 && i64_at(16) >= 0).then(|| Offset(i64_at(16)));
-        Ok(PartitionMeta { log_start: Offset(log_start), clean_end })
+        Ok(PartitionMeta {
+            log_start: Offset(log_start),
+            clean_end,
+        })
     }
 
     pub fn load(dir: &Path) -> Result<Option<PartitionMeta>, StorageError> {
@@ -123,8 +126,10 @@ pub(crate) fn load_epochs(dir: &Path) -> Result<Vec<(LeaderEpoch, Offset)>, Stor
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err(&path, "reading")(e)),
     };
-    let corrupt =
-        |reason: &str| StorageError::CorruptMetadata { path: path.clone(), reason: reason.into() };
+    let corrupt = |reason: &str| StorageError::CorruptMetadata {
+        path: path.clone(),
+        reason: reason.into(),
+    };
     if b.len() < 14 || &b[0..4] != b"WEPC" {
         return Err(corrupt("not a leader epoch checkpoint"));
     }
@@ -199,14 +204,20 @@ mod tests {
     #[test]
     fn meta_round_trips_and_refuses_unknown_versions() {
         let dir = tempfile::tempdir().unwrap();
-        let m = PartitionMeta { log_start: Offset(42), clean_end: Some(Offset(100)) };
+        let m = PartitionMeta {
+            log_start: Offset(42),
+            clean_end: Some(Offset(100)),
+        };
         m.store(dir.path()).unwrap();
         assert_eq!(PartitionMeta::load(dir.path()).unwrap(), Some(m));
         let mut b = m.encode();
         b[5] = 9;
         fs::write(dir.path().join(META_FILE), b).unwrap();
         let e = PartitionMeta::load(dir.path()).unwrap_err();
-        assert!(matches!(e, StorageError::UnsupportedFormat { found: 9, .. }), "{e}");
+        assert!(
+            matches!(e, StorageError::UnsupportedFormat { found: 9, .. }),
+            "{e}"
+        );
     }
 
     #[test]

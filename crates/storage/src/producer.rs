@@ -68,7 +68,9 @@ impl ProducerState {
         first_seq: i32,
         last_seq: i32,
     ) -> Result<Check, StorageError> {
-        let Some(entry) = entry else { return Ok(Check::Accept) };
+        let Some(entry) = entry else {
+            return Ok(Check::Accept);
+        };
         if epoch < entry.epoch {
             return Err(StorageError::InvalidProducerEpoch {
                 producer_id: pid,
@@ -87,8 +89,10 @@ impl ProducerState {
             }
             return Ok(Check::Accept);
         }
-        if let Some(dup) =
-            entry.batches.iter().find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
         {
             return Ok(Check::Duplicate(*dup));
         }
@@ -107,12 +111,21 @@ impl ProducerState {
 
     /// Records an accepted batch (also used to replay the log at open, without checks).
     pub fn apply(&mut self, pid: ProducerId, epoch: ProducerEpoch, meta: BatchMeta) {
-        apply_to(self.producers.entry(pid).or_insert_with(|| new_entry(epoch)), epoch, meta);
+        apply_to(
+            self.producers
+                .entry(pid)
+                .or_insert_with(|| new_entry(epoch)),
+            epoch,
+            meta,
+        );
     }
 
     /// Records only an epoch (a control batch, which has no sequence).
     pub fn apply_epoch(&mut self, pid: ProducerId, epoch: ProducerEpoch) {
-        let e = self.producers.entry(pid).or_insert_with(|| new_entry(epoch));
+        let e = self
+            .producers
+            .entry(pid)
+            .or_insert_with(|| new_entry(epoch));
         if epoch > e.epoch {
             *e = new_entry(epoch);
         }
@@ -134,7 +147,10 @@ impl ProducerState {
 }
 
 pub(crate) fn new_entry(epoch: ProducerEpoch) -> ProducerEntry {
-    ProducerEntry { epoch, batches: VecDeque::with_capacity(PRODUCER_BATCHES_RETAINED) }
+    ProducerEntry {
+        epoch,
+        batches: VecDeque::with_capacity(PRODUCER_BATCHES_RETAINED),
+    }
 }
 
 pub(crate) fn apply_to(e: &mut ProducerEntry, epoch: ProducerEpoch, meta: BatchMeta) {
@@ -168,11 +184,23 @@ mod tests {
         let check = |ep: i16, f: i32, l: i32| ProducerState::check(e, pid, ProducerEpoch(ep), f, l);
         assert_eq!(check(1, 5, 9).unwrap(), Check::Accept);
         assert_eq!(check(1, 0, 4).unwrap(), Check::Duplicate(meta(0, 4, 0)));
-        assert!(matches!(check(1, 6, 9), Err(StorageError::OutOfOrderSequence { .. })));
-        assert!(matches!(check(0, 5, 9), Err(StorageError::InvalidProducerEpoch { .. })));
-        assert!(matches!(check(2, 5, 9), Err(StorageError::OutOfOrderSequence { .. })));
+        assert!(matches!(
+            check(1, 6, 9),
+            Err(StorageError::OutOfOrderSequence { .. })
+        ));
+        assert!(matches!(
+            check(0, 5, 9),
+            Err(StorageError::InvalidProducerEpoch { .. })
+        ));
+        assert!(matches!(
+            check(2, 5, 9),
+            Err(StorageError::OutOfOrderSequence { .. })
+        ));
         assert_eq!(check(2, 0, 3).unwrap(), Check::Accept);
-        assert_eq!(ProducerState::check(None, pid, ProducerEpoch(0), 77, 80).unwrap(), Check::Accept);
+        assert_eq!(
+            ProducerState::check(None, pid, ProducerEpoch(0), 77, 80).unwrap(),
+            Check::Accept
+        );
     }
 
     #[test]
@@ -183,7 +211,11 @@ mod tests {
         let next = ProducerState::check(s.get(pid), pid, ProducerEpoch(0), 0, 3).unwrap();
         assert_eq!(next, Check::Accept);
         for i in 0..7 {
-            s.apply(pid, ProducerEpoch(0), meta(i * 10, i * 10 + 9, 100 + i as i64 * 10));
+            s.apply(
+                pid,
+                ProducerEpoch(0),
+                meta(i * 10, i * 10 + 9, 100 + i as i64 * 10),
+            );
         }
         assert_eq!(s.get(pid).unwrap().batches.len(), PRODUCER_BATCHES_RETAINED);
         s.evict_below(Offset(1_000));

@@ -105,7 +105,10 @@ impl Segment {
             .write(true)
             .open(&path)
             .map_err(io_err(&path, "opening segment"))?;
-        let len = file.metadata().map_err(io_err(&path, "reading size of"))?.len();
+        let len = file
+            .metadata()
+            .map_err(io_err(&path, "reading size of"))?
+            .len();
         Ok((Segment::with_file(base, file, path), len))
     }
 
@@ -181,19 +184,25 @@ impl Segment {
     /// environment is broken.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
         if let Err(e) = self.file.write_all_at(bytes, self.size) {
-            self.file.set_len(self.size).map_err(fatal_err(&self.path, "rolling back a failed write to"))?;
+            self.file
+                .set_len(self.size)
+                .map_err(fatal_err(&self.path, "rolling back a failed write to"))?;
             return Err(io_err(&self.path, "appending to")(e));
         }
         Ok(())
     }
 
     pub fn sync(&self) -> Result<(), StorageError> {
-        self.file.sync_data().map_err(fatal_err(&self.path, "fsync of"))
+        self.file
+            .sync_data()
+            .map_err(fatal_err(&self.path, "fsync of"))
     }
 
     /// Cuts the file to `size` bytes (a batch boundary).
     pub fn truncate_file(&mut self, size: u64) -> Result<(), StorageError> {
-        self.file.set_len(size).map_err(io_err(&self.path, "truncating"))
+        self.file
+            .set_len(size)
+            .map_err(io_err(&self.path, "truncating"))
     }
 
     /// Walks the batches of the file's first `len` bytes from the start, checking framing,
@@ -209,7 +218,10 @@ impl Segment {
     ) -> Result<WalkEnd, StorageError> {
         self.reset_tracking();
         // A second handle, so the reader's borrow does not conflict with tracking batches.
-        let file = self.file.try_clone().map_err(io_err(&self.path, "duplicating handle of"))?;
+        let file = self
+            .file
+            .try_clone()
+            .map_err(io_err(&self.path, "duplicating handle of"))?;
         let path = self.path.clone();
         let mut reader = ChunkReader::new(&file, &path, len);
         let mut pos = 0u64;
@@ -229,7 +241,9 @@ impl Segment {
             };
             let size = h.size_bytes() as u64;
             if size > remaining {
-                problem = Some(format!("batch at {pos} of {size} bytes is cut at {remaining}"));
+                problem = Some(format!(
+                    "batch at {pos} of {size} bytes is cut at {remaining}"
+                ));
                 break;
             }
             if size > RECOVERY_BATCH_BYTES_MAX as u64 {
@@ -256,21 +270,38 @@ impl Segment {
                 break;
             }
             on_batch(pos, &h);
-            self.track_batch(pos, h.base_offset, h.last_offset(), size, h.max_timestamp.get(), index_interval);
+            self.track_batch(
+                pos,
+                h.base_offset,
+                h.last_offset(),
+                size,
+                h.max_timestamp.get(),
+                index_interval,
+            );
             pos += size;
         }
-        Ok(WalkEnd { valid_bytes: pos, problem })
+        Ok(WalkEnd {
+            valid_bytes: pos,
+            problem,
+        })
     }
 
     /// Byte position to start scanning from for `target`: the last index entry at or before it.
     fn index_position(&self, target: Offset) -> u64 {
         let rel = (target.get() - self.base.get()).clamp(0, u32::MAX as i64) as u32;
         let i = self.index.partition_point(|e| e.rel <= rel);
-        if i == 0 { 0 } else { self.index[i - 1].pos as u64 }
+        if i == 0 {
+            0
+        } else {
+            self.index[i - 1].pos as u64
+        }
     }
 
     /// Position, size, base and last offset of the batch containing `target`, if any.
-    pub fn find_batch(&self, target: Offset) -> Result<Option<(u64, u64, BatchHeaderLite)>, StorageError> {
+    pub fn find_batch(
+        &self,
+        target: Offset,
+    ) -> Result<Option<(u64, u64, BatchHeaderLite)>, StorageError> {
         let mut reader = ChunkReader::new(&self.file, &self.path, self.size);
         let mut pos = self.index_position(target);
         while pos < self.size {
@@ -321,7 +352,9 @@ impl Segment {
 
     pub fn read_exact(&self, pos: u64, len: usize) -> Result<Vec<u8>, StorageError> {
         let mut buf = vec![0u8; len];
-        self.file.read_exact_at(&mut buf, pos).map_err(io_err(&self.path, "reading"))?;
+        self.file
+            .read_exact_at(&mut buf, pos)
+            .map_err(io_err(&self.path, "reading"))?;
         Ok(buf)
     }
 
@@ -329,7 +362,11 @@ impl Segment {
     /// older than `target`.
     pub fn time_index_position(&self, target: i64) -> u64 {
         let i = self.index.partition_point(|e| e.max_ts_before < target);
-        if i == 0 { 0 } else { self.index[i - 1].pos as u64 }
+        if i == 0 {
+            0
+        } else {
+            self.index[i - 1].pos as u64
+        }
     }
 
     /// Iterates batch headers from `pos` to the end, calling `f(pos, header)` until it returns
@@ -364,7 +401,10 @@ impl Segment {
     }
 
     fn index_paths(&self) -> (PathBuf, PathBuf) {
-        (self.path.with_extension("index"), self.path.with_extension("timeindex"))
+        (
+            self.path.with_extension("index"),
+            self.path.with_extension("timeindex"),
+        )
     }
 
     /// Writes both index files from memory; with `sync`, durably.
@@ -419,7 +459,9 @@ impl Segment {
     /// The segment's last-modified time in ms, for retention of segments without timestamps.
     pub fn modified_ms(&self) -> Option<i64> {
         let m = self.file.metadata().ok()?.modified().ok()?;
-        m.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as i64)
+        m.duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_millis() as i64)
     }
 }
 
@@ -456,13 +498,20 @@ struct ChunkReader<'a> {
 
 impl<'a> ChunkReader<'a> {
     fn new(file: &'a File, path: &'a Path, end: u64) -> Self {
-        ChunkReader { file, path, end, buf: Vec::new(), buf_start: 0 }
+        ChunkReader {
+            file,
+            path,
+            end,
+            buf: Vec::new(),
+            buf_start: 0,
+        }
     }
 
     /// `[pos, pos + len)`, which the caller guarantees lies within `end`.
     fn bytes(&mut self, pos: u64, len: usize) -> Result<&[u8], StorageError> {
         assert!(pos + len as u64 <= self.end, "read past the segment's end");
-        let have = pos >= self.buf_start && pos + len as u64 <= self.buf_start + self.buf.len() as u64;
+        let have =
+            pos >= self.buf_start && pos + len as u64 <= self.buf_start + self.buf.len() as u64;
         if !have {
             let want = len.max(WALK_CHUNK_BYTES).min((self.end - pos) as usize);
             self.buf.resize(want, 0);

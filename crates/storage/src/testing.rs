@@ -69,7 +69,9 @@ pub fn encode_batch(spec: &BatchSpec, values: &[&[u8]]) -> Vec<u8> {
         Compression::Zstd => 4,
     };
     let attributes = codec | if spec.transactional { 0x10 } else { 0 };
-    let (pid, epoch, seq) = spec.producer.map_or((-1i64, -1i16, -1i32), |(p, e, s)| (p.0, e.0, s));
+    let (pid, epoch, seq) = spec
+        .producer
+        .map_or((-1i64, -1i16, -1i32), |(p, e, s)| (p.0, e.0, s));
     let mut b = Vec::with_capacity(BATCH_HEADER_BYTES + records.len());
     b.extend_from_slice(&0i64.to_be_bytes());
     b.extend_from_slice(&((BATCH_HEADER_BYTES - 12 + records.len()) as i32).to_be_bytes());
@@ -132,8 +134,11 @@ pub fn decode_records(mut bytes: &[u8]) -> Vec<DecodedRecord> {
                 }
                 let (val_len, m) = read_varint(&body[q..]).expect("value");
                 q += m;
-                let value =
-                    if val_len >= 0 { body[q..q + val_len as usize].to_vec() } else { Vec::new() };
+                let value = if val_len >= 0 {
+                    body[q..q + val_len as usize].to_vec()
+                } else {
+                    Vec::new()
+                };
                 out.push(DecodedRecord {
                     offset: h.base_offset.plus(off_delta as i64),
                     timestamp: if log_append {

@@ -16,7 +16,10 @@ fn segments_roll_by_size_and_use_kafka_file_names() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert!(names.contains(&"00000000000000000000.log".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"00000000000000000000.log".to_string()),
+        "{names:?}"
+    );
     assert!(names.contains(&"00000000000000000000.index".to_string()));
     assert!(names.contains(&"00000000000000000000.timeindex".to_string()));
     assert_eq!(read_all(&log).len(), 30);
@@ -25,15 +28,20 @@ fn segments_roll_by_size_and_use_kafka_file_names() {
 #[test]
 fn segments_roll_by_time() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { segment_ms: 1000, ..small_config() };
+    let config = LogConfig {
+        segment_ms: 1000,
+        ..small_config()
+    };
     let mut log = PartitionLog::open(dir.path(), config, NOW).unwrap();
     let mut b = batch(&[b"a"]);
     log.append(&mut b, LeaderEpoch(0), NOW).unwrap();
     let mut b = batch(&[b"b"]);
-    log.append(&mut b, LeaderEpoch(0), Timestamp(NOW.get() + 500)).unwrap();
+    log.append(&mut b, LeaderEpoch(0), Timestamp(NOW.get() + 500))
+        .unwrap();
     assert_eq!(log.segment_count(), 1);
     let mut b = batch(&[b"c"]);
-    log.append(&mut b, LeaderEpoch(0), Timestamp(NOW.get() + 1000)).unwrap();
+    log.append(&mut b, LeaderEpoch(0), Timestamp(NOW.get() + 1000))
+        .unwrap();
     assert_eq!(log.segment_count(), 2);
 }
 
@@ -55,8 +63,16 @@ fn reads_return_whole_batches_within_bounds() {
     let r = log.read(Offset(0), 1 << 20, Offset(2), true).unwrap();
     assert!(r.bytes.is_empty());
     // max_bytes smaller than the first batch: nothing, or the batch with min_one_batch.
-    assert!(log.read(Offset(0), 10, end, false).unwrap().bytes.is_empty());
-    assert_eq!(decode_records(&log.read(Offset(0), 10, end, true).unwrap().bytes).len(), 3);
+    assert!(
+        log.read(Offset(0), 10, end, false)
+            .unwrap()
+            .bytes
+            .is_empty()
+    );
+    assert_eq!(
+        decode_records(&log.read(Offset(0), 10, end, true).unwrap().bytes).len(),
+        3
+    );
     // The log end is an empty read; past it is out of range.
     assert!(log.read(end, 100, end, true).unwrap().bytes.is_empty());
     assert!(matches!(
@@ -64,7 +80,11 @@ fn reads_return_whole_batches_within_bounds() {
         Err(StorageError::OffsetOutOfRange { .. })
     ));
     // Fetched bytes carry the assigned offsets and epoch, with a valid CRC.
-    let hs = crate::validate_batches(&log.read(Offset(0), 1 << 20, end, true).unwrap().bytes, 1 << 20).unwrap();
+    let hs = crate::validate_batches(
+        &log.read(Offset(0), 1 << 20, end, true).unwrap().bytes,
+        1 << 20,
+    )
+    .unwrap();
     assert_eq!(hs[1].base_offset, Offset(3));
     assert_eq!(hs[1].partition_leader_epoch, LeaderEpoch(0));
 }
@@ -75,7 +95,10 @@ fn timestamps_are_looked_up_like_list_offsets() {
     let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
     // Batch i has records with timestamps 10_000*i + 0..3 at offsets 3i..3i+2.
     for i in 0..20i64 {
-        let spec = BatchSpec { base_timestamp: 10_000 * i, ..BatchSpec::default() };
+        let spec = BatchSpec {
+            base_timestamp: 10_000 * i,
+            ..BatchSpec::default()
+        };
         let mut b = encode_batch(&spec, &[&[1u8; 40], &[2u8; 40], &[3u8; 40]]);
         log.append(&mut b, LeaderEpoch(0), NOW).unwrap();
     }
@@ -96,28 +119,52 @@ fn timestamps_are_looked_up_like_list_offsets() {
 #[test]
 fn log_append_time_stamps_batches_and_lookups_use_it() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { timestamp_type: TimestampType::LogAppendTime, ..small_config() };
+    let config = LogConfig {
+        timestamp_type: TimestampType::LogAppendTime,
+        ..small_config()
+    };
     let mut log = PartitionLog::open(dir.path(), config, NOW).unwrap();
     let mut b = batch(&[b"x", b"y"]);
-    let out = log.append(&mut b, LeaderEpoch(0), Timestamp(5_000)).unwrap();
-    assert!(matches!(out, AppendOutcome::Appended { log_append_time: Some(Timestamp(5_000)), .. }));
-    let r = log.read(Offset(0), 1 << 20, log.log_end_offset(), true).unwrap();
+    let out = log
+        .append(&mut b, LeaderEpoch(0), Timestamp(5_000))
+        .unwrap();
+    assert!(matches!(
+        out,
+        AppendOutcome::Appended {
+            log_append_time: Some(Timestamp(5_000)),
+            ..
+        }
+    ));
+    let r = log
+        .read(Offset(0), 1 << 20, log.log_end_offset(), true)
+        .unwrap();
     let h = crate::validate_batches(&r.bytes, 1 << 20).unwrap()[0];
     assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
     assert_eq!(h.max_timestamp, Timestamp(5_000));
-    assert_eq!(log.offset_for_timestamp(Timestamp(4_000)).unwrap(), Some((Offset(0), Timestamp(5_000))));
+    assert_eq!(
+        log.offset_for_timestamp(Timestamp(4_000)).unwrap(),
+        Some((Offset(0), Timestamp(5_000)))
+    );
 }
 
 #[test]
 fn compressed_batches_are_stored_as_sent() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
-    let spec = BatchSpec { compression: Compression::Lz4, ..BatchSpec::default() };
+    let spec = BatchSpec {
+        compression: Compression::Lz4,
+        ..BatchSpec::default()
+    };
     let mut b = encode_batch(&spec, &[b"opaque", b"payload"]);
     log.append(&mut b, LeaderEpoch(0), NOW).unwrap();
-    let r = log.read(Offset(0), 1 << 20, log.log_end_offset(), true).unwrap();
+    let r = log
+        .read(Offset(0), 1 << 20, log.log_end_offset(), true)
+        .unwrap();
     assert_eq!(&r.bytes[..], &b[..]);
-    assert_eq!(log.offset_for_timestamp(Timestamp(0)).unwrap(), Some((Offset(0), Timestamp(1_001))));
+    assert_eq!(
+        log.offset_for_timestamp(Timestamp(0)).unwrap(),
+        Some((Offset(0), Timestamp(1_001)))
+    );
 }
 
 #[test]
@@ -125,7 +172,10 @@ fn retention_deletes_closed_segments_only_and_moves_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
     for i in 0..30i64 {
-        let spec = BatchSpec { base_timestamp: i * 1000, ..BatchSpec::default() };
+        let spec = BatchSpec {
+            base_timestamp: i * 1000,
+            ..BatchSpec::default()
+        };
         let mut b = encode_batch(&spec, &[&[0u8; 100]]);
         log.append(&mut b, LeaderEpoch(0), NOW).unwrap();
     }
@@ -148,7 +198,10 @@ fn retention_deletes_closed_segments_only_and_moves_the_start() {
     for _ in 0..30 {
         append_values(&mut log2, &[&[0u8; 100]]);
     }
-    log2.set_config(LogConfig { retention_bytes: Some(2048), ..small_config() });
+    log2.set_config(LogConfig {
+        retention_bytes: Some(2048),
+        ..small_config()
+    });
     log2.apply_retention(NOW).unwrap();
     assert!(log2.size_bytes() <= 2048 + 1024, "{}", log2.size_bytes());
     assert_eq!(read_all(&log2).last().unwrap().offset, Offset(29));
@@ -162,13 +215,17 @@ fn delete_records_survives_reopen() {
         append_values(&mut log, &[&[0u8; 100], &[1u8; 100]]);
     }
     assert_eq!(log.delete_records_before(Offset(13)).unwrap(), Offset(13));
-    assert!(matches!(log.read(Offset(12), 100, Offset(40), true), Err(StorageError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(Offset(12), 100, Offset(40), true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
     drop(log);
     let log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
     assert_eq!(log.log_start_offset(), Offset(13));
     assert_eq!(read_all(&log).first().unwrap().offset, Offset(13));
     assert!(matches!(
-        PartitionLog::open(dir.path(), small_config(), NOW).map(|mut l| l.delete_records_before(Offset(41))),
+        PartitionLog::open(dir.path(), small_config(), NOW)
+            .map(|mut l| l.delete_records_before(Offset(41))),
         Ok(Err(StorageError::OffsetOutOfRange { .. }))
     ));
 }
@@ -184,10 +241,22 @@ fn leader_epochs_answer_offset_for_leader_epoch_across_reopen() {
         }
     }
     let check = |log: &PartitionLog| {
-        assert_eq!(log.end_offset_for_epoch(LeaderEpoch(0)), Some((LeaderEpoch(0), Offset(3))));
-        assert_eq!(log.end_offset_for_epoch(LeaderEpoch(1)), Some((LeaderEpoch(0), Offset(3))));
-        assert_eq!(log.end_offset_for_epoch(LeaderEpoch(2)), Some((LeaderEpoch(2), Offset(5))));
-        assert_eq!(log.end_offset_for_epoch(LeaderEpoch(5)), Some((LeaderEpoch(5), Offset(9))));
+        assert_eq!(
+            log.end_offset_for_epoch(LeaderEpoch(0)),
+            Some((LeaderEpoch(0), Offset(3)))
+        );
+        assert_eq!(
+            log.end_offset_for_epoch(LeaderEpoch(1)),
+            Some((LeaderEpoch(0), Offset(3)))
+        );
+        assert_eq!(
+            log.end_offset_for_epoch(LeaderEpoch(2)),
+            Some((LeaderEpoch(2), Offset(5)))
+        );
+        assert_eq!(
+            log.end_offset_for_epoch(LeaderEpoch(5)),
+            Some((LeaderEpoch(5), Offset(9)))
+        );
         assert_eq!(log.end_offset_for_epoch(LeaderEpoch(6)), None);
     };
     check(&log);
@@ -202,7 +271,10 @@ fn leader_epochs_answer_offset_for_leader_epoch_across_reopen() {
     let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
     check(&log);
     log.truncate_to(Offset(4)).unwrap();
-    assert_eq!(log.end_offset_for_epoch(LeaderEpoch(2)), Some((LeaderEpoch(2), Offset(4))));
+    assert_eq!(
+        log.end_offset_for_epoch(LeaderEpoch(2)),
+        Some((LeaderEpoch(2), Offset(4)))
+    );
     assert_eq!(log.end_offset_for_epoch(LeaderEpoch(5)), None);
     log.close().unwrap();
     let log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
@@ -212,40 +284,65 @@ fn leader_epochs_answer_offset_for_leader_epoch_across_reopen() {
 #[test]
 fn refusals_are_typed() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { max_message_bytes: 200, ..small_config() };
+    let config = LogConfig {
+        max_message_bytes: 200,
+        ..small_config()
+    };
     let mut log = PartitionLog::open(dir.path(), config, NOW).unwrap();
     let mut big = batch(&[&[0u8; 300]]);
-    assert!(matches!(log.append(&mut big, LeaderEpoch(0), NOW), Err(StorageError::RecordTooLarge { .. })));
+    assert!(matches!(
+        log.append(&mut big, LeaderEpoch(0), NOW),
+        Err(StorageError::RecordTooLarge { .. })
+    ));
     let mut bad = batch(&[b"x"]);
     let n = bad.len();
     bad[n - 1] ^= 1;
-    assert!(matches!(log.append(&mut bad, LeaderEpoch(0), NOW), Err(StorageError::CorruptBatch(_))));
+    assert!(matches!(
+        log.append(&mut bad, LeaderEpoch(0), NOW),
+        Err(StorageError::CorruptBatch(_))
+    ));
     let mut control = batch(&[b"x"]);
     control[22] |= 0x20;
     let crc = crc32c::crc32c(&control[21..]);
     control[17..21].copy_from_slice(&crc.to_be_bytes());
-    assert!(matches!(log.append(&mut control, LeaderEpoch(0), NOW), Err(StorageError::ControlBatchRefused { .. })));
-    assert!(matches!(log.append(&mut [], LeaderEpoch(0), NOW), Err(StorageError::CorruptBatch(_))));
+    assert!(matches!(
+        log.append(&mut control, LeaderEpoch(0), NOW),
+        Err(StorageError::ControlBatchRefused { .. })
+    ));
+    assert!(matches!(
+        log.append(&mut [], LeaderEpoch(0), NOW),
+        Err(StorageError::CorruptBatch(_))
+    ));
     assert_eq!(log.log_end_offset(), Offset(0));
 }
 
 #[test]
 fn unknown_format_versions_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    PartitionLog::open(dir.path(), small_config(), NOW).unwrap().close().unwrap();
+    PartitionLog::open(dir.path(), small_config(), NOW)
+        .unwrap()
+        .close()
+        .unwrap();
     let path = dir.path().join("partition.meta");
     let mut b = std::fs::read(&path).unwrap();
     b[4..6].copy_from_slice(&7u16.to_be_bytes());
     std::fs::write(&path, b).unwrap();
     let e = PartitionLog::open(dir.path(), small_config(), NOW).unwrap_err();
-    assert!(matches!(e, StorageError::UnsupportedFormat { found: 7, .. }), "{e}");
+    assert!(
+        matches!(e, StorageError::UnsupportedFormat { found: 7, .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("version 7"), "{e}");
 }
 
 #[test]
 fn flush_policies_fsync_and_keep_appending() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { flush_messages: Some(1), flush_ms: Some(10), ..small_config() };
+    let config = LogConfig {
+        flush_messages: Some(1),
+        flush_ms: Some(10),
+        ..small_config()
+    };
     let mut log = PartitionLog::open(dir.path(), config, NOW).unwrap();
     for _ in 0..3 {
         append_values(&mut log, &[b"durable"]);
@@ -262,7 +359,14 @@ fn multi_batch_appends_get_contiguous_offsets() {
     let mut b = batch(&[b"a", b"b"]);
     b.extend(batch(&[b"c"]));
     let out = log.append(&mut b, LeaderEpoch(0), NOW).unwrap();
-    assert!(matches!(out, AppendOutcome::Appended { base_offset: Offset(0), last_offset: Offset(2), .. }));
+    assert!(matches!(
+        out,
+        AppendOutcome::Appended {
+            base_offset: Offset(0),
+            last_offset: Offset(2),
+            ..
+        }
+    ));
     let vals: Vec<Vec<u8>> = read_all(&log).into_iter().map(|r| r.value).collect();
     assert_eq!(vals, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
 }

@@ -7,18 +7,28 @@ use weir_model::{ProducerEpoch, ProducerId};
 const PID: ProducerId = ProducerId(42);
 
 fn pbatch(epoch: i16, seq: i32, n: usize) -> Vec<u8> {
-    let spec = BatchSpec { producer: Some((PID, ProducerEpoch(epoch), seq)), ..BatchSpec::default() };
+    let spec = BatchSpec {
+        producer: Some((PID, ProducerEpoch(epoch), seq)),
+        ..BatchSpec::default()
+    };
     let values: Vec<&[u8]> = vec![b"v"; n];
     encode_batch(&spec, &values)
 }
 
-fn append(log: &mut PartitionLog, epoch: i16, seq: i32, n: usize) -> Result<AppendOutcome, StorageError> {
+fn append(
+    log: &mut PartitionLog,
+    epoch: i16,
+    seq: i32,
+    n: usize,
+) -> Result<AppendOutcome, StorageError> {
     log.append(&mut pbatch(epoch, seq, n), LeaderEpoch(0), NOW)
 }
 
 fn appended(base: i64, last: i64) -> impl Fn(&AppendOutcome) -> bool {
-    move |o| matches!(o, AppendOutcome::Appended { base_offset, last_offset, .. }
+    move |o| {
+        matches!(o, AppendOutcome::Appended { base_offset, last_offset, .. }
         if *base_offset == Offset(base) && *last_offset == Offset(last))
+    }
 }
 
 #[test]
@@ -28,9 +38,19 @@ fn retried_batches_are_acknowledged_with_their_original_offsets() {
     assert!(appended(0, 4)(&append(&mut log, 0, 0, 5).unwrap()));
     assert!(appended(5, 7)(&append(&mut log, 0, 5, 3).unwrap()));
     let dup = append(&mut log, 0, 0, 5).unwrap();
-    assert!(matches!(dup, AppendOutcome::Duplicate { base_offset: Offset(0), last_offset: Offset(4), .. }));
+    assert!(matches!(
+        dup,
+        AppendOutcome::Duplicate {
+            base_offset: Offset(0),
+            last_offset: Offset(4),
+            ..
+        }
+    ));
     assert_eq!(log.log_end_offset(), Offset(8));
-    assert!(matches!(append(&mut log, 0, 9, 1), Err(StorageError::OutOfOrderSequence { .. })));
+    assert!(matches!(
+        append(&mut log, 0, 9, 1),
+        Err(StorageError::OutOfOrderSequence { .. })
+    ));
     assert_eq!(log.log_end_offset(), Offset(8));
 }
 
@@ -39,10 +59,22 @@ fn older_epochs_are_fenced_and_new_epochs_start_at_zero() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
     append(&mut log, 3, 0, 2).unwrap();
-    assert!(matches!(append(&mut log, 2, 2, 1), Err(StorageError::InvalidProducerEpoch { .. })));
-    assert!(matches!(append(&mut log, 4, 2, 1), Err(StorageError::OutOfOrderSequence { last_sequence: None, .. })));
+    assert!(matches!(
+        append(&mut log, 2, 2, 1),
+        Err(StorageError::InvalidProducerEpoch { .. })
+    ));
+    assert!(matches!(
+        append(&mut log, 4, 2, 1),
+        Err(StorageError::OutOfOrderSequence {
+            last_sequence: None,
+            ..
+        })
+    ));
     assert!(appended(2, 2)(&append(&mut log, 4, 0, 1).unwrap()));
-    assert!(matches!(append(&mut log, 3, 2, 1), Err(StorageError::InvalidProducerEpoch { .. })));
+    assert!(matches!(
+        append(&mut log, 3, 2, 1),
+        Err(StorageError::InvalidProducerEpoch { .. })
+    ));
 }
 
 #[test]
@@ -58,13 +90,32 @@ fn state_is_rebuilt_from_the_log_after_a_crash() {
     drop(log); // crash: no close
     let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
     let dup = append(&mut log, 1, seq - 4, 4).unwrap();
-    assert!(matches!(dup, AppendOutcome::Duplicate { base_offset: Offset(44), last_offset: Offset(47), .. }));
-    assert!(matches!(append(&mut log, 1, seq + 1, 1), Err(StorageError::OutOfOrderSequence { .. })));
-    assert!(matches!(append(&mut log, 0, seq, 1), Err(StorageError::InvalidProducerEpoch { .. })));
+    assert!(matches!(
+        dup,
+        AppendOutcome::Duplicate {
+            base_offset: Offset(44),
+            last_offset: Offset(47),
+            ..
+        }
+    ));
+    assert!(matches!(
+        append(&mut log, 1, seq + 1, 1),
+        Err(StorageError::OutOfOrderSequence { .. })
+    ));
+    assert!(matches!(
+        append(&mut log, 0, seq, 1),
+        Err(StorageError::InvalidProducerEpoch { .. })
+    ));
     assert!(appended(48, 48)(&append(&mut log, 1, seq, 1).unwrap()));
     log.close().unwrap();
     let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
-    assert!(matches!(append(&mut log, 1, seq, 1).unwrap(), AppendOutcome::Duplicate { base_offset: Offset(48), .. }));
+    assert!(matches!(
+        append(&mut log, 1, seq, 1).unwrap(),
+        AppendOutcome::Duplicate {
+            base_offset: Offset(48),
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -90,7 +141,13 @@ fn sequences_wrap_at_i32_max() {
     let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
     append(&mut log, 0, i32::MAX - 1, 2).unwrap();
     assert!(appended(2, 3)(&append(&mut log, 0, 0, 2).unwrap()));
-    assert!(matches!(append(&mut log, 0, i32::MAX - 1, 2).unwrap(), AppendOutcome::Duplicate { base_offset: Offset(0), .. }));
+    assert!(matches!(
+        append(&mut log, 0, i32::MAX - 1, 2).unwrap(),
+        AppendOutcome::Duplicate {
+            base_offset: Offset(0),
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -99,9 +156,14 @@ fn a_duplicate_within_a_multi_batch_request_is_detected() {
     let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
     let mut two = pbatch(0, 0, 2);
     two.extend(pbatch(0, 2, 2));
-    assert!(appended(0, 3)(&log.append(&mut two, LeaderEpoch(0), NOW).unwrap()));
+    assert!(appended(0, 3)(
+        &log.append(&mut two, LeaderEpoch(0), NOW).unwrap()
+    ));
     let mut bad = pbatch(0, 4, 1);
     bad.extend(pbatch(0, 9, 1));
-    assert!(matches!(log.append(&mut bad, LeaderEpoch(0), NOW), Err(StorageError::OutOfOrderSequence { .. })));
+    assert!(matches!(
+        log.append(&mut bad, LeaderEpoch(0), NOW),
+        Err(StorageError::OutOfOrderSequence { .. })
+    ));
     assert!(appended(4, 4)(&append(&mut log, 0, 4, 1).unwrap()));
 }

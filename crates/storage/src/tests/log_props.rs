@@ -7,11 +7,16 @@ use proptest::prelude::*;
 #[derive(Clone, Debug)]
 enum Op {
     Append(Vec<Vec<u8>>),
-    Read { at: prop::sample::Index, max_bytes: usize },
+    Read {
+        at: prop::sample::Index,
+        max_bytes: usize,
+    },
     Truncate(prop::sample::Index),
     RetainBytes(u64),
     DeleteRecords(prop::sample::Index),
-    Reopen { clean: bool },
+    Reopen {
+        clean: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -34,7 +39,9 @@ struct Model {
 
 impl Model {
     fn end(&self) -> i64 {
-        self.batches.last().map_or(self.log_start, |(b, v)| b + v.len() as i64)
+        self.batches
+            .last()
+            .map_or(self.log_start, |(b, v)| b + v.len() as i64)
     }
     fn value(&self, offset: i64) -> Option<&Vec<u8>> {
         let (b, v) = self.batches.iter().rev().find(|(b, _)| *b <= offset)?;

@@ -29,7 +29,11 @@ pub(crate) fn batch(values: &[&[u8]]) -> Vec<u8> {
 pub(crate) fn append_values(log: &mut PartitionLog, values: &[&[u8]]) -> (Offset, Offset) {
     let mut b = batch(values);
     match log.append(&mut b, LeaderEpoch(0), NOW).expect("append") {
-        AppendOutcome::Appended { base_offset, last_offset, .. } => (base_offset, last_offset),
+        AppendOutcome::Appended {
+            base_offset,
+            last_offset,
+            ..
+        } => (base_offset, last_offset),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -42,8 +46,15 @@ pub(crate) fn read_all(log: &PartitionLog) -> Vec<DecodedRecord> {
     while next < end {
         let r = log.read(next, 300, end, true).expect("read");
         let records = decode_records(&r.bytes);
-        assert!(!records.is_empty(), "read at {next} returned nothing before the end {end}");
-        assert!(records[0].offset <= next, "read at {next} started at {}", records[0].offset);
+        assert!(
+            !records.is_empty(),
+            "read at {next} returned nothing before the end {end}"
+        );
+        assert!(
+            records[0].offset <= next,
+            "read at {next} started at {}",
+            records[0].offset
+        );
         for rec in records {
             if rec.offset >= next {
                 next = rec.offset.plus(1);

@@ -25,7 +25,11 @@ fn active_log_path(dir: &Path) -> std::path::PathBuf {
 /// the active segment's batch end positions.
 fn build() -> (tempfile::TempDir, Vec<Vec<u8>>, Vec<(u64, Offset)>) {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { segment_bytes: 600, index_interval_bytes: 50, ..small_config() };
+    let config = LogConfig {
+        segment_bytes: 600,
+        index_interval_bytes: 50,
+        ..small_config()
+    };
     let mut log = PartitionLog::open(dir.path(), config, NOW).unwrap();
     let mut values = Vec::new();
     let mut ends = Vec::new();
@@ -37,10 +41,19 @@ fn build() -> (tempfile::TempDir, Vec<Vec<u8>>, Vec<(u64, Offset)>) {
             ends.clear();
         }
         values.push(v);
-        ends.push((fs::metadata(active_log_path(dir.path())).unwrap().len(), last.plus(1)));
+        ends.push((
+            fs::metadata(active_log_path(dir.path())).unwrap().len(),
+            last.plus(1),
+        ));
     }
-    assert!(log.segment_count() >= 2, "the test wants a closed segment too");
-    assert!(ends.len() >= 3, "the test wants 3 batches in the active segment");
+    assert!(
+        log.segment_count() >= 2,
+        "the test wants a closed segment too"
+    );
+    assert!(
+        ends.len() >= 3,
+        "the test wants 3 batches in the active segment"
+    );
     drop(log); // crash: no close
     (dir, values, ends)
 }
@@ -50,13 +63,28 @@ fn build() -> (tempfile::TempDir, Vec<Vec<u8>>, Vec<(u64, Offset)>) {
 #[test]
 fn cut_at_every_byte_of_the_last_batches() {
     let (dir, _, ends) = build();
-    let start = if ends.len() > 3 { ends[ends.len() - 4].0 } else { 0 };
+    let start = if ends.len() > 3 {
+        ends[ends.len() - 4].0
+    } else {
+        0
+    };
     let (total, _) = ends[ends.len() - 1];
-    let config = LogConfig { segment_bytes: 600, index_interval_bytes: 50, ..small_config() };
+    let config = LogConfig {
+        segment_bytes: 600,
+        index_interval_bytes: 50,
+        ..small_config()
+    };
+    assert!(
+        total - start > 300,
+        "cuts {start}..{total} cover too little"
+    );
     for cut in start..total {
         let copy = tempfile::tempdir().unwrap();
         copy_dir(dir.path(), copy.path());
-        let f = fs::OpenOptions::new().write(true).open(active_log_path(copy.path())).unwrap();
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(active_log_path(copy.path()))
+            .unwrap();
         f.set_len(cut).unwrap();
         drop(f);
         let mut log = PartitionLog::open(copy.path(), config.clone(), NOW).unwrap();
@@ -97,18 +125,28 @@ fn a_corrupt_last_batch_is_truncated() {
 #[test]
 fn damaged_indexes_are_rebuilt() {
     let (dir, _, _) = build();
-    let config = LogConfig { segment_bytes: 600, index_interval_bytes: 50, ..small_config() };
+    let config = LogConfig {
+        segment_bytes: 600,
+        index_interval_bytes: 50,
+        ..small_config()
+    };
     let log = PartitionLog::open(dir.path(), config.clone(), NOW).unwrap();
     let before = read_all(&log);
     log.close().unwrap();
     let mut indexes: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "index" || x == "timeindex"))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x == "index" || x == "timeindex")
+        })
         .collect();
     indexes.sort();
     let good: Vec<Vec<u8>> = indexes.iter().map(|p| fs::read(p).unwrap()).collect();
-    assert!(good.iter().any(|g| !g.is_empty()), "the test wants non-empty indexes");
+    assert!(
+        good.iter().any(|g| !g.is_empty()),
+        "the test wants non-empty indexes"
+    );
     for (i, p) in indexes.iter().enumerate() {
         match i % 3 {
             0 => fs::write(p, [0xffu8; 37]).unwrap(),
