@@ -71,7 +71,7 @@ cmd_fetch() {
     rm -rf "$LIBS"
     mv "$tmp" "$LIBS"
     ls "$LIBS" >"$KAFKA_HOME/.complete"
-    log "fetched $(ls "$LIBS" | wc -l) jars in $((SECONDS - start))s"
+    log "fetched $(find "$LIBS" -name "*.jar" | wc -l) jars in $((SECONDS - start))s"
     echo "$LIBS"
 }
 
