@@ -53,8 +53,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("weir-e2e")
     group.addoption(
         "--targets",
-        default=os.environ.get("WEIR_E2E_TARGETS", ",".join(TARGETS)),
-        help="comma-separated brokers to run against: kafka, weir (default: both, or $WEIR_E2E_TARGETS)",
+        default=os.environ.get("WEIR_E2E_TARGETS"),
+        help="comma-separated brokers to run against: kafka, weir (default: $WEIR_E2E_TARGETS, or both "
+        "with weir skipped when its binary is missing; named explicitly, a missing binary is an error)",
     )
     group.addoption(
         "--weir-bin",
@@ -74,7 +75,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    targets = [t.strip() for t in config.getoption("--targets").split(",") if t.strip()]
+    chosen = config.getoption("--targets")
+    config.weir_targets_explicit = chosen is not None  # type: ignore[attr-defined]
+    targets = [t.strip() for t in (chosen or ",".join(TARGETS)).split(",") if t.strip()]
     unknown = sorted(set(targets) - set(TARGETS))
     if unknown or not targets:
         raise pytest.UsageError(f"--targets: unknown {unknown}; choose from {', '.join(TARGETS)}")
@@ -142,7 +145,10 @@ def weir_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     if not binary.is_absolute():
         binary = REPO / binary
     if not os.access(binary, os.X_OK):
-        pytest.skip(f"weir binary not found at {binary}: build it (cargo build --release) or run with --targets kafka")
+        why = f"weir binary not found at {binary}: build it (cargo build --release) or run with --targets kafka"
+        if request.config.weir_targets_explicit:  # type: ignore[attr-defined]
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
     data = tmp_path_factory.mktemp("weir")
     log = data / "weir.log"
     bootstrap = f"127.0.0.1:{kafka_probe.free_port()}"
