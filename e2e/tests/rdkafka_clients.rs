@@ -43,12 +43,11 @@ fn consumer(bootstrap: &str) -> BaseConsumer {
         .expect("consumer")
 }
 
+/// (partition, offset, key, value, timestamp, header count)
+type Read = (i32, i64, Option<Vec<u8>>, Vec<u8>, i64, usize);
+
 /// Reads `count` records from the assigned partitions, failing after `timeout`.
-fn read_n(
-    c: &BaseConsumer,
-    count: usize,
-    timeout: Duration,
-) -> Vec<(i32, i64, Option<Vec<u8>>, Vec<u8>, i64, usize)> {
+fn read_n(c: &BaseConsumer, count: usize, timeout: Duration) -> Vec<Read> {
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     while out.len() < count {
