@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need, builds Weir, runs
+# every test (Rust unit, property, protocol, crash and client tests; the Python real-client
+# suite against both Weir and the reference Apache Kafka), then the read-only checks.
+#
+#   scripts/test.sh            everything (what CI runs)
+#   scripts/test.sh --quick    Rust tests only, no reference Kafka, no Python suite
+#
+# Heavy tooling is cached outside the clone, keyed by version (${WEIR_CACHE_DIR:-~/.cache/weir}):
+# the Python venv with kafka-python and confluent-kafka, and the Kafka jars. Exits non-zero as
+# soon as a step fails.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+QUICK=0
+[[ ${1:-} == --quick ]] && QUICK=1
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+t0=$SECONDS
+
+if ((QUICK)); then
+    step "cargo test (release)"
+    WEIR_E2E_TARGETS=weir cargo test --release --workspace
+    exit 0
+fi
+
+step "installing test dependencies (apt, Python venv, reference Kafka jars)"
+PY=$(scripts/install-test-deps.sh | tail -n1)
+
+step "building (release)"
+cargo build --release --workspace --bins
+
+step "cargo test (release): unit, property, protocol, crash-recovery and librdkafka tests"
+# The same binary the Python suite and the crash test use.
+export WEIR_BIN="$ROOT/target/release/weir"
+WEIR_E2E_TARGETS=weir,kafka cargo test --release --workspace
+
+step "real-client suite (kcat, kafka-python, confluent-kafka) against Weir and Apache Kafka"
+"$PY" -m pytest e2e/python --targets kafka,weir --weir-bin "$WEIR_BIN" -q
+
+step "checks: rustfmt, clippy"
+scripts/check.sh
+
+step "all tests passed in $((SECONDS - t0)) s"
