@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod metadata_store;
 pub mod server;
+pub mod sink;
 pub mod state;
 pub mod topic_config;
 

@@ -108,7 +108,7 @@ async fn connection(state: Arc<BrokerState>, stream: TcpStream) -> Result<(), Co
 }
 
 /// Reads one size-prefixed frame. `None` on a clean close between frames.
-async fn read_frame(
+pub(crate) async fn read_frame(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     max: u32,
 ) -> Result<Option<Bytes>, ConnectionError> {
