@@ -15,7 +15,7 @@ use crate::topic::find_topic;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{Offset, Timestamp, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, Timestamp, TopicPartitionList};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -216,6 +216,15 @@ fn consume(
 
 /// A consumer for manual assignment: no group membership, no commits, no auto-created topics.
 pub fn create_consumer(connection: &Connection) -> Result<BaseConsumer<CliContext>> {
+    let mut config = consumer_config(connection);
+    connection.apply_overrides(&mut config);
+    config
+        .create_with_context(CliContext)
+        .map_err(|e| Error::kafka("creating the consumer", e))
+}
+
+/// Settings of [`create_consumer`], before the `-X` overrides.
+pub fn consumer_config(connection: &Connection) -> ClientConfig {
     let mut config = connection.client_config();
     config
         // librdkafka refuses assign() without a group.id ("Local: Unknown group") though it
@@ -228,10 +237,7 @@ pub fn create_consumer(connection: &Connection) -> Result<BaseConsumer<CliContex
         .set("allow.auto.create.topics", "false")
         // offset:N below the log start reads from the log start.
         .set("auto.offset.reset", "earliest");
-    connection.apply_overrides(&mut config);
     config
-        .create_with_context(CliContext)
-        .map_err(|e| Error::kafka("creating the consumer", e))
 }
 
 /// The topic's partitions, or the one requested after checking it exists.
