@@ -64,6 +64,19 @@ pub enum BenchCommand {
     Produce(ProduceArgs),
     /// Read a topic (filled by `weir bench produce`) from the beginning and report throughput.
     Consume(ConsumeArgs),
+    /// Serve a Kafka endpoint that acknowledges every produce and stores nothing, to measure
+    /// what the client alone reaches: `weir bench produce --brokers <its address>`.
+    Sink(SinkArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SinkArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9094")]
+    pub addr: std::net::SocketAddr,
+    /// Partitions every topic appears to have.
+    #[arg(long, short = 'p', default_value = "6", value_parser = parse_partition_count)]
+    pub partitions: i32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,6 +138,7 @@ pub async fn run(
     let stop = stop_flag();
     let connection = connection.clone();
     let report = match command {
+        BenchCommand::Sink(args) => return sink(args).await,
         BenchCommand::Produce(args) => {
             // librdkafka's in-process mock cluster is a sink for measuring the client alone;
             // each client gets its own, so the producer's auto-creates the topic itself.
@@ -158,6 +172,27 @@ pub async fn run(
         OutputFormat::Table => crate::output::print(&format!("{}\n", report.line())),
     }?;
     report.outcome()
+}
+
+/// Runs the broker's discarding sink until Ctrl-C.
+async fn sink(args: SinkArgs) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| Error::io(format!("listening on {}", args.addr), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the listener's address", e))?;
+    eprintln!(
+        "sink on {addr}: every topic has {} partitions; produce is acknowledged and dropped",
+        args.partitions
+    );
+    eprintln!("  try:  weir bench produce --brokers {addr}    Ctrl-C stops it.");
+    tokio::select! {
+        served = weir_broker::sink::run_sink(listener, args.partitions) => {
+            served.map_err(|e| Error::io(format!("serving the sink on {addr}"), e))
+        }
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
 }
 
 /// Creates the topic when it is missing and waits until every partition has a leader, so
@@ -307,6 +342,11 @@ fn bench_produce(
         .create_with_context(context)
         .map_err(|e| Error::kafka("creating the producer", e))?;
     let ctx = producer.context();
+    let epoch_ms_at_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .map_err(|e| Error::invalid("reading the clock", e.to_string()))?
+        - i64::try_from(ctx.start.elapsed().as_millis()).unwrap_or(0);
 
     let mut payload = bench_payload(args.record_size);
     let deadline = args
@@ -343,8 +383,13 @@ fn bench_produce(
         let n = stamp.len().min(payload.len());
         payload[..n].copy_from_slice(&stamp[..n]);
         let sent_at = usize::try_from(ctx.start.elapsed().as_nanos()).unwrap_or(usize::MAX);
+        // The record's CreateTime from the same clock reading: librdkafka would otherwise call
+        // gettimeofday per record (3% of the sender's time in a profile).
+        let timestamp_ms = epoch_ms_at_start + (sent_at / 1_000_000) as i64;
         let mut record: BaseRecord<'_, (), [u8], usize> =
-            BaseRecord::with_opaque_to(topic, sent_at).payload(&payload[..]);
+            BaseRecord::with_opaque_to(topic, sent_at)
+                .payload(&payload[..])
+                .timestamp(timestamp_ms);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
