@@ -395,3 +395,77 @@ fn bench_produce_then_consume_report_json() {
     assert!(line.starts_with("consume: 100 records"), "{line}");
     cluster.ok(&["topic", "delete", t]);
 }
+
+/// `--follow` prints records produced after it started, and Ctrl-C (SIGINT) ends it cleanly.
+#[test]
+fn follow_prints_new_records_until_interrupted() {
+    use std::io::BufRead;
+    let cluster = Cluster::start();
+    let topic = unique_topic("follow");
+    let t = topic.as_str();
+    cluster.ok(&[
+        "topic",
+        "create",
+        t,
+        "--partitions",
+        "1",
+        "--replication-factor",
+        "1",
+    ]);
+
+    let mut follower = cluster.spawn(&[
+        "-o", "json", "consume", "-t", t, "--from", "end", "--follow",
+    ]);
+    let stdout = follower.stdout.take().expect("stdout");
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    // The follower starts at the end as of its assignment, which we cannot observe from here;
+    // so keep producing until one of our records shows up.
+    let mut seen = None;
+    for attempt in 0..100 {
+        cluster.ok_with_stdin(
+            &["produce", "-t", t],
+            format!("record-{attempt}\n").as_bytes(),
+        );
+        if let Ok(line) = line_rx.recv_timeout(Duration::from_millis(500)) {
+            seen = Some(line);
+            break;
+        }
+    }
+    let record = json(&seen.expect("the follower printed a record produced after it started"));
+    assert!(
+        record["value"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("record-")),
+        "{record}"
+    );
+
+    let pid = follower.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(follower.wait());
+    });
+    let status = done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the follower stopped after SIGINT")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+    cluster.ok(&["topic", "delete", t]);
+}

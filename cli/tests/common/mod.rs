@@ -90,6 +90,18 @@ impl Cluster {
         run_weir(&full, stdin)
     }
 
+    /// Starts `weir --brokers <cluster> ARGS` with stdout piped, for commands that keep running.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        Command::new(WEIR)
+            .args(["--brokers", &self.bootstrap])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weir")
+    }
+
     /// Runs `weir` and asserts that it succeeded; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         self.ok_with_stdin(args, b"")
