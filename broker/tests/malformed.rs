@@ -304,3 +304,52 @@ async fn lying_frame_sizes_are_refused() {
     still_serves(b.addr).await;
     b.stop().await;
 }
+
+/// Proves: past `connections_max` a new connection is closed at once, the ones already open
+/// keep working, and a freed slot is usable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_closed() {
+    let b = TestBroker::start_with(|c| c.connections_max = 2).await;
+    let mut first = b.client().await;
+    let mut second = b.client().await;
+    // Both are being served (a response proves the broker accepted and holds them).
+    for c in [&mut first, &mut second] {
+        let r: ApiVersionsResponse = c
+            .request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+            .await;
+        assert_eq!(r.error_code, 0);
+    }
+    let mut third = TcpStream::connect(b.addr).await.unwrap();
+    let mut buf = [0u8; 8];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("closed promptly");
+    assert!(
+        matches!(n, Ok(0) | Err(_)),
+        "third connection should be closed"
+    );
+    let r: ApiVersionsResponse = first
+        .request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(r.error_code, 0, "existing connections are unaffected");
+
+    drop(second);
+    // The slot frees when the broker notices the close; wait for that condition.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = Client::connect(b.addr).await;
+        if let Ok(Ok(_)) = tokio::time::timeout(
+            Duration::from_secs(2),
+            c.request_bytes(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()),
+        )
+        .await
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a freed slot was never reusable"
+        );
+    }
+    b.stop().await;
+}
