@@ -41,6 +41,7 @@ struct Cli {
         long,
         short = 'b',
         global = true,
+        help_heading = "Global options",
         env = "WEIR_BROKERS",
         default_value = "127.0.0.1:9092"
     )]
@@ -50,13 +51,14 @@ struct Cli {
         long,
         short = 'o',
         global = true,
+        help_heading = "Global options",
         env = "WEIR_OUTPUT",
         value_enum,
         default_value = "table"
     )]
     output: OutputFormat,
     /// Bound on every admin and metadata request, in milliseconds.
-    #[arg(long, global = true, env = "WEIR_REQUEST_TIMEOUT_MS", default_value = "10000",
+    #[arg(long, global = true, help_heading = "Global options", env = "WEIR_REQUEST_TIMEOUT_MS", default_value = "10000",
           value_parser = parse_request_timeout_ms)]
     request_timeout_ms: u64,
     /// A librdkafka property for every client, e.g. `-X security.protocol=ssl`; repeatable.
@@ -64,6 +66,7 @@ struct Cli {
         long = "property",
         short = 'X',
         global = true,
+        help_heading = "Global options",
         value_name = "KEY=VALUE"
     )]
     properties: Vec<KeyValue>,

@@ -80,8 +80,8 @@ struct Stats {
     delivered: u64,
     failed: u64,
     first_failure: Option<String>,
-    /// partition -> (first offset, last offset, records).
-    partitions: BTreeMap<i32, (i64, i64, u64)>,
+    /// partition -> (first offset, last offset, records); offsets are unknown with acks=0.
+    partitions: BTreeMap<i32, (Option<i64>, Option<i64>, u64)>,
 }
 
 impl Stats {
@@ -118,12 +118,12 @@ impl ProducerContext for ProduceContext {
         match result {
             Ok(message) => {
                 stats.delivered += 1;
-                let offset = message.offset();
+                let offset = Some(message.offset()).filter(|o| *o >= 0);
                 let entry = stats
                     .partitions
                     .entry(message.partition())
                     .or_insert((offset, offset, 0));
-                entry.0 = entry.0.min(offset);
+                entry.0 = entry.0.min(offset).or(offset);
                 entry.1 = entry.1.max(offset);
                 entry.2 += 1;
             }
