@@ -367,6 +367,8 @@ fn bench_produce_then_consume_report_json() {
         "65536",
         "--batch-records",
         "500",
+        "--producers",
+        "2",
         "--compression",
         "lz4",
     ]));
@@ -384,6 +386,7 @@ fn bench_produce_then_consume_report_json() {
     );
     assert!(p50 > Some(0.0) && p50 <= p99 && p99 <= p999, "{latency}");
     assert_eq!(produced["settings"]["partitions"], 2);
+    assert_eq!(produced["settings"]["producers"], 2);
 
     let consumed = json(&cluster.ok(&["-o", "json", "bench", "consume", "-t", t]));
     assert_eq!(consumed["mode"], "consume");
