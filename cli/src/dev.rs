@@ -42,10 +42,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting Weir with data in {}", args.data_dir.display()))?;
     let addr = broker.advertised_addr();
-    eprintln!("Weir is running (local mode: one broker, data in {})", args.data_dir.display());
+    eprintln!(
+        "Weir is running (local mode: one broker, data in {})",
+        args.data_dir.display()
+    );
     eprintln!("  Kafka listener: {addr}");
     eprintln!("  try:  kcat -b {addr} -L");
-    eprintln!("        weir produce -t demo --brokers {addr}   (then: weir consume -t demo --brokers {addr} --from beginning)");
+    eprintln!(
+        "        weir produce -t demo --brokers {addr}   (then: weir consume -t demo --brokers {addr} --from beginning)"
+    );
     eprintln!("  Ctrl-C stops it.");
     broker
         .serve(async {
