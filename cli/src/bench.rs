@@ -183,7 +183,7 @@ pub async fn run(
     report.outcome()
 }
 
-/// Runs the broker's discarding sink until Ctrl-C.
+/// Runs the broker's discarding sink until Ctrl-C or SIGTERM.
 async fn sink(args: SinkArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -200,7 +200,7 @@ async fn sink(args: SinkArgs) -> Result<()> {
         served = weir_broker::sink::run_sink(listener, args.partitions) => {
             served.map_err(|e| Error::io(format!("serving the sink on {addr}"), e))
         }
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = crate::client::shutdown_signal() => Ok(()),
     }
 }
 

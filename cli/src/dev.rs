@@ -53,14 +53,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     eprintln!("  Ctrl-C stops it.");
     broker
-        .serve(async {
-            // Ctrl-C or SIGTERM: stop accepting, finish in-flight requests, flush and close logs.
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-            }
-        })
+        // Ctrl-C or SIGTERM: stop accepting, finish in-flight requests, flush and close logs.
+        .serve(crate::client::shutdown_signal())
         .await
         .context("serving the Kafka listener")?;
     eprintln!("Weir stopped cleanly.");
