@@ -19,6 +19,9 @@ pub struct BrokerConfig {
     pub request_bytes_max: u32,
     /// Connections served at once; more are closed on accept.
     pub connections_max: usize,
+    /// Bytes of requests read but not yet answered, over all connections
+    /// (`queued.max.request.bytes`). At least `request_bytes_max`.
+    pub queued_request_bytes_max: u64,
     /// Create a topic when a client asks for metadata or produces to an unknown one.
     pub auto_create_topics: bool,
     /// Partitions for auto-created topics and CreateTopics with `-1` (`num.partitions`).
@@ -39,6 +42,7 @@ impl BrokerConfig {
             advertised_kafka_addr: None,
             request_bytes_max: limits::REQUEST_BYTES_MAX_DEFAULT,
             connections_max: limits::CONNECTIONS_MAX_DEFAULT,
+            queued_request_bytes_max: limits::QUEUED_REQUEST_BYTES_MAX_DEFAULT,
             auto_create_topics: true,
             default_partitions: 1,
             log_defaults: weir_storage::LogConfig::default(),

@@ -2,7 +2,7 @@
 
 use kafka_protocol::ResponseError;
 use std::path::PathBuf;
-use weir_storage::StorageError;
+use weir_storage::{BatchError, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -34,8 +34,12 @@ pub enum BrokerError {
 pub fn storage_error_code(e: &StorageError) -> ResponseError {
     use StorageError as S;
     match e {
-        S::CorruptBatch(_) => ResponseError::CorruptMessage,
-        S::ControlBatchRefused { .. } => ResponseError::InvalidRecord,
+        S::CorruptBatch(b) => batch_error_code(b),
+        S::ControlBatchRefused { .. } | S::DuplicateAmongBatches { .. } => {
+            ResponseError::InvalidRecord
+        }
+        // The log was closed under the request: its topic was deleted.
+        S::Closed { .. } => ResponseError::UnknownTopicOrPartition,
         S::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
         S::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         S::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
@@ -45,6 +49,24 @@ pub fn storage_error_code(e: &StorageError) -> ResponseError {
         | S::Fatal { .. }
         | S::UnsupportedFormat { .. }
         | S::CorruptMetadata { .. } => ResponseError::KafkaStorageError,
+    }
+}
+
+/// As Kafka sorts them: damage in transit (bad CRC, cut short) is CORRUPT_MESSAGE, which
+/// clients retry; a batch that is well-formed but wrong is INVALID_RECORD, which they do not.
+fn batch_error_code(e: &BatchError) -> ResponseError {
+    use BatchError as B;
+    match e {
+        B::Empty | B::Truncated { .. } | B::BadLength { .. } | B::CrcMismatch { .. } => {
+            ResponseError::CorruptMessage
+        }
+        B::BadMagic { .. } => ResponseError::UnsupportedForMessageFormat,
+        B::TooLarge { .. } => ResponseError::MessageTooLarge,
+        B::BadRecordCount { .. }
+        | B::BadTimestamps { .. }
+        | B::UnknownCompression { .. }
+        | B::BadProducerFields { .. }
+        | B::BadRecords { .. } => ResponseError::InvalidRecord,
     }
 }
 

@@ -163,15 +163,20 @@ async fn housekeeping(state: Arc<BrokerState>) {
         let r =
             tokio::task::spawn_blocking(move || s.housekeeping(weir_model::Timestamp::now())).await;
         match r {
-            Ok(Ok(())) => {}
-            Ok(Err(BrokerError::Storage {
-                source,
-                topic,
-                partition,
-            })) if error::is_fatal(&source) => {
-                error::fatal(&format!("flushing {topic}-{partition}"), &source)
+            Ok(errors) => {
+                for e in errors {
+                    match e {
+                        BrokerError::Storage {
+                            source,
+                            topic,
+                            partition,
+                        } if error::is_fatal(&source) => {
+                            error::fatal(&format!("housekeeping {topic}-{partition}"), &source)
+                        }
+                        e => warn!(error = %e, "housekeeping"),
+                    }
+                }
             }
-            Ok(Err(e)) => warn!(error = %e, "housekeeping"),
             Err(e) => warn!(error = %e, "housekeeping task"),
         }
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{Instrument, debug, info_span};
 use weir_model::limits::CONNECTION_IN_FLIGHT_MAX;
 
@@ -60,25 +60,42 @@ pub async fn serve_connection(state: Arc<BrokerState>, stream: TcpStream) {
 async fn connection(state: Arc<BrokerState>, stream: TcpStream) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(CONNECTION_IN_FLIGHT_MAX);
+    let (tx, mut rx) = mpsc::channel::<Queued>(CONNECTION_IN_FLIGHT_MAX);
     let max = state.config.request_bytes_max;
+    // Bytes read ahead of the handler are bounded per connection (one maximum-size request)
+    // and across connections (`queued_request_bytes_max`), as well as by count: a client that
+    // pipelines large requests behind a long poll waits instead of filling memory.
+    let connection_budget = Arc::new(Semaphore::new(max as usize));
+    let global_budget = state.request_memory.clone();
 
     let reader = async move {
         loop {
-            match read_frame(&mut rd, max).await? {
-                Some(frame) => {
-                    if tx.send(frame).await.is_err() {
-                        return Ok::<(), ConnectionError>(());
-                    }
-                }
-                None => return Ok(()),
+            let Some(size) = read_frame_size(&mut rd, max).await? else {
+                return Ok::<(), ConnectionError>(());
+            };
+            let permits = size as u32;
+            let own = connection_budget.clone().acquire_many_owned(permits).await;
+            let shared = global_budget.clone().acquire_many_owned(permits).await;
+            let (Ok(own), Ok(shared)) = (own, shared) else {
+                return Ok(());
+            };
+            let frame = read_frame_body(&mut rd, size).await?;
+            if tx
+                .send(Queued {
+                    frame,
+                    _permits: (own, shared),
+                })
+                .await
+                .is_err()
+            {
+                return Ok(());
             }
         }
     };
 
     let handler = async move {
         let mut out = BytesMut::with_capacity(64 * 1024);
-        while let Some(frame) = rx.recv().await {
+        while let Some(Queued { frame, _permits }) = rx.recv().await {
             out.clear();
             match api::dispatch(&state, frame, &mut out).await {
                 Ok(true) => wr.write_all(&out).await?,
@@ -107,11 +124,28 @@ async fn connection(state: Arc<BrokerState>, stream: TcpStream) -> Result<(), Co
     }
 }
 
+/// A request read off the socket, holding its share of the read-ahead budgets until answered.
+struct Queued {
+    frame: Bytes,
+    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+}
+
 /// Reads one size-prefixed frame. `None` on a clean close between frames.
 pub(crate) async fn read_frame(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     max: u32,
 ) -> Result<Option<Bytes>, ConnectionError> {
+    match read_frame_size(rd, max).await? {
+        Some(size) => Ok(Some(read_frame_body(rd, size).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Reads a frame's size prefix and checks it against `max`. `None` on a clean close.
+async fn read_frame_size(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    max: u32,
+) -> Result<Option<usize>, ConnectionError> {
     let idle = Duration::from_millis(CONNECTION_IDLE_MS_MAX);
     let mut len = [0u8; 4];
     match tokio::time::timeout(idle, rd.read_exact(&mut len)).await {
@@ -127,7 +161,15 @@ pub(crate) async fn read_frame(
             max,
         });
     }
-    let size = size as usize;
+    Ok(Some(size as usize))
+}
+
+/// Reads a frame's body of `size` bytes (already checked against the limit).
+async fn read_frame_body(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    size: usize,
+) -> Result<Bytes, ConnectionError> {
+    let idle = Duration::from_millis(CONNECTION_IDLE_MS_MAX);
     let mut buf = BytesMut::with_capacity(size.min(READ_CHUNK_BYTES));
     while buf.len() < size {
         if buf.capacity() == buf.len() {
@@ -142,7 +184,7 @@ pub(crate) async fn read_frame(
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
     }
-    Ok(Some(buf.freeze()))
+    Ok(buf.freeze())
 }
 
 /// The first 8 bytes of every request: API key, version, correlation id.

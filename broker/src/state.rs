@@ -58,6 +58,8 @@ pub struct BrokerState {
     topics: RwLock<HashMap<TopicName, Arc<Topic>>>,
     /// Serialises admin changes (create, delete, alter, auto-create).
     pub admin: tokio::sync::Mutex<()>,
+    /// Bytes of requests read and not yet answered, over all connections.
+    pub request_memory: Arc<tokio::sync::Semaphore>,
     /// Bumped after every append; long-polling fetches wait on it.
     appended: watch::Sender<u64>,
     producer_ids: Mutex<Range<i64>>,
@@ -89,7 +91,15 @@ impl BrokerState {
             topics.insert(topic.record.name.clone(), Arc::new(topic));
         }
         let (appended, _) = watch::channel(0);
+        // A single request must fit in the shared budget, or its reader would wait for ever.
+        let queued = config
+            .queued_request_bytes_max
+            .max(u64::from(config.request_bytes_max));
+        let queued = usize::try_from(queued)
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         Ok(BrokerState {
+            request_memory: Arc::new(tokio::sync::Semaphore::new(queued)),
             cluster_id: store.cluster_id(),
             config,
             store,
@@ -193,6 +203,12 @@ impl BrokerState {
         let logs = logs_dir(&self.config.data_dir);
         let mut doomed = Vec::new();
         if let Some(topic) = &removed {
+            // Retire every log first: a request or housekeeping pass that still holds the old
+            // partition gets StorageError::Closed from here on, and can never write into the
+            // directories of a topic created later under the same name.
+            for p in &topic.partitions {
+                p.log.write().unwrap_or_else(|e| e.into_inner()).retire();
+            }
             for p in &topic.partitions {
                 let dir = partition_dir(&self.config.data_dir, name, p.id);
                 let to = logs.join(format!("{}-{}.{}-delete", name, p.id, topic.record.id));
@@ -235,45 +251,59 @@ impl BrokerState {
         Ok(id)
     }
 
-    /// Runs retention and time-based flushing on every partition.
-    pub fn housekeeping(&self, now: Timestamp) -> Result<(), BrokerError> {
+    /// Runs retention and time-based flushing on every partition. A failing partition does not
+    /// stop the others; every failure is returned (a fatal one is for the caller to act on).
+    pub fn housekeeping(&self, now: Timestamp) -> Vec<BrokerError> {
+        let mut errors = Vec::new();
         for topic in self.all_topics() {
             for p in &topic.partitions {
                 let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
-                log.apply_retention(now)
-                    .map_err(|source| BrokerError::Storage {
+                let result = log.apply_retention(now).and_then(|_| log.maybe_flush(now));
+                match result {
+                    Ok(()) => {}
+                    // Deleted while this pass ran.
+                    Err(weir_storage::StorageError::Closed { .. }) => {}
+                    Err(source) => errors.push(BrokerError::Storage {
                         topic: p.topic.to_string(),
                         partition: p.id.get(),
                         source,
-                    })?;
-                log.maybe_flush(now)
-                    .map_err(|source| BrokerError::Storage {
-                        topic: p.topic.to_string(),
-                        partition: p.id.get(),
-                        source,
-                    })?;
+                    }),
+                }
             }
         }
-        Ok(())
+        errors
     }
 
-    /// Flushes and closes every log: the clean-shutdown path.
+    /// Flushes and closes every log (the clean-shutdown path: the next start can skip
+    /// verifying active segments). Carries on past a failing partition and returns the first
+    /// failure.
     pub fn close(&self) -> Result<(), BrokerError> {
         let topics: Vec<_> = {
             let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
             map.drain().map(|(_, t)| t).collect()
         };
+        let mut first = None;
         for topic in topics {
             for p in &topic.partitions {
                 let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
-                log.flush().map_err(|source| BrokerError::Storage {
-                    topic: p.topic.to_string(),
-                    partition: p.id.get(),
-                    source,
-                })?;
+                if let Err(source) = log.close() {
+                    let e = BrokerError::Storage {
+                        topic: p.topic.to_string(),
+                        partition: p.id.get(),
+                        source,
+                    };
+                    tracing::error!(error = %e, "closing a partition log");
+                    first.get_or_insert(e);
+                }
             }
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Partitions hosted now, over all topics.
+    pub fn partition_count(&self) -> usize {
+        let map = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        map.values().map(|t| t.partitions.len()).sum()
     }
 }
 
@@ -350,4 +380,61 @@ fn remove_deleted_dirs(logs: &Path) -> Result<(), BrokerError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata_store::LocalMetadataStore;
+    use std::collections::BTreeMap;
+    use weir_storage::testing::{BatchSpec, encode_batch};
+
+    fn record(name: &str, id: u8) -> TopicRecord {
+        TopicRecord {
+            name: TopicName::new(name).unwrap(),
+            id: TopicId([id; 16]),
+            partitions: 1,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    /// Proves: a handle to a deleted topic's partition (a request or housekeeping pass in
+    /// flight) can neither append to nor run retention on the topic re-created under the same
+    /// name; the new topic's data is untouched.
+    #[test]
+    fn a_deleted_topics_old_handle_cannot_touch_its_successor() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::new(dir.path().into(), "127.0.0.1:0".parse().unwrap());
+        let store = Arc::new(LocalMetadataStore::open(dir.path()).unwrap());
+        let state = BrokerState::open(config, store, "127.0.0.1".into(), 9092).unwrap();
+        let old = state.install_topic(record("t", 1)).unwrap();
+        let old_partition = old.partitions[0].clone();
+
+        state.delete_topic(&TopicName::new("t").unwrap()).unwrap();
+        let new = state.install_topic(record("t", 2)).unwrap();
+        let mut b = encode_batch(&BatchSpec::default(), &[b"new"]);
+        new.partitions[0]
+            .log
+            .write()
+            .unwrap()
+            .append(&mut b, LEADER_EPOCH, Timestamp::now())
+            .unwrap();
+
+        let mut late = encode_batch(&BatchSpec::default(), &[b"late"]);
+        let mut old_log = old_partition.log.write().unwrap();
+        assert!(matches!(
+            old_log.append(&mut late, LEADER_EPOCH, Timestamp::now()),
+            Err(weir_storage::StorageError::Closed { .. })
+        ));
+        assert!(old_log.apply_retention(Timestamp(i64::MAX)).is_err());
+        drop(old_log);
+        assert!(state.housekeeping(Timestamp::now()).is_empty());
+
+        let log = new.partitions[0].log.read().unwrap();
+        assert_eq!(
+            log.log_end_offset().get(),
+            1,
+            "the new topic keeps its record"
+        );
+    }
 }

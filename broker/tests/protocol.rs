@@ -439,3 +439,149 @@ async fn admin_refusals_explain_themselves() {
     assert!(msg.contains("integer"), "{msg}");
     b.stop().await;
 }
+
+/// Proves: two batches for one partition in one produce are refused with INVALID_RECORD and
+/// neither is stored (Kafka's rule for Produce v3+).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_batches_for_one_partition_are_refused() {
+    let b = TestBroker::start().await;
+    let mut c = b.client().await;
+    c.create_topic("multi", 1).await;
+    let mut two = batch(2, 1, Compression::None).to_vec();
+    two.extend_from_slice(&batch(2, 1, Compression::None));
+    let (err, _) = c.produce("multi", 0, bytes::Bytes::from(two)).await;
+    assert_eq!(err, ResponseError::InvalidRecord.code());
+    let p = c.fetch("multi", 0, 0, 0, 0).await;
+    assert_eq!(p.high_watermark, 0);
+    b.stop().await;
+}
+
+/// Proves: an acks=0 produce that fails closes the connection (the client's only signal), and
+/// one that succeeds gets no response but is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_zero_errors_close_the_connection() {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    let b = TestBroker::start().await;
+    let mut c = b.client().await;
+    c.create_topic("a0", 1).await;
+    let req = |topic: &str| {
+        ProduceRequest::default().with_acks(0).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(tn(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch(3, 1, Compression::None))),
+                ]),
+        ])
+    };
+    // A successful acks=0 produce, then a request that does get a response: the first
+    // response on the wire must be the metadata one.
+    let mut raw = c.stream_frame(ApiKey::Produce, 9, &req("a0"));
+    let metadata = c.stream_frame(ApiKey::Metadata, 12, &MetadataRequest::default());
+    // size (4), api key (2), version (2), then the correlation id.
+    let metadata_id = i32::from_be_bytes(metadata[8..12].try_into().unwrap());
+    raw.extend(metadata);
+    c.send_raw(&raw).await;
+    let mut resp = c.read_frame().await.unwrap();
+    let h = <ResponseHeader as kafka_protocol::protocol::Decodable>::decode(&mut resp, 1).unwrap();
+    assert_eq!(
+        h.correlation_id, metadata_id,
+        "the acks=0 produce got no response"
+    );
+    assert_eq!(c.fetch("a0", 0, 0, 0, 0).await.high_watermark, 3);
+
+    let raw = c.stream_frame(ApiKey::Produce, 9, &req("no-such-topic"));
+    c.send_raw(&raw).await;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), c.read_frame()).await;
+    assert!(
+        matches!(closed, Ok(Err(_))),
+        "connection closed after a failed acks=0 produce"
+    );
+    b.stop().await;
+}
+
+/// Proves: InitProducerId without a transactional id always hands out a new producer id, so a
+/// client naming someone else's id cannot fence that producer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_producer_id_never_reuses_a_named_id() {
+    let b = TestBroker::start().await;
+    let mut c = b.client().await;
+    let init = |pid: i64, epoch: i16| {
+        InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+    };
+    let first: InitProducerIdResponse = c.request(ApiKey::InitProducerId, 4, &init(-1, -1)).await;
+    let second: InitProducerIdResponse = c
+        .request(ApiKey::InitProducerId, 4, &init(first.producer_id.0, 0))
+        .await;
+    assert_ne!(second.producer_id, first.producer_id);
+    assert_eq!(second.producer_epoch, 0);
+    b.stop().await;
+}
+
+/// Proves: lowering retention.ms empties a topic, the active segment included (as in Kafka),
+/// and offsets carry on from where they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowering_retention_empties_the_topic() {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let b = TestBroker::start_with(|c| c.housekeeping_interval_ms = 20).await;
+    let mut c = b.client().await;
+    c.create_topic("purge", 1).await;
+    assert_eq!(
+        c.produce("purge", 0, batch(5, 1_000, Compression::None))
+            .await
+            .0,
+        0
+    );
+    let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("purge"))
+            .with_configs(vec![
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str("1000"))),
+            ]),
+    ]);
+    let r: IncrementalAlterConfigsResponse =
+        c.request(ApiKey::IncrementalAlterConfigs, 1, &alter).await;
+    assert_eq!(r.responses[0].error_code, 0);
+    let earliest = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(tn("purge"))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-2),
+                ]),
+        ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r: ListOffsetsResponse = c.request(ApiKey::ListOffsets, 7, &earliest).await;
+        if r.topics[0].partitions[0].offset == 5 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention never emptied the topic"
+        );
+    }
+    let (err, base) = c
+        .produce(
+            "purge",
+            0,
+            batch(1, weir_model::Timestamp::now().get(), Compression::None),
+        )
+        .await;
+    assert_eq!((err, base), (0, 5));
+    b.stop().await;
+}

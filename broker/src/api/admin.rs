@@ -21,7 +21,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use weir_model::limits::{PARTITIONS_PER_TOPIC_MAX, TOPICS_MAX};
+use weir_model::limits::{BROKER_PARTITIONS_MAX, PARTITIONS_PER_TOPIC_MAX, TOPICS_MAX};
 use weir_model::{TopicId, TopicName};
 
 type Refusal = (ResponseError, String);
@@ -41,6 +41,19 @@ fn check_partitions(n: i32) -> Result<(), Refusal> {
             format!("partitions must be from 1 to {PARTITIONS_PER_TOPIC_MAX}, not {n}"),
         ))
     }
+}
+
+fn check_broker_partitions(state: &BrokerState, adding: i32) -> Result<(), Refusal> {
+    let now = state.partition_count();
+    if now + adding.max(0) as usize > BROKER_PARTITIONS_MAX {
+        return Err((
+            ResponseError::PolicyViolation,
+            format!(
+                "this broker hosts {now} partitions; {adding} more would pass its limit of {BROKER_PARTITIONS_MAX}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that a topic could be created. The caller holds `admin`.
@@ -68,6 +81,7 @@ fn check_new_topic(state: &BrokerState, name: &str, partitions: i32) -> Result<T
         ));
     }
     check_partitions(partitions)?;
+    check_broker_partitions(state, partitions)?;
     if state.topic_count() >= TOPICS_MAX {
         return Err((
             ResponseError::PolicyViolation,
@@ -310,6 +324,7 @@ pub async fn create_partitions(
                 ));
             }
             check_partitions(t.count)?;
+            check_broker_partitions(state, t.count - current)?;
             if let Some(assignments) = &t.assignments
                 && (assignments.len() as i32 != t.count - current
                     || assignments.iter().any(|a| a.broker_ids != [BrokerId(node)]))

@@ -73,13 +73,9 @@ pub async fn init_producer_id(
         r.producer_epoch = -1;
         return r;
     }
-    // KIP-360: a producer that lost track of its sequences asks for a bumped epoch of the id it
-    // has; the new epoch fences its old batches. Past the last epoch it gets a fresh id.
-    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
-        r.producer_id = req.producer_id;
-        r.producer_epoch = req.producer_epoch + 1;
-        return r;
-    }
+    // Without a transactional id every call gets a fresh producer id at epoch 0, as in Kafka,
+    // even when the client names the id it had (KIP-360 epoch bumps are for transactions):
+    // bumping a named id would let any client fence any producer.
     match state.next_producer_id() {
         Ok(id) => {
             r.producer_id = ProducerId(id);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use weir_model::Offset;
-use weir_model::limits::FETCH_WAIT_MS_MAX;
+use weir_model::limits::{FETCH_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use weir_storage::StorageError;
 
 pub async fn fetch(state: &Arc<BrokerState>, ctx: &Ctx, req: FetchRequest) -> FetchResponse {
@@ -94,20 +94,24 @@ fn read_all(state: &BrokerState, ctx: &Ctx, req: &FetchRequest) -> (FetchRespons
             pd.high_watermark = end.get();
             pd.last_stable_offset = end.get();
             pd.log_start_offset = log.log_start_offset().get();
-            let max = (fp.partition_max_bytes.max(0) as usize).min(remaining);
+            let max = (fp.partition_max_bytes.clamp(0, FETCH_BYTES_MAX) as usize).min(remaining);
             // KIP-74: the first partition with data returns at least one whole batch, even
             // past the byte limits, so a batch larger than max.bytes cannot stall a consumer.
             let min_one = total == 0;
-            if fp.fetch_offset == end.get() || (max == 0 && !min_one) {
+            if fp.fetch_offset < 0 {
+                pd.error_code = ResponseError::OffsetOutOfRange.code();
+                pd.records = Some(Default::default());
+                errored = true;
+            } else if fp.fetch_offset == end.get() || (max == 0 && !min_one) {
                 pd.records = Some(Default::default());
             } else {
-                match log.read(Offset(fp.fetch_offset.max(0)), max, end, min_one) {
-                    Ok(out) if fp.fetch_offset >= 0 => {
+                match log.read(Offset(fp.fetch_offset), max, end, min_one) {
+                    Ok(out) => {
                         total += out.bytes.len();
                         remaining = remaining.saturating_sub(out.bytes.len());
                         pd.records = Some(out.bytes);
                     }
-                    Ok(_) | Err(StorageError::OffsetOutOfRange { .. }) => {
+                    Err(StorageError::OffsetOutOfRange { .. }) => {
                         pd.error_code = ResponseError::OffsetOutOfRange.code();
                         pd.records = Some(Default::default());
                         errored = true;

@@ -115,6 +115,19 @@ pub async fn dispatch(
             let acks = req.acks;
             let resp = produce::produce(state, &ctx, req).await;
             if acks == 0 {
+                // No response to carry an error, so Kafka closes the connection instead: the
+                // client reconnects and refreshes its metadata rather than sending into nothing.
+                let failed = resp
+                    .responses
+                    .iter()
+                    .flat_map(|t| &t.partition_responses)
+                    .find(|p| p.error_code != 0);
+                if let Some(p) = failed {
+                    return Err(ConnectionError::Protocol(format!(
+                        "acks=0 produce to partition {} failed with error {}",
+                        p.index, p.error_code
+                    )));
+                }
                 return Ok(false);
             }
             ctx.write(out, &resp)?;

@@ -72,6 +72,18 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
                 tr.partition_responses.push(pr);
                 continue;
             };
+            // Produce v3+ carries exactly one batch per partition (Kafka refuses more).
+            if let Ok(h) = weir_storage::BatchHeader::parse(&records)
+                && h.size_bytes() != records.len()
+            {
+                fail(
+                    &mut pr,
+                    ResponseError::InvalidRecord,
+                    "a produce request carries exactly one record batch per partition".into(),
+                );
+                tr.partition_responses.push(pr);
+                continue;
+            }
             // One copy: the request frame is shared, and the log patches offsets in place.
             let mut batch = records.to_vec();
             let result = {

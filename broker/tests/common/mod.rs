@@ -106,6 +106,26 @@ impl Client {
         Ok(resp)
     }
 
+    /// A request frame (size prefix included) with correlation id 1_000_000 + n, for tests that
+    /// write raw bytes.
+    pub fn stream_frame<R: Encodable>(&mut self, api: ApiKey, version: i16, req: &R) -> Vec<u8> {
+        let id = 1_000_000 + self.next_id;
+        self.next_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(Some(StrBytes::from_static_str("weir-test")));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, api.request_header_version(version))
+            .unwrap();
+        req.encode(&mut body, version).unwrap();
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        frame
+    }
+
     pub async fn read_frame(&mut self) -> std::io::Result<Bytes> {
         let mut len = [0u8; 4];
         self.stream.read_exact(&mut len).await?;

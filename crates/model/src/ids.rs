@@ -85,7 +85,10 @@ mod tests {
 
     #[test]
     fn newtypes_serialize_as_their_raw_value() {
-        assert_eq!(serde_json::to_string(&Offset(42)).ok().as_deref(), Some("42"));
+        assert_eq!(
+            serde_json::to_string(&Offset(42)).ok().as_deref(),
+            Some("42")
+        );
         assert_eq!(Offset(5).plus(3), Offset(8));
         assert_eq!(PartitionId(3).to_string(), "3");
     }

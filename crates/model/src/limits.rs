@@ -27,6 +27,14 @@ pub const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 /// Topics one broker hosts.
 pub const TOPICS_MAX: usize = 10_000;
+/// Partitions one broker hosts, over all topics. Each holds open files (the active segment at
+/// least), so this also bounds file descriptors.
+pub const BROKER_PARTITIONS_MAX: usize = 20_000;
+/// Largest fetch response (Kafka's `fetch.max.bytes`); a client asking for more gets this.
+pub const FETCH_BYTES_MAX: i32 = 55 * 1024 * 1024;
+/// Bytes of requests read but not yet answered, over all connections (Kafka's
+/// `queued.max.request.bytes`); readers wait when it is used up.
+pub const QUEUED_REQUEST_BYTES_MAX_DEFAULT: u64 = 1024 * 1024 * 1024;
 /// Records in one batch: a batch's header says how many, and we never trust it past this.
 pub const BATCH_RECORDS_MAX: i32 = 1 << 20;
 /// Sequence windows kept per idempotent producer and partition (Kafka keeps 5 batches).
@@ -36,3 +44,6 @@ const _: () = assert!(MESSAGE_BYTES_MAX_DEFAULT < REQUEST_BYTES_MAX_DEFAULT);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!((MESSAGE_BYTES_MAX_DEFAULT as u64) < SEGMENT_BYTES_MAX);
 const _: () = assert!(FETCH_WAIT_MS_MAX > 0);
+const _: () = assert!(REQUEST_BYTES_MAX_DEFAULT as u64 <= QUEUED_REQUEST_BYTES_MAX_DEFAULT);
+const _: () = assert!((MESSAGE_BYTES_MAX_DEFAULT as i32) < FETCH_BYTES_MAX);
+const _: () = assert!(PARTITIONS_PER_TOPIC_MAX as usize <= BROKER_PARTITIONS_MAX);

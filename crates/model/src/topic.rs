@@ -106,8 +106,14 @@ mod tests {
         assert!(TopicName::new("orders.v1_eu-west").is_ok());
         assert_eq!(TopicName::new(""), Err(TopicNameError::Empty));
         assert_eq!(TopicName::new(".."), Err(TopicNameError::Dots));
-        assert!(matches!(TopicName::new("a b"), Err(TopicNameError::IllegalChar { bad: ' ', .. })));
-        assert!(matches!(TopicName::new("x".repeat(250)), Err(TopicNameError::TooLong { .. })));
+        assert!(matches!(
+            TopicName::new("a b"),
+            Err(TopicNameError::IllegalChar { bad: ' ', .. })
+        ));
+        assert!(matches!(
+            TopicName::new("x".repeat(250)),
+            Err(TopicNameError::TooLong { .. })
+        ));
         assert!(TopicName::new("x".repeat(249)).is_ok());
     }
 

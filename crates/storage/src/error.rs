@@ -70,6 +70,12 @@ pub enum StorageError {
     },
     #[error("{path}: corrupt: {reason}")]
     CorruptMetadata { path: PathBuf, reason: String },
+    #[error(
+        "a batch at byte {at} is a duplicate of one already in the log, and others came with it"
+    )]
+    DuplicateAmongBatches { at: usize },
+    #[error("the log in {dir} is closed (shut down or deleted)")]
+    Closed { dir: PathBuf },
 }
 
 impl StorageError {

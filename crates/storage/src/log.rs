@@ -126,6 +126,10 @@ pub struct PartitionLog {
     epochs: EpochCache,
     unflushed_messages: u64,
     last_flush_ms: i64,
+    /// Set by [`PartitionLog::close`] and [`PartitionLog::retire`]: every later change is
+    /// refused with [`StorageError::Closed`], so a handle that outlives its log (a request in
+    /// flight while the topic is deleted) can never touch files that are gone or reused.
+    closed: bool,
 }
 
 impl PartitionLog {
@@ -178,6 +182,7 @@ impl PartitionLog {
             epochs: EpochCache::from_entries(meta::load_epochs(dir)?),
             unflushed_messages: 0,
             last_flush_ms: now.get(),
+            closed: false,
         };
         log.recover(&bases, meta)?;
         log.store_meta(None)?;
@@ -330,6 +335,7 @@ impl PartitionLog {
         epoch: LeaderEpoch,
         now: Timestamp,
     ) -> Result<AppendOutcome, StorageError> {
+        self.check_open()?;
         let headers =
             validate_batches(records, self.config.max_message_bytes).map_err(|e| match e {
                 BatchError::TooLarge { size, max, .. } => {
@@ -367,6 +373,12 @@ impl PartitionLog {
                     last_offset: last,
                 };
                 match ProducerState::check(current, pid, pepoch, first_seq, last_seq)? {
+                    // A retried batch is acknowledged with its first offsets, but only alone: with
+                    // other batches in the same append, answering "duplicate" would silently drop
+                    // the others (Kafka refuses more than one batch per partition anyway).
+                    Check::Duplicate(_) if headers.len() > 1 => {
+                        return Err(StorageError::DuplicateAmongBatches { at });
+                    }
                     Check::Duplicate(d) => {
                         return Ok(AppendOutcome::Duplicate {
                             base_offset: d.base_offset,
@@ -454,6 +466,15 @@ impl PartitionLog {
             log_append_time: log_append_time.then_some(now),
             log_start_offset: self.log_start,
         })
+    }
+
+    fn check_open(&self) -> Result<(), StorageError> {
+        if self.closed {
+            return Err(StorageError::Closed {
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(())
     }
 
     fn should_roll(&self, incoming: u64, next: Offset, now: Timestamp) -> bool {
@@ -576,6 +597,7 @@ impl PartitionLog {
     /// DeleteRecords: moves the log start offset to `offset` (persisted) and deletes closed
     /// segments wholly below it. Returns the new log start offset. Moving backwards is a no-op.
     pub fn delete_records_before(&mut self, offset: Offset) -> Result<Offset, StorageError> {
+        self.check_open()?;
         let log_end = self.log_end_offset();
         if offset > log_end {
             return Err(StorageError::OffsetOutOfRange {
@@ -627,11 +649,19 @@ impl PartitionLog {
     /// older than `retention.ms`, then while the log exceeds `retention.bytes`, and moves the
     /// log start offset past them.
     pub fn apply_retention(&mut self, now: Timestamp) -> Result<RetentionOutcome, StorageError> {
-        let closed = self.segments.len() - 1;
+        self.check_open()?;
+        // The active segment counts too, as in Kafka: a topic whose newest records are past
+        // retention.ms is emptied (the active segment is rolled first, then deleted), and
+        // retention.bytes can go below one segment.
+        let all = if self.active().is_empty() {
+            self.segments.len() - 1
+        } else {
+            self.segments.len()
+        };
         let mut n = 0;
         if let Some(ms) = self.config.retention_ms {
             let limit = now.get().saturating_sub(ms);
-            n = self.segments[..closed]
+            n = self.segments[..all]
                 .iter()
                 .take_while(|s| {
                     let ts = if s.max_timestamp >= 0 {
@@ -646,10 +676,15 @@ impl PartitionLog {
         if let Some(max) = self.config.retention_bytes {
             let mut size =
                 self.size_bytes() - self.segments[..n].iter().map(|s| s.size).sum::<u64>();
-            while n < closed && size - self.segments[n].size >= max && size > max {
+            while n < all && size - self.segments[n].size >= max && size > max {
                 size -= self.segments[n].size;
                 n += 1;
             }
+        }
+        if n == self.segments.len() {
+            // Every segment goes, the active one included: roll so a new, empty active segment
+            // starts at the log end offset and the old one can be deleted like any other.
+            self.roll()?;
         }
         if n == 0 {
             return Ok(RetentionOutcome {
@@ -676,6 +711,7 @@ impl PartitionLog {
 
     /// Flushes when `flush.ms` has passed since the last flush and there is unflushed data.
     pub fn maybe_flush(&mut self, now: Timestamp) -> Result<(), StorageError> {
+        self.check_open()?;
         if self.unflushed_messages > 0
             && self
                 .config
@@ -689,6 +725,7 @@ impl PartitionLog {
 
     /// Makes every append so far durable. Closed segments were synced when they were rolled.
     pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.check_open()?;
         let now = Timestamp::now();
         self.flush_at(now)
     }
@@ -704,6 +741,7 @@ impl PartitionLog {
     /// log end may end up below `offset`). Truncating at or past the log end does nothing;
     /// below the first segment, the log restarts empty at `offset`.
     pub fn truncate_to(&mut self, offset: Offset) -> Result<(), StorageError> {
+        self.check_open()?;
         if offset >= self.log_end_offset() {
             return Ok(());
         }
@@ -768,11 +806,24 @@ impl PartitionLog {
 
     /// Flushes, writes the active segment's index files and the clean-close marker that lets
     /// the next open skip verifying the active segment.
-    pub fn close(mut self) -> Result<(), StorageError> {
+    /// After it, every change is refused with [`StorageError::Closed`]; reads still work.
+    /// Closing twice is a no-op.
+    pub fn close(&mut self) -> Result<(), StorageError> {
+        if self.closed {
+            return Ok(());
+        }
         self.flush()?;
         self.active().write_index_files(true)?;
         let end = self.log_end_offset();
-        self.store_meta(Some(end))
+        self.store_meta(Some(end))?;
+        self.closed = true;
+        Ok(())
+    }
+
+    /// Marks the log closed without writing anything: its directory is about to be deleted.
+    /// Later changes through any handle are refused with [`StorageError::Closed`].
+    pub fn retire(&mut self) {
+        self.closed = true;
     }
 }
 

@@ -168,7 +168,7 @@ fn compressed_batches_are_stored_as_sent() {
 }
 
 #[test]
-fn retention_deletes_closed_segments_only_and_moves_the_start() {
+fn retention_deletes_expired_segments_and_moves_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
     for i in 0..30i64 {
@@ -187,11 +187,25 @@ fn retention_deletes_closed_segments_only_and_moves_the_start() {
     assert!(out.segments_deleted > 0 && out.segments_deleted < segments);
     assert_eq!(out.log_start_offset, log.log_start_offset());
     assert!(log.log_start_offset() <= Offset(15));
-    // Everything is past retention: all closed segments go, the active one stays.
+    // Everything is past retention: every segment goes, the active one included (as in
+    // Kafka, lowering retention.ms empties a topic); offsets carry on where they were.
     let out = log.apply_retention(Timestamp(1_000_000)).unwrap();
     assert_eq!(log.segment_count(), 1);
-    assert!(out.log_start_offset > Offset(20));
+    assert_eq!(out.log_start_offset, Offset(30));
     assert_eq!(log.log_end_offset(), Offset(30));
+    assert!(read_all(&log).is_empty());
+    let appended = append_values(&mut log, &[&[1u8; 10]]);
+    assert_eq!(
+        read_all(&log).first().unwrap().offset,
+        Offset(30),
+        "{appended:?}"
+    );
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config, NOW).unwrap();
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (Offset(30), Offset(31))
+    );
     // By size.
     let dir2 = tempfile::tempdir().unwrap();
     let mut log2 = PartitionLog::open(dir2.path(), small_config(), NOW).unwrap();
@@ -369,4 +383,36 @@ fn multi_batch_appends_get_contiguous_offsets() {
     ));
     let vals: Vec<Vec<u8>> = read_all(&log).into_iter().map(|r| r.value).collect();
     assert_eq!(vals, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+}
+
+#[test]
+fn a_closed_or_retired_log_refuses_changes_but_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
+    append_values(&mut log, &[&[1u8; 10]]);
+    log.close().unwrap();
+    log.close().unwrap();
+    let mut b = batch(&[b"late"]);
+    assert!(matches!(
+        log.append(&mut b, LeaderEpoch(0), NOW),
+        Err(StorageError::Closed { .. })
+    ));
+    assert!(matches!(
+        log.apply_retention(NOW),
+        Err(StorageError::Closed { .. })
+    ));
+    assert!(matches!(
+        log.delete_records_before(Offset(1)),
+        Err(StorageError::Closed { .. })
+    ));
+    assert_eq!(read_all(&log).len(), 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
+    log.retire();
+    assert!(matches!(log.flush(), Err(StorageError::Closed { .. })));
+    assert!(matches!(
+        log.maybe_flush(NOW),
+        Err(StorageError::Closed { .. })
+    ));
 }

@@ -167,3 +167,24 @@ fn a_duplicate_within_a_multi_batch_request_is_detected() {
     ));
     assert!(appended(4, 4)(&append(&mut log, 0, 4, 1).unwrap()));
 }
+
+/// A new batch followed by a retried one in the same append must not be acknowledged as a
+/// duplicate: that would drop the new batch while telling the client it is stored.
+#[test]
+fn a_duplicate_among_new_batches_is_refused_not_half_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
+    assert!(appended(0, 1)(&append(&mut log, 0, 0, 2).unwrap()));
+    let mut mixed = pbatch(0, 2, 2);
+    mixed.extend(pbatch(0, 0, 2));
+    assert!(matches!(
+        log.append(&mut mixed, LeaderEpoch(0), NOW),
+        Err(StorageError::DuplicateAmongBatches { .. })
+    ));
+    assert_eq!(
+        log.log_end_offset(),
+        Offset(2),
+        "nothing of the refused append was written"
+    );
+    assert!(appended(2, 3)(&append(&mut log, 0, 2, 2).unwrap()));
+}

@@ -131,7 +131,7 @@ proptest! {
                     prop_assert_eq!(start, Offset(m.log_start));
                 }
                 Op::Reopen { clean } => {
-                    let l = log.take().unwrap();
+                    let mut l = log.take().unwrap();
                     if clean { l.close().unwrap(); } else { drop(l); }
                     log = Some(PartitionLog::open(dir.path(), config.clone(), NOW).unwrap());
                 }

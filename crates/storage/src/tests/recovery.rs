@@ -130,7 +130,7 @@ fn damaged_indexes_are_rebuilt() {
         index_interval_bytes: 50,
         ..small_config()
     };
-    let log = PartitionLog::open(dir.path(), config.clone(), NOW).unwrap();
+    let mut log = PartitionLog::open(dir.path(), config.clone(), NOW).unwrap();
     let before = read_all(&log);
     log.close().unwrap();
     let mut indexes: Vec<_> = fs::read_dir(dir.path())
@@ -178,7 +178,7 @@ fn damaged_indexes_are_rebuilt() {
 #[test]
 fn a_crash_after_a_clean_reopen_still_recovers() {
     let (dir, _, _) = build();
-    let log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
     let end = log.log_end_offset();
     log.close().unwrap();
     let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();

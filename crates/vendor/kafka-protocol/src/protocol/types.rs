@@ -985,9 +985,11 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                // Weir patch: never size an allocation from a length read off the wire. Every
-                // element takes at least one byte, so the remaining bytes bound the count.
-                let mut result = Vec::with_capacity((n as usize).min(buf.remaining()));
+                // Weir patch: never size an allocation from a length read off the wire. The
+                // count is capped by the bytes left (every element takes at least one) and by
+                // a small constant (an element can be far larger in memory than on the wire);
+                // the Vec grows as elements actually decode.
+                let mut result = Vec::with_capacity((n as usize).min(buf.remaining()).min(1024));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1096,7 +1098,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
             0 => Ok(None),
             n => {
                 // Weir patch: see Array above.
-                let mut result = Vec::with_capacity(((n - 1) as usize).min(buf.remaining()));
+                let mut result =
+                    Vec::with_capacity(((n - 1) as usize).min(buf.remaining()).min(1024));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
