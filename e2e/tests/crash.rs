@@ -58,18 +58,27 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// Proves: no acknowledged record is lost or duplicated when the broker is killed mid-write.
+/// Proves: no acknowledged record is lost or duplicated when the broker is killed mid-write,
+/// with the default flush policy (page cache).
 #[test]
 fn acknowledged_records_survive_kill_9() {
+    kill_9_while_producing(&[]);
+}
+
+/// Proves the same with an fsync before every acknowledgement (`flush.messages=1`).
+#[test]
+fn acknowledged_records_survive_kill_9_with_fsync_per_append() {
+    kill_9_while_producing(&["--flush-messages", "1"]);
+}
+
+fn kill_9_while_producing(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = free_port();
-    let mut weir = WeirProcess::start(
-        &data,
-        port,
-        &["--default-partitions", &PARTITIONS.to_string()],
-    )
-    .unwrap();
+    let partitions = PARTITIONS.to_string();
+    let mut args = vec!["--default-partitions", partitions.as_str()];
+    args.extend_from_slice(extra);
+    let mut weir = WeirProcess::start(&data, port, &args).unwrap();
     let bootstrap = weir.bootstrap();
 
     let acks = Arc::new(Acks::default());
