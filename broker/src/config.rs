@@ -22,6 +22,8 @@ pub struct BrokerConfig {
     /// Bytes of requests read but not yet answered, over all connections
     /// (`queued.max.request.bytes`). At least `request_bytes_max`.
     pub queued_request_bytes_max: u64,
+    /// Longest a fetch may wait for data; a client's `max.wait.ms` is capped here.
+    pub fetch_wait_ms_max: i32,
     /// Create a topic when a client asks for metadata or produces to an unknown one.
     pub auto_create_topics: bool,
     /// Partitions for auto-created topics and CreateTopics with `-1` (`num.partitions`).
@@ -43,6 +45,7 @@ impl BrokerConfig {
             request_bytes_max: limits::REQUEST_BYTES_MAX_DEFAULT,
             connections_max: limits::CONNECTIONS_MAX_DEFAULT,
             queued_request_bytes_max: limits::QUEUED_REQUEST_BYTES_MAX_DEFAULT,
+            fetch_wait_ms_max: limits::FETCH_WAIT_MS_MAX,
             auto_create_topics: true,
             default_partitions: 1,
             log_defaults: weir_storage::LogConfig::default(),

@@ -88,3 +88,145 @@ pub fn fatal(context: &str, e: &dyn std::error::Error) -> ! {
     eprintln!("{msg}");
     std::process::exit(70)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use weir_model::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
+
+    /// Proves: every storage error has the Kafka code a client expects. `storage_error_code`
+    /// is an exhaustive match, so a new variant fails to compile until it is given a code;
+    /// this pins the codes themselves.
+    #[test]
+    fn storage_errors_map_to_kafka_codes() {
+        let io = || std::io::Error::other("x");
+        let p = || PathBuf::from("/d");
+        let cases: Vec<(StorageError, ResponseError)> = vec![
+            (
+                StorageError::Io {
+                    path: p(),
+                    op: "w",
+                    source: io(),
+                },
+                ResponseError::KafkaStorageError,
+            ),
+            (
+                StorageError::Fatal {
+                    path: p(),
+                    op: "fsync",
+                    source: io(),
+                },
+                ResponseError::KafkaStorageError,
+            ),
+            (
+                StorageError::CorruptBatch(BatchError::CrcMismatch {
+                    at: 0,
+                    stored: 1,
+                    computed: 2,
+                }),
+                ResponseError::CorruptMessage,
+            ),
+            (
+                StorageError::CorruptBatch(BatchError::Empty),
+                ResponseError::CorruptMessage,
+            ),
+            (
+                StorageError::CorruptBatch(BatchError::BadMagic { at: 0, magic: 1 }),
+                ResponseError::UnsupportedForMessageFormat,
+            ),
+            (
+                StorageError::CorruptBatch(BatchError::BadRecordCount {
+                    at: 0,
+                    count: 2,
+                    last_offset_delta: 0,
+                }),
+                ResponseError::InvalidRecord,
+            ),
+            (
+                StorageError::CorruptBatch(BatchError::BadTimestamps {
+                    at: 0,
+                    base: 2,
+                    max: 1,
+                }),
+                ResponseError::InvalidRecord,
+            ),
+            (
+                StorageError::RecordTooLarge { size: 2, max: 1 },
+                ResponseError::MessageTooLarge,
+            ),
+            (
+                StorageError::OffsetOutOfRange {
+                    offset: Offset(9),
+                    log_start: Offset(0),
+                    log_end: Offset(1),
+                },
+                ResponseError::OffsetOutOfRange,
+            ),
+            (
+                StorageError::OutOfOrderSequence {
+                    producer_id: ProducerId(1),
+                    epoch: ProducerEpoch(0),
+                    sequence: 9,
+                    last_sequence: Some(1),
+                },
+                ResponseError::OutOfOrderSequenceNumber,
+            ),
+            (
+                StorageError::InvalidProducerEpoch {
+                    producer_id: ProducerId(1),
+                    epoch: ProducerEpoch(0),
+                    current: ProducerEpoch(1),
+                },
+                ResponseError::InvalidProducerEpoch,
+            ),
+            (
+                StorageError::StaleLeaderEpoch {
+                    epoch: LeaderEpoch(0),
+                    latest: LeaderEpoch(1),
+                },
+                ResponseError::FencedLeaderEpoch,
+            ),
+            (
+                StorageError::ControlBatchRefused { at: 0 },
+                ResponseError::InvalidRecord,
+            ),
+            (
+                StorageError::DuplicateAmongBatches { at: 0 },
+                ResponseError::InvalidRecord,
+            ),
+            (
+                StorageError::UnsupportedFormat {
+                    path: p(),
+                    found: 9,
+                    supported: 1,
+                },
+                ResponseError::KafkaStorageError,
+            ),
+            (
+                StorageError::CorruptMetadata {
+                    path: p(),
+                    reason: "x".into(),
+                },
+                ResponseError::KafkaStorageError,
+            ),
+            (
+                StorageError::Closed { dir: p() },
+                ResponseError::UnknownTopicOrPartition,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(storage_error_code(&e), want, "{e}");
+        }
+        assert!(is_fatal(&StorageError::Fatal {
+            path: p(),
+            op: "fsync",
+            source: io()
+        }));
+        assert!(!is_fatal(&StorageError::Io {
+            path: p(),
+            op: "w",
+            source: io()
+        }));
+    }
+}

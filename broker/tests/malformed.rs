@@ -211,7 +211,9 @@ fn random_and_mutated_requests_never_take_the_broker_down() {
         .build()
         .unwrap();
     let broker = rt.block_on(async {
-        let b = TestBroker::start().await;
+        // A mutated Fetch can ask to wait for ever; the broker caps it, and the cap here is
+        // well inside `poke`'s patience so "no answer" can only mean a hang.
+        let b = TestBroker::start_with(|c| c.fetch_wait_ms_max = 1000).await;
         let mut c = b.client().await;
         c.create_topic("fuzz", 1).await;
         c.create_topic("canary-topic", 1).await;

@@ -585,3 +585,36 @@ async fn lowering_retention_empties_the_topic() {
     assert_eq!((err, base), (0, 5));
     b.stop().await;
 }
+
+/// Proves: Produce v0-2 are advertised (librdkafka needs to see them) but using one closes the
+/// connection, since Weir stores only RecordBatch v2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_below_v3_is_refused() {
+    use bytes::BufMut;
+    let b = TestBroker::start().await;
+    let mut c = b.client().await;
+    // Produce v2: header (key 0, version 2, correlation id 5, null client id), acks 1,
+    // timeout 1000, no topics.
+    let mut raw = bytes::BytesMut::new();
+    raw.put_i32(2 + 2 + 4 + 2 + 2 + 4 + 4);
+    raw.put_i16(0);
+    raw.put_i16(2);
+    raw.put_i32(5);
+    raw.put_i16(-1);
+    raw.put_i16(1);
+    raw.put_i32(1000);
+    raw.put_i32(0);
+    c.send_raw(&raw).await;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), c.read_frame()).await;
+    assert!(
+        matches!(closed, Ok(Err(_))),
+        "Produce v2 closes the connection"
+    );
+    // Other clients are unaffected.
+    let mut other = b.client().await;
+    let r: ApiVersionsResponse = other
+        .request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(r.error_code, 0);
+    b.stop().await;
+}

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use weir_model::Offset;
-use weir_model::limits::{FETCH_BYTES_MAX, FETCH_WAIT_MS_MAX};
+use weir_model::limits::FETCH_BYTES_MAX;
 use weir_storage::StorageError;
 
 pub async fn fetch(state: &Arc<BrokerState>, ctx: &Ctx, req: FetchRequest) -> FetchResponse {
@@ -29,7 +29,9 @@ pub async fn fetch(state: &Arc<BrokerState>, ctx: &Ctx, req: FetchRequest) -> Fe
         r.error_code = ResponseError::FetchSessionIdNotFound.code();
         return r;
     }
-    let wait_ms = req.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX);
+    let wait_ms = req
+        .max_wait_ms
+        .clamp(0, state.config.fetch_wait_ms_max.max(0));
     let deadline = Instant::now() + Duration::from_millis(wait_ms as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
     let mut appends = state.subscribe_appends();

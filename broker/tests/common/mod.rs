@@ -86,19 +86,7 @@ impl Client {
     ) -> std::io::Result<Bytes> {
         let id = self.next_id;
         self.next_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("weir-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, api.request_header_version(version))
-            .unwrap();
-        req.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
+        let frame = encode_frame(id, api, version, req);
         self.stream.write_all(&frame).await?;
         let mut resp = self.read_frame().await?;
         let rh = ResponseHeader::decode(&mut resp, api.response_header_version(version)).unwrap();
@@ -111,19 +99,7 @@ impl Client {
     pub fn stream_frame<R: Encodable>(&mut self, api: ApiKey, version: i16, req: &R) -> Vec<u8> {
         let id = 1_000_000 + self.next_id;
         self.next_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("weir-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, api.request_header_version(version))
-            .unwrap();
-        req.encode(&mut body, version).unwrap();
-        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&body);
-        frame
+        encode_frame(id, api, version, req)
     }
 
     pub async fn read_frame(&mut self) -> std::io::Result<Bytes> {
@@ -215,6 +191,23 @@ impl Client {
         let mut resp: FetchResponse = self.request(ApiKey::Fetch, 12, &req).await;
         resp.responses.remove(0).partitions.remove(0)
     }
+}
+
+/// A size-prefixed request frame.
+pub fn encode_frame<R: Encodable>(id: i32, api: ApiKey, version: i16, req: &R) -> Vec<u8> {
+    let header = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(id)
+        .with_client_id(Some(StrBytes::from_static_str("weir-test")));
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, api.request_header_version(version))
+        .unwrap();
+    req.encode(&mut body, version).unwrap();
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
 }
 
 /// A RecordBatch v2 with `n` records `value-<i>`, keys `key-<i>`, created at `ts`.
