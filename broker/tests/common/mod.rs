@@ -1,7 +1,7 @@
 //! An in-process broker on a loopback port and a minimal Kafka client for tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
