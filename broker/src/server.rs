@@ -98,7 +98,14 @@ async fn connection(state: Arc<BrokerState>, stream: TcpStream) -> Result<(), Co
         while let Some(Queued { frame, _permits }) = rx.recv().await {
             out.clear();
             match api::dispatch(&state, frame, &mut out).await {
-                Ok(true) => wr.write_all(&out).await?,
+                // A client that stops reading is closed after the idle limit rather than
+                // pinning this connection and its response buffer for ever.
+                Ok(true) => tokio::time::timeout(
+                    Duration::from_millis(CONNECTION_IDLE_MS_MAX),
+                    wr.write_all(&out),
+                )
+                .await
+                .map_err(|_| ConnectionError::Idle)??,
                 // acks=0 produce: Kafka sends no response.
                 Ok(false) => {}
                 Err(e) => return Err(e),

@@ -124,6 +124,8 @@ pub async fn offset_for_leader_epoch(
                 Some(partition) => {
                     if let Some(code) = check_epoch(p.current_leader_epoch) {
                         pr.error_code = code.code();
+                    } else if p.leader_epoch < 0 {
+                        // No epoch asked about: Kafka answers (-1, -1), as already set.
                     } else {
                         let log = partition.log.read().unwrap_or_else(|e| e.into_inner());
                         if let Some((epoch, end)) =
