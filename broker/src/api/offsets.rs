@@ -83,12 +83,14 @@ pub async fn list_offsets(
             match OffsetQuery::from_wire(p.timestamp) {
                 Some(OffsetQuery::Latest) => pr.offset = log.log_end_offset().get(),
                 Some(OffsetQuery::Earliest) => pr.offset = log.log_start_offset().get(),
-                Some(OffsetQuery::MaxTimestamp) => {
-                    if let Some((offset, ts)) = log.max_timestamp() {
+                Some(OffsetQuery::MaxTimestamp) => match log.max_timestamp() {
+                    Ok(Some((offset, ts))) => {
                         pr.offset = offset.get();
                         pr.timestamp = ts.get();
                     }
-                }
+                    Ok(None) => {}
+                    Err(e) => pr.error_code = storage_error_code(&e).code(),
+                },
                 Some(OffsetQuery::AtOrAfter(ts)) => match log.offset_for_timestamp(ts) {
                     Ok(Some((offset, ts))) => {
                         pr.offset = offset.get();

@@ -572,9 +572,12 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// ListOffsets MAX_TIMESTAMP: the largest batch timestamp and the last offset of the
-    /// (first) batch carrying it. `None` when no batch has a timestamp.
-    pub fn max_timestamp(&self) -> Option<(Offset, Timestamp)> {
+    /// ListOffsets MAX_TIMESTAMP (KIP-734): the largest timestamp in the log and the offset of
+    /// the first record carrying it. Exact for uncompressed CreateTime batches; for
+    /// LogAppendTime batches (one timestamp for all) it is the batch's first offset, as in
+    /// Kafka; for compressed CreateTime batches it is the batch's first offset (Weir does not
+    /// decompress). `None` when no record has a timestamp.
+    pub fn max_timestamp(&self) -> Result<Option<(Offset, Timestamp)>, StorageError> {
         let mut best: Option<(Offset, Timestamp)> = None;
         for s in self
             .segments
@@ -585,7 +588,16 @@ impl PartitionLog {
                 best = Some((s.offset_of_max_timestamp, Timestamp(s.max_timestamp)));
             }
         }
-        best
+        let Some((batch_offset, max)) = best else {
+            return Ok(None);
+        };
+        // Nothing is later than the maximum, so the first record at or after it is the one.
+        // None only when the maximum sits in records below the log start offset (DeleteRecords
+        // inside a segment); then the segment's own answer, clamped to the log start, stands.
+        Ok(Some(
+            self.offset_for_timestamp(max)?
+                .unwrap_or((batch_offset.max(self.log_start), max)),
+        ))
     }
 
     /// OffsetForLeaderEpoch (KIP-101): the largest epoch <= `epoch` this log knows and the

@@ -8,11 +8,15 @@ use weir_model::{Offset, ProducerEpoch, ProducerId, Timestamp};
 /// What the encoder puts into a batch's header.
 #[derive(Clone, Debug)]
 pub struct BatchSpec {
-    /// Timestamp of the first record; record `i` gets `base_timestamp + i`.
+    /// Timestamp of the first record; record `i` gets `base_timestamp + i` unless
+    /// `timestamp_deltas` says otherwise.
     pub base_timestamp: i64,
     pub producer: Option<(ProducerId, ProducerEpoch, i32)>,
     pub compression: Compression,
     pub transactional: bool,
+    /// Per-record timestamp deltas from `base_timestamp` (one per value, all >= 0); empty
+    /// means `0, 1, 2, ...`.
+    pub timestamp_deltas: Vec<i64>,
 }
 
 impl Default for BatchSpec {
@@ -22,6 +26,7 @@ impl Default for BatchSpec {
             producer: None,
             compression: Compression::None,
             transactional: false,
+            timestamp_deltas: Vec::new(),
         }
     }
 }
@@ -48,10 +53,12 @@ pub fn put_varlong(out: &mut Vec<u8>, v: i64) {
 /// sends it.
 pub fn encode_batch(spec: &BatchSpec, values: &[&[u8]]) -> Vec<u8> {
     assert!(!values.is_empty(), "a batch has at least one record");
+    assert!(spec.timestamp_deltas.is_empty() || spec.timestamp_deltas.len() == values.len());
+    let delta = |i: usize| spec.timestamp_deltas.get(i).copied().unwrap_or(i as i64);
     let mut records = Vec::new();
     for (i, v) in values.iter().enumerate() {
         let mut body = vec![0u8]; // attributes
-        put_varlong(&mut body, i as i64); // timestampDelta
+        put_varlong(&mut body, delta(i)); // timestampDelta
         put_varint(&mut body, i as i32); // offsetDelta
         put_varint(&mut body, -1); // key: null
         put_varint(&mut body, v.len() as i32);
@@ -81,7 +88,8 @@ pub fn encode_batch(spec: &BatchSpec, values: &[&[u8]]) -> Vec<u8> {
     b.extend_from_slice(&attributes.to_be_bytes());
     b.extend_from_slice(&(n - 1).to_be_bytes());
     b.extend_from_slice(&spec.base_timestamp.to_be_bytes());
-    b.extend_from_slice(&(spec.base_timestamp + n as i64 - 1).to_be_bytes());
+    let max_delta = (0..values.len()).map(delta).max().unwrap_or(0);
+    b.extend_from_slice(&(spec.base_timestamp + max_delta).to_be_bytes());
     b.extend_from_slice(&pid.to_be_bytes());
     b.extend_from_slice(&epoch.to_be_bytes());
     b.extend_from_slice(&seq.to_be_bytes());

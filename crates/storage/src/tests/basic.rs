@@ -109,7 +109,10 @@ fn timestamps_are_looked_up_like_list_offsets() {
     assert_eq!(at(50_003), Some((Offset(18), Timestamp(60_000))));
     assert_eq!(at(190_002), Some((Offset(59), Timestamp(190_002))));
     assert_eq!(at(190_003), None);
-    assert_eq!(log.max_timestamp(), Some((Offset(59), Timestamp(190_002))));
+    assert_eq!(
+        log.max_timestamp().unwrap(),
+        Some((Offset(59), Timestamp(190_002)))
+    );
     // After DeleteRecords, nothing below the log start is answered.
     log.delete_records_before(Offset(17)).unwrap();
     let at = |ts| log.offset_for_timestamp(Timestamp(ts)).unwrap();
@@ -415,4 +418,33 @@ fn a_closed_or_retired_log_refuses_changes_but_still_reads() {
         log.maybe_flush(NOW),
         Err(StorageError::Closed { .. })
     ));
+}
+
+/// KIP-734: the max-timestamp lookup names the record that carries the maximum, not the last
+/// offset of its batch.
+#[test]
+fn max_timestamp_names_the_record_inside_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
+    let spec = BatchSpec {
+        base_timestamp: 100,
+        timestamp_deltas: vec![0, 50, 10, 20],
+        ..BatchSpec::default()
+    };
+    let mut b = encode_batch(&spec, &[b"a", b"b", b"c", b"d"]);
+    log.append(&mut b, LeaderEpoch(0), NOW).unwrap();
+    let spec = BatchSpec {
+        base_timestamp: 110,
+        ..BatchSpec::default()
+    };
+    let mut b = encode_batch(&spec, &[b"e", b"f"]);
+    log.append(&mut b, LeaderEpoch(0), NOW).unwrap();
+    assert_eq!(
+        log.max_timestamp().unwrap(),
+        Some((Offset(1), Timestamp(150)))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(Timestamp(115)).unwrap(),
+        Some((Offset(1), Timestamp(150)))
+    );
 }
