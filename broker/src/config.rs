@@ -30,8 +30,10 @@ pub struct BrokerConfig {
     pub default_partitions: i32,
     /// Defaults for per-topic log configs (`log.*` broker configs in Kafka).
     pub log_defaults: weir_storage::LogConfig,
-    /// How often retention and time-based flush run.
-    pub housekeeping_interval_ms: u64,
+    /// How often retention runs (Kafka's `log.retention.check.interval.ms`, 5 minutes).
+    pub retention_check_interval_ms: u64,
+    /// How often `flush.ms` deadlines are checked.
+    pub flush_check_interval_ms: u64,
 }
 
 impl BrokerConfig {
@@ -49,7 +51,8 @@ impl BrokerConfig {
             auto_create_topics: true,
             default_partitions: 1,
             log_defaults: weir_storage::LogConfig::default(),
-            housekeeping_interval_ms: 5_000,
+            retention_check_interval_ms: 300_000,
+            flush_check_interval_ms: 1_000,
         }
     }
 }

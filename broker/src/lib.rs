@@ -154,14 +154,24 @@ pub async fn run(
 }
 
 async fn housekeeping(state: Arc<BrokerState>) {
-    let mut tick =
-        tokio::time::interval(Duration::from_millis(state.config.housekeeping_interval_ms));
+    let every = Duration::from_millis(state.config.flush_check_interval_ms.max(1));
+    let retention_every = Duration::from_millis(state.config.retention_check_interval_ms.max(1));
+    // The first pass comes one period after start, not at once (a tokio interval's first tick
+    // is immediate), so retention never races a test or a restart.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_retention = tokio::time::Instant::now() + retention_every;
     loop {
         tick.tick().await;
+        let retention = tokio::time::Instant::now() >= next_retention;
+        if retention {
+            next_retention = tokio::time::Instant::now() + retention_every;
+        }
         let s = state.clone();
-        let r =
-            tokio::task::spawn_blocking(move || s.housekeeping(weir_model::Timestamp::now())).await;
+        let r = tokio::task::spawn_blocking(move || {
+            s.housekeeping(weir_model::Timestamp::now(), retention)
+        })
+        .await;
         match r {
             Ok(errors) => {
                 for e in errors {

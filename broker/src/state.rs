@@ -263,14 +263,20 @@ impl BrokerState {
         Ok(id)
     }
 
-    /// Runs retention and time-based flushing on every partition. A failing partition does not
-    /// stop the others; every failure is returned (a fatal one is for the caller to act on).
-    pub fn housekeeping(&self, now: Timestamp) -> Vec<BrokerError> {
+    /// Runs time-based flushing, and retention when `retention` is set, on every partition. A
+    /// failing partition does not stop the others; every failure is returned (a fatal one is
+    /// for the caller to act on).
+    pub fn housekeeping(&self, now: Timestamp, retention: bool) -> Vec<BrokerError> {
         let mut errors = Vec::new();
         for topic in self.all_topics() {
             for p in &topic.partitions {
                 let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
-                let result = log.apply_retention(now).and_then(|_| log.maybe_flush(now));
+                let result = if retention {
+                    log.apply_retention(now).map(|_| ())
+                } else {
+                    Ok(())
+                }
+                .and_then(|()| log.maybe_flush(now));
                 match result {
                     Ok(()) => {}
                     // Deleted while this pass ran.
@@ -440,7 +446,7 @@ mod tests {
         ));
         assert!(old_log.apply_retention(Timestamp(i64::MAX)).is_err());
         drop(old_log);
-        assert!(state.housekeeping(Timestamp::now()).is_empty());
+        assert!(state.housekeeping(Timestamp::now(), true).is_empty());
 
         let log = new.partitions[0].log.read().unwrap();
         assert_eq!(

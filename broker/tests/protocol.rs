@@ -530,7 +530,11 @@ async fn lowering_retention_empties_the_topic() {
         AlterConfigsResource, AlterableConfig,
     };
     use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-    let b = TestBroker::start_with(|c| c.housekeeping_interval_ms = 20).await;
+    let b = TestBroker::start_with(|c| {
+        c.retention_check_interval_ms = 20;
+        c.flush_check_interval_ms = 20;
+    })
+    .await;
     let mut c = b.client().await;
     c.create_topic("purge", 1).await;
     assert_eq!(
