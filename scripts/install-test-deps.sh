@@ -6,7 +6,7 @@
 #
 # What goes where:
 #   apt (only what is missing): kcat; python3-venv when the python has no venv module;
-#       openjdk-17-jre-headless and maven when java/mvn are missing (for the reference Kafka).
+#       openjdk-17-jdk-headless and maven when javac/mvn are missing (for the reference Kafka).
 #   ${WEIR_CACHE_DIR:-~/.cache/weir}/venv: a virtualenv with e2e/python/requirements.txt
 #       (pytest, kafka-python, confluent-kafka, codecs). Reinstalled when that file or the
 #       python changes; outside the clone so fresh clones and worktrees share it.
@@ -45,7 +45,8 @@ if command -v "$PYTHON" >/dev/null && ! "$PYTHON" -c 'import venv, ensurepip' 2>
     missing+=(python3-venv)
 fi
 if ((FETCH_KAFKA)); then
-    command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+    # The JDK, not just a JRE: the Java client check runs as a single-file source program.
+    command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
     command -v mvn >/dev/null || missing+=(maven)
 fi
 if ((${#missing[@]})); then

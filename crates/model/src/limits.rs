@@ -37,6 +37,9 @@ pub const FETCH_BYTES_MAX: i32 = 55 * 1024 * 1024;
 pub const QUEUED_REQUEST_BYTES_MAX_DEFAULT: u64 = 1024 * 1024 * 1024;
 /// Records in one batch: a batch's header says how many, and we never trust it past this.
 pub const BATCH_RECORDS_MAX: i32 = 1 << 20;
+/// Largest a batch's records may decompress to when Weir looks inside a compressed batch
+/// (timestamp lookups); past it the lookup answers at batch level instead.
+pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Sequence windows kept per idempotent producer and partition (Kafka keeps 5 batches).
 pub const PRODUCER_BATCHES_RETAINED: usize = 5;
 

@@ -398,15 +398,15 @@ pub(crate) fn read_varlong(b: &[u8]) -> Option<(i64, usize)> {
     None
 }
 
-/// For an uncompressed, already validated batch: the offset and timestamp of the first record
-/// whose timestamp is >= `target` and whose offset is >= `min_offset`.
+/// For an already validated batch's records section (`records`, decompressed if the batch is
+/// compressed): the offset and timestamp of the first record whose timestamp is >= `target`
+/// and whose offset is >= `min_offset`.
 pub(crate) fn find_record_by_timestamp(
-    batch: &[u8],
+    records: &[u8],
     h: &BatchHeader,
     target: i64,
     min_offset: Offset,
 ) -> Option<(Offset, Timestamp)> {
-    let records = batch.get(BATCH_HEADER_BYTES..h.size_bytes())?;
     let mut pos = 0;
     for _ in 0..h.records_count {
         let (len, n) = read_varint(records.get(pos..)?)?;

@@ -9,6 +9,7 @@
 //!   there).
 //! - `producer`: idempotent producer state, rebuilt from batch headers at open.
 //! - `epoch`: the leader epoch cache (KIP-101).
+//! - `decompress`: bounded decompression, only for timestamp lookups inside compressed batches.
 //! - `meta`: `partition.meta` (format version, log start, clean-close marker) and the
 //!   leader-epoch checkpoint, written atomically.
 //! - [`testing`] (feature `testing`): a tiny RecordBatch encoder/decoder for tests.
@@ -34,6 +35,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod batch;
+mod decompress;
 mod epoch;
 mod error;
 pub mod log;

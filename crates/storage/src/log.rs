@@ -557,13 +557,23 @@ impl PartitionLog {
                     return Ok(None);
                 }
                 let first = h.base_offset.max(min);
-                if h.timestamp_type() == TimestampType::LogAppendTime
-                    || h.compression() != Compression::None
-                {
+                // LogAppendTime: every record carries the batch's time.
+                if h.timestamp_type() == TimestampType::LogAppendTime {
                     return Ok(Some((first, h.max_timestamp)));
                 }
                 let batch = seg.read_exact(pos, h.size_bytes())?;
-                Ok(find_record_by_timestamp(&batch, h, target, min))
+                let Some(section) = batch.get(crate::batch::BATCH_HEADER_BYTES..) else {
+                    return Ok(Some((first, h.max_timestamp)));
+                };
+                let records = match h.compression() {
+                    Compression::None => std::borrow::Cow::Borrowed(section),
+                    codec => match crate::decompress::decompress(codec, section) {
+                        Some(r) => std::borrow::Cow::Owned(r),
+                        // Past the decompression limit: answer at batch level.
+                        None => return Ok(Some((first, h.max_timestamp))),
+                    },
+                };
+                Ok(find_record_by_timestamp(&records, h, target, min))
             })?;
             if found.is_some() {
                 return Ok(found);
@@ -573,10 +583,9 @@ impl PartitionLog {
     }
 
     /// ListOffsets MAX_TIMESTAMP (KIP-734): the largest timestamp in the log and the offset of
-    /// the first record carrying it. Exact for uncompressed CreateTime batches; for
-    /// LogAppendTime batches (one timestamp for all) it is the batch's first offset, as in
-    /// Kafka; for compressed CreateTime batches it is the batch's first offset (Weir does not
-    /// decompress). `None` when no record has a timestamp.
+    /// the first record carrying it. Exact for CreateTime batches (compressed ones are
+    /// decompressed, within a limit); for LogAppendTime batches (one timestamp for all) it is
+    /// the batch's first offset, as in Kafka. `None` when no record has a timestamp.
     pub fn max_timestamp(&self) -> Result<Option<(Offset, Timestamp)>, StorageError> {
         let mut best: Option<(Offset, Timestamp)> = None;
         for s in self

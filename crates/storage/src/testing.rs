@@ -67,6 +67,7 @@ pub fn encode_batch(spec: &BatchSpec, values: &[&[u8]]) -> Vec<u8> {
         put_varint(&mut records, body.len() as i32);
         records.extend_from_slice(&body);
     }
+    let records = compress(spec.compression, records);
     let n = values.len() as i32;
     let codec: i16 = match spec.compression {
         Compression::None => 0,
@@ -98,6 +99,39 @@ pub fn encode_batch(spec: &BatchSpec, values: &[&[u8]]) -> Vec<u8> {
     let crc = crc32c::crc32c(&b[21..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     b
+}
+
+/// The records section in Kafka's framing for `codec`, as a producer would send it.
+fn compress(codec: Compression, records: Vec<u8>) -> Vec<u8> {
+    use std::io::Write;
+    match codec {
+        Compression::None => records,
+        Compression::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&records).expect("gzip into memory");
+            e.finish().expect("gzip into memory")
+        }
+        Compression::Zstd => zstd::encode_all(&records[..], 3).expect("zstd into memory"),
+        Compression::Lz4 => {
+            let mut e = lz4::EncoderBuilder::new()
+                .build(Vec::new())
+                .expect("lz4 encoder");
+            e.write_all(&records).expect("lz4 into memory");
+            let (out, r) = e.finish();
+            r.expect("lz4 into memory");
+            out
+        }
+        Compression::Snappy => {
+            // xerial framing, as the Java client writes it.
+            let mut out = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+            let block = snap::raw::Encoder::new()
+                .compress_vec(&records)
+                .expect("snappy");
+            out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+            out.extend_from_slice(&block);
+            out
+        }
+    }
 }
 
 /// One record as [`decode_records`] sees it.

@@ -164,9 +164,10 @@ fn compressed_batches_are_stored_as_sent() {
         .read(Offset(0), 1 << 20, log.log_end_offset(), true)
         .unwrap();
     assert_eq!(&r.bytes[..], &b[..]);
+    // The lookup looks inside the compressed batch: the first record, with its own timestamp.
     assert_eq!(
         log.offset_for_timestamp(Timestamp(0)).unwrap(),
-        Some((Offset(0), Timestamp(1_001)))
+        Some((Offset(0), Timestamp(1_000)))
     );
 }
 
@@ -447,4 +448,37 @@ fn max_timestamp_names_the_record_inside_its_batch() {
         log.offset_for_timestamp(Timestamp(115)).unwrap(),
         Some((Offset(1), Timestamp(150)))
     );
+}
+
+/// KIP-734 inside compressed batches: the lookups decompress (within a limit) to name the exact
+/// record, for every codec.
+#[test]
+fn timestamp_lookups_see_inside_compressed_batches() {
+    for codec in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
+        let spec = BatchSpec {
+            base_timestamp: 100,
+            timestamp_deltas: vec![0, 50, 10, 20],
+            compression: codec,
+            ..BatchSpec::default()
+        };
+        let mut b = encode_batch(&spec, &[b"a", b"b", b"c", b"d"]);
+        log.append(&mut b, LeaderEpoch(0), NOW).unwrap();
+        assert_eq!(
+            log.max_timestamp().unwrap(),
+            Some((Offset(1), Timestamp(150))),
+            "{codec:?}"
+        );
+        assert_eq!(
+            log.offset_for_timestamp(Timestamp(112)).unwrap(),
+            Some((Offset(1), Timestamp(150))),
+            "{codec:?}"
+        );
+    }
 }
