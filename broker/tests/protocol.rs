@@ -622,3 +622,48 @@ async fn produce_below_v3_is_refused() {
     assert_eq!(r.error_code, 0);
     b.stop().await;
 }
+
+/// Proves: with auto-creation off, Metadata for an unknown topic answers
+/// UNKNOWN_TOPIC_OR_PARTITION and creates nothing; an invalid name is INVALID_TOPIC_EXCEPTION;
+/// with it on (the default), the topic appears with the default partition count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_creation_follows_its_switch() {
+    let ask = |name: &str| {
+        MetadataRequest::default()
+            .with_allow_auto_topic_creation(true)
+            .with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default().with_name(Some(tn(name))),
+            ]))
+    };
+    let off = TestBroker::start_with(|c| c.auto_create_topics = false).await;
+    let mut c = off.client().await;
+    let r: MetadataResponse = c.request(ApiKey::Metadata, 12, &ask("nope")).await;
+    assert_eq!(
+        r.topics[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    let r: MetadataResponse = c.request(ApiKey::Metadata, 12, &ask("bad name!")).await;
+    assert_eq!(
+        r.topics[0].error_code,
+        ResponseError::InvalidTopicException.code()
+    );
+    let all: MetadataResponse = c
+        .request(ApiKey::Metadata, 12, &MetadataRequest::default())
+        .await;
+    assert!(all.topics.is_empty(), "nothing was created");
+    off.stop().await;
+
+    let on = TestBroker::start_with(|c| c.default_partitions = 4).await;
+    let mut c = on.client().await;
+    let r: MetadataResponse = c.request(ApiKey::Metadata, 12, &ask("auto")).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(r.topics[0].partitions.len(), 4);
+    // A client that says no (v4+) is not given a topic.
+    let no = ask("not-wanted").with_allow_auto_topic_creation(false);
+    let r: MetadataResponse = c.request(ApiKey::Metadata, 12, &no).await;
+    assert_eq!(
+        r.topics[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    on.stop().await;
+}
