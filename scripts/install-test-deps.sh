@@ -76,6 +76,11 @@ else
     echo "$stamp" >"$VENV/.weir-stamp"
 fi
 
+# --- Go client (franz-go) ----------------------------------------------------------------
+# Modules pinned by e2e/go/go.sum, into Go's own module cache (outside the clone).
+command -v go >/dev/null || die "the Go toolchain is needed for e2e/go (franz-go); this machine kind ships it"
+(cd "$ROOT/e2e/go" && go mod download) >&2
+
 # --- reference Kafka ---------------------------------------------------------------------
 if ((FETCH_KAFKA)); then
     "$ROOT/scripts/kafka-reference.sh" fetch >/dev/null

@@ -36,7 +36,7 @@ step "cargo test (release): unit, property, protocol, crash-recovery and librdka
 export WEIR_BIN="$ROOT/target/release/weir"
 WEIR_E2E_TARGETS=weir,kafka cargo test --release --workspace
 
-step "real-client suite (kcat, kafka-python, confluent-kafka, the Java client) against Weir and Apache Kafka"
+step "real-client suite (kcat, kafka-python, confluent-kafka, the Java client, franz-go) against Weir and Apache Kafka"
 "$PY" -m pytest e2e/python --targets kafka,weir --weir-bin "$WEIR_BIN" -q
 
 step "checks: rustfmt, clippy"
