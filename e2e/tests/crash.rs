@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use weir_e2e::{WeirProcess, free_port};
 
 const PARTITIONS: i32 = 3;
-const RECORDS: usize = 60_000;
+const RECORDS: usize = 100_000;
 const KILLS: usize = 3;
+/// Unacknowledged records each kill must interrupt, at least.
+const MIN_BACKLOG: usize = 1_000;
 
 /// Collects what the broker acknowledged: (partition, offset, record number).
 #[derive(Default)]
@@ -54,7 +56,7 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::yield_now();
-        std::thread::park_timeout(Duration::from_millis(5));
+        std::thread::park_timeout(Duration::from_millis(1));
     }
 }
 
@@ -89,18 +91,24 @@ fn kill_9_while_producing(extra: &[&str]) {
         .set("linger.ms", "2")
         .set("batch.num.messages", "500")
         .set("message.timeout.ms", "120000")
+        // A bounded queue paces the enqueue loop by the broker's acknowledgements, as a real
+        // producer's buffer does, so kills below land while acks flow and a backlog waits.
+        .set("queue.buffering.max.messages", "20000")
         .set("reconnect.backoff.ms", "20")
         .set("reconnect.backoff.max.ms", "200")
         .set("log_level", "3")
         .create_with_context(Ctx(acks.clone()))
         .unwrap();
 
-    // Kill points spread over the run; the producer never stops enqueueing meanwhile.
-    let kill_at: Vec<usize> = (1..=KILLS).map(|k| k * RECORDS / (KILLS + 2)).collect();
-    let mut kills = 0;
     let mut recoveries = Vec::new();
     // Records enqueued but not yet acknowledged at each kill: what the crash interrupted.
     let mut in_flight = Vec::new();
+    // Kills land inside the producing loop, which librdkafka's bounded queue paces by the
+    // broker's acknowledgements: kill k comes at the first record past its point in the run at
+    // which acks have moved since the broker last started (they flow) and at least
+    // MIN_BACKLOG records wait unacknowledged. The loop never pauses to make that happen.
+    let kill_at: Vec<usize> = (1..=KILLS).map(|k| k * RECORDS / (KILLS + 2)).collect();
+    let mut acked_at_start = 0;
     for i in 0..RECORDS {
         let key = format!("k{}", i % 97);
         let value = format!("{i}");
@@ -110,25 +118,23 @@ fn kill_9_while_producing(extra: &[&str]) {
         loop {
             match producer.send(record) {
                 Ok(()) => break,
-                // Queue full while the broker is down: wait for deliveries to drain it.
+                // Queue full (or the broker down): wait for deliveries to drain it.
                 Err((_, r)) => {
                     record = r;
-                    std::thread::park_timeout(Duration::from_millis(5));
+                    std::thread::park_timeout(Duration::from_millis(1));
                 }
             }
         }
-        if kills < KILLS && i == kill_at[kills] {
-            // Kill only once acknowledgements are flowing, so the kill lands mid-write.
-            let acked_before = acks.count.load(Ordering::Relaxed);
-            wait_for("acks to flow", Duration::from_secs(60), || {
-                acks.count.load(Ordering::Relaxed) > acked_before
-            });
-            in_flight.push(i + 1 - acks.count.load(Ordering::Relaxed));
+        let acked = acks.count.load(Ordering::Relaxed);
+        let backlog = i + 1 - acked;
+        let k = in_flight.len();
+        if k < KILLS && i >= kill_at[k] && acked > acked_at_start && backlog >= MIN_BACKLOG {
+            in_flight.push(backlog);
             weir.kill9().unwrap();
             let down = Instant::now();
             weir.restart().unwrap();
             recoveries.push(down.elapsed());
-            kills += 1;
+            acked_at_start = acks.count.load(Ordering::Relaxed);
         }
     }
     wait_for("every delivery report", Duration::from_secs(180), || {
@@ -141,9 +147,10 @@ fn kill_9_while_producing(extra: &[&str]) {
          restart-to-ready times: {recoveries:?}",
         acked.len()
     );
-    assert!(
-        in_flight.iter().any(|&n| n > 0),
-        "at least one kill must interrupt writes in flight"
+    assert_eq!(
+        in_flight.len(),
+        KILLS,
+        "every kill landed while at least {MIN_BACKLOG} records waited: {in_flight:?}"
     );
     assert!(
         acked.len() > RECORDS / 2,

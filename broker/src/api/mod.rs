@@ -95,6 +95,7 @@ pub async fn dispatch(
         version,
         correlation_id: header.correlation_id,
     };
+    tracing::trace!(api = ?api, version, correlation_id = header.correlation_id, "request");
 
     macro_rules! handle {
         ($req:ty, $handler:expr) => {{

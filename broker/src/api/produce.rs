@@ -139,5 +139,13 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
     if appended {
         state.notify_appended();
     }
+    tracing::trace!(
+        partitions = ?r
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter().map(|p| (p.index, p.error_code, p.base_offset)))
+            .collect::<Vec<_>>(),
+        "produce answered"
+    );
     r
 }
