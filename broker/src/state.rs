@@ -31,18 +31,6 @@ pub struct Partition {
     pub log: RwLock<PartitionLog>,
 }
 
-impl Partition {
-    /// Whether appends may fsync (the topic sets `flush.messages`).
-    pub fn syncs_on_append(&self) -> bool {
-        self.log
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .config()
-            .flush_messages
-            .is_some()
-    }
-}
-
 /// A topic and its partitions.
 #[derive(Debug)]
 pub struct Topic {

@@ -220,19 +220,10 @@ async fn ensure_topic(admin: &Admin, args: &ProduceArgs) -> Result<usize> {
         TopicReplication::Fixed(args.replication_factor.unwrap_or(-1)),
     );
     let what = format!("creating topic {name}");
-    let results = admin
-        .call(
-            &what,
-            admin
-                .client
-                .create_topics([&new_topic], &admin.connection.admin_options()),
-        )
-        .await?;
-    match results.into_iter().next() {
+    match admin.create_topic(&new_topic, &what).await? {
         // Created meanwhile by someone else: fine, it is there.
-        Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => {}
-        Some(Err((_, code))) => return Err(Error::Broker { what, code }),
-        None => return Err(Error::invalid(what, "the broker returned no result")),
+        Ok(()) | Err(RDKafkaErrorCode::TopicAlreadyExists) => {}
+        Err(code) => return Err(Error::Broker { what, code }),
     }
     let deadline = Instant::now() + admin.connection.request_timeout;
     loop {

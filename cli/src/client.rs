@@ -4,7 +4,7 @@
 use crate::config::{Brokers, KeyValue};
 use crate::error::{Error, Result};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic};
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -176,6 +176,35 @@ impl Admin {
             Ok(Err(source)) => Err(Error::kafka(what, source)),
             Ok(Ok(value)) => Ok(value),
         }
+    }
+
+    /// Creates one topic. The outer error is a failed request; the inner one is the broker's
+    /// answer for the topic (for example TOPIC_ALREADY_EXISTS), for the caller to judge.
+    pub async fn create_topic(
+        &self,
+        new_topic: &NewTopic<'_>,
+        what: &str,
+    ) -> Result<std::result::Result<(), RDKafkaErrorCode>> {
+        let results = self
+            .call(
+                what,
+                self.client
+                    .create_topics([new_topic], &self.connection.admin_options()),
+            )
+            .await?;
+        one_result(results, what)
+    }
+}
+
+/// The outcome for the single topic of a one-topic admin request.
+pub fn one_result(
+    results: Vec<rdkafka::admin::TopicResult>,
+    what: &str,
+) -> Result<std::result::Result<(), RDKafkaErrorCode>> {
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(Ok(())),
+        Some(Err((_, code))) => Ok(Err(code)),
+        None => Err(Error::invalid(what, "the broker returned no result")),
     }
 }
 

@@ -5,7 +5,7 @@
 //! whole set of dynamic configs, so `alter` reads the current set, changes it and writes it back.
 //! Two concurrent alters of one topic can therefore lose one's change.
 
-use crate::client::{Admin, Connection};
+use crate::client::{Admin, Connection, one_result};
 use crate::config::{KeyValue, OutputFormat, parse_partition_count, parse_topic};
 use crate::error::{Error, Result};
 use crate::output::{Table, print, print_json};
@@ -122,15 +122,7 @@ async fn create(admin: &Admin, output: OutputFormat, args: CreateArgs) -> Result
         new_topic = new_topic.set(&kv.key, &kv.value);
     }
     let what = format!("creating topic {name}");
-    let results = admin
-        .call(
-            &what,
-            admin
-                .client
-                .create_topics([&new_topic], &admin.connection.admin_options()),
-        )
-        .await?;
-    let created = match one_result(results, &what)? {
+    let created = match admin.create_topic(&new_topic, &what).await? {
         Ok(()) => true,
         Err(RDKafkaErrorCode::TopicAlreadyExists) if args.if_not_exists => false,
         Err(code) => return Err(Error::Broker { what, code }),
@@ -438,17 +430,6 @@ async fn describe_configs(admin: &Admin, name: &str) -> Result<Vec<ConfigEntry>>
 }
 
 /// The single result of a one-topic admin request: `Ok(Ok)` done, `Ok(Err(code))` refused.
-fn one_result(
-    results: Vec<rdkafka::admin::TopicResult>,
-    what: &str,
-) -> Result<std::result::Result<(), RDKafkaErrorCode>> {
-    match results.into_iter().next() {
-        Some(Ok(_)) => Ok(Ok(())),
-        Some(Err((_, code))) => Ok(Err(code)),
-        None => Err(Error::invalid(what, "the broker returned no result")),
-    }
-}
-
 /// The topic in a one-topic metadata answer, or why it is not there.
 pub fn find_topic<'m>(metadata: &'m Metadata, name: &str) -> Result<&'m MetadataTopic> {
     let topic = metadata

@@ -86,17 +86,16 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
             }
             // One copy: the request frame is shared, and the log patches offsets in place.
             let mut batch = records.to_vec();
-            let mut append = || {
+            let result = {
                 let mut log = partition.log.write().unwrap_or_else(|e| e.into_inner());
-                log.append(&mut batch, LEADER_EPOCH, now)
-            };
-            // An append that may fsync (flush.messages set) can take milliseconds: let the
-            // runtime move other tasks off this worker meanwhile. Page-cache appends take
-            // microseconds and run inline.
-            let result = if partition.syncs_on_append() {
-                tokio::task::block_in_place(append)
-            } else {
-                append()
+                // An append that may fsync (flush.messages set) can take milliseconds: let the
+                // runtime move other tasks off this worker meanwhile. Page-cache appends take
+                // microseconds and run inline.
+                if log.config().flush_messages.is_some() {
+                    tokio::task::block_in_place(|| log.append(&mut batch, LEADER_EPOCH, now))
+                } else {
+                    log.append(&mut batch, LEADER_EPOCH, now)
+                }
             };
             match result {
                 Ok(AppendOutcome::Appended {
