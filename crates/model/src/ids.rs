@@ -49,6 +49,23 @@ newtype!(
     ProducerEpoch(i16)
 );
 newtype!(
+    /// A broker's id in the cluster (Kafka's `node.id` for brokers). Stable across restarts.
+    BrokerId(i32)
+);
+newtype!(
+    /// A coordinator's id in the metadata quorum (its Raft node id).
+    CoordinatorId(u64)
+);
+newtype!(
+    /// Bumped at each change of a partition's record (leader, ISR, replicas); an ISR change
+    /// proposed against an older one is refused.
+    PartitionEpoch(i32)
+);
+newtype!(
+    /// Bumped at each registration of a broker; requests from an older incarnation are refused.
+    BrokerEpoch(i64)
+);
+newtype!(
     /// Milliseconds since the Unix epoch, as Kafka timestamps are.
     Timestamp(i64)
 );

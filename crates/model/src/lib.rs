@@ -13,5 +13,6 @@ pub mod ids;
 pub mod limits;
 pub mod topic;
 
-pub use ids::{LeaderEpoch, Offset, PartitionId, ProducerEpoch, ProducerId, Timestamp};
+pub use ids::{
+    BrokerEpoch, BrokerId, CoordinatorId, LeaderEpoch, PartitionEpoch, Offset, PartitionId, ProducerEpoch, ProducerId, Timestamp};
 pub use topic::{TopicId, TopicName, TopicNameError};

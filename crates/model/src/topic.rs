@@ -88,6 +88,34 @@ impl TopicId {
     pub fn to_hex(self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
+
+    /// The canonical 36-character UUID form (`8-4-4-4-12` hex digits), as the gRPC API
+    /// carries topic ids.
+    pub fn to_uuid_string(self) -> String {
+        let h = self.to_hex();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
+
+    /// Parses the UUID form, with or without dashes.
+    pub fn parse(text: &str) -> Option<TopicId> {
+        let hex: Vec<u8> = text.bytes().filter(|&b| b != b'-').collect();
+        if hex.len() != 32 || text.len() > 36 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, pair) in hex.chunks(2).enumerate() {
+            let s = std::str::from_utf8(pair).ok()?;
+            out[i] = u8::from_str_radix(s, 16).ok()?;
+        }
+        Some(TopicId(out))
+    }
 }
 
 impl fmt::Display for TopicId {
@@ -115,6 +143,16 @@ mod tests {
             Err(TopicNameError::TooLong { .. })
         ));
         assert!(TopicName::new("x".repeat(249)).is_ok());
+    }
+
+    #[test]
+    fn topic_ids_round_trip_through_uuid_text() {
+        let id = TopicId([0xab; 16]);
+        let text = id.to_uuid_string();
+        assert_eq!(text.len(), 36);
+        assert_eq!(TopicId::parse(&text), Some(id));
+        assert_eq!(TopicId::parse(&id.to_hex()), Some(id));
+        assert_eq!(TopicId::parse("nope"), None);
     }
 
     proptest! {

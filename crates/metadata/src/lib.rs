@@ -1,0 +1,26 @@
+//! The cluster's metadata as a state machine: a plain struct and a pure [`MetadataState::apply`].
+//!
+//! The coordinator replicates [`Command`]s through Raft and applies them here in log order on
+//! every coordinator; nothing in this crate does I/O, reads a clock or draws random numbers, so
+//! every coordinator reaches the same state from the same log, and tests can drive it directly.
+//! Time and randomness arrive inside commands (a topic's UUID, the index of the log entry).
+//!
+//! What it holds: brokers (id, addresses, rack, epoch, fenced), topics (name, UUID, configs),
+//! partitions (replicas, leader, leader epoch, partition epoch, ISR, reassignment in progress)
+//! and the next free block of producer ids.
+//!
+//! The rules it enforces (Kafka's KRaft controller rules):
+//! - A leader is always a member of the ISR; a fenced or shutting-down broker leads nothing and
+//!   is removed from every ISR it was in (unless it is the last member: then the partition goes
+//!   offline, leader `None`, and keeps that member as its ISR so it can come back as leader
+//!   without losing anything).
+//! - Every leader change bumps the leader epoch; every change to a partition's record bumps the
+//!   partition epoch.
+//! - New leaders come only from the ISR, unless the topic sets
+//!   `unclean.leader.election.enable=true`.
+//! - AlterPartition is fenced by broker epoch, leader epoch and partition epoch.
+
+pub mod placement;
+mod state;
+
+pub use state::*;

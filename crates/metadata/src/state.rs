@@ -1,0 +1,239 @@
+//! Types and `apply`. See the crate docs for the rules.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use weir_model::{BrokerEpoch, BrokerId, LeaderEpoch, PartitionEpoch, TopicId, TopicName};
+
+/// A broker as the cluster knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRecord {
+    pub id: BrokerId,
+    pub kafka_addr: String,
+    pub internal_addr: String,
+    pub rack: Option<String>,
+    /// The index of the log entry that registered this incarnation.
+    pub epoch: BrokerEpoch,
+    /// Random per process start; re-registering with the same one is idempotent.
+    pub incarnation: String,
+    pub fenced: bool,
+    pub shutting_down: bool,
+}
+
+/// One partition's replicas, leader and ISR.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    /// Preference order: `replicas[0]` is the preferred leader. During a reassignment this is
+    /// the union of the old and the target replicas.
+    pub replicas: Vec<BrokerId>,
+    pub leader: Option<BrokerId>,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: PartitionEpoch,
+    pub isr: Vec<BrokerId>,
+    /// Set while a reassignment runs.
+    pub reassignment: Option<Reassignment>,
+}
+
+/// A reassignment in progress: `target` is where the replicas are going.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    pub target: Vec<BrokerId>,
+    /// The replica list before it started, for cancelling.
+    pub original: Vec<BrokerId>,
+}
+
+impl Reassignment {
+    pub fn adding(&self) -> Vec<BrokerId> {
+        self.target
+            .iter()
+            .filter(|b| !self.original.contains(b))
+            .copied()
+            .collect()
+    }
+    pub fn removing(&self) -> Vec<BrokerId> {
+        self.original
+            .iter()
+            .filter(|b| !self.target.contains(b))
+            .copied()
+            .collect()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub name: TopicName,
+    pub id: TopicId,
+    /// Only the keys a user set.
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionRecord>,
+}
+
+/// Everything the quorum agrees on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataState {
+    pub cluster_id: String,
+    pub brokers: BTreeMap<BrokerId, BrokerRecord>,
+    pub topics: BTreeMap<TopicName, TopicRecord>,
+    pub next_producer_id: i64,
+    /// The log index of the last applied command that changed something.
+    pub version: u64,
+}
+
+/// A change proposed through Raft. Everything non-deterministic (UUIDs, the cluster id) is
+/// decided by the proposer and carried here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// The first entry of a new cluster.
+    InitCluster { cluster_id: String },
+    RegisterBroker {
+        id: BrokerId,
+        kafka_addr: String,
+        internal_addr: String,
+        rack: Option<String>,
+        incarnation: String,
+    },
+    /// A broker's lease expired (proposed by the Raft leader, which tracks heartbeats).
+    FenceBroker { id: BrokerId, epoch: BrokerEpoch },
+    /// A registered broker heartbeats again and has caught up with the metadata.
+    UnfenceBroker { id: BrokerId, epoch: BrokerEpoch },
+    /// A broker asks to hand over its leaderships before it exits.
+    ControlledShutdown { id: BrokerId, epoch: BrokerEpoch },
+    CreateTopic {
+        name: TopicName,
+        id: TopicId,
+        /// Explicit replica lists, one per partition (the proposer ran placement or the user
+        /// gave them).
+        assignment: Vec<Vec<BrokerId>>,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic { name: TopicName },
+    /// Adds partitions with the given replica lists.
+    CreatePartitions {
+        name: TopicName,
+        assignment: Vec<Vec<BrokerId>>,
+    },
+    AlterConfigs {
+        name: TopicName,
+        configs: BTreeMap<String, String>,
+    },
+    /// An ISR change proposed by a partition's leader.
+    AlterPartition {
+        broker: BrokerId,
+        broker_epoch: BrokerEpoch,
+        topic: TopicId,
+        partition: i32,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: PartitionEpoch,
+        new_isr: Vec<BrokerId>,
+    },
+    Reassign {
+        name: TopicName,
+        partition: i32,
+        target: Vec<BrokerId>,
+    },
+    CancelReassignment { name: TopicName, partition: i32 },
+    /// Moves leadership to the preferred replica where it is in sync and unfenced; an empty
+    /// list means every partition.
+    ElectPreferredLeaders { partitions: Vec<(TopicName, i32)> },
+    /// Reserves a block of producer ids.
+    AllocateProducerIds { broker: BrokerId, count: i32 },
+}
+
+/// What a successful command returns to its proposer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    Done,
+    BrokerRegistered { epoch: BrokerEpoch },
+    TopicCreated { id: TopicId },
+    TopicDeleted { id: TopicId },
+    Partition(PartitionRecord),
+    /// ControlledShutdown: how many partitions the broker still leads.
+    RemainingLeaderships(u32),
+    Elected(u32),
+    ProducerIds { first: i64, count: i32 },
+}
+
+/// Which records an applied command changed, for the brokers' watch streams.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    pub brokers: BTreeSet<BrokerId>,
+    pub topics: BTreeSet<TopicName>,
+    pub removed_topics: Vec<TopicId>,
+}
+
+/// Why a command was refused. Each maps to one Kafka error code ([`MetadataError::kafka_code`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum MetadataError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(TopicName),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("topic '{topic}' has no partition {partition}")]
+    UnknownPartition { topic: String, partition: i32 },
+    #[error("broker {0} is not registered")]
+    UnknownBroker(BrokerId),
+    #[error("broker {id} epoch {given} is stale; current is {current}")]
+    StaleBrokerEpoch {
+        id: BrokerId,
+        given: BrokerEpoch,
+        current: BrokerEpoch,
+    },
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("leader epoch {given} is stale; current is {current}")]
+    FencedLeaderEpoch {
+        given: LeaderEpoch,
+        current: LeaderEpoch,
+    },
+    #[error("partition epoch {given} is stale; current is {current}")]
+    InvalidUpdateVersion {
+        given: PartitionEpoch,
+        current: PartitionEpoch,
+    },
+    #[error("broker {0} does not lead this partition")]
+    NotLeader(BrokerId),
+    #[error("invalid ISR: {0}")]
+    IneligibleReplica(String),
+    #[error("no reassignment in progress for {topic}-{partition}")]
+    NoReassignmentInProgress { topic: String, partition: i32 },
+    #[error("the cluster is already initialised")]
+    AlreadyInitialised,
+}
+
+impl MetadataError {
+    /// The Kafka error code a client sees for this refusal.
+    pub fn kafka_code(&self) -> i16 {
+        match self {
+            MetadataError::TopicExists(_) => 36,           // TOPIC_ALREADY_EXISTS
+            MetadataError::UnknownTopic(_) => 3,           // UNKNOWN_TOPIC_OR_PARTITION
+            MetadataError::UnknownPartition { .. } => 3,   // UNKNOWN_TOPIC_OR_PARTITION
+            MetadataError::UnknownBroker(_) => 102,        // STALE_BROKER_EPOCH? no: see below
+            MetadataError::StaleBrokerEpoch { .. } => 77,  // STALE_BROKER_EPOCH
+            MetadataError::InvalidPartitions(_) => 37,     // INVALID_PARTITIONS
+            MetadataError::InvalidReplicationFactor(_) => 38, // INVALID_REPLICATION_FACTOR
+            MetadataError::InvalidReplicaAssignment(_) => 39, // INVALID_REPLICA_ASSIGNMENT
+            MetadataError::FencedLeaderEpoch { .. } => 74, // FENCED_LEADER_EPOCH
+            MetadataError::InvalidUpdateVersion { .. } => 108, // INVALID_UPDATE_VERSION
+            MetadataError::NotLeader(_) => 6,              // NOT_LEADER_OR_FOLLOWER
+            MetadataError::IneligibleReplica(_) => 107,    // INELIGIBLE_REPLICA
+            MetadataError::NoReassignmentInProgress { .. } => 85, // NO_REASSIGNMENT_IN_PROGRESS
+            MetadataError::AlreadyInitialised => 0,
+        }
+    }
+}
+
+/// The outcome of applying one command: the reply for the proposer, or the refusal. A refused
+/// command changes nothing.
+pub type ApplyResult = Result<(Reply, Changes), MetadataError>;
+
+impl MetadataState {
+    /// Applies one command at log index `index`. Pure: the same state, index and command give
+    /// the same result on every coordinator.
+    pub fn apply(&mut self, index: u64, command: &Command) -> ApplyResult {
+        let _ = (index, command);
+        unimplemented!("weir-metadata apply")
+    }
+}
