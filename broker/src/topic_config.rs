@@ -6,167 +6,10 @@
 //! message that says what is allowed, never stored and silently ignored.
 
 use std::collections::BTreeMap;
-use weir_model::limits;
+pub use weir_model::topic_config::{
+    ConfigError, ConfigKey, ConfigKind, TOPIC_CONFIG_KEYS, validate, validate_all,
+};
 use weir_storage::{LogConfig, TimestampType};
-
-/// How a config value is typed, for DescribeConfigs' `config_type` (v3+).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConfigKind {
-    Boolean = 1,
-    String = 2,
-    Int = 3,
-    Long = 5,
-    List = 7,
-}
-
-/// One topic config key Weir understands.
-#[derive(Debug)]
-pub struct ConfigKey {
-    pub name: &'static str,
-    pub kind: ConfigKind,
-    pub doc: &'static str,
-}
-
-/// Every topic config key accepted, in the order DescribeConfigs lists them.
-pub const TOPIC_CONFIG_KEYS: &[ConfigKey] = &[
-    ConfigKey {
-        name: "cleanup.policy",
-        kind: ConfigKind::List,
-        doc: "Only \"delete\" is supported in this release; log compaction comes later.",
-    },
-    ConfigKey {
-        name: "compression.type",
-        kind: ConfigKind::String,
-        doc: "Only \"producer\": batches are stored as the producer compressed them.",
-    },
-    ConfigKey {
-        name: "flush.messages",
-        kind: ConfigKind::Long,
-        doc: "fsync after this many records; 1 means every append.",
-    },
-    ConfigKey {
-        name: "flush.ms",
-        kind: ConfigKind::Long,
-        doc: "fsync at least this often, in milliseconds.",
-    },
-    ConfigKey {
-        name: "index.interval.bytes",
-        kind: ConfigKind::Int,
-        doc: "Bytes of log between sparse index entries.",
-    },
-    ConfigKey {
-        name: "max.message.bytes",
-        kind: ConfigKind::Int,
-        doc: "Largest record batch the topic accepts.",
-    },
-    ConfigKey {
-        name: "message.timestamp.type",
-        kind: ConfigKind::String,
-        doc: "CreateTime or LogAppendTime.",
-    },
-    ConfigKey {
-        name: "min.insync.replicas",
-        kind: ConfigKind::Int,
-        doc: "Replicas that must hold a record before acks=all is answered.",
-    },
-    ConfigKey {
-        name: "retention.bytes",
-        kind: ConfigKind::Long,
-        doc: "Largest size of a partition's log before old segments are deleted; -1 for no limit.",
-    },
-    ConfigKey {
-        name: "retention.ms",
-        kind: ConfigKind::Long,
-        doc: "How long records are kept; -1 for ever.",
-    },
-    ConfigKey {
-        name: "segment.bytes",
-        kind: ConfigKind::Int,
-        doc: "Size at which a segment file is rolled.",
-    },
-    ConfigKey {
-        name: "segment.ms",
-        kind: ConfigKind::Long,
-        doc: "Age at which a segment file is rolled.",
-    },
-];
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("unknown topic config {key:?}; known keys: {known}")]
-    UnknownKey { key: String, known: String },
-    #[error("invalid value {value:?} for {key}: {allowed}")]
-    InvalidValue {
-        key: String,
-        value: String,
-        allowed: String,
-    },
-    #[error("config {key} has no value")]
-    MissingValue { key: String },
-}
-
-/// Checks one key and value, returning the value as it will be stored.
-pub fn validate(key: &str, value: &str) -> Result<String, ConfigError> {
-    let invalid = |allowed: &str| ConfigError::InvalidValue {
-        key: key.to_string(),
-        value: value.to_string(),
-        allowed: allowed.to_string(),
-    };
-    let int_in = |lo: i64, hi: i64| -> Result<String, ConfigError> {
-        match value.trim().parse::<i64>() {
-            Ok(v) if (lo..=hi).contains(&v) => Ok(v.to_string()),
-            _ => Err(invalid(&format!("an integer from {lo} to {hi}"))),
-        }
-    };
-    match key {
-        "cleanup.policy" => match value.trim() {
-            "delete" => Ok("delete".into()),
-            _ => Err(invalid("\"delete\" (compaction is not supported yet)")),
-        },
-        "compression.type" => match value.trim() {
-            "producer" => Ok("producer".into()),
-            _ => Err(invalid(
-                "\"producer\" (Weir stores batches as the producer compressed them)",
-            )),
-        },
-        "flush.messages" | "flush.ms" => int_in(1, i64::MAX),
-        "index.interval.bytes" => int_in(0, i32::MAX as i64),
-        "max.message.bytes" => int_in(0, limits::REQUEST_BYTES_MAX_DEFAULT as i64),
-        "message.timestamp.type" => match value.trim() {
-            "CreateTime" | "LogAppendTime" => Ok(value.trim().to_string()),
-            _ => Err(invalid("CreateTime or LogAppendTime")),
-        },
-        "min.insync.replicas" => int_in(1, i32::MAX as i64),
-        "retention.bytes" | "retention.ms" => int_in(-1, i64::MAX),
-        "segment.bytes" => int_in(
-            limits::SEGMENT_BYTES_MIN as i64,
-            limits::SEGMENT_BYTES_MAX as i64,
-        ),
-        "segment.ms" => int_in(1, i64::MAX),
-        _ => Err(ConfigError::UnknownKey {
-            key: key.to_string(),
-            known: TOPIC_CONFIG_KEYS
-                .iter()
-                .map(|k| k.name)
-                .collect::<Vec<_>>()
-                .join(", "),
-        }),
-    }
-}
-
-/// Validates a whole set of overrides, as CreateTopics and AlterConfigs bring them.
-pub fn validate_all<'a>(
-    entries: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
-) -> Result<BTreeMap<String, String>, ConfigError> {
-    let mut out = BTreeMap::new();
-    for (key, value) in entries {
-        let value = value.ok_or_else(|| ConfigError::MissingValue {
-            key: key.to_string(),
-        })?;
-        out.insert(key.to_string(), validate(key, value)?);
-    }
-    Ok(out)
-}
 
 /// The broker default for a key, as DescribeConfigs shows it.
 pub fn default_value(key: &str, defaults: &LogConfig) -> String {
@@ -187,6 +30,7 @@ pub fn default_value(key: &str, defaults: &LogConfig) -> String {
             TimestampType::LogAppendTime => "LogAppendTime".into(),
         },
         "min.insync.replicas" => "1".into(),
+        "unclean.leader.election.enable" => "false".into(),
         "retention.bytes" => opt(defaults.retention_bytes.map(|v| v as i64)),
         "retention.ms" => opt(defaults.retention_ms),
         "segment.bytes" => defaults.segment_bytes.to_string(),

@@ -83,7 +83,9 @@ pub struct MetadataState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// The first entry of a new cluster.
-    InitCluster { cluster_id: String },
+    InitCluster {
+        cluster_id: String,
+    },
     RegisterBroker {
         id: BrokerId,
         kafka_addr: String,
@@ -92,11 +94,20 @@ pub enum Command {
         incarnation: String,
     },
     /// A broker's lease expired (proposed by the Raft leader, which tracks heartbeats).
-    FenceBroker { id: BrokerId, epoch: BrokerEpoch },
+    FenceBroker {
+        id: BrokerId,
+        epoch: BrokerEpoch,
+    },
     /// A registered broker heartbeats again and has caught up with the metadata.
-    UnfenceBroker { id: BrokerId, epoch: BrokerEpoch },
+    UnfenceBroker {
+        id: BrokerId,
+        epoch: BrokerEpoch,
+    },
     /// A broker asks to hand over its leaderships before it exits.
-    ControlledShutdown { id: BrokerId, epoch: BrokerEpoch },
+    ControlledShutdown {
+        id: BrokerId,
+        epoch: BrokerEpoch,
+    },
     CreateTopic {
         name: TopicName,
         id: TopicId,
@@ -105,7 +116,9 @@ pub enum Command {
         assignment: Vec<Vec<BrokerId>>,
         configs: BTreeMap<String, String>,
     },
-    DeleteTopic { name: TopicName },
+    DeleteTopic {
+        name: TopicName,
+    },
     /// Adds partitions with the given replica lists.
     CreatePartitions {
         name: TopicName,
@@ -130,26 +143,43 @@ pub enum Command {
         partition: i32,
         target: Vec<BrokerId>,
     },
-    CancelReassignment { name: TopicName, partition: i32 },
+    CancelReassignment {
+        name: TopicName,
+        partition: i32,
+    },
     /// Moves leadership to the preferred replica where it is in sync and unfenced; an empty
     /// list means every partition.
-    ElectPreferredLeaders { partitions: Vec<(TopicName, i32)> },
+    ElectPreferredLeaders {
+        partitions: Vec<(TopicName, i32)>,
+    },
     /// Reserves a block of producer ids.
-    AllocateProducerIds { broker: BrokerId, count: i32 },
+    AllocateProducerIds {
+        broker: BrokerId,
+        count: i32,
+    },
 }
 
 /// What a successful command returns to its proposer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     Done,
-    BrokerRegistered { epoch: BrokerEpoch },
-    TopicCreated { id: TopicId },
-    TopicDeleted { id: TopicId },
+    BrokerRegistered {
+        epoch: BrokerEpoch,
+    },
+    TopicCreated {
+        id: TopicId,
+    },
+    TopicDeleted {
+        id: TopicId,
+    },
     Partition(PartitionRecord),
     /// ControlledShutdown: how many partitions the broker still leads.
     RemainingLeaderships(u32),
     Elected(u32),
-    ProducerIds { first: i64, count: i32 },
+    ProducerIds {
+        first: i64,
+        count: i32,
+    },
 }
 
 /// Which records an applied command changed, for the brokers' watch streams.
@@ -207,18 +237,18 @@ impl MetadataError {
     /// The Kafka error code a client sees for this refusal.
     pub fn kafka_code(&self) -> i16 {
         match self {
-            MetadataError::TopicExists(_) => 36,           // TOPIC_ALREADY_EXISTS
-            MetadataError::UnknownTopic(_) => 3,           // UNKNOWN_TOPIC_OR_PARTITION
-            MetadataError::UnknownPartition { .. } => 3,   // UNKNOWN_TOPIC_OR_PARTITION
-            MetadataError::UnknownBroker(_) => 102,        // STALE_BROKER_EPOCH? no: see below
-            MetadataError::StaleBrokerEpoch { .. } => 77,  // STALE_BROKER_EPOCH
-            MetadataError::InvalidPartitions(_) => 37,     // INVALID_PARTITIONS
+            MetadataError::TopicExists(_) => 36, // TOPIC_ALREADY_EXISTS
+            MetadataError::UnknownTopic(_) => 3, // UNKNOWN_TOPIC_OR_PARTITION
+            MetadataError::UnknownPartition { .. } => 3, // UNKNOWN_TOPIC_OR_PARTITION
+            MetadataError::UnknownBroker(_) => 102, // STALE_BROKER_EPOCH? no: see below
+            MetadataError::StaleBrokerEpoch { .. } => 77, // STALE_BROKER_EPOCH
+            MetadataError::InvalidPartitions(_) => 37, // INVALID_PARTITIONS
             MetadataError::InvalidReplicationFactor(_) => 38, // INVALID_REPLICATION_FACTOR
             MetadataError::InvalidReplicaAssignment(_) => 39, // INVALID_REPLICA_ASSIGNMENT
             MetadataError::FencedLeaderEpoch { .. } => 74, // FENCED_LEADER_EPOCH
             MetadataError::InvalidUpdateVersion { .. } => 108, // INVALID_UPDATE_VERSION
-            MetadataError::NotLeader(_) => 6,              // NOT_LEADER_OR_FOLLOWER
-            MetadataError::IneligibleReplica(_) => 107,    // INELIGIBLE_REPLICA
+            MetadataError::NotLeader(_) => 6,    // NOT_LEADER_OR_FOLLOWER
+            MetadataError::IneligibleReplica(_) => 107, // INELIGIBLE_REPLICA
             MetadataError::NoReassignmentInProgress { .. } => 85, // NO_REASSIGNMENT_IN_PROGRESS
             MetadataError::AlreadyInitialised => 0,
         }

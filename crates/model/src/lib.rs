@@ -12,7 +12,10 @@
 pub mod ids;
 pub mod limits;
 pub mod topic;
+pub mod topic_config;
 
 pub use ids::{
-    BrokerEpoch, BrokerId, CoordinatorId, LeaderEpoch, PartitionEpoch, Offset, PartitionId, ProducerEpoch, ProducerId, Timestamp};
+    BrokerEpoch, BrokerId, CoordinatorId, LeaderEpoch, Offset, PartitionEpoch, PartitionId,
+    ProducerEpoch, ProducerId, Timestamp,
+};
 pub use topic::{TopicId, TopicName, TopicNameError};
