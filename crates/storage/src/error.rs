@@ -7,6 +7,14 @@ use weir_model::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// A follower's append does not continue this log: the batch at index `at` starts at
+    /// `found`, the log expects `expected`.
+    #[error("replicated batch {at} starts at offset {found}; the log ends at {expected}")]
+    NonContiguousReplica {
+        expected: Offset,
+        found: Offset,
+        at: usize,
+    },
     /// An I/O operation failed; the log is still consistent (a failed append was rolled back).
     #[error("{op} {path}")]
     Io {

@@ -468,6 +468,100 @@ impl PartitionLog {
         })
     }
 
+    /// Appends batches copied from the leader (a follower's append): offsets and leader epochs
+    /// are already assigned and are kept as they are. Validates every batch, checks that the
+    /// first starts at this log's end and that they are contiguous, records producer state and
+    /// epochs as the leader did, so a follower that becomes leader dedupes retried batches.
+    /// No sequence checks: the leader made them. Returns the new log end offset.
+    pub fn append_replicated(
+        &mut self,
+        records: &[u8],
+        now: Timestamp,
+    ) -> Result<Offset, StorageError> {
+        self.check_open()?;
+        // The leader already accepted these under its own (possibly larger) limit; only the
+        // framing limit applies here.
+        let headers = validate_batches(records, u32::MAX).map_err(StorageError::CorruptBatch)?;
+        let log_end = self.log_end_offset();
+        let mut next = log_end;
+        for (at, h) in headers.iter().enumerate() {
+            if h.base_offset != next {
+                return Err(StorageError::NonContiguousReplica {
+                    expected: next,
+                    found: h.base_offset,
+                    at,
+                });
+            }
+            next = h.last_offset().plus(1);
+        }
+        if headers.is_empty() {
+            return Ok(log_end);
+        }
+        if self.should_roll(records.len() as u64, next, now) {
+            self.roll()?;
+        }
+        let interval = self.config.index_interval_bytes;
+        let seg = self.active_mut();
+        let was_empty = seg.is_empty();
+        seg.write(records)?;
+        let mut pos = seg.size;
+        let mut count = 0u64;
+        for h in &headers {
+            seg.track_batch(
+                pos,
+                h.base_offset,
+                h.last_offset(),
+                h.size_bytes() as u64,
+                h.max_timestamp.get(),
+                interval,
+            );
+            pos += h.size_bytes() as u64;
+            count += h.records_count as u64;
+        }
+        if was_empty {
+            seg.rolling_ts = Some(now.get());
+        }
+        let mut epochs_changed = false;
+        for h in &headers {
+            if let Some((pid, epoch, first_seq)) = h.producer() {
+                if h.is_control() {
+                    self.producers.apply_epoch(pid, epoch);
+                } else {
+                    self.producers.apply(
+                        pid,
+                        epoch,
+                        BatchMeta {
+                            first_seq,
+                            last_seq: h.last_sequence(),
+                            base_offset: h.base_offset,
+                            last_offset: h.last_offset(),
+                        },
+                    );
+                }
+            }
+            epochs_changed |= self.epochs.assign(h.partition_leader_epoch, h.base_offset);
+        }
+        if epochs_changed {
+            meta::store_epochs(&self.dir, self.epochs.entries())?;
+        }
+        self.unflushed_messages += count;
+        if self
+            .config
+            .flush_messages
+            .is_some_and(|n| self.unflushed_messages >= n)
+        {
+            self.flush_at(now)?;
+        }
+        Ok(next)
+    }
+
+    /// Empties the log and restarts it at `offset`: a follower whose fetch position fell below
+    /// the leader's log start (retention moved on while it was away) starts over there.
+    pub fn reset_to(&mut self, offset: Offset) -> Result<(), StorageError> {
+        self.check_open()?;
+        self.truncate_fully_and_start_at(offset)
+    }
+
     fn check_open(&self) -> Result<(), StorageError> {
         if self.closed {
             return Err(StorageError::Closed {

@@ -4,6 +4,7 @@ mod basic;
 mod idempotence;
 mod log_props;
 mod recovery;
+mod replica;
 
 use crate::testing::{BatchSpec, DecodedRecord, decode_records, encode_batch};
 use crate::{AppendOutcome, LogConfig, PartitionLog};
