@@ -20,7 +20,30 @@
 //!   `unclean.leader.election.enable=true`.
 //! - AlterPartition is fenced by broker epoch, leader epoch and partition epoch.
 
+//!
+//! Modules:
+//! - `state`: the types ([`MetadataState`], [`Command`], [`Reply`], [`Changes`],
+//!   [`MetadataError`]) and the Kafka error code of each refusal.
+//! - `apply`: [`MetadataState::apply`], one method per command.
+//! - `query`: read helpers ([`MetadataState::topic_by_id`], [`MetadataState::is_live`], ...)
+//!   and [`MetadataState::check_invariants`].
+//! - [`placement`]: where a new topic's replicas go.
+//!
+//! ```text
+//!  client / broker ──gRPC──▶ coordinator ──propose──▶ Raft log ──commit──▶ apply(index, cmd)
+//!                                 ▲                                            │
+//!                                 └──────── Reply / MetadataError ◀────────────┤
+//!  brokers ◀──watch stream── records named in Changes ◀────────────────────────┘
+//! ```
+
+mod apply;
 pub mod placement;
+mod query;
 mod state;
 
+pub use apply::PRODUCER_ID_BLOCK_MAX;
+pub use query::UNCLEAN_LEADER_ELECTION_KEY;
 pub use state::*;
+
+#[cfg(test)]
+mod tests;

@@ -185,9 +185,20 @@ pub enum Reply {
 /// Which records an applied command changed, for the brokers' watch streams.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changes {
+    /// Brokers whose record was created or changed.
     pub brokers: BTreeSet<BrokerId>,
+    /// Topics whose record (configs or any partition) was created, changed or removed. A
+    /// removed topic is no longer in [`MetadataState::topics`]; its id is in `removed_topics`.
     pub topics: BTreeSet<TopicName>,
     pub removed_topics: Vec<TopicId>,
+}
+
+impl Changes {
+    /// True when no broker or topic record changed (a command may still have advanced the
+    /// state, as AllocateProducerIds and InitCluster do).
+    pub fn is_empty(&self) -> bool {
+        self.brokers.is_empty() && self.topics.is_empty() && self.removed_topics.is_empty()
+    }
 }
 
 /// Why a command was refused. Each maps to one Kafka error code ([`MetadataError::kafka_code`]).
@@ -229,8 +240,11 @@ pub enum MetadataError {
     IneligibleReplica(String),
     #[error("no reassignment in progress for {topic}-{partition}")]
     NoReassignmentInProgress { topic: String, partition: i32 },
-    #[error("the cluster is already initialised")]
+    /// InitCluster with a cluster id other than the one already set.
+    #[error("the cluster is already initialised with another cluster id")]
     AlreadyInitialised,
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
 }
 
 impl MetadataError {
@@ -240,17 +254,18 @@ impl MetadataError {
             MetadataError::TopicExists(_) => 36, // TOPIC_ALREADY_EXISTS
             MetadataError::UnknownTopic(_) => 3, // UNKNOWN_TOPIC_OR_PARTITION
             MetadataError::UnknownPartition { .. } => 3, // UNKNOWN_TOPIC_OR_PARTITION
-            MetadataError::UnknownBroker(_) => 102, // STALE_BROKER_EPOCH? no: see below
+            MetadataError::UnknownBroker(_) => 102, // BROKER_ID_NOT_REGISTERED
             MetadataError::StaleBrokerEpoch { .. } => 77, // STALE_BROKER_EPOCH
             MetadataError::InvalidPartitions(_) => 37, // INVALID_PARTITIONS
             MetadataError::InvalidReplicationFactor(_) => 38, // INVALID_REPLICATION_FACTOR
             MetadataError::InvalidReplicaAssignment(_) => 39, // INVALID_REPLICA_ASSIGNMENT
             MetadataError::FencedLeaderEpoch { .. } => 74, // FENCED_LEADER_EPOCH
-            MetadataError::InvalidUpdateVersion { .. } => 108, // INVALID_UPDATE_VERSION
+            MetadataError::InvalidUpdateVersion { .. } => 95, // INVALID_UPDATE_VERSION
             MetadataError::NotLeader(_) => 6,    // NOT_LEADER_OR_FOLLOWER
             MetadataError::IneligibleReplica(_) => 107, // INELIGIBLE_REPLICA
             MetadataError::NoReassignmentInProgress { .. } => 85, // NO_REASSIGNMENT_IN_PROGRESS
-            MetadataError::AlreadyInitialised => 0,
+            MetadataError::AlreadyInitialised => 104, // INCONSISTENT_CLUSTER_ID
+            MetadataError::InvalidRequest(_) => 42, // INVALID_REQUEST
         }
     }
 }
@@ -258,12 +273,3 @@ impl MetadataError {
 /// The outcome of applying one command: the reply for the proposer, or the refusal. A refused
 /// command changes nothing.
 pub type ApplyResult = Result<(Reply, Changes), MetadataError>;
-
-impl MetadataState {
-    /// Applies one command at log index `index`. Pure: the same state, index and command give
-    /// the same result on every coordinator.
-    pub fn apply(&mut self, index: u64, command: &Command) -> ApplyResult {
-        let _ = (index, command);
-        unimplemented!("weir-metadata apply")
-    }
-}
