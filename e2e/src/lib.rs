@@ -3,6 +3,15 @@
 //!
 //! Tests get a [`Target`] (Weir or Kafka) and run the same client code against both, so a
 //! difference between the two shows up as a test that passes on one and fails on the other.
+//!
+//! A replicated cluster is a different animal: [`cluster::TestCluster`] runs coordinators and
+//! brokers as processes in network namespaces of their own ([`netns`]), so a test can kill,
+//! pause and cut them off; [`workload`] is the producer that writes through such faults and the
+//! check that what it was acknowledged is what the cluster stores.
+
+pub mod cluster;
+pub mod netns;
+pub mod workload;
 
 use anyhow::{Context, bail};
 use rdkafka::ClientConfig;
@@ -64,6 +73,56 @@ pub fn wait_ready(bootstrap: &str, timeout: Duration) -> anyhow::Result<()> {
             }
             _ => {}
         }
+    }
+}
+
+/// Waits until the Kafka metadata from `bootstrap` shows `topic` with `partitions` partitions,
+/// each with a leader.
+pub fn wait_topic_leaders(
+    bootstrap: &str,
+    topic: &str,
+    partitions: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "0")
+        .create()
+        .context("creating a probe client")?;
+    loop {
+        let last = match consumer.fetch_metadata(Some(topic), Duration::from_millis(1000)) {
+            Ok(md) => {
+                let t = md.topics().iter().find(|t| t.name() == topic);
+                match t {
+                    Some(t)
+                        if t.error().is_none()
+                            && t.partitions().len() == partitions
+                            && t.partitions()
+                                .iter()
+                                .all(|p| p.leader() >= 0 && p.error().is_none()) =>
+                    {
+                        return Ok(());
+                    }
+                    Some(t) => format!(
+                        "error {:?}, partitions (id, leader, error) {:?}",
+                        t.error(),
+                        t.partitions()
+                            .iter()
+                            .map(|p| (p.id(), p.leader(), p.error()))
+                            .collect::<Vec<_>>()
+                    ),
+                    None => "topic not in metadata".into(),
+                }
+            }
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            bail!(
+                "{topic} has no leader for every partition at {bootstrap} within {timeout:?}: {last}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
