@@ -5,7 +5,7 @@
 #   scripts/install-test-deps.sh [--no-kafka]
 #
 # What goes where:
-#   apt (only what is missing): kcat; python3-venv when the python has no venv module;
+#   apt (only what is missing): kcat; iproute2 and iptables; python3-venv when the python has no venv module;
 #       openjdk-17-jdk-headless and maven when javac/mvn are missing (for the reference Kafka).
 #   ${WEIR_CACHE_DIR:-~/.cache/weir}/venv: a virtualenv with e2e/python/requirements.txt
 #       (pytest, kafka-python, confluent-kafka, codecs). Reinstalled when that file or the
@@ -40,6 +40,9 @@ done
 # --- apt ---------------------------------------------------------------------------------
 missing=()
 command -v kcat >/dev/null || missing+=(kcat)
+# Network namespaces, veths and partitions for the cluster fault tests (e2e/src/netns.rs).
+command -v ip >/dev/null || missing+=(iproute2)
+command -v iptables >/dev/null || missing+=(iptables)
 command -v "$PYTHON" >/dev/null || missing+=(python3)
 if command -v "$PYTHON" >/dev/null && ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
     missing+=(python3-venv)

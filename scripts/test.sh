@@ -34,6 +34,9 @@ cargo build --release --workspace --bins
 step "cargo test (release): unit, property, protocol, crash-recovery and librdkafka tests"
 # The same binary the Python suite and the crash test use.
 export WEIR_BIN="$ROOT/target/release/weir"
+# The replicated cluster's processes for e2e/tests/cluster_faults.rs (needs root: network namespaces).
+export WEIR_COORDINATOR_BIN="$ROOT/target/release/weir-coordinator"
+export WEIR_BROKER_BIN="$ROOT/target/release/weir-broker"
 WEIR_E2E_TARGETS=weir,kafka cargo test --release --workspace
 
 step "real-client suite (kcat, kafka-python, confluent-kafka, the Java client, franz-go) against Weir and Apache Kafka"

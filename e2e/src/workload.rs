@@ -45,6 +45,9 @@ pub struct Failure {
 struct Shared {
     acks: Mutex<Vec<Ack>>,
     failures: Mutex<Vec<Failure>>,
+    /// Client-level errors librdkafka reported (a broker down, a request timed out): not
+    /// failures by themselves, the producer retries, but a record of what it went through.
+    client_errors: Mutex<Vec<String>>,
     /// Delivery reports received, acks and failures.
     reported: AtomicU64,
 }
@@ -56,7 +59,11 @@ impl std::fmt::Debug for Reports {
         f.write_str("Reports")
     }
 }
-impl ClientContext for Reports {}
+impl ClientContext for Reports {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        lock(&self.0.client_errors).push(format!("{error}: {reason}"));
+    }
+}
 impl ProducerContext for Reports {
     type DeliveryOpaque = Box<(i32, u64)>;
     fn delivery(&self, result: &DeliveryResult<'_>, id: Self::DeliveryOpaque) {
@@ -306,6 +313,7 @@ impl Workload {
             sent,
             acks,
             failures: lock(&self.shared.failures).clone(),
+            client_errors: lock(&self.shared.client_errors).clone(),
         })
     }
 }
@@ -329,6 +337,8 @@ pub struct Outcome {
     /// In the order they arrived.
     pub acks: Vec<Ack>,
     pub failures: Vec<Failure>,
+    /// See `Shared::client_errors`.
+    pub client_errors: Vec<String>,
 }
 
 impl Outcome {
@@ -370,11 +380,12 @@ impl Outcome {
             None => "n/a".into(),
         };
         format!(
-            "[{name}] sent {}, acknowledged {}, failed {}; first ack on partition {} after the fault: {:?}; \
+            "[{name}] sent {}, acknowledged {}, failed {}, client errors {}; first ack on partition {} after the fault: {:?}; \
              longest stall there: {}; longest stall on any partition: {}",
             self.sent.iter().sum::<u64>(),
             self.acks.len(),
             self.failures.len(),
+            self.client_errors.len(),
             partition.map_or("any".to_string(), |p| p.to_string()),
             self.first_ack_after(partition, fault_at),
             fmt_stall(self.longest_stall(partition)),
