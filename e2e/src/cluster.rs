@@ -77,6 +77,10 @@ pub struct ClusterConfig {
     pub broker_args: Vec<String>,
     /// How long start-up may take, until every broker is registered and unfenced.
     pub start_timeout: Duration,
+    /// Default: [`coordinator_bin`].
+    pub coordinator_bin: PathBuf,
+    /// Default: [`broker_bin`].
+    pub broker_bin: PathBuf,
 }
 
 impl Default for ClusterConfig {
@@ -88,6 +92,8 @@ impl Default for ClusterConfig {
             coordinator_args: Vec::new(),
             broker_args: Vec::new(),
             start_timeout: Duration::from_secs(60),
+            coordinator_bin: coordinator_bin(),
+            broker_bin: broker_bin(),
         }
     }
 }
@@ -178,8 +184,36 @@ impl TestCluster {
     /// Starts the coordinators, waits for a Raft leader, starts the brokers and waits until
     /// every broker is registered and unfenced.
     pub fn start(config: ClusterConfig) -> anyhow::Result<TestCluster> {
-        let coordinator_bin = coordinator_bin();
-        let broker_bin = broker_bin();
+        let mut cluster = TestCluster::prepare(config)?;
+        let coordinators: Vec<Node> = cluster.coordinators().collect();
+        for node in coordinators {
+            cluster.spawn(node)?;
+        }
+        let timeout = cluster.config.start_timeout;
+        cluster.wait_coordinator_leader(timeout)?;
+        let brokers: Vec<Node> = cluster.brokers().collect();
+        for node in brokers {
+            cluster.spawn(node)?;
+        }
+        cluster.wait_brokers_ready(timeout)?;
+        Ok(cluster)
+    }
+
+    /// Starts every process at once and waits for nothing: for stand-in binaries that only
+    /// take the same arguments (the harness' own tests).
+    pub fn start_unchecked(config: ClusterConfig) -> anyhow::Result<TestCluster> {
+        let mut cluster = TestCluster::prepare(config)?;
+        let nodes: Vec<Node> = cluster.procs.keys().copied().collect();
+        for node in nodes {
+            cluster.spawn(node)?;
+        }
+        Ok(cluster)
+    }
+
+    /// The network, directories and command lines; no process yet.
+    fn prepare(config: ClusterConfig) -> anyhow::Result<TestCluster> {
+        let coordinator_bin = config.coordinator_bin.clone();
+        let broker_bin = config.broker_bin.clone();
         for bin in [&coordinator_bin, &broker_bin] {
             if !bin.exists() {
                 bail!(
@@ -272,26 +306,15 @@ impl TestCluster {
             );
         }
 
-        let mut cluster = TestCluster {
+        Ok(TestCluster {
             procs,
             cut: HashSet::new(),
             channels: HashMap::new(),
-            config: config.clone(),
+            config,
             rt,
             net,
             dir,
-        };
-        let coordinators: Vec<Node> = cluster.coordinators().collect();
-        for node in coordinators {
-            cluster.spawn(node)?;
-        }
-        cluster.wait_coordinator_leader(config.start_timeout)?;
-        let brokers: Vec<Node> = cluster.brokers().collect();
-        for node in brokers {
-            cluster.spawn(node)?;
-        }
-        cluster.wait_brokers_ready(config.start_timeout)?;
-        Ok(cluster)
+        })
     }
 
     pub fn config(&self) -> &ClusterConfig {
@@ -994,6 +1017,132 @@ impl Drop for TestCluster {
                 }
                 eprintln!("full logs kept in {}", keep.display());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpStream;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Takes the real binaries' arguments, listens on `--listen` or `--kafka-addr` and answers
+    /// every connection with its `--id`.
+    const STAND_IN: &str = r#"#!/usr/bin/env python3
+import socket, sys
+a = sys.argv[1:]
+addr = a[a.index('--listen' if '--listen' in a else '--kafka-addr') + 1]
+host, port = addr.rsplit(':', 1)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, int(port)))
+s.listen()
+print('stand-in listening on', addr, flush=True)
+while True:
+    c, _ = s.accept()
+    c.sendall(a[a.index('--id') + 1].encode())
+    c.close()
+"#;
+
+    fn ask(addr: &str) -> std::io::Result<String> {
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    fn wait_answer(addr: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match ask(addr) {
+                Ok(got) if got == want => return,
+                r => assert!(Instant::now() < deadline, "{addr}: {r:?}, want {want}"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process plumbing with stand-in binaries: every node answers at its address from the
+    /// test process; kill -9, restart, pause, resume, cut, heal and block act on the real
+    /// process and host; dropping the cluster leaves no process behind.
+    #[test]
+    fn stand_ins_are_killed_paused_and_cut() {
+        if !netns::available() {
+            eprintln!("skipped: network namespaces need root and iproute2");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("stand-in");
+        std::fs::write(&bin, STAND_IN).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut c = TestCluster::start_unchecked(ClusterConfig {
+            brokers: 2,
+            coordinator_bin: bin.clone(),
+            broker_bin: bin,
+            ..ClusterConfig::default()
+        })
+        .unwrap();
+        for id in 1..=3 {
+            wait_answer(&c.coordinator_addr(id), &id.to_string());
+        }
+        for id in 1..=2 {
+            wait_answer(&c.kafka_addr(id), &id.to_string());
+        }
+        assert_eq!(c.bootstrap().split(',').count(), 2);
+        let b1 = Node::Broker(1);
+        let addr = c.kafka_addr(1);
+
+        let pid = c.pid(b1).unwrap();
+        c.kill9(b1).unwrap();
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "kill -9 reached the process"
+        );
+        assert!(ask(&addr).is_err());
+        c.restart(b1).unwrap();
+        wait_answer(&addr, "1");
+        assert_eq!(c.log(b1).matches("stand-in listening").count(), 2);
+
+        c.pause(b1).unwrap();
+        assert!(ask(&addr).is_err(), "a paused process answered");
+        c.resume(b1).unwrap();
+        wait_answer(&addr, "1");
+
+        c.cut(b1).unwrap();
+        assert!(ask(&addr).is_err(), "a cut host answered");
+        c.heal(b1).unwrap();
+        wait_answer(&addr, "1");
+
+        // Blocked from its peers, broker 1 still answers the test but not broker 2's host.
+        c.isolate_from_peers(b1).unwrap();
+        let from_peer = |c: &TestCluster| {
+            netns::run(c.network().command(c.host(Node::Broker(2)), "python3").args([
+                "-c",
+                &format!(
+                    "import socket; s=socket.create_connection(('{}', {KAFKA_PORT}), timeout=0.5); print(s.recv(8).decode())",
+                    c.network().ip(c.host(b1))
+                ),
+            ]))
+        };
+        assert!(from_peer(&c).is_err(), "a peer got through the block");
+        wait_answer(&addr, "1");
+        c.unblock(b1).unwrap();
+        assert_eq!(from_peer(&c).unwrap().trim(), "1");
+
+        assert!(c.crashed().is_empty());
+        let pids: Vec<u32> = c.procs.keys().filter_map(|&n| c.pid(n)).collect();
+        assert_eq!(pids.len(), 5);
+        drop(c);
+        for pid in pids {
+            assert!(
+                !Path::new(&format!("/proc/{pid}")).exists(),
+                "{pid} outlived the cluster"
+            );
         }
     }
 }
