@@ -1,4 +1,4 @@
-//! Broker configuration: what `weir dev` and (later) `weir-broker` parse into.
+//! Broker configuration: what `weir dev` and `weir-broker` parse into.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,10 +34,24 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// How often `flush.ms` deadlines are checked.
     pub flush_check_interval_ms: u64,
+    /// The gRPC listener for replication between brokers.
+    pub internal_addr: SocketAddr,
+    /// The `host:port` other brokers use to reach `internal_addr`; defaults to the bound one.
+    pub advertised_internal_addr: Option<String>,
+    /// `host:port` of every coordinator (any subset that includes a live one works).
+    pub coordinators: Vec<String>,
+    /// Placement spreads a partition's replicas over racks.
+    pub rack: Option<String>,
+    /// A follower not caught up for this long leaves the ISR (`replica.lag.time.max.ms`).
+    pub replica_lag_time_max_ms: u64,
+    /// `min.insync.replicas` for topics that do not set it.
+    pub min_insync_replicas: usize,
+    /// How long a SIGTERM waits for leaderships to move away before exiting anyway.
+    pub controlled_shutdown_timeout_ms: u64,
 }
 
 impl BrokerConfig {
-    /// A single-node configuration with Kafka's defaults.
+    /// Kafka's defaults, listening on `kafka_addr`; the caller sets the coordinators.
     pub fn new(data_dir: PathBuf, kafka_addr: SocketAddr) -> BrokerConfig {
         BrokerConfig {
             node_id: 1,
@@ -53,6 +67,13 @@ impl BrokerConfig {
             log_defaults: weir_storage::LogConfig::default(),
             retention_check_interval_ms: 300_000,
             flush_check_interval_ms: 1_000,
+            internal_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertised_internal_addr: None,
+            coordinators: Vec::new(),
+            rack: None,
+            replica_lag_time_max_ms: 30_000,
+            min_insync_replicas: 1,
+            controlled_shutdown_timeout_ms: 30_000,
         }
     }
 }

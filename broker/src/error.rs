@@ -18,8 +18,16 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("metadata store")]
-    Metadata(#[from] crate::metadata_store::MetadataError),
+    #[error("binding the replication listener to {addr}")]
+    BindInternal {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("talking to the coordinators")]
+    Control(#[from] crate::control::ControlError),
+    #[error("the coordinators refused: {0}")]
+    Coordinator(String),
     #[error("partition {topic}-{partition}")]
     Storage {
         topic: String,
@@ -45,6 +53,8 @@ pub fn storage_error_code(e: &StorageError) -> ResponseError {
         S::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         S::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         S::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+        // A follower's copy that does not continue its log: the fetcher re-syncs.
+        S::NonContiguousReplica { .. } => ResponseError::OffsetOutOfRange,
         S::Io { .. }
         | S::Fatal { .. }
         | S::UnsupportedFormat { .. }

@@ -4,27 +4,39 @@
 //!  client ──TCP──▶ server (framing, limits, in-order responses)
 //!                    │
 //!                    ▼
-//!                  api::dispatch ──▶ produce ──▶ PartitionLog::append ──▶ segment files
-//!                    │           ──▶ fetch   ◀── PartitionLog::read (stored bytes, as sent)
-//!                    │           ──▶ metadata, admin ──▶ MetadataStore (topics, configs)
+//!                  api::dispatch ──▶ produce ──▶ PartitionLog::append ──▶ wait for the ISR
+//!                    │           ──▶ fetch   ◀── PartitionLog::read, up to the high watermark
+//!                    │           ──▶ metadata ◀── cluster view;  admin ──▶ coordinators (gRPC)
 //!                    ▼
-//!                  state: topics ─▶ partitions ─▶ logs
+//!                  state: hosted partitions ─▶ log + replica role (leader / follower)
+//!
+//!  coordinators ──watch──▶ session ──▶ state.apply_update (open logs, set roles)
+//!  followers ──gRPC Fetch──▶ replication (leader side); fetchers (follower side)
 //! ```
 //!
 //! Modules:
 //! - [`config`]: what the binaries parse flags into.
 //! - [`server`]: the listener, connection framing and limits.
 //! - `api`: one module per family of Kafka APIs; wire types stop there.
-//! - [`state`]: topics, partitions and their logs; producer ids.
-//! - [`metadata_store`]: where topics are recorded (a local file now, the coordinator later).
+//! - [`state`]: hosted partitions, their logs and replication roles; producer ids.
+//! - [`cluster`]: the cluster view from the coordinators' watch stream.
+//! - [`control`]: the gRPC client of the coordinators, with failover.
+//! - [`session`]: registration, heartbeats, the metadata watch, ISR proposals, controlled
+//!   shutdown.
+//! - [`replication`]: the leader's Replication service and the followers' fetchers.
+//! - [`cli`]: the `weir-broker` binary's flags.
 //! - [`topic_config`]: topic config keys, validation, mapping to storage configs.
 //! - [`error`]: errors, and the single mapping to Kafka error codes.
 
 pub mod api;
+pub mod cli;
+pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod error;
-pub mod metadata_store;
+pub mod replication;
 pub mod server;
+pub mod session;
 pub mod sink;
 pub mod state;
 pub mod topic_config;
@@ -38,20 +50,25 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-/// A started broker: data opened and recovered, listener bound, not yet serving.
+/// A started broker: registered with the coordinators, following their metadata, replication
+/// listener up; Kafka listener bound but not yet serving.
 #[derive(Debug)]
 pub struct Broker {
     state: Arc<BrokerState>,
     listener: TcpListener,
     local_addr: SocketAddr,
+    internal_addr: SocketAddr,
+    background: Vec<JoinHandle<()>>,
 }
 
 use state::BrokerState;
 
 impl Broker {
-    /// Opens the data directory (recovering every partition) and binds the Kafka listener.
+    /// Binds both listeners, registers with the coordinators and waits for the first metadata
+    /// update (so the broker never answers Metadata with an empty cluster).
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::DataDir {
             path: config.data_dir.clone(),
@@ -67,26 +84,87 @@ impl Broker {
             addr: config.kafka_addr,
             source,
         })?;
+        let internal = TcpListener::bind(config.internal_addr)
+            .await
+            .map_err(|source| BrokerError::BindInternal {
+                addr: config.internal_addr,
+                source,
+            })?;
+        let internal_addr = internal
+            .local_addr()
+            .map_err(|source| BrokerError::BindInternal {
+                addr: config.internal_addr,
+                source,
+            })?;
         let (host, port) = match &config.advertised_kafka_addr {
             Some(a) => {
                 split_host_port(a).unwrap_or((local_addr.ip().to_string(), local_addr.port()))
             }
             None => (local_addr.ip().to_string(), local_addr.port()),
         };
-        let store = Arc::new(metadata_store::LocalMetadataStore::open(&config.data_dir)?);
-        let state = tokio::task::block_in_place(|| {
-            BrokerState::open(config, store, host, i32::from(port))
-        })?;
+        let internal_advertised = config
+            .advertised_internal_addr
+            .clone()
+            .unwrap_or_else(|| internal_addr.to_string());
+        let control = Arc::new(control::ControlClient::new(&config.coordinators)?);
+        let state = Arc::new(tokio::task::block_in_place(|| {
+            BrokerState::open(config, control, host, i32::from(port), internal_advertised)
+        })?);
+        let mut background = Vec::new();
+        // Replication server first: followers may fetch as soon as metadata names us leader.
+        let service = replication::ReplicationService {
+            state: state.clone(),
+        };
+        background.push(tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(internal);
+            let result = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(
+                    weir_proto::v1::replication_server::ReplicationServer::new(service)
+                        .max_decoding_message_size(64 * 1024 * 1024)
+                        .max_encoding_message_size(64 * 1024 * 1024),
+                )
+                .serve_with_incoming(incoming)
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "replication server stopped");
+            }
+        }));
+        let incarnation = uuid::Uuid::new_v4().to_string();
+        let every = session::register(&state, &incarnation).await?;
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+        background.push(tokio::spawn(session::watch_loop(state.clone(), first_tx)));
+        background.push(tokio::spawn(session::heartbeat_loop(
+            state.clone(),
+            incarnation,
+            every,
+        )));
+        background.push(tokio::spawn(session::isr_loop(state.clone())));
+        background.push(tokio::spawn(replication::run_fetchers(state.clone())));
+        // The watch loop only ends with the process, so the sender is never dropped unsent.
+        let _ = first_rx.await;
+        info!(
+            broker = state.me.get(),
+            internal = %internal_addr,
+            "following cluster metadata"
+        );
         Ok(Broker {
-            state: Arc::new(state),
+            state,
             listener,
             local_addr,
+            internal_addr,
+            background,
         })
     }
 
-    /// The address the listener is bound to (useful with port 0).
+    /// The address the Kafka listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the replication listener is bound to.
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal_addr
     }
 
     /// The `host:port` clients are told to use.
@@ -97,14 +175,17 @@ impl Broker {
         )
     }
 
-    /// Serves clients until `shutdown` completes, then flushes and closes every log.
+    /// Serves clients until `shutdown` completes; then hands leaderships over (controlled
+    /// shutdown), closes connections and flushes and closes every log.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
         let Broker {
             state,
             listener,
             local_addr,
+            background,
+            ..
         } = self;
-        info!(addr = %local_addr, cluster_id = %state.cluster_id, "serving Kafka clients");
+        info!(addr = %local_addr, cluster_id = %state.cluster_id(), "serving Kafka clients");
         let connections = Arc::new(Semaphore::new(state.config.connections_max));
         let mut tasks = tokio::task::JoinSet::new();
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
@@ -137,9 +218,16 @@ impl Broker {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
         }
-        info!("shutting down: closing connections and flushing logs");
+        // Connections stay up while leaderships move, so clients in flight get
+        // NOT_LEADER_OR_FOLLOWER and move on instead of a closed socket.
+        info!("shutting down: moving leaderships to in-sync followers");
+        session::controlled_shutdown(&state).await;
+        info!("closing connections and flushing logs");
         tasks.shutdown().await;
         housekeeping.abort();
+        for task in background {
+            task.abort();
+        }
         tokio::task::block_in_place(|| state.close())?;
         Ok(())
     }

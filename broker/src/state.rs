@@ -1,82 +1,156 @@
-//! The broker's shared state: topics, their partitions' logs, and producer ids.
+//! The broker's shared state: the cluster view, the partitions this broker hosts (their logs
+//! and replication roles), and producer ids.
 //!
-//! Reads (Metadata, Fetch, ListOffsets) take the topic map's read lock only long enough to clone
-//! an `Arc<Topic>`; admin changes (create, delete, alter) are serialised by `admin` and swap
-//! entries in the map, so a fetch that holds an `Arc<Partition>` of a topic being deleted
-//! finishes on the old log and never sees a half-built one.
+//! The coordinators decide which broker hosts and leads what; this broker follows their watch
+//! stream and reconciles ([`BrokerState::apply_update`]): it opens the logs of partitions it
+//! is a replica of, becomes leader or follower as told, and removes the logs of partitions it
+//! no longer hosts. Lock order, everywhere: a partition's `replica` mutex, then its `log` lock.
 
+use crate::cluster::{ClusterView, PartitionInfo, TopicInfo};
 use crate::config::BrokerConfig;
+use crate::control::ControlClient;
 use crate::error::BrokerError;
-use crate::metadata_store::{MetadataStore, TopicRecord};
 use crate::topic_config;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 use tokio::sync::watch;
-use weir_model::{LeaderEpoch, PartitionId, Timestamp, TopicId, TopicName};
+use weir_model::{BrokerId, LeaderEpoch, Offset, PartitionId, Timestamp, TopicId, TopicName};
+use weir_replication::LeaderState;
 use weir_storage::{LogConfig, PartitionLog};
 
-/// Producer ids are reserved from the metadata store in blocks, so InitProducerId does not
-/// write the metadata file every time.
-const PRODUCER_ID_BLOCK: i64 = 1000;
+/// What a partition replica is doing now.
+#[derive(Debug)]
+pub enum Role {
+    Leader(LeaderState),
+    /// Copying from `leader` (None: the partition is offline, waiting for one).
+    Follower {
+        leader: Option<BrokerId>,
+    },
+}
 
-/// One partition this broker leads.
+/// A hosted partition's replication state, behind the partition's `replica` mutex.
+#[derive(Debug)]
+pub struct Replica {
+    pub role: Role,
+    pub epoch: LeaderEpoch,
+    /// The highest offset known committed. Leaders compute it; followers learn it from the
+    /// leader (capped at their own log end).
+    pub high_watermark: Offset,
+    /// `min.insync.replicas` of the topic.
+    pub min_insync: usize,
+}
+
+/// What acks=all waiters and fetches watch: changes whenever the watermark, the epoch or the
+/// role does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub epoch: LeaderEpoch,
+    pub leader: bool,
+    pub high_watermark: Offset,
+    pub isr_len: usize,
+}
+
+/// One partition this broker is a replica of.
 #[derive(Debug)]
 pub struct Partition {
     pub topic: TopicName,
+    pub topic_id: TopicId,
     pub id: PartitionId,
     /// Appends take the write lock, reads the read lock; storage calls are synchronous and
     /// short (page-cache writes, positional reads), so a std lock is right here.
     pub log: RwLock<PartitionLog>,
+    pub replica: Mutex<Replica>,
+    pub progress: watch::Sender<Progress>,
 }
 
-/// A topic and its partitions.
-#[derive(Debug)]
-pub struct Topic {
-    pub record: TopicRecord,
-    pub partitions: Vec<Arc<Partition>>,
-}
-
-impl Topic {
-    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.partitions.get(i))
+impl Partition {
+    pub fn replica(&self) -> std::sync::MutexGuard<'_, Replica> {
+        self.replica.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Publishes the replica's progress to waiters (after a change under the replica lock).
+    pub fn publish(&self, r: &Replica) {
+        let p = progress_of(r);
+        self.progress.send_if_modified(|cur| {
+            if *cur == p {
+                false
+            } else {
+                *cur = p;
+                true
+            }
+        });
+    }
+
+    /// The high watermark, for reads.
+    pub fn high_watermark(&self) -> Offset {
+        self.progress.borrow().high_watermark
+    }
+}
+
+fn progress_of(r: &Replica) -> Progress {
+    match &r.role {
+        Role::Leader(l) => Progress {
+            epoch: r.epoch,
+            leader: true,
+            high_watermark: l.high_watermark(),
+            isr_len: l.isr().len(),
+        },
+        Role::Follower { .. } => Progress {
+            epoch: r.epoch,
+            leader: false,
+            high_watermark: r.high_watermark,
+            isr_len: 0,
+        },
+    }
+}
+
+/// Why a partition cannot be served here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotServed {
+    UnknownTopicOrPartition,
+    NotLeader,
 }
 
 /// Everything the request handlers share.
 #[derive(Debug)]
 pub struct BrokerState {
     pub config: BrokerConfig,
-    pub store: Arc<dyn MetadataStore>,
-    pub cluster_id: String,
+    pub me: BrokerId,
     /// The `host:port` given to clients in Metadata.
     pub advertised_host: String,
     pub advertised_port: i32,
-    topics: RwLock<HashMap<TopicName, Arc<Topic>>>,
-    /// Serialises admin changes (create, delete, alter, auto-create).
-    pub admin: tokio::sync::Mutex<()>,
+    /// The `host:port` other brokers replicate from.
+    pub internal_advertised: String,
+    pub control: Arc<ControlClient>,
+    /// This incarnation's epoch from the coordinators' registration.
+    pub broker_epoch: AtomicI64,
+    view: RwLock<Arc<ClusterView>>,
+    view_version: watch::Sender<i64>,
+    local: RwLock<HashMap<(TopicId, i32), Arc<Partition>>>,
+    /// Serialises reconciliation of metadata updates.
+    reconcile: Mutex<()>,
     /// Bytes of requests read and not yet answered, over all connections.
     pub request_memory: Arc<tokio::sync::Semaphore>,
-    /// Bumped after every append; long-polling fetches wait on it.
+    /// Bumped after every append and watermark move; long-polling fetches wait on it.
     appended: watch::Sender<u64>,
-    producer_ids: Mutex<Range<i64>>,
+    producer_ids: tokio::sync::Mutex<Range<i64>>,
+    /// Where the replica fetchers learn which partitions to copy from which leader.
+    pub follow: watch::Sender<BTreeMap<BrokerId, Vec<Arc<Partition>>>>,
 }
 
-/// The epoch a single broker leads every partition with. Leader epochs start to move when the
-/// coordinator assigns leaders (the replication issue).
-pub const LEADER_EPOCH: LeaderEpoch = LeaderEpoch::INITIAL;
-
 impl BrokerState {
-    /// Opens every topic's partition logs (recovering them) and removes the leftovers of
-    /// deletions interrupted by a crash.
+    /// Prepares the data directory (removing leftovers of interrupted deletions). Partitions
+    /// are opened when the first metadata update says which ones this broker hosts.
     pub fn open(
         config: BrokerConfig,
-        store: Arc<dyn MetadataStore>,
+        control: Arc<ControlClient>,
         advertised_host: String,
         advertised_port: i32,
+        internal_advertised: String,
     ) -> Result<BrokerState, BrokerError> {
         let logs = logs_dir(&config.data_dir);
         std::fs::create_dir_all(&logs).map_err(|source| BrokerError::DataDir {
@@ -84,13 +158,9 @@ impl BrokerState {
             source,
         })?;
         remove_deleted_dirs(&logs)?;
-        let now = Timestamp::now();
-        let mut topics = HashMap::new();
-        for record in store.topics() {
-            let topic = open_topic(&config, record, now)?;
-            topics.insert(topic.record.name.clone(), Arc::new(topic));
-        }
         let (appended, _) = watch::channel(0);
+        let (view_version, _) = watch::channel(-1);
+        let (follow, _) = watch::channel(BTreeMap::new());
         // A single request must fit in the shared budget, or its reader would wait for ever.
         let queued = config
             .queued_request_bytes_max
@@ -99,139 +169,281 @@ impl BrokerState {
             .unwrap_or(usize::MAX)
             .min(tokio::sync::Semaphore::MAX_PERMITS);
         Ok(BrokerState {
+            me: BrokerId(config.node_id),
             request_memory: Arc::new(tokio::sync::Semaphore::new(queued)),
-            cluster_id: store.cluster_id(),
             config,
-            store,
+            control,
+            broker_epoch: AtomicI64::new(-1),
             advertised_host,
             advertised_port,
-            topics: RwLock::new(topics),
-            admin: tokio::sync::Mutex::new(()),
+            internal_advertised,
+            view: RwLock::new(Arc::new(ClusterView::default())),
+            view_version,
+            local: RwLock::new(HashMap::new()),
+            reconcile: Mutex::new(()),
             appended,
-            producer_ids: Mutex::new(0..0),
+            producer_ids: tokio::sync::Mutex::new(0..0),
+            follow,
         })
     }
 
-    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        let map = self.topics.read().unwrap_or_else(|p| p.into_inner());
-        // Topic names are validated on creation, so a lookup by an invalid name finds nothing.
-        TopicName::new(name).ok().and_then(|n| map.get(&n).cloned())
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(Ordering::Relaxed)
     }
 
-    pub fn topic_by_id(&self, id: TopicId) -> Option<Arc<Topic>> {
-        let map = self.topics.read().unwrap_or_else(|p| p.into_inner());
-        map.values().find(|t| t.record.id == id).cloned()
+    /// The latest cluster view.
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// All topics, sorted by name.
-    pub fn all_topics(&self) -> Vec<Arc<Topic>> {
-        let map = self.topics.read().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<_> = map.values().cloned().collect();
-        v.sort_by(|a, b| a.record.name.cmp(&b.record.name));
-        v
+    pub fn cluster_id(&self) -> String {
+        self.view().cluster_id.clone()
     }
 
-    pub fn topic_count(&self) -> usize {
-        self.topics.read().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Records a new or changed topic durably, then opens its logs and publishes it.
-    /// The caller holds `admin`.
-    pub fn install_topic(&self, record: TopicRecord) -> Result<Arc<Topic>, BrokerError> {
-        self.store.put_topic(record.clone())?;
-        let topic = Arc::new(open_topic(&self.config, record, Timestamp::now())?);
-        let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        map.insert(topic.record.name.clone(), topic.clone());
-        Ok(topic)
-    }
-
-    /// Applies changed configs to a topic's open logs and stores them. The caller holds `admin`.
-    pub fn update_topic_configs(
+    /// Waits until the view satisfies `ready` or `timeout` passes; returns whether it did.
+    pub async fn wait_for_view(
         &self,
-        topic: &Topic,
-        configs: std::collections::BTreeMap<String, String>,
-    ) -> Result<(), BrokerError> {
-        let mut record = topic.record.clone();
-        record.configs = configs;
-        self.store.put_topic(record.clone())?;
-        let log_config = topic_config::log_config(&self.config.log_defaults, &record.configs);
-        for p in &topic.partitions {
-            p.log
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .set_config(log_config.clone());
-        }
-        let updated = Arc::new(Topic {
-            record,
-            partitions: topic.partitions.clone(),
-        });
-        let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        map.insert(updated.record.name.clone(), updated);
-        Ok(())
-    }
-
-    /// Adds partitions to a topic. The caller holds `admin` and has checked `count` grows.
-    pub fn grow_topic(&self, topic: &Topic, count: i32) -> Result<(), BrokerError> {
-        let mut record = topic.record.clone();
-        record.partitions = count;
-        self.store.put_topic(record.clone())?;
-        let log_config = topic_config::log_config(&self.config.log_defaults, &record.configs);
-        let mut partitions = topic.partitions.clone();
-        for index in topic.partitions.len() as i32..count {
-            partitions.push(Arc::new(open_partition(
-                &self.config.data_dir,
-                &record.name,
-                PartitionId(index),
-                log_config.clone(),
-                Timestamp::now(),
-            )?));
-        }
-        let updated = Arc::new(Topic { record, partitions });
-        let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        map.insert(updated.record.name.clone(), updated);
-        Ok(())
-    }
-
-    /// Deletes a topic: unpublish, rename its directories out of the way (atomic, so a new
-    /// topic of the same name starts empty), forget it in the metadata store, then remove the
-    /// files. A crash anywhere leaves `*-delete` directories that the next start removes.
-    pub fn delete_topic(&self, name: &TopicName) -> Result<(), BrokerError> {
-        let removed = {
-            let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
-            map.remove(name)
-        };
-        let logs = logs_dir(&self.config.data_dir);
-        let mut doomed = Vec::new();
-        if let Some(topic) = &removed {
-            // Retire every log first: a request or housekeeping pass that still holds the old
-            // partition gets StorageError::Closed from here on, and can never write into the
-            // directories of a topic created later under the same name.
-            for p in &topic.partitions {
-                p.log.write().unwrap_or_else(|e| e.into_inner()).retire();
+        timeout: std::time::Duration,
+        ready: impl Fn(&ClusterView) -> bool,
+    ) -> bool {
+        let mut rx = self.view_version.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            if ready(&self.view()) {
+                return true;
             }
-            for p in &topic.partitions {
-                let dir = partition_dir(&self.config.data_dir, name, p.id);
-                let to = logs.join(format!("{}-{}.{}-delete", name, p.id, topic.record.id));
-                if dir.exists() {
-                    std::fs::rename(&dir, &to).map_err(|source| BrokerError::DataDir {
-                        path: dir.clone(),
-                        source,
-                    })?;
-                    doomed.push(to);
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return ready(&self.view()),
+            }
+        }
+    }
+
+    /// The hosted partition, if this broker is one of its replicas.
+    pub fn local_partition(&self, topic: TopicId, index: i32) -> Option<Arc<Partition>> {
+        self.local
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(topic, index))
+            .cloned()
+    }
+
+    pub fn local_partitions(&self) -> Vec<Arc<Partition>> {
+        self.local
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The partition named by a client, if this broker leads it.
+    pub fn leader_partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>, NotServed> {
+        let view = self.view();
+        let info = view
+            .topic(topic)
+            .filter(|t| t.partition(index).is_some())
+            .ok_or(NotServed::UnknownTopicOrPartition)?;
+        let p = self
+            .local_partition(info.id, index)
+            .ok_or(NotServed::NotLeader)?;
+        if !p.progress.borrow().leader {
+            return Err(NotServed::NotLeader);
+        }
+        Ok(p)
+    }
+
+    /// Applies one metadata update and reconciles the hosted partitions with it.
+    pub fn apply_update(&self, update: &weir_proto::v1::MetadataUpdate) -> Result<(), BrokerError> {
+        let _guard = self.reconcile.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.view();
+        // A coordinator that lags the others may stream an older state after a reconnect:
+        // never go back in time (it could make this broker drop a partition it hosts).
+        if current.version > 0 && update.version < current.version {
+            tracing::debug!(
+                version = update.version,
+                current = current.version,
+                "ignoring an older metadata update"
+            );
+            return Ok(());
+        }
+        let mut next = (*current).clone();
+        next.apply(update);
+        let next = Arc::new(next);
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        let result = self.reconcile(&next);
+        self.view_version.send_replace(next.version);
+        result
+    }
+
+    fn reconcile(&self, view: &ClusterView) -> Result<(), BrokerError> {
+        let now = Timestamp::now();
+        let mono = mono_ms();
+        let mut first_error = None;
+        let mut wanted = HashMap::new();
+        for topic in view.topics.values() {
+            for info in &topic.partitions {
+                if !info.replicas.contains(&self.me) {
+                    continue;
+                }
+                match self.host(topic, info, now, mono) {
+                    Ok(p) => {
+                        wanted.insert((topic.id, info.index), p);
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %topic.name, partition = info.index, error = %e, "cannot host partition");
+                        first_error.get_or_insert(e);
+                    }
                 }
             }
         }
-        self.store.remove_topic(name)?;
-        for dir in doomed {
-            std::fs::remove_dir_all(&dir).map_err(|source| BrokerError::DataDir {
+        // Partitions no longer hosted here: deleted topics, or moved away by a reassignment.
+        let gone: Vec<Arc<Partition>> = {
+            let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
+            let gone_keys: Vec<_> = local
+                .keys()
+                .filter(|k| !wanted.contains_key(k))
+                .copied()
+                .collect();
+            gone_keys.iter().filter_map(|k| local.remove(k)).collect()
+        };
+        for p in gone {
+            tracing::info!(topic = %p.topic, partition = p.id.get(), "no longer a replica; removing the local log");
+            if let Err(e) = self.remove_partition(&p) {
+                first_error.get_or_insert(e);
+            }
+        }
+        // Tell the fetchers which partitions to copy from which leader.
+        let mut follow: BTreeMap<BrokerId, Vec<Arc<Partition>>> = BTreeMap::new();
+        for p in self.local_partitions() {
+            if let Role::Follower {
+                leader: Some(leader),
+            } = p.replica().role
+            {
+                follow.entry(leader).or_default().push(p.clone());
+            }
+        }
+        self.follow.send_replace(follow);
+        self.notify_appended();
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Opens (if needed) a partition this broker is a replica of and sets its role.
+    fn host(
+        &self,
+        topic: &TopicInfo,
+        info: &PartitionInfo,
+        now: Timestamp,
+        mono: u64,
+    ) -> Result<Arc<Partition>, BrokerError> {
+        let log_config = topic_config::log_config(&self.config.log_defaults, &topic.configs);
+        let existing = self.local_partition(topic.id, info.index);
+        let p = match existing {
+            Some(p) => {
+                p.log
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .set_config(log_config);
+                p
+            }
+            None => {
+                let p = Arc::new(open_partition(
+                    &self.config.data_dir,
+                    topic,
+                    PartitionId(info.index),
+                    log_config,
+                    now,
+                )?);
+                self.local
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((topic.id, info.index), p.clone());
+                p
+            }
+        };
+        let min_insync = topic
+            .configs
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(self.config.min_insync_replicas)
+            .max(1);
+        let mut r = p.replica();
+        r.min_insync = min_insync;
+        // A lagging coordinator may stream an older state after a reconnect; never go back.
+        if info.leader_epoch < r.epoch {
+            return Ok(p.clone());
+        }
+        if info.leader == Some(self.me) {
+            match &mut r.role {
+                Role::Leader(l) if l.epoch() == info.leader_epoch => {
+                    if l.committed(
+                        info.partition_epoch,
+                        info.replicas.clone(),
+                        info.isr.clone(),
+                        mono,
+                    ) {
+                        self.notify_appended();
+                    }
+                }
+                _ => {
+                    let log_end = p
+                        .log
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .log_end_offset();
+                    let hw = r.high_watermark;
+                    tracing::info!(topic = %topic.name, partition = info.index, epoch = info.leader_epoch.get(), log_end = log_end.get(), "leading");
+                    r.role = Role::Leader(LeaderState::new(
+                        self.me,
+                        info.leader_epoch,
+                        info.partition_epoch,
+                        info.replicas.clone(),
+                        info.isr.clone(),
+                        log_end,
+                        hw,
+                        mono,
+                    ));
+                }
+            }
+        } else {
+            if let Role::Leader(l) = &r.role {
+                r.high_watermark = l.high_watermark();
+            }
+            if !matches!(r.role, Role::Follower { leader } if leader == info.leader)
+                || r.epoch != info.leader_epoch
+            {
+                tracing::info!(topic = %topic.name, partition = info.index, epoch = info.leader_epoch.get(), leader = ?info.leader.map(|b| b.get()), "following");
+            }
+            r.role = Role::Follower {
+                leader: info.leader,
+            };
+        }
+        r.epoch = info.leader_epoch;
+        p.publish(&r);
+        drop(r);
+        Ok(p)
+    }
+
+    fn remove_partition(&self, p: &Partition) -> Result<(), BrokerError> {
+        p.log.write().unwrap_or_else(|e| e.into_inner()).retire();
+        let dir = partition_dir(&self.config.data_dir, &p.topic, p.id);
+        let to = logs_dir(&self.config.data_dir)
+            .join(format!("{}-{}.{}-delete", p.topic, p.id, p.topic_id));
+        if dir.exists() {
+            std::fs::rename(&dir, &to).map_err(|source| BrokerError::DataDir {
                 path: dir.clone(),
+                source,
+            })?;
+            std::fs::remove_dir_all(&to).map_err(|source| BrokerError::DataDir {
+                path: to.clone(),
                 source,
             })?;
         }
         Ok(())
     }
 
-    /// Wakes long-polling fetches after an append.
+    /// Wakes long-polling fetches after an append or a watermark move.
     pub fn notify_appended(&self) {
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -240,77 +452,93 @@ impl BrokerState {
         self.appended.subscribe()
     }
 
-    /// Hands out a producer id never given before.
-    pub fn next_producer_id(&self) -> Result<i64, BrokerError> {
-        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+    /// Hands out a producer id never given before, reserving blocks from the coordinators.
+    pub async fn next_producer_id(&self) -> Result<i64, BrokerError> {
+        let mut ids = self.producer_ids.lock().await;
         if ids.is_empty() {
-            *ids = self.store.allocate_producer_ids(PRODUCER_ID_BLOCK)?;
+            let broker_id = self.me.get();
+            let broker_epoch = self.broker_epoch();
+            let resp = self
+                .control
+                .call(std::time::Duration::from_secs(10), |ch| async move {
+                    crate::control::ControlClient::broker(ch)
+                        .allocate_producer_ids(weir_proto::v1::AllocateProducerIdsRequest {
+                            broker_id,
+                            broker_epoch,
+                        })
+                        .await
+                        .map(|r| r.into_inner())
+                })
+                .await?;
+            if let Some(e) = resp.error.filter(|e| e.code != 0) {
+                return Err(BrokerError::Coordinator(e.message));
+            }
+            *ids = resp.first..resp.first + i64::from(resp.count);
         }
         let id = ids.start;
         ids.start += 1;
         Ok(id)
     }
 
-    /// Runs time-based flushing, and retention when `retention` is set, on every partition. A
-    /// failing partition does not stop the others; every failure is returned (a fatal one is
-    /// for the caller to act on).
+    /// Runs time-based flushing, and retention when `retention` is set, on every hosted
+    /// partition. A failing partition does not stop the others; every failure is returned.
     pub fn housekeeping(&self, now: Timestamp, retention: bool) -> Vec<BrokerError> {
         let mut errors = Vec::new();
-        for topic in self.all_topics() {
-            for p in &topic.partitions {
-                let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
-                let result = if retention {
-                    log.apply_retention(now).map(|_| ())
-                } else {
-                    Ok(())
-                }
-                .and_then(|()| log.maybe_flush(now));
-                match result {
-                    Ok(()) => {}
-                    // Deleted while this pass ran.
-                    Err(weir_storage::StorageError::Closed { .. }) => {}
-                    Err(source) => errors.push(BrokerError::Storage {
-                        topic: p.topic.to_string(),
-                        partition: p.id.get(),
-                        source,
-                    }),
-                }
+        for p in self.local_partitions() {
+            let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
+            let result = if retention {
+                log.apply_retention(now).map(|_| ())
+            } else {
+                Ok(())
+            }
+            .and_then(|()| log.maybe_flush(now));
+            match result {
+                Ok(()) => {}
+                // Removed while this pass ran.
+                Err(weir_storage::StorageError::Closed { .. }) => {}
+                Err(source) => errors.push(BrokerError::Storage {
+                    topic: p.topic.to_string(),
+                    partition: p.id.get(),
+                    source,
+                }),
             }
         }
         errors
     }
 
-    /// Flushes and closes every log (the clean-shutdown path: the next start can skip
-    /// verifying active segments). Carries on past a failing partition and returns the first
-    /// failure.
+    /// Flushes and closes every log (the clean-shutdown path). Carries on past a failing
+    /// partition and returns the first failure.
     pub fn close(&self) -> Result<(), BrokerError> {
-        let topics: Vec<_> = {
-            let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
-            map.drain().map(|(_, t)| t).collect()
+        let all: Vec<_> = {
+            let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
+            local.drain().map(|(_, p)| p).collect()
         };
         let mut first = None;
-        for topic in topics {
-            for p in &topic.partitions {
-                let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
-                if let Err(source) = log.close() {
-                    let e = BrokerError::Storage {
-                        topic: p.topic.to_string(),
-                        partition: p.id.get(),
-                        source,
-                    };
-                    tracing::error!(error = %e, "closing a partition log");
-                    first.get_or_insert(e);
-                }
+        for p in all {
+            let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
+            if let Err(source) = log.close() {
+                let e = BrokerError::Storage {
+                    topic: p.topic.to_string(),
+                    partition: p.id.get(),
+                    source,
+                };
+                tracing::error!(error = %e, "closing a partition log");
+                first.get_or_insert(e);
             }
         }
         first.map_or(Ok(()), Err)
     }
 
-    /// Partitions hosted now, over all topics.
+    /// Partitions hosted now.
     pub fn partition_count(&self) -> usize {
-        let map = self.topics.read().unwrap_or_else(|p| p.into_inner());
-        map.values().map(|t| t.partitions.len()).sum()
+        self.local.read().unwrap_or_else(|p| p.into_inner()).len()
     }
+}
+
+/// Milliseconds on a monotonic clock, for lag decisions (immune to wall-clock steps).
+pub fn mono_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 pub fn logs_dir(data_dir: &Path) -> PathBuf {
@@ -322,44 +550,58 @@ pub fn partition_dir(data_dir: &Path, topic: &TopicName, partition: PartitionId)
     logs_dir(data_dir).join(format!("{topic}-{partition}"))
 }
 
-fn open_topic(
-    config: &BrokerConfig,
-    record: TopicRecord,
-    now: Timestamp,
-) -> Result<Topic, BrokerError> {
-    let log_config = topic_config::log_config(&config.log_defaults, &record.configs);
-    let partitions = (0..record.partitions)
-        .map(|i| {
-            open_partition(
-                &config.data_dir,
-                &record.name,
-                PartitionId(i),
-                log_config.clone(),
-                now,
-            )
-            .map(Arc::new)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Topic { record, partitions })
-}
+/// The file in a partition directory naming the topic id it belongs to, so a topic deleted
+/// and re-created under the same name while this broker was down starts from an empty log.
+const TOPIC_ID_FILE: &str = "topic.id";
 
 fn open_partition(
     data_dir: &Path,
-    topic: &TopicName,
+    topic: &TopicInfo,
     id: PartitionId,
     config: LogConfig,
     now: Timestamp,
 ) -> Result<Partition, BrokerError> {
-    let dir = partition_dir(data_dir, topic, id);
+    let dir = partition_dir(data_dir, &topic.name, id);
+    let io = |source| BrokerError::DataDir {
+        path: dir.clone(),
+        source,
+    };
+    let id_file = dir.join(TOPIC_ID_FILE);
+    match std::fs::read_to_string(&id_file) {
+        Ok(found) if TopicId::parse(found.trim()) == Some(topic.id) => {}
+        Ok(found) => {
+            tracing::info!(dir = %dir.display(), found = found.trim(), wanted = %topic.id.to_uuid_string(), "removing the log of an older topic of the same name");
+            std::fs::remove_dir_all(&dir).map_err(io)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
     let log = PartitionLog::open(&dir, config, now).map_err(|source| BrokerError::Storage {
-        topic: topic.to_string(),
+        topic: topic.name.to_string(),
         partition: id.get(),
         source,
     })?;
+    if !id_file.exists() {
+        std::fs::write(&id_file, topic.id.to_uuid_string()).map_err(io)?;
+    }
+    let (progress, _) = watch::channel(Progress {
+        epoch: LeaderEpoch(-1),
+        leader: false,
+        high_watermark: Offset::ZERO,
+        isr_len: 0,
+    });
     Ok(Partition {
-        topic: topic.clone(),
+        topic: topic.name.clone(),
+        topic_id: topic.id,
         id,
         log: RwLock::new(log),
+        replica: Mutex::new(Replica {
+            role: Role::Follower { leader: None },
+            epoch: LeaderEpoch(-1),
+            high_watermark: Offset::ZERO,
+            min_insync: 1,
+        }),
+        progress,
     })
 }
 
@@ -386,61 +628,4 @@ fn remove_deleted_dirs(logs: &Path) -> Result<(), BrokerError> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metadata_store::LocalMetadataStore;
-    use std::collections::BTreeMap;
-    use weir_storage::testing::{BatchSpec, encode_batch};
-
-    fn record(name: &str, id: u8) -> TopicRecord {
-        TopicRecord {
-            name: TopicName::new(name).unwrap(),
-            id: TopicId([id; 16]),
-            partitions: 1,
-            configs: BTreeMap::new(),
-        }
-    }
-
-    /// Proves: a handle to a deleted topic's partition (a request or housekeeping pass in
-    /// flight) can neither append to nor run retention on the topic re-created under the same
-    /// name; the new topic's data is untouched.
-    #[test]
-    fn a_deleted_topics_old_handle_cannot_touch_its_successor() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig::new(dir.path().into(), "127.0.0.1:0".parse().unwrap());
-        let store = Arc::new(LocalMetadataStore::open(dir.path()).unwrap());
-        let state = BrokerState::open(config, store, "127.0.0.1".into(), 9092).unwrap();
-        let old = state.install_topic(record("t", 1)).unwrap();
-        let old_partition = old.partitions[0].clone();
-
-        state.delete_topic(&TopicName::new("t").unwrap()).unwrap();
-        let new = state.install_topic(record("t", 2)).unwrap();
-        let mut b = encode_batch(&BatchSpec::default(), &[b"new"]);
-        new.partitions[0]
-            .log
-            .write()
-            .unwrap()
-            .append(&mut b, LEADER_EPOCH, Timestamp::now())
-            .unwrap();
-
-        let mut late = encode_batch(&BatchSpec::default(), &[b"late"]);
-        let mut old_log = old_partition.log.write().unwrap();
-        assert!(matches!(
-            old_log.append(&mut late, LEADER_EPOCH, Timestamp::now()),
-            Err(weir_storage::StorageError::Closed { .. })
-        ));
-        assert!(old_log.apply_retention(Timestamp(i64::MAX)).is_err());
-        drop(old_log);
-        assert!(state.housekeeping(Timestamp::now(), true).is_empty());
-
-        let log = new.partitions[0].log.read().unwrap();
-        assert_eq!(
-            log.log_end_offset().get(),
-            1,
-            "the new topic keeps its record"
-        );
-    }
 }

@@ -1,12 +1,15 @@
 //! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
 //! AlterConfigs and IncrementalAlterConfigs.
 //!
-//! Every change takes `BrokerState::admin`, checks, writes the metadata store (durable on
-//! return), then publishes; a refusal carries a message that says what is allowed.
+//! Changes go to the coordinators (gRPC Admin), which place replicas and commit through Raft;
+//! the broker then waits until its own view shows the change, so a client that creates a
+//! topic and asks this broker for its metadata sees it. Refusals carry the coordinators'
+//! Kafka error code and a message that says what is allowed.
 
 use super::{Ctx, str_bytes, topic_name, uuid_of};
-use crate::metadata_store::TopicRecord;
-use crate::state::{BrokerState, Topic};
+use crate::cluster::TopicInfo;
+use crate::control::ControlClient;
+use crate::state::BrokerState;
 use crate::topic_config::{self, TOPIC_CONFIG_KEYS};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -21,8 +24,10 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use weir_model::limits::{BROKER_PARTITIONS_MAX, PARTITIONS_PER_TOPIC_MAX, TOPICS_MAX};
-use weir_model::{TopicId, TopicName};
+use std::time::Duration;
+use weir_model::TopicId;
+use weir_model::limits::PARTITIONS_PER_TOPIC_MAX;
+use weir_proto::v1;
 
 type Refusal = (ResponseError, String);
 
@@ -31,6 +36,10 @@ const RESOURCE_BROKER: i8 = 4;
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
+
+/// How long an admin request may take end to end (the coordinators' commit plus this broker
+/// seeing it).
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn check_partitions(n: i32) -> Result<(), Refusal> {
     if (1..=PARTITIONS_PER_TOPIC_MAX).contains(&n) {
@@ -43,99 +52,100 @@ fn check_partitions(n: i32) -> Result<(), Refusal> {
     }
 }
 
-fn check_broker_partitions(state: &BrokerState, adding: i32) -> Result<(), Refusal> {
-    let now = state.partition_count();
-    if now + adding.max(0) as usize > BROKER_PARTITIONS_MAX {
-        return Err((
-            ResponseError::PolicyViolation,
-            format!(
-                "this broker hosts {now} partitions; {adding} more would pass its limit of {BROKER_PARTITIONS_MAX}"
-            ),
-        ));
+/// A coordinator's item error as a Kafka refusal.
+fn refusal(e: Option<v1::Error>) -> Result<(), Refusal> {
+    match e {
+        Some(e) if e.code != 0 => Err((
+            ResponseError::try_from_code(e.code as i16)
+                .unwrap_or(ResponseError::UnknownServerError),
+            e.message,
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
-/// Checks that a topic could be created. The caller holds `admin`.
-fn check_new_topic(state: &BrokerState, name: &str, partitions: i32) -> Result<TopicName, Refusal> {
-    let name =
-        TopicName::new(name).map_err(|e| (ResponseError::InvalidTopicException, e.to_string()))?;
-    if state.topic(name.as_str()).is_some() {
-        return Err((
-            ResponseError::TopicAlreadyExists,
-            format!("Topic '{name}' already exists."),
-        ));
-    }
-    let key = name.collision_key();
-    if let Some(other) = state
-        .all_topics()
-        .iter()
-        .find(|t| t.record.name.collision_key() == key)
-    {
-        return Err((
-            ResponseError::InvalidTopicException,
-            format!(
-                "topic '{name}' collides with existing topic '{}' ('.' and '_' collide)",
-                other.record.name
-            ),
-        ));
-    }
-    check_partitions(partitions)?;
-    check_broker_partitions(state, partitions)?;
-    if state.topic_count() >= TOPICS_MAX {
-        return Err((
-            ResponseError::PolicyViolation,
-            format!("this broker already hosts the maximum of {TOPICS_MAX} topics"),
-        ));
-    }
-    Ok(name)
+fn unreachable_refusal(e: crate::control::ControlError) -> Refusal {
+    tracing::warn!(error = %e, "admin request: coordinators unreachable");
+    (ResponseError::RequestTimedOut, e.to_string())
 }
 
-/// How [`create_topic`] treats a topic that already exists, and whether it writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CreateMode {
-    /// CreateTopics: an existing topic is TOPIC_ALREADY_EXISTS.
-    Create,
-    /// CreateTopics with `validate_only`: check, change nothing.
-    ValidateOnly,
-    /// Auto-creation: an existing topic (perhaps created by a racing request) is returned.
-    GetOrCreate,
+/// Calls the coordinators' Admin service with failover.
+async fn admin<T, F, Fut>(state: &BrokerState, f: F) -> Result<T, Refusal>
+where
+    F: Fn(weir_proto::v1::admin_client::AdminClient<tonic::transport::Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    state
+        .control
+        .call(ADMIN_TIMEOUT, |ch| {
+            let fut = f(ControlClient::admin(ch));
+            async move { fut.await.map(|r| r.into_inner()) }
+        })
+        .await
+        .map_err(unreachable_refusal)
 }
 
-/// Creates a topic (used by CreateTopics and by auto-creation in Metadata).
-pub async fn create_topic(
+/// Creates a topic through the coordinators and waits until this broker's view has it.
+async fn create_topic(
     state: &BrokerState,
-    name: &str,
-    partitions: i32,
-    configs: BTreeMap<String, String>,
-    mode: CreateMode,
-) -> Result<Arc<Topic>, Refusal> {
-    let _admin = state.admin.lock().await;
-    if mode == CreateMode::GetOrCreate
-        && let Some(t) = state.topic(name)
-    {
-        return Ok(t);
-    }
-    let name = check_new_topic(state, name, partitions)?;
-    let record = TopicRecord {
-        name,
-        id: TopicId(*uuid::Uuid::new_v4().as_bytes()),
-        partitions,
-        configs,
-    };
-    if mode == CreateMode::ValidateOnly {
-        return Ok(Arc::new(Topic {
-            record,
-            partitions: Vec::new(),
-        }));
-    }
-    state.install_topic(record).map_err(|e| {
-        tracing::error!(error = %e, "creating topic");
-        (
-            ResponseError::KafkaStorageError,
-            format!("could not create the topic: {e}"),
-        )
+    req: v1::CreateTopicRequest,
+) -> Result<Option<TopicInfo>, Refusal> {
+    let validate_only = req.validate_only;
+    let name = req.name.clone();
+    let resp = admin(state, |mut c| {
+        let req = req.clone();
+        async move { c.create_topic(req).await }
     })
+    .await?;
+    refusal(resp.error)?;
+    if validate_only {
+        return Ok(None);
+    }
+    let id = resp
+        .topic
+        .as_ref()
+        .and_then(|t| TopicId::parse(&t.id))
+        .ok_or((
+            ResponseError::UnknownServerError,
+            "the coordinators returned no topic id".to_string(),
+        ))?;
+    let seen = state
+        .wait_for_view(ADMIN_TIMEOUT, |v| {
+            v.topic(&name).is_some_and(|t| t.id == id)
+        })
+        .await;
+    if !seen {
+        return Err((
+            ResponseError::RequestTimedOut,
+            format!("topic '{name}' was created but this broker has not seen it yet; retry"),
+        ));
+    }
+    Ok(state.view().topic(&name).cloned())
+}
+
+/// Auto-creation (Metadata, Produce to an unknown topic): the cluster defaults, and a topic
+/// that a racing request created meanwhile counts as success.
+pub async fn auto_create(state: &BrokerState, name: &str) -> Result<(), Refusal> {
+    weir_model::TopicName::new(name)
+        .map_err(|e| (ResponseError::InvalidTopicException, e.to_string()))?;
+    let req = v1::CreateTopicRequest {
+        name: name.to_string(),
+        partitions: state.config.default_partitions,
+        replication_factor: -1,
+        configs: Default::default(),
+        assignment: Vec::new(),
+        validate_only: false,
+    };
+    match create_topic(state, req).await {
+        Ok(_) => Ok(()),
+        Err((ResponseError::TopicAlreadyExists, _)) => {
+            state
+                .wait_for_view(ADMIN_TIMEOUT, |v| v.topic(name).is_some())
+                .await;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn create_topics(
@@ -143,7 +153,6 @@ pub async fn create_topics(
     ctx: &Ctx,
     req: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
-    let node = state.config.node_id;
     let mut seen = HashSet::new();
     let dupes: HashSet<String> = req
         .topics
@@ -155,42 +164,57 @@ pub async fn create_topics(
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut res = CreatableTopicResult::default().with_name(t.name.clone());
-        let outcome: Result<Arc<Topic>, Refusal> = async {
+        let outcome: Result<(Option<TopicInfo>, i32, i32, BTreeMap<String, String>), Refusal> = async {
             if dupes.contains(&name) {
                 return Err((ResponseError::InvalidRequest, format!("topic '{name}' appears more than once in the request")));
             }
-            let rf = t.replication_factor;
-            let partitions = if !t.assignments.is_empty() {
-                if t.num_partitions != -1 || rf != -1 {
-                    return Err((ResponseError::InvalidRequest, "give either replica assignments or partitions and replication factor, not both".into()));
-                }
-                for a in &t.assignments {
-                    if a.broker_ids != [BrokerId(node)] {
-                        return Err((ResponseError::InvalidReplicaAssignment, format!("this cluster has one broker (id {node}); every partition must be assigned to [{node}]")));
-                    }
-                }
-                t.assignments.len() as i32
+            let assignment: Vec<v1::ReplicaList> = t
+                .assignments
+                .iter()
+                .map(|a| v1::ReplicaList { replicas: a.broker_ids.iter().map(|b| b.0).collect() })
+                .collect();
+            if !assignment.is_empty() && (t.num_partitions != -1 || t.replication_factor != -1) {
+                return Err((ResponseError::InvalidRequest, "give either replica assignments or partitions and replication factor, not both".into()));
+            }
+            let partitions = if !assignment.is_empty() {
+                assignment.len() as i32
+            } else if t.num_partitions == -1 {
+                state.config.default_partitions
             } else {
-                if rf != -1 && rf != 1 {
-                    return Err((ResponseError::InvalidReplicationFactor, format!("Replication factor: {rf} larger than available brokers: 1.")));
-                }
-                if t.num_partitions == -1 { state.config.default_partitions } else { t.num_partitions }
+                t.num_partitions
             };
+            check_partitions(partitions)?;
             let configs = topic_config::validate_all(
                 t.configs.iter().map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str()))),
             )
             .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
-            let mode = if req.validate_only { CreateMode::ValidateOnly } else { CreateMode::Create };
-            create_topic(state, &name, partitions, configs, mode).await
+            let rf = if !assignment.is_empty() { assignment[0].replicas.len() as i32 } else { i32::from(t.replication_factor) };
+            let creq = v1::CreateTopicRequest {
+                name: name.clone(),
+                partitions: if assignment.is_empty() { partitions } else { -1 },
+                replication_factor: if assignment.is_empty() { i32::from(t.replication_factor) } else { -1 },
+                configs: configs.clone().into_iter().collect(),
+                assignment,
+                validate_only: req.validate_only,
+            };
+            let info = create_topic(state, creq).await?;
+            Ok((info, partitions, rf, configs))
         }
         .await;
         match outcome {
-            Ok(topic) => {
+            Ok((info, partitions, rf, configs)) => {
                 if ctx.version >= 5 {
-                    res.num_partitions = topic.record.partitions;
-                    res.replication_factor = 1;
+                    res.num_partitions = info
+                        .as_ref()
+                        .map_or(partitions, |i| i.partitions.len() as i32);
+                    res.replication_factor =
+                        info.as_ref()
+                            .and_then(|i| i.partitions.first())
+                            .map_or(rf, |p| p.replicas.len() as i32)
+                            .clamp(-1, i32::from(i16::MAX)) as i16;
+                    let configs = info.as_ref().map_or(configs, |i| i.configs.clone());
                     res.configs = Some(
-                        effective_configs(state, &topic.record.configs)
+                        effective_configs(state, &configs)
                             .into_iter()
                             .map(|(k, v, source)| {
                                 CreatableTopicConfigs::default()
@@ -201,8 +225,10 @@ pub async fn create_topics(
                             .collect(),
                     );
                 }
-                if ctx.version >= 7 {
-                    res.topic_id = uuid_of(topic.record.id);
+                if ctx.version >= 7
+                    && let Some(i) = &info
+                {
+                    res.topic_id = uuid_of(i.id);
                 }
             }
             Err((code, msg)) => {
@@ -255,40 +281,54 @@ pub async fn delete_topics(
             .collect()
     };
     let mut r = DeleteTopicsResponse::default();
-    let _admin = state.admin.lock().await;
     for (name, id) in targets {
         let mut res = DeletableTopicResult::default();
         if ctx.version >= 6 {
             res.topic_id = id;
         }
+        let view = state.view();
         let topic = match &name {
-            Some(n) => state.topic(n),
-            None => state.topic_by_id(TopicId(*id.as_bytes())),
+            Some(n) => view.topic(n).cloned(),
+            None => view.topic_by_id(TopicId(*id.as_bytes())).cloned(),
         };
         res.name = name
             .clone()
-            .or_else(|| topic.as_ref().map(|t| t.record.name.to_string()))
+            .or_else(|| topic.as_ref().map(|t| t.name.to_string()))
             .map(topic_name);
-        match topic {
-            None => {
-                res.error_code = if name.is_none() {
-                    ResponseError::UnknownTopicId.code()
+        let outcome: Result<(), Refusal> = async {
+            let Some(t) = topic else {
+                return Err(if name.is_none() {
+                    (ResponseError::UnknownTopicId, "no such topic".to_string())
                 } else {
-                    ResponseError::UnknownTopicOrPartition.code()
-                };
-                if ctx.version >= 5 {
-                    res.error_message = Some(str_bytes("no such topic"));
-                }
+                    (
+                        ResponseError::UnknownTopicOrPartition,
+                        "no such topic".to_string(),
+                    )
+                });
+            };
+            let tname = t.name.to_string();
+            let resp = admin(state, |mut c| {
+                let name = tname.clone();
+                async move { c.delete_topic(v1::DeleteTopicRequest { name }).await }
+            })
+            .await?;
+            refusal(resp.error)?;
+            let gone = state
+                .wait_for_view(ADMIN_TIMEOUT, |v| v.topic_by_id(t.id).is_none())
+                .await;
+            if !gone {
+                return Err((
+                    ResponseError::RequestTimedOut,
+                    format!("topic '{tname}' was deleted but this broker has not seen it yet"),
+                ));
             }
-            Some(t) => {
-                if let Err(e) = state.delete_topic(&t.record.name) {
-                    tracing::error!(topic = %t.record.name, error = %e, "deleting topic");
-                    res.error_code = ResponseError::KafkaStorageError.code();
-                    if ctx.version >= 5 {
-                        res.error_message =
-                            Some(str_bytes(format!("could not delete the topic: {e}")));
-                    }
-                }
+            Ok(())
+        }
+        .await;
+        if let Err((code, msg)) = outcome {
+            res.error_code = code.code();
+            if ctx.version >= 5 {
+                res.error_message = Some(str_bytes(msg));
             }
         }
         r.responses.push(res);
@@ -301,19 +341,21 @@ pub async fn create_partitions(
     _ctx: &Ctx,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    let node = state.config.node_id;
     let mut r = CreatePartitionsResponse::default();
-    let _admin = state.admin.lock().await;
     for t in req.topics {
         let mut res = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        let outcome: Result<(), Refusal> = (|| {
-            let topic = state.topic(t.name.0.as_str()).ok_or_else(|| {
-                (
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("topic '{}' does not exist", t.name.0.as_str()),
-                )
-            })?;
-            let current = topic.record.partitions;
+        let outcome: Result<(), Refusal> = async {
+            let name = t.name.0.to_string();
+            let current = state
+                .view()
+                .topic(&name)
+                .map(|i| i.partitions.len() as i32)
+                .ok_or_else(|| {
+                    (
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic '{name}' does not exist"),
+                    )
+                })?;
             if t.count <= current {
                 return Err((
                     ResponseError::InvalidPartitions,
@@ -324,28 +366,41 @@ pub async fn create_partitions(
                 ));
             }
             check_partitions(t.count)?;
-            check_broker_partitions(state, t.count - current)?;
-            if let Some(assignments) = &t.assignments
-                && (assignments.len() as i32 != t.count - current
-                    || assignments.iter().any(|a| a.broker_ids != [BrokerId(node)]))
-            {
-                return Err((
-                    ResponseError::InvalidReplicaAssignment,
-                    format!(
-                        "give one assignment per new partition, each [{node}] (this cluster has one broker)"
-                    ),
-                ));
-            }
+            let assignment: Vec<v1::ReplicaList> = t
+                .assignments
+                .iter()
+                .flatten()
+                .map(|a| v1::ReplicaList {
+                    replicas: a.broker_ids.iter().map(|b| b.0).collect(),
+                })
+                .collect();
+            let creq = v1::CreatePartitionsRequest {
+                name: name.clone(),
+                count: t.count,
+                assignment,
+                validate_only: req.validate_only,
+            };
+            let resp = admin(state, |mut c| {
+                let creq = creq.clone();
+                async move { c.create_partitions(creq).await }
+            })
+            .await?;
+            refusal(resp.error)?;
             if req.validate_only {
                 return Ok(());
             }
-            state.grow_topic(&topic, t.count).map_err(|e| {
-                (
-                    ResponseError::KafkaStorageError,
-                    format!("could not add partitions: {e}"),
-                )
-            })
-        })();
+            let count = t.count as usize;
+            let seen = state
+                .wait_for_view(ADMIN_TIMEOUT, |v| {
+                    v.topic(&name).is_some_and(|i| i.partitions.len() >= count)
+                })
+                .await;
+            if !seen {
+                return Err((ResponseError::RequestTimedOut, format!("partitions of '{name}' were added but this broker has not seen them yet")));
+            }
+            Ok(())
+        }
+        .await;
         if let Err((code, msg)) = outcome {
             res.error_code = code.code();
             res.error_message = Some(str_bytes(msg));
@@ -431,7 +486,7 @@ pub async fn describe_configs(
                 e
             };
         match res.resource_type {
-            RESOURCE_TOPIC => match state.topic(res.resource_name.as_str()) {
+            RESOURCE_TOPIC => match state.view().topic(res.resource_name.as_str()) {
                 None => {
                     out.error_code = ResponseError::UnknownTopicOrPartition.code();
                     out.error_message = Some(str_bytes(format!(
@@ -440,7 +495,7 @@ pub async fn describe_configs(
                     )));
                 }
                 Some(t) => {
-                    for (k, v, source) in effective_configs(state, &t.record.configs) {
+                    for (k, v, source) in effective_configs(state, &t.configs) {
                         if !wanted(&k) {
                             continue;
                         }
@@ -491,8 +546,9 @@ pub async fn describe_configs(
     r
 }
 
-/// The outcome of altering one resource's configs.
-fn alter_resource(
+/// The outcome of altering one resource's configs: `change` computes the new set of
+/// overrides from the current one; the whole set goes to the coordinators.
+async fn alter_resource(
     state: &BrokerState,
     resource_type: i8,
     name: &StrBytes,
@@ -504,7 +560,7 @@ fn alter_resource(
         RESOURCE_BROKER => {
             return Err((
                 ResponseError::InvalidRequest,
-                "broker configs are set by flags when the broker starts; see `weir dev --help`"
+                "broker configs are set by flags when the broker starts; see `weir-broker --help`"
                     .into(),
             ));
         }
@@ -515,22 +571,44 @@ fn alter_resource(
             ));
         }
     }
-    let topic = state.topic(name.as_str()).ok_or_else(|| {
+    let topic = state.view().topic(name.as_str()).cloned().ok_or_else(|| {
         (
             ResponseError::UnknownTopicOrPartition,
             format!("topic '{}' does not exist", name.as_str()),
         )
     })?;
-    let configs = change(&topic.record.configs)?;
+    let configs = change(&topic.configs)?;
     if validate_only {
         return Ok(());
     }
-    state.update_topic_configs(&topic, configs).map_err(|e| {
-        (
-            ResponseError::KafkaStorageError,
-            format!("could not store the configs: {e}"),
-        )
+    let req = v1::AlterConfigsRequest {
+        name: topic.name.to_string(),
+        set: configs.clone().into_iter().collect(),
+        delete: Vec::new(),
+        replace: true,
+        validate_only: false,
+    };
+    let resp = admin(state, |mut c| {
+        let req = req.clone();
+        async move { c.alter_configs(req).await }
     })
+    .await?;
+    refusal(resp.error)?;
+    let seen = state
+        .wait_for_view(ADMIN_TIMEOUT, |v| {
+            v.topic_by_id(topic.id).is_none_or(|t| t.configs == configs)
+        })
+        .await;
+    if !seen {
+        return Err((
+            ResponseError::RequestTimedOut,
+            format!(
+                "configs of '{}' were changed but this broker has not seen them yet",
+                topic.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub async fn alter_configs(
@@ -540,7 +618,6 @@ pub async fn alter_configs(
 ) -> AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
     let mut r = AlterConfigsResponse::default();
-    let _admin = state.admin.lock().await;
     for res in req.resources {
         // AlterConfigs replaces the whole set of overrides with the one given.
         let outcome = alter_resource(
@@ -556,7 +633,8 @@ pub async fn alter_configs(
                 )
                 .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))
             },
-        );
+        )
+        .await;
         let mut out = AlterConfigsResourceResponse::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
@@ -576,7 +654,6 @@ pub async fn incremental_alter_configs(
 ) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
     let mut r = IncrementalAlterConfigsResponse::default();
-    let _admin = state.admin.lock().await;
     for res in req.resources {
         let outcome = alter_resource(
             state,
@@ -662,7 +739,8 @@ pub async fn incremental_alter_configs(
                 }
                 Ok(next)
             },
-        );
+        )
+        .await;
         let mut out = AlterConfigsResourceResponse::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());

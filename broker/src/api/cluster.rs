@@ -48,14 +48,19 @@ pub async fn describe_cluster(
     if ctx.version >= 1 {
         r.endpoint_type = 1;
     }
-    r.cluster_id = str_bytes(state.cluster_id.clone());
-    r.controller_id = BrokerId(state.config.node_id);
-    r.brokers = vec![
-        DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(state.config.node_id))
-            .with_host(str_bytes(state.advertised_host.clone()))
-            .with_port(state.advertised_port),
-    ];
+    let view = state.view();
+    r.cluster_id = str_bytes(view.cluster_id.clone());
+    r.controller_id = BrokerId(state.me.get());
+    r.brokers = view
+        .live_brokers()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id.get()))
+                .with_host(str_bytes(b.kafka_host.clone()))
+                .with_port(b.kafka_port)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect();
     r
 }
 
@@ -76,7 +81,7 @@ pub async fn init_producer_id(
     // Without a transactional id every call gets a fresh producer id at epoch 0, as in Kafka,
     // even when the client names the id it had (KIP-360 epoch bumps are for transactions):
     // bumping a named id would let any client fence any producer.
-    match state.next_producer_id() {
+    match state.next_producer_id().await {
         Ok(id) => {
             r.producer_id = ProducerId(id);
             r.producer_epoch = 0;

@@ -10,7 +10,7 @@
 //! inside a batch returns that whole batch; the client skips the records before its offset.
 
 use super::Ctx;
-use crate::state::{BrokerState, LEADER_EPOCH};
+use crate::state::{BrokerState, NotServed};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::*;
@@ -63,22 +63,31 @@ fn read_all(state: &BrokerState, ctx: &Ctx, req: &FetchRequest) -> (FetchRespons
     let mut total = 0usize;
     let mut errored = false;
     for ft in &req.topics {
-        let topic = state.topic(ft.topic.0.as_str());
         let mut tr = FetchableTopicResponse::default().with_topic(ft.topic.clone());
         for fp in &ft.partitions {
             let mut pd = PartitionData::default().with_partition_index(fp.partition);
             if req.isolation_level == 0 {
                 pd.aborted_transactions = None;
             }
-            let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
-                pd.error_code = ResponseError::UnknownTopicOrPartition.code();
-                pd.high_watermark = -1;
-                errored = true;
-                tr.partitions.push(pd);
-                continue;
+            let partition = match state.leader_partition(ft.topic.0.as_str(), fp.partition) {
+                Ok(p) => p,
+                Err(e) => {
+                    pd.error_code = match e {
+                        NotServed::UnknownTopicOrPartition => {
+                            ResponseError::UnknownTopicOrPartition
+                        }
+                        NotServed::NotLeader => ResponseError::NotLeaderOrFollower,
+                    }
+                    .code();
+                    pd.high_watermark = -1;
+                    errored = true;
+                    tr.partitions.push(pd);
+                    continue;
+                }
             };
+            let progress = *partition.progress.borrow();
             if ctx.version >= 9 && fp.current_leader_epoch >= 0 {
-                let code = match fp.current_leader_epoch.cmp(&LEADER_EPOCH.get()) {
+                let code = match fp.current_leader_epoch.cmp(&progress.epoch.get()) {
                     std::cmp::Ordering::Less => Some(ResponseError::FencedLeaderEpoch),
                     std::cmp::Ordering::Greater => Some(ResponseError::UnknownLeaderEpoch),
                     std::cmp::Ordering::Equal => None,
@@ -92,7 +101,10 @@ fn read_all(state: &BrokerState, ctx: &Ctx, req: &FetchRequest) -> (FetchRespons
                 }
             }
             let log = partition.log.read().unwrap_or_else(|e| e.into_inner());
-            let end = log.log_end_offset();
+            let log_end = log.log_end_offset();
+            // Consumers see records up to the high watermark only: below it, every in-sync
+            // replica has them, so no leader change can take them back.
+            let end = progress.high_watermark.min(log_end);
             pd.high_watermark = end.get();
             pd.last_stable_offset = end.get();
             pd.log_start_offset = log.log_start_offset().get();
@@ -100,11 +112,11 @@ fn read_all(state: &BrokerState, ctx: &Ctx, req: &FetchRequest) -> (FetchRespons
             // KIP-74: the first partition with data returns at least one whole batch, even
             // past the byte limits, so a batch larger than max.bytes cannot stall a consumer.
             let min_one = total == 0;
-            if fp.fetch_offset < 0 {
+            if fp.fetch_offset < 0 || fp.fetch_offset > log_end.get() {
                 pd.error_code = ResponseError::OffsetOutOfRange.code();
                 pd.records = Some(Default::default());
                 errored = true;
-            } else if fp.fetch_offset == end.get() || (max == 0 && !min_one) {
+            } else if fp.fetch_offset >= end.get() || (max == 0 && !min_one) {
                 pd.records = Some(Default::default());
             } else {
                 match log.read(Offset(fp.fetch_offset), max, end, min_one) {

@@ -1,7 +1,9 @@
-//! Metadata: brokers, topics, partitions and their leaders.
+//! Metadata: brokers, topics, partitions, their leaders, leader epochs, replicas and ISRs, from
+//! the cluster view this broker follows.
 
 use super::{Ctx, str_bytes, topic_name, uuid_of};
-use crate::state::{BrokerState, LEADER_EPOCH, Topic};
+use crate::cluster::{ClusterView, TopicInfo};
+use crate::state::BrokerState;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -14,25 +16,22 @@ pub async fn metadata(
     ctx: &Ctx,
     req: MetadataRequest,
 ) -> MetadataResponse {
-    let node = state.config.node_id;
+    let mut view = state.view();
     let mut r = MetadataResponse::default();
-    r.brokers = vec![
-        MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node))
-            .with_host(str_bytes(state.advertised_host.clone()))
-            .with_port(state.advertised_port),
-    ];
-    r.cluster_id = Some(str_bytes(state.cluster_id.clone()));
-    r.controller_id = BrokerId(node);
+    r.cluster_id = Some(str_bytes(view.cluster_id.clone()));
+    // KRaft brokers name a random live broker as "controller"; clients send admin requests
+    // there, and every broker forwards them to the coordinators.
+    r.controller_id = BrokerId(state.me.get());
 
     // Version 0 has no null topic list: an empty list means "all topics" there.
     let wanted = match req.topics {
         Some(t) if !(ctx.version == 0 && t.is_empty()) => t,
         _ => {
-            r.topics = state
-                .all_topics()
-                .iter()
-                .map(|t| topic_entry(ctx, t, node))
+            r.brokers = brokers(&view);
+            r.topics = view
+                .topics
+                .values()
+                .map(|t| topic_entry(ctx, &view, t))
                 .collect();
             return r;
         }
@@ -41,72 +40,94 @@ pub async fn metadata(
     let may_create =
         state.config.auto_create_topics && (ctx.version < 4 || req.allow_auto_topic_creation);
 
+    let mut entries = Vec::with_capacity(wanted.len().min(1024));
     for want in wanted {
         let entry = match &want.name {
             Some(name) => {
                 let name = name.0.as_str();
-                match state.topic(name) {
-                    Some(t) => topic_entry(ctx, &t, node),
-                    None if may_create => {
-                        match super::admin::create_topic(
-                            state,
-                            name,
-                            state.config.default_partitions,
-                            Default::default(),
-                            super::admin::CreateMode::GetOrCreate,
-                        )
-                        .await
-                        {
-                            Ok(t) => topic_entry(ctx, &t, node),
-                            Err((code, _)) => error_entry(ctx, Some(name), code),
-                        }
+                if view.topic(name).is_none() && may_create {
+                    if let Err((code, msg)) = super::admin::auto_create(state, name).await {
+                        tracing::debug!(topic = name, code = ?code, msg, "auto-creation refused");
+                        entries.push(error_entry(Some(name), code));
+                        continue;
                     }
+                    view = state.view();
+                }
+                match view.topic(name) {
+                    Some(t) => topic_entry(ctx, &view, t),
                     None => {
                         let code = match weir_model::TopicName::new(name) {
                             Ok(_) => ResponseError::UnknownTopicOrPartition,
                             Err(_) => ResponseError::InvalidTopicException,
                         };
-                        error_entry(ctx, Some(name), code)
+                        error_entry(Some(name), code)
                     }
                 }
             }
-            None => match state.topic_by_id(weir_model::TopicId(*want.topic_id.as_bytes())) {
-                Some(t) => topic_entry(ctx, &t, node),
+            None => match view.topic_by_id(weir_model::TopicId(*want.topic_id.as_bytes())) {
+                Some(t) => topic_entry(ctx, &view, t),
                 None => {
-                    let mut e = error_entry(ctx, None, ResponseError::UnknownTopicId);
+                    let mut e = error_entry(None, ResponseError::UnknownTopicId);
                     e.topic_id = want.topic_id;
                     e
                 }
             },
         };
-        r.topics.push(entry);
+        entries.push(entry);
     }
+    r.brokers = brokers(&view);
+    r.topics = entries;
     r
 }
 
-fn topic_entry(ctx: &Ctx, t: &Topic, node: i32) -> MetadataResponseTopic {
+/// Brokers clients may use: registered and not fenced.
+fn brokers(view: &ClusterView) -> Vec<MetadataResponseBroker> {
+    view.live_brokers()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id.get()))
+                .with_host(str_bytes(b.kafka_host.clone()))
+                .with_port(b.kafka_port)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect()
+}
+
+fn topic_entry(ctx: &Ctx, view: &ClusterView, t: &TopicInfo) -> MetadataResponseTopic {
+    let ids = |v: &[weir_model::BrokerId]| v.iter().map(|b| BrokerId(b.get())).collect::<Vec<_>>();
     let mut e = MetadataResponseTopic::default()
-        .with_name(Some(topic_name(t.record.name.to_string())))
+        .with_name(Some(topic_name(t.name.to_string())))
         .with_partitions(
             t.partitions
                 .iter()
                 .map(|p| {
-                    MetadataResponsePartition::default()
-                        .with_partition_index(p.id.get())
-                        .with_leader_id(BrokerId(node))
-                        .with_leader_epoch(LEADER_EPOCH.get())
-                        .with_replica_nodes(vec![BrokerId(node)])
-                        .with_isr_nodes(vec![BrokerId(node)])
+                    let offline: Vec<_> = p
+                        .replicas
+                        .iter()
+                        .filter(|b| view.brokers.get(b).is_none_or(|info| info.fenced))
+                        .map(|b| BrokerId(b.get()))
+                        .collect();
+                    let mut out = MetadataResponsePartition::default()
+                        .with_partition_index(p.index)
+                        .with_leader_id(BrokerId(p.leader.map_or(-1, |b| b.get())))
+                        .with_leader_epoch(p.leader_epoch.get())
+                        .with_replica_nodes(ids(&p.replicas))
+                        .with_isr_nodes(ids(&p.isr))
+                        .with_offline_replicas(offline);
+                    if p.leader.is_none() {
+                        out.error_code = ResponseError::LeaderNotAvailable.code();
+                    }
+                    out
                 })
                 .collect(),
         );
     if ctx.version >= 10 {
-        e.topic_id = uuid_of(t.record.id);
+        e.topic_id = uuid_of(t.id);
     }
     e
 }
 
-fn error_entry(_ctx: &Ctx, name: Option<&str>, code: ResponseError) -> MetadataResponseTopic {
+fn error_entry(name: Option<&str>, code: ResponseError) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_error_code(code.code())
         .with_name(name.map(|n| topic_name(n.to_string())))

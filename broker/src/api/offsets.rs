@@ -2,7 +2,7 @@
 
 use super::Ctx;
 use crate::error::storage_error_code;
-use crate::state::{BrokerState, LEADER_EPOCH, Partition};
+use crate::state::{BrokerState, NotServed, Partition};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -38,19 +38,23 @@ impl OffsetQuery {
     }
 }
 
-fn check_epoch(current: i32) -> Option<ResponseError> {
+fn check_epoch(current: i32, leader: LeaderEpoch) -> Option<ResponseError> {
     match current {
         e if e < 0 => None,
-        e if e < LEADER_EPOCH.get() => Some(ResponseError::FencedLeaderEpoch),
-        e if e > LEADER_EPOCH.get() => Some(ResponseError::UnknownLeaderEpoch),
+        e if e < leader.get() => Some(ResponseError::FencedLeaderEpoch),
+        e if e > leader.get() => Some(ResponseError::UnknownLeaderEpoch),
         _ => None,
     }
 }
 
-fn find(state: &BrokerState, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+/// The partition if this broker leads it, else the error code the client should see.
+fn find(state: &BrokerState, topic: &str, partition: i32) -> Result<Arc<Partition>, ResponseError> {
     state
-        .topic(topic)
-        .and_then(|t| t.partition(partition).cloned())
+        .leader_partition(topic, partition)
+        .map_err(|e| match e {
+            NotServed::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+            NotServed::NotLeader => ResponseError::NotLeaderOrFollower,
+        })
 }
 
 pub async fn list_offsets(
@@ -66,37 +70,43 @@ pub async fn list_offsets(
                 .with_partition_index(p.partition_index)
                 .with_timestamp(-1)
                 .with_offset(-1);
-            if ctx.version >= 4 {
-                pr.leader_epoch = LEADER_EPOCH.get();
-            }
-            let Some(partition) = find(state, t.name.0.as_str(), p.partition_index) else {
-                pr.error_code = ResponseError::UnknownTopicOrPartition.code();
-                tr.partitions.push(pr);
-                continue;
+            let partition = match find(state, t.name.0.as_str(), p.partition_index) {
+                Ok(p) => p,
+                Err(code) => {
+                    pr.error_code = code.code();
+                    tr.partitions.push(pr);
+                    continue;
+                }
             };
-            if let Some(code) = check_epoch(p.current_leader_epoch) {
+            let progress = *partition.progress.borrow();
+            if ctx.version >= 4 {
+                pr.leader_epoch = progress.epoch.get();
+            }
+            let hw = progress.high_watermark;
+            if let Some(code) = check_epoch(p.current_leader_epoch, progress.epoch) {
                 pr.error_code = code.code();
                 tr.partitions.push(pr);
                 continue;
             }
             let log = partition.log.read().unwrap_or_else(|e| e.into_inner());
             match OffsetQuery::from_wire(p.timestamp) {
-                Some(OffsetQuery::Latest) => pr.offset = log.log_end_offset().get(),
+                // Consumers see up to the high watermark, so "latest" is the watermark.
+                Some(OffsetQuery::Latest) => pr.offset = hw.min(log.log_end_offset()).get(),
                 Some(OffsetQuery::Earliest) => pr.offset = log.log_start_offset().get(),
                 Some(OffsetQuery::MaxTimestamp) => match log.max_timestamp() {
-                    Ok(Some((offset, ts))) => {
+                    Ok(Some((offset, ts))) if offset < hw => {
                         pr.offset = offset.get();
                         pr.timestamp = ts.get();
                     }
-                    Ok(None) => {}
+                    Ok(_) => {}
                     Err(e) => pr.error_code = storage_error_code(&e).code(),
                 },
                 Some(OffsetQuery::AtOrAfter(ts)) => match log.offset_for_timestamp(ts) {
-                    Ok(Some((offset, ts))) => {
+                    Ok(Some((offset, ts))) if offset < hw => {
                         pr.offset = offset.get();
                         pr.timestamp = ts.get();
                     }
-                    Ok(None) => {}
+                    Ok(_) => {}
                     Err(e) => pr.error_code = storage_error_code(&e).code(),
                 },
                 None => pr.error_code = ResponseError::InvalidRequest.code(),
@@ -122,9 +132,10 @@ pub async fn offset_for_leader_epoch(
                 .with_leader_epoch(-1)
                 .with_end_offset(-1);
             match find(state, t.topic.0.as_str(), p.partition) {
-                None => pr.error_code = ResponseError::UnknownTopicOrPartition.code(),
-                Some(partition) => {
-                    if let Some(code) = check_epoch(p.current_leader_epoch) {
+                Err(code) => pr.error_code = code.code(),
+                Ok(partition) => {
+                    let epoch = partition.progress.borrow().epoch;
+                    if let Some(code) = check_epoch(p.current_leader_epoch, epoch) {
                         pr.error_code = code.code();
                     } else if p.leader_epoch < 0 {
                         // No epoch asked about: Kafka answers (-1, -1), as already set.
@@ -158,13 +169,18 @@ pub async fn delete_records(
             let mut pr = DeleteRecordsPartitionResult::default()
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
-            let Some(partition) = find(state, t.name.0.as_str(), p.partition_index) else {
-                pr.error_code = ResponseError::UnknownTopicOrPartition.code();
-                tr.partitions.push(pr);
-                continue;
+            let partition = match find(state, t.name.0.as_str(), p.partition_index) {
+                Ok(p) => p,
+                Err(code) => {
+                    pr.error_code = code.code();
+                    tr.partitions.push(pr);
+                    continue;
+                }
             };
+            let hw = partition.high_watermark();
             let mut log = partition.log.write().unwrap_or_else(|e| e.into_inner());
-            let end = log.log_end_offset();
+            // Only committed records can be deleted; followers follow the new log start.
+            let end = hw.min(log.log_end_offset());
             // -1 means "up to the high watermark".
             let target = if p.offset == -1 { end.get() } else { p.offset };
             if target < 0 || target > end.get() {

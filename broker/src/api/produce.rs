@@ -4,17 +4,23 @@
 //! ProduceRequest ─▶ per partition: copy records ─▶ PartitionLog::append (validate, dedupe,
 //!                   assign offsets in place, write) ─▶ wake fetchers ─▶ ProduceResponse
 //! ```
-//! On a single node, acks=1 and acks=all are answered at the same point: once the batch is in
-//! the log (and fsynced, when the topic's flush policy says so). acks=0 gets no response.
+//! acks=1 is answered once the batch is in the leader's log (and fsynced, when the topic's
+//! flush policy says so). acks=all first checks that the committed ISR has at least
+//! `min.insync.replicas` members (NOT_ENOUGH_REPLICAS), appends, then waits until the high
+//! watermark passes the batch (every ISR member has it) and checks the ISR again
+//! (NOT_ENOUGH_REPLICAS_AFTER_APPEND). A leadership lost while waiting answers
+//! NOT_LEADER_OR_FOLLOWER: the client retries on the new leader, which dedupes an idempotent
+//! producer's batch if it already has it. acks=0 gets no response.
 
 use super::{Ctx, str_bytes};
 use crate::error::{fatal, is_fatal, storage_error_code};
-use crate::state::{BrokerState, LEADER_EPOCH};
+use crate::state::{BrokerState, NotServed, Partition, Role};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
 use std::sync::Arc;
-use weir_model::Timestamp;
+use std::time::Duration;
+use weir_model::{Offset, Timestamp};
 use weir_storage::AppendOutcome;
 
 pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
@@ -34,8 +40,10 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
     };
     let mut appended = false;
     let now = Timestamp::now();
-    for topic_data in req.topic_data {
-        let topic = state.topic(topic_data.name.0.as_str());
+    // acks=all partitions waiting for the ISR: (index in its topic's responses, partition,
+    // last offset, topic index).
+    let mut waits: Vec<(usize, Arc<Partition>, Offset, usize)> = Vec::new();
+    for (topic_index, topic_data) in req.topic_data.into_iter().enumerate() {
         let mut tr = TopicProduceResponse::default().with_name(topic_data.name.clone());
         for pd in topic_data.partition_data {
             let mut pr = PartitionProduceResponse::default()
@@ -54,14 +62,31 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
                 tr.partition_responses.push(pr);
                 continue;
             }
-            let Some(partition) = topic.as_ref().and_then(|t| t.partition(pd.index)) else {
-                fail(
-                    &mut pr,
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("{}-{} does not exist", topic_data.name.0.as_str(), pd.index),
-                );
-                tr.partition_responses.push(pr);
-                continue;
+            let partition = match state.leader_partition(topic_data.name.0.as_str(), pd.index) {
+                Ok(p) => p,
+                Err(NotServed::UnknownTopicOrPartition) => {
+                    fail(
+                        &mut pr,
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("{}-{} does not exist", topic_data.name.0.as_str(), pd.index),
+                    );
+                    tr.partition_responses.push(pr);
+                    continue;
+                }
+                Err(NotServed::NotLeader) => {
+                    fail(
+                        &mut pr,
+                        ResponseError::NotLeaderOrFollower,
+                        format!(
+                            "broker {} does not lead {}-{}",
+                            state.me,
+                            topic_data.name.0.as_str(),
+                            pd.index
+                        ),
+                    );
+                    tr.partition_responses.push(pr);
+                    continue;
+                }
             };
             let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
                 fail(
@@ -86,38 +111,46 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
             }
             // One copy: the request frame is shared, and the log patches offsets in place.
             let mut batch = records.to_vec();
-            let result = {
-                let mut log = partition.log.write().unwrap_or_else(|e| e.into_inner());
-                // An append that may fsync (flush.messages set) can take milliseconds: let the
-                // runtime move other tasks off this worker meanwhile. Page-cache appends take
-                // microseconds and run inline.
-                if log.config().flush_messages.is_some() {
-                    tokio::task::block_in_place(|| log.append(&mut batch, LEADER_EPOCH, now))
-                } else {
-                    log.append(&mut batch, LEADER_EPOCH, now)
-                }
-            };
+            let result = append_as_leader(state, &partition, &mut batch, req.acks, now);
             match result {
+                Err(Refused::Replication(code, msg)) => fail(&mut pr, code, msg),
                 Ok(AppendOutcome::Appended {
                     base_offset,
+                    last_offset,
                     log_append_time,
                     log_start_offset,
-                    ..
                 }) => {
                     appended = true;
                     pr.base_offset = base_offset.get();
                     pr.log_append_time_ms = log_append_time.map_or(-1, |t| t.get());
                     pr.log_start_offset = log_start_offset.get();
+                    if req.acks == -1 {
+                        waits.push((
+                            tr.partition_responses.len(),
+                            partition.clone(),
+                            last_offset,
+                            topic_index,
+                        ));
+                    }
                 }
                 Ok(AppendOutcome::Duplicate {
                     base_offset,
+                    last_offset,
                     log_start_offset,
-                    ..
                 }) => {
                     pr.base_offset = base_offset.get();
                     pr.log_start_offset = log_start_offset.get();
+                    // The first copy may not be replicated yet: wait for it like a new one.
+                    if req.acks == -1 {
+                        waits.push((
+                            tr.partition_responses.len(),
+                            partition.clone(),
+                            last_offset,
+                            topic_index,
+                        ));
+                    }
                 }
-                Err(e) => {
+                Err(Refused::Storage(e)) => {
                     if is_fatal(&e) {
                         fatal(
                             &format!("appending to {}-{}", partition.topic, partition.id),
@@ -138,6 +171,20 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
     if appended {
         state.notify_appended();
     }
+    if !waits.is_empty() {
+        let timeout = Duration::from_millis(req.timeout_ms.clamp(0, 300_000) as u64);
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (index, partition, last, topic_index) in waits {
+            if let Err((code, msg)) = wait_for_isr(&partition, last, deadline).await {
+                let pr = &mut r.responses[topic_index].partition_responses[index];
+                pr.error_code = code.code();
+                pr.base_offset = -1;
+                if ctx.version >= 8 {
+                    pr.error_message = Some(str_bytes(msg));
+                }
+            }
+        }
+    }
     tracing::trace!(
         partitions = ?r
             .responses
@@ -147,4 +194,117 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
         "produce answered"
     );
     r
+}
+
+enum Refused {
+    Storage(weir_storage::StorageError),
+    Replication(ResponseError, String),
+}
+
+/// Appends as this partition's leader, at its epoch, under the replica lock so that a change
+/// of role cannot interleave. acks=all is refused up front when the ISR is too small.
+fn append_as_leader(
+    state: &BrokerState,
+    partition: &Partition,
+    batch: &mut [u8],
+    acks: i16,
+    now: Timestamp,
+) -> Result<AppendOutcome, Refused> {
+    let mut r = partition.replica();
+    let epoch = r.epoch;
+    let min_insync = r.min_insync;
+    let Role::Leader(leader) = &mut r.role else {
+        return Err(Refused::Replication(
+            ResponseError::NotLeaderOrFollower,
+            format!(
+                "broker {} no longer leads {}-{}",
+                state.me, partition.topic, partition.id
+            ),
+        ));
+    };
+    if acks == -1 && leader.isr().len() < min_insync {
+        return Err(Refused::Replication(
+            ResponseError::NotEnoughReplicas,
+            format!(
+                "{}-{} has {} in-sync replicas; min.insync.replicas is {min_insync}",
+                partition.topic,
+                partition.id,
+                leader.isr().len()
+            ),
+        ));
+    }
+    let outcome = {
+        let mut log = partition.log.write().unwrap_or_else(|e| e.into_inner());
+        // An append that may fsync (flush.messages set) can take milliseconds: let the
+        // runtime move other tasks off this worker meanwhile. Page-cache appends take
+        // microseconds and run inline.
+        let out = if log.config().flush_messages.is_some() {
+            tokio::task::block_in_place(|| log.append(batch, epoch, now))
+        } else {
+            log.append(batch, epoch, now)
+        };
+        let end = log.log_end_offset();
+        drop(log);
+        if leader.on_append(end) {
+            partition.publish(&r);
+        }
+        out
+    };
+    outcome.map_err(Refused::Storage)
+}
+
+/// Waits until the high watermark passes `last` at the epoch the batch was appended in.
+async fn wait_for_isr(
+    partition: &Partition,
+    last: Offset,
+    deadline: tokio::time::Instant,
+) -> Result<(), (ResponseError, String)> {
+    let mut rx = partition.progress.subscribe();
+    let start = *rx.borrow_and_update();
+    loop {
+        let now = *rx.borrow_and_update();
+        if !now.leader || now.epoch != start.epoch {
+            return Err((
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "leadership of {}-{} moved before the record was replicated",
+                    partition.topic, partition.id
+                ),
+            ));
+        }
+        if now.high_watermark > last {
+            let min_insync = partition.replica().min_insync;
+            if now.isr_len < min_insync {
+                return Err((
+                    ResponseError::NotEnoughReplicasAfterAppend,
+                    format!(
+                        "written, but {}-{} has {} in-sync replicas; min.insync.replicas is {min_insync}",
+                        partition.topic, partition.id, now.isr_len
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(_)) => {
+                return Err((
+                    ResponseError::NotLeaderOrFollower,
+                    format!(
+                        "{}-{} is no longer hosted here",
+                        partition.topic, partition.id
+                    ),
+                ));
+            }
+            Err(_) => {
+                return Err((
+                    ResponseError::RequestTimedOut,
+                    format!(
+                        "the in-sync replicas of {}-{} did not confirm the record in time",
+                        partition.topic, partition.id
+                    ),
+                ));
+            }
+        }
+    }
 }

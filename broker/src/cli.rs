@@ -1,0 +1,147 @@
+//! Flags of the `weir-broker` binary. Every flag has a `WEIR_*` environment equivalent, as the
+//! Kubernetes StatefulSets set them.
+
+use crate::BrokerConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "weir-broker",
+    version,
+    about = "A Weir broker: serves Kafka clients and replicates partitions, as the coordinators direct"
+)]
+pub struct BrokerArgs {
+    /// This broker's id, unique in the cluster and stable across restarts.
+    #[arg(long, env = "WEIR_BROKER_ID", value_parser = clap::value_parser!(i32).range(0..=1_000_000))]
+    pub id: i32,
+    /// Where partition logs live.
+    #[arg(long, env = "WEIR_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address of the Kafka listener.
+    #[arg(long, env = "WEIR_KAFKA_ADDR", default_value = "0.0.0.0:9092")]
+    pub kafka_addr: SocketAddr,
+    /// The `host:port` clients are told to connect to.
+    #[arg(long, env = "WEIR_ADVERTISED_KAFKA_ADDR")]
+    pub advertised_kafka_addr: Option<String>,
+    /// Address of the replication (gRPC) listener.
+    #[arg(long, env = "WEIR_INTERNAL_ADDR", default_value = "0.0.0.0:9093")]
+    pub internal_addr: SocketAddr,
+    /// The `host:port` other brokers replicate from (defaults to --internal-addr).
+    #[arg(long, env = "WEIR_ADVERTISED_INTERNAL_ADDR")]
+    pub advertised_internal_addr: Option<String>,
+    /// Coordinators, `host:port` comma-separated; any live one is enough.
+    #[arg(
+        long,
+        env = "WEIR_COORDINATORS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub coordinators: Vec<String>,
+    /// The rack (or zone) this broker is in; replicas are spread over racks.
+    #[arg(long, env = "WEIR_RACK")]
+    pub rack: Option<String>,
+    /// A follower not caught up for this long leaves the ISR (`replica.lag.time.max.ms`).
+    #[arg(long, env = "WEIR_REPLICA_LAG_TIME_MAX_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub replica_lag_time_max_ms: u64,
+    /// `min.insync.replicas` for topics that do not set it.
+    #[arg(long, env = "WEIR_MIN_INSYNC_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub min_insync_replicas: u64,
+    /// Create topics on first use (`auto.create.topics.enable`).
+    #[arg(long, env = "WEIR_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+    /// fsync after this many records (`flush.messages`; 1 = every append). Default: page cache.
+    #[arg(long, env = "WEIR_FLUSH_MESSAGES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub flush_messages: Option<u64>,
+    /// fsync at least this often in milliseconds (`flush.ms`). Default: page cache.
+    #[arg(long, env = "WEIR_FLUSH_MS", value_parser = clap::value_parser!(i64).range(0..))]
+    pub flush_ms: Option<i64>,
+    /// How long SIGTERM waits for leaderships to move before exiting anyway.
+    #[arg(
+        long,
+        env = "WEIR_CONTROLLED_SHUTDOWN_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub controlled_shutdown_timeout_ms: u64,
+}
+
+impl BrokerArgs {
+    pub fn into_config(self) -> BrokerConfig {
+        let mut c = BrokerConfig::new(self.data_dir, self.kafka_addr);
+        c.node_id = self.id;
+        c.advertised_kafka_addr = self.advertised_kafka_addr;
+        c.internal_addr = self.internal_addr;
+        c.advertised_internal_addr = self.advertised_internal_addr;
+        c.coordinators = self.coordinators;
+        c.rack = self.rack;
+        c.replica_lag_time_max_ms = self.replica_lag_time_max_ms;
+        c.min_insync_replicas = self.min_insync_replicas as usize;
+        c.auto_create_topics = self.auto_create_topics;
+        c.log_defaults.flush_messages = self.flush_messages;
+        c.log_defaults.flush_ms = self.flush_ms;
+        c.controlled_shutdown_timeout_ms = self.controlled_shutdown_timeout_ms;
+        c
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// The binary: parse flags, log to stderr (filter from `WEIR_LOG`), run until a signal.
+pub fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    let args = BrokerArgs::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("weir-broker: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let config = args.into_config();
+    match runtime.block_on(crate::run(config, shutdown_signal())) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = format!("weir-broker: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                msg.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            eprintln!("{msg}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

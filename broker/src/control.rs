@@ -1,0 +1,149 @@
+//! The broker's client of the coordinator quorum.
+//!
+//! Every call goes to one coordinator; any of them accepts any request (followers forward to
+//! the Raft leader). When a coordinator is unreachable or answers UNAVAILABLE (no leader yet,
+//! shutting down), the call moves on to the next one, round robin, until its deadline. Item
+//! errors (a topic that exists, a stale epoch) are in the responses and are not retried here.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use weir_proto::v1::admin_client::AdminClient;
+use weir_proto::v1::broker_control_client::BrokerControlClient;
+
+/// How long one attempt against one coordinator may take (Raft commits are milliseconds; a
+/// paused or cut-off coordinator must not hold a request for long).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no coordinator answered within {waited:?} (tried {addrs}): {last}")]
+    Unavailable {
+        waited: Duration,
+        addrs: String,
+        last: String,
+    },
+    #[error("coordinator refused the request: {0}")]
+    Refused(String),
+    #[error("invalid coordinator address {addr:?}: {reason}")]
+    BadAddress { addr: String, reason: String },
+}
+
+/// Connections to every coordinator, used round robin with failover.
+#[derive(Debug)]
+pub struct ControlClient {
+    addrs: Vec<String>,
+    channels: Vec<Channel>,
+    next: AtomicUsize,
+}
+
+impl ControlClient {
+    /// Prepares lazy connections to `addrs` (`host:port` each). Nothing is dialled yet.
+    pub fn new(addrs: &[String]) -> Result<ControlClient, ControlError> {
+        if addrs.is_empty() {
+            return Err(ControlError::BadAddress {
+                addr: String::new(),
+                reason: "at least one coordinator address is needed".into(),
+            });
+        }
+        let channels = addrs
+            .iter()
+            .map(|a| channel(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ControlClient {
+            addrs: addrs.to_vec(),
+            channels,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn addrs(&self) -> &[String] {
+        &self.addrs
+    }
+
+    /// Runs `call` against coordinators in turn until one answers or `deadline` passes.
+    pub async fn call<T, F, Fut>(&self, deadline: Duration, mut call: F) -> Result<T, ControlError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let start = Instant::now();
+        let mut last;
+        let mut attempt = 0u32;
+        loop {
+            let i = self.next.load(Ordering::Relaxed) % self.channels.len();
+            let result =
+                tokio::time::timeout(ATTEMPT_TIMEOUT, call(self.channels[i].clone())).await;
+            match result {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(status)) if retriable(&status) => {
+                    last = format!("{}: {}", self.addrs[i], status.message());
+                }
+                Ok(Err(status)) => {
+                    return Err(ControlError::Refused(format!(
+                        "{}: {:?}: {}",
+                        self.addrs[i],
+                        status.code(),
+                        status.message()
+                    )));
+                }
+                Err(_) => last = format!("{}: timed out", self.addrs[i]),
+            }
+            // Move on to the next coordinator; after a full round, back off a little.
+            self.next.fetch_add(1, Ordering::Relaxed);
+            attempt += 1;
+            if start.elapsed() >= deadline {
+                return Err(ControlError::Unavailable {
+                    waited: start.elapsed(),
+                    addrs: self.addrs.join(","),
+                    last,
+                });
+            }
+            if attempt as usize % self.channels.len() == 0 {
+                let pause = Duration::from_millis(50 * u64::from(attempt.min(10)));
+                tokio::time::sleep(pause.min(deadline.saturating_sub(start.elapsed()))).await;
+            }
+        }
+    }
+
+    pub fn broker(channel: Channel) -> BrokerControlClient<Channel> {
+        BrokerControlClient::new(channel)
+    }
+
+    pub fn admin(channel: Channel) -> AdminClient<Channel> {
+        AdminClient::new(channel)
+    }
+}
+
+fn channel(addr: &str) -> Result<Channel, ControlError> {
+    let uri = if addr.starts_with("http://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = Endpoint::from_shared(uri).map_err(|e| ControlError::BadAddress {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect_lazy())
+}
+
+/// Whether another coordinator (or a later attempt) may succeed.
+fn retriable(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Cancelled
+            | Code::Aborted
+    )
+}

@@ -1,0 +1,565 @@
+//! Replication between brokers, over gRPC.
+//!
+//! ```text
+//!  follower                                 leader
+//!  fetcher ── EpochEndOffsets(latest epoch) ──▶  end offset of that epoch
+//!          ◀─ truncate divergent tail (KIP-101/279)
+//!  fetcher ── Fetch(fetch_offset = log end) ──▶  on_fetch: follower progress, watermark
+//!          ◀─ raw batches + watermark ────────   (long poll until data or max_wait)
+//!  append_replicated, watermark = min(leader's, own log end)
+//! ```
+//! One fetcher task per leader broker carries every partition this broker follows there.
+//! A fetch response is applied only if the partition is still following at the epoch the
+//! request was made for: a partition that became leader meanwhile never takes a late copy.
+
+use crate::state::{BrokerState, Partition, Role, mono_ms};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+use weir_model::{BrokerId, LeaderEpoch, Offset, Timestamp, TopicId};
+use weir_proto::v1;
+use weir_proto::v1::replication_client::ReplicationClient;
+
+const NONE: i32 = 0;
+const OFFSET_OUT_OF_RANGE: i32 = 1;
+const UNKNOWN_TOPIC_OR_PARTITION: i32 = 3;
+const NOT_LEADER_OR_FOLLOWER: i32 = 6;
+const KAFKA_STORAGE_ERROR: i32 = 56;
+const FENCED_LEADER_EPOCH: i32 = 74;
+const UNKNOWN_LEADER_EPOCH: i32 = 75;
+
+/// Largest reply to one replica fetch, and per partition.
+const FETCH_BYTES_MAX: i32 = 16 * 1024 * 1024;
+const PARTITION_FETCH_BYTES_MAX: i32 = 4 * 1024 * 1024;
+/// How long a leader holds a fetch with no new data.
+const FETCH_WAIT_MS: i32 = 500;
+
+/// The leader's side: the `Replication` gRPC service.
+#[derive(Debug, Clone)]
+pub struct ReplicationService {
+    pub state: Arc<BrokerState>,
+}
+
+impl ReplicationService {
+    /// Checks a follower's request against a hosted partition this broker leads.
+    fn leading(&self, topic_id: &str, partition: i32, epoch: i32) -> Result<Arc<Partition>, i32> {
+        let id = TopicId::parse(topic_id).ok_or(UNKNOWN_TOPIC_OR_PARTITION)?;
+        let p = self
+            .state
+            .local_partition(id, partition)
+            .ok_or(NOT_LEADER_OR_FOLLOWER)?;
+        let progress = *p.progress.borrow();
+        if !progress.leader {
+            return Err(NOT_LEADER_OR_FOLLOWER);
+        }
+        match epoch.cmp(&progress.epoch.get()) {
+            std::cmp::Ordering::Less => Err(FENCED_LEADER_EPOCH),
+            std::cmp::Ordering::Greater => Err(UNKNOWN_LEADER_EPOCH),
+            std::cmp::Ordering::Equal => Ok(p),
+        }
+    }
+
+    /// Reads one partition for a follower. Records the follower's position on the first
+    /// pass only (`record`), so a long poll's re-read does not count as a new fetch.
+    fn read_one(
+        &self,
+        replica: BrokerId,
+        fp: &v1::ReplicaFetchPartition,
+        max_bytes: usize,
+        record: bool,
+    ) -> v1::ReplicaFetchPartitionData {
+        let mut out = v1::ReplicaFetchPartitionData {
+            topic_id: fp.topic_id.clone(),
+            partition: fp.partition,
+            error_code: NONE,
+            high_watermark: -1,
+            log_start_offset: -1,
+            log_end_offset: -1,
+            records: Vec::new(),
+        };
+        let p = match self.leading(&fp.topic_id, fp.partition, fp.current_leader_epoch) {
+            Ok(p) => p,
+            Err(code) => {
+                out.error_code = code;
+                return out;
+            }
+        };
+        let fetch_offset = Offset(fp.fetch_offset);
+        if record {
+            let mut r = p.replica();
+            if r.epoch.get() == fp.current_leader_epoch
+                && let Role::Leader(l) = &mut r.role
+                && fetch_offset <= l.log_end()
+                && l.on_fetch(replica, fetch_offset, mono_ms())
+            {
+                p.publish(&r);
+                drop(r);
+                self.state.notify_appended();
+            }
+        }
+        let log = p.log.read().unwrap_or_else(|e| e.into_inner());
+        let end = log.log_end_offset();
+        out.high_watermark = p.high_watermark().get();
+        out.log_start_offset = log.log_start_offset().get();
+        out.log_end_offset = end.get();
+        if fetch_offset > end || fetch_offset < log.log_start_offset() {
+            out.error_code = OFFSET_OUT_OF_RANGE;
+            return out;
+        }
+        if fetch_offset == end || max_bytes == 0 {
+            return out;
+        }
+        match log.read(fetch_offset, max_bytes, end, true) {
+            Ok(read) => out.records = read.bytes.to_vec(),
+            Err(weir_storage::StorageError::OffsetOutOfRange { .. }) => {
+                out.error_code = OFFSET_OUT_OF_RANGE
+            }
+            Err(e) => {
+                tracing::error!(topic = %p.topic, partition = p.id.get(), error = %e, "replica read failed");
+                out.error_code = KAFKA_STORAGE_ERROR;
+            }
+        }
+        out
+    }
+}
+
+#[tonic::async_trait]
+impl v1::replication_server::Replication for ReplicationService {
+    async fn fetch(
+        &self,
+        request: Request<v1::ReplicaFetchRequest>,
+    ) -> Result<Response<v1::ReplicaFetchResponse>, Status> {
+        let req = request.into_inner();
+        let replica = BrokerId(req.replica_id);
+        let wait = Duration::from_millis(req.max_wait_ms.clamp(0, 5_000) as u64);
+        let deadline = Instant::now() + wait;
+        let mut appends = self.state.subscribe_appends();
+        let mut first = true;
+        loop {
+            appends.borrow_and_update();
+            let mut remaining = req.max_bytes.clamp(0, FETCH_BYTES_MAX) as usize;
+            let mut partitions = Vec::with_capacity(req.partitions.len().min(4096));
+            let mut bytes = 0usize;
+            let mut errored = false;
+            for fp in req.partitions.iter().take(4096) {
+                let max =
+                    (fp.max_bytes.clamp(0, PARTITION_FETCH_BYTES_MAX) as usize).min(remaining);
+                let d = self.read_one(replica, fp, max, first);
+                remaining = remaining.saturating_sub(d.records.len());
+                bytes += d.records.len();
+                errored |= d.error_code != NONE;
+                partitions.push(d);
+            }
+            first = false;
+            if bytes > 0 || errored || Instant::now() >= deadline {
+                return Ok(Response::new(v1::ReplicaFetchResponse { partitions }));
+            }
+            if tokio::time::timeout_at(deadline, appends.changed())
+                .await
+                .is_err()
+            {
+                return Ok(Response::new(v1::ReplicaFetchResponse { partitions }));
+            }
+        }
+    }
+
+    async fn epoch_end_offsets(
+        &self,
+        request: Request<v1::EpochEndOffsetRequest>,
+    ) -> Result<Response<v1::EpochEndOffsetResponse>, Status> {
+        let req = request.into_inner();
+        let partitions = req
+            .partitions
+            .iter()
+            .take(4096)
+            .map(|ep| {
+                let mut out = v1::EpochEndOffset {
+                    topic_id: ep.topic_id.clone(),
+                    partition: ep.partition,
+                    error_code: NONE,
+                    leader_epoch: -1,
+                    end_offset: -1,
+                };
+                match self.leading(&ep.topic_id, ep.partition, ep.current_leader_epoch) {
+                    Err(code) => out.error_code = code,
+                    Ok(p) => {
+                        let log = p.log.read().unwrap_or_else(|e| e.into_inner());
+                        if let Some((epoch, end)) =
+                            log.end_offset_for_epoch(LeaderEpoch(ep.leader_epoch))
+                        {
+                            out.leader_epoch = epoch.get();
+                            out.end_offset = end.get();
+                        }
+                    }
+                }
+                out
+            })
+            .collect();
+        Ok(Response::new(v1::EpochEndOffsetResponse { partitions }))
+    }
+}
+
+/// Runs the follower side: one fetcher per leader broker, started and stopped as the set of
+/// followed partitions changes. Returns when the broker shuts down (the task is aborted).
+pub async fn run_fetchers(state: Arc<BrokerState>) {
+    let mut follow = state.follow.subscribe();
+    let mut fetchers: HashMap<
+        BrokerId,
+        (
+            tokio::sync::watch::Sender<Vec<Arc<Partition>>>,
+            tokio::task::JoinHandle<()>,
+        ),
+    > = HashMap::new();
+    loop {
+        let wanted: BTreeMap<BrokerId, Vec<Arc<Partition>>> = follow.borrow_and_update().clone();
+        fetchers.retain(|leader, (_, task)| {
+            let keep = wanted.contains_key(leader);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (leader, partitions) in wanted {
+            match fetchers.get(&leader) {
+                Some((tx, _)) => {
+                    tx.send_replace(partitions);
+                }
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel(partitions);
+                    let task = tokio::spawn(fetch_from(state.clone(), leader, rx));
+                    fetchers.insert(leader, (tx, task));
+                }
+            }
+        }
+        if follow.changed().await.is_err() {
+            for (_, (_, task)) in fetchers {
+                task.abort();
+            }
+            return;
+        }
+    }
+}
+
+/// What the fetcher knows of one partition it copies.
+#[derive(Debug, Clone, Copy)]
+struct Copying {
+    /// The epoch whose divergence check is done; a new epoch needs a new check.
+    validated_epoch: Option<LeaderEpoch>,
+}
+
+async fn fetch_from(
+    state: Arc<BrokerState>,
+    leader: BrokerId,
+    mut partitions: tokio::sync::watch::Receiver<Vec<Arc<Partition>>>,
+) {
+    let mut client: Option<(String, ReplicationClient<tonic::transport::Channel>)> = None;
+    let mut copying: HashMap<(TopicId, i32), Copying> = HashMap::new();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let current: Vec<Arc<Partition>> = partitions.borrow_and_update().clone();
+        copying.retain(|k, _| current.iter().any(|p| (p.topic_id, p.id.get()) == *k));
+        let Some(addr) = state
+            .view()
+            .brokers
+            .get(&leader)
+            .map(|b| b.internal_addr.clone())
+        else {
+            // The leader's address is not known yet: wait for metadata.
+            if partitions.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        if client.as_ref().is_none_or(|(a, _)| *a != addr) {
+            match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
+                Ok(e) => {
+                    let ch = e
+                        .connect_timeout(Duration::from_millis(500))
+                        .tcp_nodelay(true)
+                        .connect_lazy();
+                    client = Some((addr.clone(), ReplicationClient::new(ch)));
+                }
+                Err(e) => {
+                    tracing::error!(leader = leader.get(), addr, error = %e, "bad leader address");
+                    if partitions.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some((_, c)) = client.as_mut() else {
+            continue;
+        };
+        let round = tokio::select! {
+            r = fetch_round(&state, leader, c, &current, &mut copying) => r,
+            changed = partitions.changed() => {
+                if changed.is_err() { return; }
+                continue;
+            }
+        };
+        match round {
+            Ok(()) => backoff = Duration::from_millis(50),
+            Err(e) => {
+                tracing::debug!(leader = leader.get(), error = %e, "replica fetch failed");
+                // Reconnect next time, after a pause (the leader may be down: metadata will say).
+                client = None;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    changed = partitions.changed() => if changed.is_err() { return; },
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// The epoch a follower replica is at, if it still follows `leader`.
+fn following(p: &Partition, leader: BrokerId) -> Option<LeaderEpoch> {
+    let r = p.replica();
+    match r.role {
+        Role::Follower { leader: Some(l) } if l == leader => Some(r.epoch),
+        _ => None,
+    }
+}
+
+async fn fetch_round(
+    state: &BrokerState,
+    leader: BrokerId,
+    client: &mut ReplicationClient<tonic::transport::Channel>,
+    partitions: &[Arc<Partition>],
+    copying: &mut HashMap<(TopicId, i32), Copying>,
+) -> Result<(), Status> {
+    // 1. Divergence checks for partitions new to this fetcher or at a new epoch.
+    let mut check = Vec::new();
+    for p in partitions {
+        let Some(epoch) = following(p, leader) else {
+            continue;
+        };
+        let c = copying.entry((p.topic_id, p.id.get())).or_insert(Copying {
+            validated_epoch: None,
+        });
+        if c.validated_epoch != Some(epoch) {
+            check.push((p.clone(), epoch));
+        }
+    }
+    if !check.is_empty() {
+        truncate_divergent(state, client, &check, copying).await?;
+    }
+    // 2. Fetch from the log end of every validated partition.
+    let mut asked = Vec::new();
+    let mut req = v1::ReplicaFetchRequest {
+        replica_id: state.me.get(),
+        broker_epoch: state.broker_epoch(),
+        max_wait_ms: FETCH_WAIT_MS,
+        min_bytes: 1,
+        max_bytes: FETCH_BYTES_MAX,
+        partitions: Vec::new(),
+    };
+    for p in partitions {
+        let Some(epoch) = following(p, leader) else {
+            continue;
+        };
+        if copying
+            .get(&(p.topic_id, p.id.get()))
+            .and_then(|c| c.validated_epoch)
+            != Some(epoch)
+        {
+            continue;
+        }
+        let end = p
+            .log
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .log_end_offset();
+        req.partitions.push(v1::ReplicaFetchPartition {
+            topic_id: p.topic_id.to_uuid_string(),
+            partition: p.id.get(),
+            current_leader_epoch: epoch.get(),
+            fetch_offset: end.get(),
+            max_bytes: PARTITION_FETCH_BYTES_MAX,
+        });
+        asked.push((p.clone(), epoch));
+    }
+    if asked.is_empty() {
+        // Nothing to fetch now (divergence checks pending an epoch the leader does not know
+        // yet): try again shortly.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        return Ok(());
+    }
+    let resp = client.fetch(req).await?.into_inner();
+    let mut appended = false;
+    for (d, (p, epoch)) in resp.partitions.iter().zip(asked.iter()) {
+        if d.partition != p.id.get() {
+            continue;
+        }
+        match d.error_code {
+            NONE => {}
+            OFFSET_OUT_OF_RANGE => {
+                // Below the leader's log start (retention moved on): start over there.
+                // Above its end cannot happen after the divergence check; re-check then.
+                let r = p.replica();
+                if r.epoch != *epoch {
+                    continue;
+                }
+                let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
+                if log.log_end_offset().get() < d.log_start_offset {
+                    tracing::info!(topic = %p.topic, partition = p.id.get(), start = d.log_start_offset, "behind the leader's log start; resetting");
+                    if let Err(e) = log.reset_to(Offset(d.log_start_offset)) {
+                        tracing::error!(error = %e, "resetting a follower log");
+                    }
+                } else {
+                    copying.remove(&(p.topic_id, p.id.get()));
+                }
+                continue;
+            }
+            code => {
+                // Not leader / stale epoch: metadata will move this partition; a new check then.
+                tracing::debug!(topic = %p.topic, partition = p.id.get(), code, "leader refused fetch");
+                if code == FENCED_LEADER_EPOCH || code == NOT_LEADER_OR_FOLLOWER {
+                    copying.remove(&(p.topic_id, p.id.get()));
+                }
+                continue;
+            }
+        }
+        let mut r = p.replica();
+        // Still following this leader at this epoch? A promotion meanwhile must not take it.
+        if r.epoch != *epoch || !matches!(r.role, Role::Follower { leader: Some(l) } if l == leader)
+        {
+            continue;
+        }
+        let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
+        if !d.records.is_empty() {
+            match log.append_replicated(&d.records, Timestamp::now()) {
+                Ok(_) => appended = true,
+                Err(e) if e.is_fatal() => {
+                    crate::error::fatal(&format!("replicating {}-{}", p.topic, p.id), &e)
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %e, "replicated append refused; re-checking divergence");
+                    copying.remove(&(p.topic_id, p.id.get()));
+                    continue;
+                }
+            }
+        }
+        if d.log_start_offset > log.log_start_offset().get() {
+            let target = Offset(d.log_start_offset.min(log.log_end_offset().get()));
+            if let Err(e) = log.delete_records_before(target) {
+                tracing::warn!(error = %e, "following the leader's log start");
+            }
+        }
+        let hw = Offset(d.high_watermark).min(log.log_end_offset());
+        if hw > r.high_watermark {
+            r.high_watermark = hw;
+            p.publish(&r);
+        }
+    }
+    if appended {
+        state.notify_appended();
+    }
+    Ok(())
+}
+
+/// KIP-101 with the KIP-279 refinement: ask the leader where our latest epoch ends on its log;
+/// truncate to that (or to where that epoch ends here, if earlier), and repeat until the
+/// epochs agree. A log with no epochs (empty) has nothing to check.
+async fn truncate_divergent(
+    state: &BrokerState,
+    client: &mut ReplicationClient<tonic::transport::Channel>,
+    check: &[(Arc<Partition>, LeaderEpoch)],
+    copying: &mut HashMap<(TopicId, i32), Copying>,
+) -> Result<(), Status> {
+    let mut pending: Vec<(Arc<Partition>, LeaderEpoch)> = check.to_vec();
+    for _round in 0..16 {
+        let mut ask = Vec::new();
+        let mut req = v1::EpochEndOffsetRequest {
+            replica_id: state.me.get(),
+            partitions: Vec::new(),
+        };
+        for (p, epoch) in &pending {
+            let latest = p
+                .log
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .latest_epoch();
+            match latest {
+                None => {
+                    copying.insert(
+                        (p.topic_id, p.id.get()),
+                        Copying {
+                            validated_epoch: Some(*epoch),
+                        },
+                    );
+                }
+                Some(latest) => {
+                    req.partitions.push(v1::EpochEndOffsetPartition {
+                        topic_id: p.topic_id.to_uuid_string(),
+                        partition: p.id.get(),
+                        current_leader_epoch: epoch.get(),
+                        leader_epoch: latest.get(),
+                    });
+                    ask.push((p.clone(), *epoch, latest));
+                }
+            }
+        }
+        if ask.is_empty() {
+            return Ok(());
+        }
+        let resp = client.epoch_end_offsets(req).await?.into_inner();
+        let mut again = Vec::new();
+        for (e, (p, epoch, latest)) in resp.partitions.iter().zip(ask) {
+            if e.error_code != NONE {
+                // The leader does not know this epoch yet (UNKNOWN_LEADER_EPOCH) or is no
+                // longer leader: the next round or new metadata sorts it out.
+                continue;
+            }
+            let r = p.replica();
+            if r.epoch != epoch {
+                continue;
+            }
+            let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
+            let end = log.log_end_offset();
+            let target = if e.leader_epoch < 0 {
+                // The leader knows no epoch at or below ours (its log starts later, or is
+                // empty): keep what is known committed, as Kafka does.
+                r.high_watermark.min(end)
+            } else if e.leader_epoch == latest.get() {
+                Offset(e.end_offset).min(end)
+            } else {
+                // The leader's answer is for an older epoch: cut where that epoch ends on
+                // either side, whichever is first.
+                let here = log
+                    .end_offset_for_epoch(LeaderEpoch(e.leader_epoch))
+                    .map_or(end, |(_, o)| o);
+                Offset(e.end_offset).min(here).min(end)
+            };
+            if target < end {
+                tracing::info!(
+                    topic = %p.topic, partition = p.id.get(), from = end.get(), to = target.get(),
+                    epoch = epoch.get(), "truncating a divergent tail to the leader's epoch end offset"
+                );
+                if let Err(err) = log.truncate_to(target) {
+                    tracing::error!(error = %err, "truncating a follower log");
+                    continue;
+                }
+                drop(log);
+                drop(r);
+                again.push((p.clone(), epoch));
+            } else {
+                copying.insert(
+                    (p.topic_id, p.id.get()),
+                    Copying {
+                        validated_epoch: Some(epoch),
+                    },
+                );
+            }
+        }
+        if again.is_empty() {
+            return Ok(());
+        }
+        pending = again;
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The broker's membership in the cluster: registration, heartbeats that keep its lease, the
+//! metadata watch it follows, the ISR changes it proposes as a leader, and controlled
+//! shutdown.
+
+use crate::control::ControlClient;
+use crate::error::BrokerError;
+use crate::state::{BrokerState, Role, mono_ms};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio_stream::StreamExt;
+use weir_proto::v1;
+
+const STALE_BROKER_EPOCH: i32 = 77;
+const BROKER_ID_NOT_REGISTERED: i32 = 102;
+
+/// Registers this broker; returns the heartbeat interval the coordinators asked for.
+pub async fn register(state: &BrokerState, incarnation: &str) -> Result<Duration, BrokerError> {
+    let req = v1::RegisterBrokerRequest {
+        broker_id: state.me.get(),
+        kafka_addr: format!("{}:{}", state.advertised_host, state.advertised_port),
+        internal_addr: state.internal_advertised.clone(),
+        rack: state.config.rack.clone(),
+        incarnation: incarnation.to_string(),
+    };
+    let resp = state
+        .control
+        .call(Duration::from_secs(3600), |ch| {
+            let req = req.clone();
+            async move {
+                ControlClient::broker(ch)
+                    .register(req)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await?;
+    if let Some(e) = resp.error.filter(|e| e.code != 0) {
+        return Err(BrokerError::Coordinator(e.message));
+    }
+    state
+        .broker_epoch
+        .store(resp.broker_epoch, Ordering::Relaxed);
+    tracing::info!(
+        broker = state.me.get(),
+        epoch = resp.broker_epoch,
+        cluster_id = %resp.cluster_id,
+        "registered with the coordinators"
+    );
+    Ok(Duration::from_millis(
+        resp.heartbeat_interval_ms.clamp(50, 10_000) as u64,
+    ))
+}
+
+/// Heartbeats for ever, re-registering if the coordinators forgot this incarnation.
+pub async fn heartbeat_loop(state: Arc<BrokerState>, incarnation: String, mut every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut fenced_logged = false;
+    loop {
+        tick.tick().await;
+        let req = v1::BrokerHeartbeatRequest {
+            broker_id: state.me.get(),
+            broker_epoch: state.broker_epoch(),
+            metadata_version: state.view().version,
+        };
+        let resp = state
+            .control
+            .call(every, |ch| async move {
+                ControlClient::broker(ch)
+                    .heartbeat(req)
+                    .await
+                    .map(|r| r.into_inner())
+            })
+            .await;
+        match resp {
+            Ok(r) => match r.error.filter(|e| e.code != 0) {
+                Some(e) if e.code == STALE_BROKER_EPOCH || e.code == BROKER_ID_NOT_REGISTERED => {
+                    tracing::warn!(reason = %e.message, "the coordinators do not know this incarnation; registering again");
+                    match register(&state, &incarnation).await {
+                        Ok(d) if d != every => {
+                            every = d;
+                            tick = tokio::time::interval(every);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "re-registering"),
+                    }
+                }
+                Some(e) => tracing::warn!(code = e.code, reason = %e.message, "heartbeat refused"),
+                None => {
+                    if r.fenced != fenced_logged {
+                        tracing::info!(fenced = r.fenced, "fencing state changed");
+                        fenced_logged = r.fenced;
+                    }
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+/// Follows the metadata watch stream, reconnecting (to any coordinator) when it breaks.
+/// `first` is told once the first update has been applied.
+pub async fn watch_loop(state: Arc<BrokerState>, first: tokio::sync::oneshot::Sender<()>) {
+    let mut first = Some(first);
+    loop {
+        let broker_id = state.me.get();
+        let stream = state
+            .control
+            .call(Duration::from_secs(3600), |ch| async move {
+                ControlClient::broker(ch)
+                    .watch(v1::WatchRequest { broker_id })
+                    .await
+                    .map(|r| r.into_inner())
+            })
+            .await;
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "opening the metadata watch");
+                continue;
+            }
+        };
+        loop {
+            match stream.next().await {
+                Some(Ok(update)) => {
+                    let s = state.clone();
+                    let applied =
+                        tokio::task::spawn_blocking(move || s.apply_update(&update)).await;
+                    match applied {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "applying a metadata update"),
+                        Err(e) => tracing::error!(error = %e, "metadata update task"),
+                    }
+                    if let Some(tx) = first.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Some(Err(status)) => {
+                    tracing::info!(status = %status.message(), "metadata watch broke; reconnecting");
+                    break;
+                }
+                None => {
+                    tracing::info!("metadata watch ended; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// As leader of each partition, proposes the ISR changes follower progress calls for.
+pub async fn isr_loop(state: Arc<BrokerState>) {
+    let every = Duration::from_millis((state.config.replica_lag_time_max_ms / 4).clamp(50, 1_000));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = mono_ms();
+        for p in state.local_partitions() {
+            let proposal = {
+                let mut r = p.replica();
+                let epoch = r.epoch;
+                match &mut r.role {
+                    Role::Leader(l) => {
+                        l.isr_change(now, state.config.replica_lag_time_max_ms)
+                            .map(|isr| {
+                                l.propose(isr.clone());
+                                (epoch, l.partition_epoch(), isr)
+                            })
+                    }
+                    Role::Follower { .. } => None,
+                }
+            };
+            let Some((epoch, partition_epoch, isr)) = proposal else {
+                continue;
+            };
+            tracing::info!(topic = %p.topic, partition = p.id.get(), isr = ?isr.iter().map(|b| b.get()).collect::<Vec<_>>(), "proposing an ISR change");
+            let state = state.clone();
+            tokio::spawn(async move {
+                let req = v1::AlterPartitionRequest {
+                    broker_id: state.me.get(),
+                    broker_epoch: state.broker_epoch(),
+                    topic_id: p.topic_id.to_uuid_string(),
+                    partition: p.id.get(),
+                    leader_epoch: epoch.get(),
+                    partition_epoch: partition_epoch.get(),
+                    new_isr: isr.iter().map(|b| b.get()).collect(),
+                };
+                let resp = state
+                    .control
+                    .call(Duration::from_secs(5), |ch| {
+                        let req = req.clone();
+                        async move {
+                            ControlClient::broker(ch)
+                                .alter_partition(req)
+                                .await
+                                .map(|r| r.into_inner())
+                        }
+                    })
+                    .await;
+                let mut r = p.replica();
+                let current_epoch = r.epoch;
+                let Role::Leader(l) = &mut r.role else { return };
+                if current_epoch != epoch {
+                    return;
+                }
+                match resp {
+                    Ok(resp) if resp.error.as_ref().is_none_or(|e| e.code == 0) => {
+                        if let Some(part) = resp.partition {
+                            l.committed(
+                                weir_model::PartitionEpoch(part.partition_epoch),
+                                part.replicas
+                                    .iter()
+                                    .map(|&b| weir_model::BrokerId(b))
+                                    .collect(),
+                                part.isr.iter().map(|&b| weir_model::BrokerId(b)).collect(),
+                                mono_ms(),
+                            );
+                        } else {
+                            l.proposal_failed();
+                        }
+                    }
+                    Ok(resp) => {
+                        tracing::info!(topic = %p.topic, partition = p.id.get(), reason = ?resp.error.map(|e| e.message), "ISR change refused");
+                        l.proposal_failed();
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %e, "ISR change failed");
+                        l.proposal_failed();
+                    }
+                }
+                p.publish(&r);
+                drop(r);
+                state.notify_appended();
+            });
+        }
+    }
+}
+
+/// Hands every leadership to in-sync followers before the broker exits: asks the
+/// coordinators until this broker leads nothing, or the timeout passes.
+pub async fn controlled_shutdown(state: &BrokerState) {
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(state.config.controlled_shutdown_timeout_ms);
+    loop {
+        let req = v1::ControlledShutdownRequest {
+            broker_id: state.me.get(),
+            broker_epoch: state.broker_epoch(),
+        };
+        let resp = state
+            .control
+            .call(Duration::from_secs(5), |ch| async move {
+                ControlClient::broker(ch)
+                    .controlled_shutdown(req)
+                    .await
+                    .map(|r| r.into_inner())
+            })
+            .await;
+        match resp {
+            Ok(r) if r.error.as_ref().is_none_or(|e| e.code == 0) => {
+                if r.remaining_leaderships == 0 {
+                    tracing::info!("controlled shutdown: no leaderships left");
+                    return;
+                }
+                tracing::info!(
+                    remaining = r.remaining_leaderships,
+                    "controlled shutdown: waiting for leaderships to move"
+                );
+            }
+            Ok(r) => {
+                tracing::warn!(reason = ?r.error.map(|e| e.message), "controlled shutdown refused");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "controlled shutdown: coordinators unreachable");
+                return;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("controlled shutdown timed out; exiting with leaderships left");
+            return;
+        }
+        // Wait for the next metadata change (leaderships moving) rather than a fixed pause.
+        let me = state.me;
+        state
+            .wait_for_view(Duration::from_millis(500), |v| {
+                v.topics
+                    .values()
+                    .flat_map(|t| t.partitions.iter())
+                    .all(|p| p.leader != Some(me))
+            })
+            .await;
+    }
+}
