@@ -1,4 +1,5 @@
-//! `weir dev`: the local mode, one process with a broker and its data in a local folder.
+//! `weir dev`: the local mode. One process runs a coordinator (a one-voter quorum) and one
+//! broker, or `--brokers N` brokers on consecutive ports, with data in a local folder.
 
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -6,15 +7,20 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
-    /// Where Weir keeps its data.
+    /// Where Weir keeps its data (`coordinator/` and one `broker-N/` per broker).
     #[arg(long, env = "WEIR_DATA_DIR", default_value = "./weir-data")]
     pub data_dir: PathBuf,
-    /// Address of the Kafka listener.
+    /// Address of the (first) broker's Kafka listener; broker N listens on port + N - 1.
     #[arg(long, env = "WEIR_KAFKA_ADDR", default_value = "127.0.0.1:9092")]
     pub kafka_addr: SocketAddr,
-    /// The `host:port` clients are told to connect to (defaults to the listener's address).
+    /// The `host:port` clients are told to connect to (one broker only; defaults to the
+    /// listener's address).
     #[arg(long, env = "WEIR_ADVERTISED_KAFKA_ADDR")]
     pub advertised_kafka_addr: Option<String>,
+    /// Brokers to run in this process (a local cluster for experiments).
+    #[arg(long, env = "WEIR_DEV_BROKERS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=9))]
+    pub brokers: u16,
     /// Partitions of auto-created topics (`num.partitions`).
     #[arg(long, env = "WEIR_DEFAULT_PARTITIONS", default_value_t = 1,
           value_parser = clap::value_parser!(i32).range(1..=10_000))]
@@ -31,32 +37,96 @@ pub struct DevArgs {
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let mut config = weir_broker::BrokerConfig::new(args.data_dir.clone(), args.kafka_addr);
-    config.advertised_kafka_addr = args.advertised_kafka_addr;
-    config.default_partitions = args.default_partitions;
-    config.auto_create_topics = args.auto_create_topics;
-    config.log_defaults.flush_messages = args.flush_messages;
-    config.log_defaults.flush_ms = args.flush_ms;
-
-    let broker = weir_broker::Broker::start(config)
+    if args.brokers > 1 && args.advertised_kafka_addr.is_some() {
+        anyhow::bail!("--advertised-kafka-addr applies to a single broker; drop it or use --brokers 1");
+    }
+    let brokers = usize::from(args.brokers);
+    let coordinator = weir_coordinator::CoordinatorConfig {
+        id: 1,
+        data_dir: args.data_dir.join("coordinator"),
+        listen: "127.0.0.1:0".to_string(),
+        // New topics are replicated over every local broker, up to three.
+        default_replication_factor: brokers.min(3) as i32,
+        default_partitions: args.default_partitions,
+        ..Default::default()
+    };
+    let coordinator = weir_coordinator::start(coordinator)
         .await
-        .with_context(|| format!("starting Weir with data in {}", args.data_dir.display()))?;
-    let addr = broker.advertised_addr();
+        .with_context(|| format!("starting the coordinator with data in {}", args.data_dir.display()))?;
+    let coordinator_addr = coordinator.local_addr().to_string();
+
+    let mut started = Vec::new();
+    for i in 0..brokers {
+        let mut addr = args.kafka_addr;
+        addr.set_port(
+            args.kafka_addr
+                .port()
+                .checked_add(i as u16)
+                .context("--kafka-addr port too high for this many brokers")?,
+        );
+        let mut config =
+            weir_broker::BrokerConfig::new(args.data_dir.join(format!("broker-{}", i + 1)), addr);
+        config.node_id = i as i32 + 1;
+        config.coordinators = vec![coordinator_addr.clone()];
+        config.advertised_kafka_addr = args.advertised_kafka_addr.clone();
+        config.default_partitions = args.default_partitions;
+        config.auto_create_topics = args.auto_create_topics;
+        config.log_defaults.flush_messages = args.flush_messages;
+        config.log_defaults.flush_ms = args.flush_ms;
+        config.controlled_shutdown_timeout_ms = 5_000;
+        let broker = weir_broker::Broker::start(config)
+            .await
+            .with_context(|| format!("starting broker {} on {addr}", i + 1))?;
+        started.push(broker);
+    }
+    let addrs: Vec<String> = started.iter().map(|b| b.advertised_addr()).collect();
+    let bootstrap = addrs.join(",");
+    if brokers == 1 {
+        eprintln!(
+            "Weir is running (local mode: one coordinator and one broker, data in {})",
+            args.data_dir.display()
+        );
+    } else {
+        eprintln!(
+            "Weir is running (local cluster: one coordinator and {brokers} brokers, data in {})",
+            args.data_dir.display()
+        );
+    }
+    eprintln!("  Kafka listener(s): {bootstrap}");
+    eprintln!("  coordinator (gRPC): {coordinator_addr}");
+    eprintln!("  try:  kcat -b {} -L", addrs[0]);
     eprintln!(
-        "Weir is running (local mode: one broker, data in {})",
-        args.data_dir.display()
-    );
-    eprintln!("  Kafka listener: {addr}");
-    eprintln!("  try:  kcat -b {addr} -L");
-    eprintln!(
-        "        weir produce -t demo --brokers {addr}   (then: weir consume -t demo --brokers {addr} --from beginning)"
+        "        weir produce -t demo --brokers {}   (then: weir consume -t demo --brokers {} --from beginning)",
+        addrs[0], addrs[0]
     );
     eprintln!("  Ctrl-C stops it.");
-    broker
-        // Ctrl-C or SIGTERM: stop accepting, finish in-flight requests, flush and close logs.
-        .serve(crate::client::shutdown_signal())
-        .await
-        .context("serving the Kafka listener")?;
+
+    // Ctrl-C or SIGTERM: every broker stops accepting, hands over leaderships, flushes and
+    // closes its logs; then the coordinator stops.
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut tasks = Vec::new();
+    for broker in started {
+        let mut rx = stop_tx.subscribe();
+        tasks.push(tokio::spawn(async move {
+            broker
+                .serve(async move {
+                    let _ = rx.recv().await;
+                })
+                .await
+        }));
+    }
+    crate::client::shutdown_signal().await;
+    let _ = stop_tx.send(());
+    let mut result = Ok(());
+    for task in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(anyhow::Error::new(e).context("serving the Kafka listener")),
+            Err(e) => result = Err(anyhow::Error::new(e).context("broker task")),
+        }
+    }
+    coordinator.shutdown().await;
+    result?;
     eprintln!("Weir stopped cleanly.");
     Ok(())
 }

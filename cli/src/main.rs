@@ -16,6 +16,7 @@
 
 mod bench;
 mod client;
+mod cluster;
 mod config;
 mod consume;
 mod dev;
@@ -76,8 +77,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run Weir locally: one broker in this process, data in a local folder.
+    /// Run Weir locally: a coordinator and one broker (or --brokers N) in this process, data
+    /// in a local folder.
     Dev(dev::DevArgs),
+    /// Describe the cluster: brokers, leaders, under-replicated and offline partitions.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Create, list, describe, alter and delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -121,6 +126,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
             Command::Topic(command) => Ok(topic::run(&connection, output, command).await?),
+            Command::Cluster(command) => Ok(cluster::run(&connection, output, command).await?),
             Command::Produce(args) => Ok(produce::run(&connection, output, args).await?),
             Command::Consume(args) => Ok(consume::run(&connection, output, args).await?),
             Command::Bench(command) => Ok(bench::run(&connection, output, command).await?),

@@ -187,6 +187,7 @@ async fn describe(admin: &Admin, output: OutputFormat, args: DescribeArgs) -> Re
                         "leader": (p.leader() >= 0).then_some(p.leader()),
                         "replicas": p.replicas(),
                         "isr": p.isr(),
+                        "under_replicated": p.isr().len() < p.replicas().len(),
                         "error": p.error().map(|e| RDKafkaErrorCode::from(e).to_string()),
                     })
                 })
@@ -217,7 +218,14 @@ async fn describe(admin: &Admin, output: OutputFormat, args: DescribeArgs) -> Re
                 partitions.len(),
                 replication_factor(topic)
             );
-            let mut table = Table::new(vec!["PARTITION", "LEADER", "REPLICAS", "ISR", "ERROR"]);
+            let mut table = Table::new(vec![
+                "PARTITION",
+                "LEADER",
+                "REPLICAS",
+                "ISR",
+                "UNDER-REPLICATED",
+                "ERROR",
+            ]);
             for p in &partitions {
                 table.row(vec![
                     p.id().to_string(),
@@ -228,6 +236,11 @@ async fn describe(admin: &Admin, output: OutputFormat, args: DescribeArgs) -> Re
                     },
                     join_ids(p.replicas()),
                     join_ids(p.isr()),
+                    if p.isr().len() < p.replicas().len() {
+                        "yes".to_string()
+                    } else {
+                        String::new()
+                    },
                     p.error()
                         .map(|e| RDKafkaErrorCode::from(e).to_string())
                         .unwrap_or_default(),
