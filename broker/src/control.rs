@@ -130,8 +130,11 @@ fn channel(addr: &str) -> Result<Channel, ControlError> {
     Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
+        // The metadata watch is a long-lived stream: a paused or cut-off coordinator must be
+        // noticed within seconds, so the broker moves to another one and keeps following.
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(2))
+        .keep_alive_while_idle(true)
         .connect_lazy())
 }
 

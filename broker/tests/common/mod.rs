@@ -15,6 +15,8 @@ use weir_broker::{Broker, BrokerConfig};
 pub struct TestBroker {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
+    /// The one-voter coordinator quorum this broker registers with.
+    coordinator: Option<weir_coordinator::CoordinatorHandle>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -26,8 +28,17 @@ impl TestBroker {
 
     pub async fn start_with(f: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config =
-            BrokerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
+        let coordinator = weir_coordinator::start(weir_coordinator::CoordinatorConfig {
+            data_dir: dir.path().join("coordinator"),
+            ..Default::default()
+        })
+        .await
+        .expect("coordinator starts");
+        let mut config = BrokerConfig::new(
+            dir.path().join("broker"),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        config.coordinators = vec![coordinator.local_addr().to_string()];
         f(&mut config);
         let broker = Broker::start(config).await.expect("broker starts");
         let addr = broker.local_addr();
@@ -43,6 +54,7 @@ impl TestBroker {
         TestBroker {
             addr,
             dir,
+            coordinator: Some(coordinator),
             stop: Some(tx),
             task: Some(task),
         }
@@ -54,6 +66,9 @@ impl TestBroker {
         }
         if let Some(task) = self.task.take() {
             task.await.expect("broker task");
+        }
+        if let Some(c) = self.coordinator.take() {
+            c.shutdown().await;
         }
     }
 
