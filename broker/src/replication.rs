@@ -275,8 +275,11 @@ async fn fetch_from(
         if client.as_ref().is_none_or(|(a, _)| *a != addr) {
             match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
                 Ok(e) => {
+                    // A paused or cut-off leader must not hold a fetch for ever: every call
+                    // has a deadline past the long-poll wait.
                     let ch = e
                         .connect_timeout(Duration::from_millis(500))
+                        .timeout(Duration::from_millis(FETCH_WAIT_MS as u64 + 2_000))
                         .tcp_nodelay(true)
                         .connect_lazy();
                     client = Some((addr.clone(), ReplicationClient::new(ch)));

@@ -415,6 +415,7 @@ impl MetadataState {
             .find(|t| t.id == topic_id)
             .ok_or_else(|| MetadataError::UnknownTopic(topic_id.to_uuid_string()))?;
         let name = topic.name.clone();
+        let unclean = topic.unclean_leader_election();
         let p = partition_of(topic, partition)?;
         self.broker_at(broker, broker_epoch)?;
         if p.leader_epoch != leader_epoch {
@@ -448,9 +449,10 @@ impl MetadataState {
             .as_ref()
             .is_some_and(|r| r.target.iter().all(|b| next.isr.contains(b)))
         {
-            complete_reassignment(&mut next, &self.brokers);
+            complete_reassignment(&mut next, &self.brokers, unclean);
         }
-        let record = self.commit_partition(&name, partition, next);
+        self.commit_partition(&name, partition, next);
+        let record = partition_of(&self.topics[&name], partition)?.clone();
         let mut changes = Changes::default();
         changes.topics.insert(name);
         Ok((Reply::Partition(record), Some(changes)))
@@ -534,11 +536,14 @@ impl MetadataState {
             target: target.to_vec(),
             original,
         });
-        reshape(&mut next, replicas, &self.brokers);
+        let unclean = self.topics[name].unclean_leader_election();
+        reshape(&mut next, replicas, &self.brokers, unclean);
         if target.iter().all(|b| next.isr.contains(b)) {
-            complete_reassignment(&mut next, &self.brokers);
+            complete_reassignment(&mut next, &self.brokers, unclean);
         }
-        self.commit_partition(name, partition, next);
+        if !self.commit_partition(name, partition, next) {
+            return Ok((Reply::Done, None));
+        }
         let mut changes = Changes::default();
         changes.topics.insert(name.clone());
         Ok((Reply::Done, Some(changes)))
@@ -566,8 +571,11 @@ impl MetadataState {
         }
         let mut next = p.clone();
         next.reassignment = None;
-        reshape(&mut next, original, &self.brokers);
-        self.commit_partition(name, partition, next);
+        let unclean = self.topics[name].unclean_leader_election();
+        reshape(&mut next, original, &self.brokers, unclean);
+        if !self.commit_partition(name, partition, next) {
+            return Ok((Reply::Done, None));
+        }
         let mut changes = Changes::default();
         changes.topics.insert(name.clone());
         Ok((Reply::Done, Some(changes)))
@@ -659,14 +667,14 @@ impl MetadataState {
         partition_of(topic, partition)
     }
 
-    /// Replaces a partition's record through [`commit`] and returns the new record. The
+    /// Replaces a partition's record through [`commit`]; returns whether it changed. The
     /// partition must exist (the caller looked it up).
     fn commit_partition(
         &mut self,
         name: &TopicName,
         partition: i32,
         next: PartitionRecord,
-    ) -> PartitionRecord {
+    ) -> bool {
         let p = self
             .topics
             .get_mut(name)
@@ -676,8 +684,7 @@ impl MetadataState {
                     .and_then(|i| t.partitions.get_mut(i))
             })
             .expect("the caller looked the partition up");
-        commit(p, next);
-        p.clone()
+        commit(p, next)
     }
 
     /// A replica list (a partition of an assignment, or a reassignment target): non-empty, no
@@ -786,8 +793,9 @@ fn elect_unclean(p: &mut PartitionRecord, brokers: &Brokers) {
 /// Sets the replicas to `replicas` and the ISR to ISR ∩ `replicas` (in replica order), which
 /// the caller guarantees is non-empty. The leader stays if it is still a replica and live;
 /// otherwise the first live ISR member leads. If there is none, a leader that is still a
-/// replica (one in controlled shutdown) keeps leading, else the partition goes offline.
-fn reshape(p: &mut PartitionRecord, replicas: Vec<BrokerId>, brokers: &Brokers) {
+/// replica (one in controlled shutdown) keeps leading; else, with `unclean` election, the
+/// first live replica leads alone in the ISR; else the partition goes offline.
+fn reshape(p: &mut PartitionRecord, replicas: Vec<BrokerId>, brokers: &Brokers, unclean: bool) {
     p.isr = replicas
         .iter()
         .filter(|b| p.isr.contains(b))
@@ -803,17 +811,20 @@ fn reshape(p: &mut PartitionRecord, replicas: Vec<BrokerId>, brokers: &Brokers) 
         .is_some_and(|l| p.isr.contains(&l) && is_live_in(brokers, l));
     if !keep {
         p.leader = first_live_in_isr(p, brokers).or(p.leader.filter(|l| p.isr.contains(l)));
+        if p.leader.is_none() && unclean {
+            elect_unclean(p, brokers);
+        }
     }
 }
 
 /// Completes a reassignment whose target replicas are all in the ISR: the target becomes the
 /// replica list, the removed replicas leave the ISR, and leadership moves if the leader was
 /// removed.
-fn complete_reassignment(p: &mut PartitionRecord, brokers: &Brokers) {
+fn complete_reassignment(p: &mut PartitionRecord, brokers: &Brokers, unclean: bool) {
     let Some(reassignment) = p.reassignment.take() else {
         return;
     };
-    reshape(p, reassignment.target, brokers);
+    reshape(p, reassignment.target, brokers, unclean);
 }
 
 /// Replaces `current` with `next` if they differ, bumping the partition epoch, and the leader
