@@ -1,0 +1,46 @@
+//! The coordinator's errors, and the one place a broken environment stops the process.
+
+use std::path::PathBuf;
+
+/// Why a coordinator could not start (or stopped).
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Raft log store: {0}")]
+    LogStore(#[from] crate::store::log::OpenError),
+    #[error("snapshot in {path}: {source}")]
+    Snapshot {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("binding the gRPC listener on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("starting Raft: {0}")]
+    Raft(String),
+}
+
+/// Stops the process on a broken environment (an fsync or a durable commit failed): Raft's
+/// promises rest on the disk, so carrying on could lose committed metadata.
+pub fn fatal(context: &str, e: &dyn std::error::Error) -> ! {
+    let mut msg = format!("fatal: {context}: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    tracing::error!("{msg}");
+    eprintln!("{msg}");
+    std::process::exit(70)
+}

@@ -1,0 +1,264 @@
+//! Weir's coordinator: the cluster's metadata quorum.
+//!
+//! One, three or five coordinators replicate [`weir_metadata::Command`]s with Raft (openraft)
+//! and apply them to [`weir_metadata::MetadataState`]. Brokers register, heartbeat and watch
+//! the metadata through the `BrokerControl` gRPC service; the CLI and the operator use
+//! `Admin`; coordinators talk to each other through `Raft`.
+//!
+//! ```text
+//!  broker ─gRPC─▶ BrokerControl ─┐                 ┌─▶ Raft.Forward ─▶ leader's Core
+//!  CLI    ─gRPC─▶ Admin ─────────┼─▶ Core::write ──┤   (when this coordinator follows)
+//!                                │                 └─▶ raft.client_write ─▶ log (redb, fsync)
+//!                                │                                            │ commit
+//!  Watch stream ◀── broadcast ◀──┴── state machine: MetadataState::apply ◀────┘
+//!                                        │ every --snapshot-every entries
+//!                                        ▼
+//!                                   snapshot.json (log before it purged)
+//! ```
+//!
+//! Modules:
+//! - [`config`]: [`CoordinatorConfig`], its checks, and the limits.
+//! - `types`: the Raft type configuration and the forwarded-request messages (JSON; see there
+//!   why).
+//! - `store`: the Raft log in redb and the in-memory state machine with its snapshot file.
+//! - `network`: Raft over gRPC, and the shared channels to peers.
+//! - `core`: what the services share: where a request runs (forwarding to the leader),
+//!   heartbeats, quorum changes, the leader's periodic duties.
+//! - `leases`: broker leases (leader only), pure.
+//! - `convert`: metadata records to protobuf messages.
+//! - `service`: the three gRPC services.
+//! - [`error`]: [`CoordinatorError`], and the exit on a broken disk.
+
+pub mod config;
+mod convert;
+mod core;
+pub mod error;
+mod leases;
+mod network;
+mod service;
+mod store;
+mod types;
+
+pub use config::{CoordinatorConfig, parse_peers};
+pub use error::CoordinatorError;
+pub use types::NodeId;
+
+use crate::core::Core;
+use crate::network::{NetworkFactory, PeerChannels};
+use crate::store::log::LogStore;
+use crate::store::state_machine::StateMachineStore;
+use openraft::error::{InitializeError, RaftError};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+use tracing::{info, warn};
+use weir_proto::v1::admin_server::AdminServer;
+use weir_proto::v1::broker_control_server::BrokerControlServer;
+use weir_proto::v1::raft_server::RaftServer;
+
+/// How long shutdown waits for in-flight gRPC requests before dropping them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A running coordinator.
+#[derive(Debug)]
+pub struct CoordinatorHandle {
+    core: Arc<Core>,
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    duties: JoinHandle<()>,
+}
+
+impl CoordinatorHandle {
+    /// The address the gRPC server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// This coordinator's id.
+    pub fn id(&self) -> NodeId {
+        self.core.id
+    }
+
+    /// Whether this coordinator is the Raft leader now.
+    pub fn is_leader(&self) -> bool {
+        self.core.is_leader()
+    }
+
+    /// The Raft leader this coordinator knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.core.leader()
+    }
+
+    /// Stops serving, stops Raft, and waits (a bounded time) for in-flight requests.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.duties.abort();
+        if let Err(e) = self.core.raft.shutdown().await {
+            warn!(error = %e, "Raft did not stop cleanly");
+        }
+        let mut server = self.server;
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(error = %e, "gRPC server stopped with an error"),
+            Ok(Err(e)) => warn!(error = %e, "gRPC server task failed"),
+            Err(_) => {
+                warn!("in-flight gRPC requests did not finish in time; dropping them");
+                server.abort();
+            }
+        }
+        info!(id = self.core.id, "coordinator stopped");
+    }
+}
+
+/// Starts a coordinator: binds `config.listen`, then as [`start_with_listener`].
+pub async fn start(config: CoordinatorConfig) -> Result<CoordinatorHandle, CoordinatorError> {
+    config.validate()?;
+    let listener =
+        TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| CoordinatorError::Bind {
+                addr: config.listen.clone(),
+                source,
+            })?;
+    start_with_listener(config, listener).await
+}
+
+/// Starts a coordinator on an already bound listener (`config.listen` is then ignored): opens
+/// the data directory (recovering from the snapshot and the log), starts Raft and the gRPC
+/// server, and on a fresh data directory bootstraps the initial voters unless `join` is set.
+pub async fn start_with_listener(
+    config: CoordinatorConfig,
+    listener: TcpListener,
+) -> Result<CoordinatorHandle, CoordinatorError> {
+    config.validate()?;
+    let id = config.id;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| CoordinatorError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+    let advertised = config
+        .advertised_addr
+        .clone()
+        .unwrap_or_else(|| local_addr.to_string());
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| CoordinatorError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+
+    let log_store = LogStore::open(&config.data_dir)?;
+    let state_machine =
+        StateMachineStore::open(&config.data_dir).map_err(|source| CoordinatorError::Snapshot {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+    let data = state_machine.shared();
+    let applied_tx = state_machine.applied_sender();
+    let channels = PeerChannels::default();
+    let raft_config = config
+        .raft_config()
+        .validate()
+        .map_err(|e| CoordinatorError::Raft(e.to_string()))?;
+    let raft = openraft::Raft::new(
+        id,
+        Arc::new(raft_config),
+        NetworkFactory {
+            channels: channels.clone(),
+        },
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| CoordinatorError::Raft(e.to_string()))?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let core = Arc::new(Core::new(
+        id,
+        raft.clone(),
+        config.clone(),
+        data,
+        applied_tx,
+        channels,
+        shutdown_rx.clone(),
+    ));
+
+    let max = config::GRPC_MESSAGE_BYTES_MAX;
+    let raft_service = RaftServer::new(service::raft::RaftService { core: core.clone() })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let broker_service = BrokerControlServer::new(service::broker_control::BrokerControlService {
+        core: core.clone(),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let admin_service = AdminServer::new(service::admin::AdminService { core: core.clone() })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut stop = shutdown_rx;
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(raft_service)
+            .add_service(broker_service)
+            .add_service(admin_service)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }),
+    );
+
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| CoordinatorError::Raft(e.to_string()))?;
+    if config.join {
+        if !initialized {
+            info!(
+                id,
+                addr = %advertised,
+                "waiting to be added to the quorum (Admin AddCoordinator id={id} addr={advertised})"
+            );
+        }
+    } else if !initialized {
+        let mut peers = config.peers.clone();
+        if peers.is_empty() {
+            peers.insert(id, advertised.clone());
+        }
+        info!(id, voters = ?peers, "bootstrapping the quorum");
+        match raft.initialize(core::voters(&peers)).await {
+            Ok(()) => {}
+            // Another voter initialised first and this one already heard from it.
+            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
+                info!(reason = %e, "quorum already initialised")
+            }
+            Err(e) => return Err(CoordinatorError::Raft(e.to_string())),
+        }
+    }
+    let duties = tokio::spawn(core.clone().run_leader_duties());
+    info!(id, addr = %local_addr, advertised = %advertised, "coordinator listening");
+    Ok(CoordinatorHandle {
+        core,
+        local_addr,
+        shutdown: shutdown_tx,
+        server,
+        duties,
+    })
+}
+
+/// Runs a coordinator until `shutdown` completes, then stops it cleanly.
+pub async fn run(
+    config: CoordinatorConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CoordinatorError> {
+    let handle = start(config).await?;
+    shutdown.await;
+    info!("shutting down");
+    handle.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,518 @@
+//! The `weir.v1.Admin` service: topics, configs, reassignments, leader elections and the
+//! quorum's membership.
+//!
+//! The coordinator that receives a request turns it into a [`Command`] from its local state
+//! (placement, the full new config map), then proposes it through the leader. The state
+//! machine checks the command again when it is applied, so a proposal built from a state a
+//! few entries old is refused rather than applied wrongly (a topic created twice is
+//! TOPIC_ALREADY_EXISTS). `validate_only` applies the command to a copy of the local state.
+
+use crate::convert;
+use crate::core::Core;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+use tracing::info;
+use weir_metadata::{Command, MetadataError, MetadataState, Reply, placement};
+use weir_model::limits::PARTITIONS_PER_TOPIC_MAX;
+use weir_model::topic_config::{self, ConfigError};
+use weir_model::{BrokerId, TopicId, TopicName};
+use weir_proto::v1 as pb;
+use weir_proto::v1::admin_server::Admin;
+
+#[derive(Debug)]
+pub struct AdminService {
+    pub core: Arc<Core>,
+}
+
+/// A refusal before anything is proposed: a Kafka code and a message.
+type Refusal = Option<pb::Error>;
+
+fn config_refusal(e: &ConfigError) -> Refusal {
+    convert::error(convert::INVALID_CONFIG, e.to_string())
+}
+
+fn topic_name(name: &str) -> Result<TopicName, Refusal> {
+    TopicName::new(name)
+        .map_err(|e| convert::error(convert::INVALID_TOPIC_EXCEPTION, e.to_string()))
+}
+
+fn assignment(lists: &[pb::ReplicaList]) -> Vec<Vec<BrokerId>> {
+    lists
+        .iter()
+        .map(|l| l.replicas.iter().map(|b| BrokerId(*b)).collect())
+        .collect()
+}
+
+fn unexpected(reply: Reply) -> Status {
+    Status::internal(format!(
+        "unexpected reply from the state machine: {reply:?}"
+    ))
+}
+
+/// Applies `command` to a copy of `state`, as validate_only asks.
+fn dry_run(state: &MetadataState, index: u64, command: &Command) -> Result<Reply, MetadataError> {
+    state.clone().apply(index, command).map(|(reply, _)| reply)
+}
+
+impl AdminService {
+    /// Applies `command` to a copy of the local state at the next log index.
+    fn validate(&self, command: &Command) -> Result<Reply, MetadataError> {
+        self.core.read(|d| {
+            let next = d.last_applied.map_or(1, |l| l.index + 1);
+            dry_run(&d.state, next, command)
+        })
+    }
+
+    /// Builds the CreateTopic command, or the refusal.
+    fn create_topic_command(&self, r: &pb::CreateTopicRequest) -> Result<Command, Refusal> {
+        let name = topic_name(&r.name)?;
+        let configs = topic_config::validate_all(
+            r.configs
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+        )
+        .map_err(|e| config_refusal(&e))?;
+        let assignment = if !r.assignment.is_empty() {
+            assignment(&r.assignment)
+        } else {
+            // Both -1 (Kafka's "default") and 0 (proto3's unset) mean the cluster default.
+            let partitions = match r.partitions {
+                -1 | 0 => self.core.config.default_partitions,
+                p if p < 1 || p > PARTITIONS_PER_TOPIC_MAX => {
+                    return Err(convert::error(
+                        convert::INVALID_PARTITIONS,
+                        format!(
+                            "{p} partitions; allowed are 1 to {PARTITIONS_PER_TOPIC_MAX}, or -1 for the default"
+                        ),
+                    ));
+                }
+                p => p,
+            };
+            let replication_factor = match r.replication_factor {
+                -1 | 0 => self.core.config.default_replication_factor,
+                rf if rf < 1 => {
+                    return Err(convert::error(
+                        convert::INVALID_REPLICATION_FACTOR,
+                        format!(
+                            "replication factor {rf}; it must be at least 1, or -1 for the default"
+                        ),
+                    ));
+                }
+                rf => rf,
+            };
+            let placed = self.core.state(|s| {
+                placement::assign(
+                    &s.live_brokers(),
+                    partitions,
+                    replication_factor,
+                    s.topics.len(),
+                )
+            });
+            placed.map_err(|e| convert::metadata_error(&e))?
+        };
+        Ok(Command::CreateTopic {
+            name,
+            id: TopicId(*uuid::Uuid::new_v4().as_bytes()),
+            assignment,
+            configs,
+        })
+    }
+
+    fn create_partitions_command(
+        &self,
+        r: &pb::CreatePartitionsRequest,
+    ) -> Result<Command, Refusal> {
+        let name = topic_name(&r.name)?;
+        let current = self.core.state(|s| {
+            s.topic(&name)
+                .map(|t| (t.partitions.len(), t.replication_factor()))
+        });
+        let Some((current, replication_factor)) = current else {
+            return Err(convert::metadata_error(&MetadataError::UnknownTopic(
+                name.to_string(),
+            )));
+        };
+        let count = usize::try_from(r.count).unwrap_or(0);
+        if count <= current {
+            return Err(convert::error(
+                convert::INVALID_PARTITIONS,
+                format!(
+                    "topic '{name}' has {current} partitions; the new count {} must be larger",
+                    r.count
+                ),
+            ));
+        }
+        let adding = count - current;
+        let assignment = if !r.assignment.is_empty() {
+            if r.assignment.len() != adding {
+                return Err(convert::metadata_error(
+                    &MetadataError::InvalidReplicaAssignment(format!(
+                        "{} replica lists for {adding} new partitions",
+                        r.assignment.len()
+                    )),
+                ));
+            }
+            assignment(&r.assignment)
+        } else {
+            let rf = i32::try_from(replication_factor).unwrap_or(i32::MAX);
+            let adding = i32::try_from(adding).unwrap_or(i32::MAX);
+            self.core
+                .state(|s| placement::assign(&s.live_brokers(), adding, rf, current))
+                .map_err(|e| convert::metadata_error(&e))?
+        };
+        Ok(Command::CreatePartitions { name, assignment })
+    }
+
+    fn alter_configs_command(
+        &self,
+        r: &pb::AlterConfigsRequest,
+    ) -> Result<(Command, BTreeMap<String, String>), Refusal> {
+        let name = topic_name(&r.name)?;
+        let set =
+            topic_config::validate_all(r.set.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))))
+                .map_err(|e| config_refusal(&e))?;
+        for key in &r.delete {
+            // Deleting a key needs only the key to be known.
+            if let Err(e @ ConfigError::UnknownKey { .. }) = topic_config::validate(key, "") {
+                return Err(config_refusal(&e));
+            }
+        }
+        let current = self
+            .core
+            .state(|s| s.topic(&name).map(|t| t.configs.clone()));
+        let Some(current) = current else {
+            return Err(convert::metadata_error(&MetadataError::UnknownTopic(
+                name.to_string(),
+            )));
+        };
+        let configs = if r.replace {
+            set
+        } else {
+            let mut next = current;
+            for key in &r.delete {
+                next.remove(key);
+            }
+            next.extend(set);
+            next
+        };
+        Ok((
+            Command::AlterConfigs {
+                name,
+                configs: configs.clone(),
+            },
+            configs,
+        ))
+    }
+
+    fn coordinators(&self) -> Vec<pb::Coordinator> {
+        self.core
+            .coordinators()
+            .into_iter()
+            .map(|(id, addr, voter)| pb::Coordinator {
+                id: i32::try_from(id).unwrap_or(i32::MAX),
+                addr,
+                voter,
+            })
+            .collect()
+    }
+}
+
+fn coordinator_id(id: i32) -> Result<u64, Status> {
+    u64::try_from(id).map_err(|_| {
+        Status::invalid_argument(format!(
+            "coordinator id {id} is negative; ids are 0 or more"
+        ))
+    })
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_topic(
+        &self,
+        request: Request<pb::CreateTopicRequest>,
+    ) -> Result<Response<pb::CreateTopicResponse>, Status> {
+        let r = request.into_inner();
+        let refused = |error| {
+            Ok(Response::new(pb::CreateTopicResponse {
+                error,
+                topic: None,
+            }))
+        };
+        let command = match self.create_topic_command(&r) {
+            Ok(c) => c,
+            Err(e) => return refused(e),
+        };
+        let Command::CreateTopic {
+            name,
+            id,
+            assignment,
+            configs,
+        } = &command
+        else {
+            return Err(Status::internal("CreateTopic built another command"));
+        };
+        if r.validate_only {
+            if let Err(e) = self.validate(&command) {
+                return refused(convert::metadata_error(&e));
+            }
+            // What the topic would look like, leaders not yet elected.
+            let topic = pb::Topic {
+                name: name.to_string(),
+                id: id.to_uuid_string(),
+                configs: configs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                partitions: assignment
+                    .iter()
+                    .zip(0..)
+                    .map(|(replicas, i)| pb::Partition {
+                        partition: i,
+                        replicas: replicas.iter().map(|b| b.get()).collect(),
+                        leader: -1,
+                        ..Default::default()
+                    })
+                    .collect(),
+            };
+            return Ok(Response::new(pb::CreateTopicResponse {
+                error: None,
+                topic: Some(topic),
+            }));
+        }
+        let name = name.clone();
+        match self.core.write(command).await?.result {
+            Ok(Reply::TopicCreated { id }) => {
+                info!(topic = %name, id = %id.to_uuid_string(), "topic created");
+                let topic = self.core.state(|s| s.topic(&name).map(convert::topic));
+                Ok(Response::new(pb::CreateTopicResponse {
+                    error: None,
+                    topic,
+                }))
+            }
+            Ok(other) => Err(unexpected(other)),
+            Err(e) => refused(convert::metadata_error(&e)),
+        }
+    }
+
+    async fn delete_topic(
+        &self,
+        request: Request<pb::DeleteTopicRequest>,
+    ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        let r = request.into_inner();
+        let refused = |error| {
+            Ok(Response::new(pb::DeleteTopicResponse {
+                error,
+                topic_id: String::new(),
+            }))
+        };
+        let name = match topic_name(&r.name) {
+            Ok(n) => n,
+            Err(e) => return refused(e),
+        };
+        match self
+            .core
+            .write(Command::DeleteTopic { name: name.clone() })
+            .await?
+            .result
+        {
+            Ok(Reply::TopicDeleted { id }) => {
+                info!(topic = %name, "topic deleted");
+                Ok(Response::new(pb::DeleteTopicResponse {
+                    error: None,
+                    topic_id: id.to_uuid_string(),
+                }))
+            }
+            Ok(other) => Err(unexpected(other)),
+            Err(e) => refused(convert::metadata_error(&e)),
+        }
+    }
+
+    async fn create_partitions(
+        &self,
+        request: Request<pb::CreatePartitionsRequest>,
+    ) -> Result<Response<pb::CreatePartitionsResponse>, Status> {
+        let r = request.into_inner();
+        let command = match self.create_partitions_command(&r) {
+            Ok(c) => c,
+            Err(error) => return Ok(Response::new(pb::CreatePartitionsResponse { error })),
+        };
+        let result = if r.validate_only {
+            self.validate(&command)
+        } else {
+            self.core.write(command).await?.result
+        };
+        let error = result.err().and_then(|e| convert::metadata_error(&e));
+        Ok(Response::new(pb::CreatePartitionsResponse { error }))
+    }
+
+    async fn alter_configs(
+        &self,
+        request: Request<pb::AlterConfigsRequest>,
+    ) -> Result<Response<pb::AlterConfigsResponse>, Status> {
+        let r = request.into_inner();
+        let refused = |error| {
+            Ok(Response::new(pb::AlterConfigsResponse {
+                error,
+                configs: Default::default(),
+            }))
+        };
+        let (command, configs) = match self.alter_configs_command(&r) {
+            Ok(c) => c,
+            Err(e) => return refused(e),
+        };
+        let result = if r.validate_only {
+            self.validate(&command)
+        } else {
+            self.core.write(command).await?.result
+        };
+        match result {
+            Ok(_) => Ok(Response::new(pb::AlterConfigsResponse {
+                error: None,
+                configs: configs.into_iter().collect(),
+            })),
+            Err(e) => refused(convert::metadata_error(&e)),
+        }
+    }
+
+    async fn describe_cluster(
+        &self,
+        _request: Request<pb::DescribeClusterRequest>,
+    ) -> Result<Response<pb::DescribeClusterResponse>, Status> {
+        let mut response = self.core.state(|s| pb::DescribeClusterResponse {
+            cluster_id: s.cluster_id.clone(),
+            version: s.version as i64,
+            brokers: s.brokers.values().map(convert::broker).collect(),
+            topics: s.topics.values().map(convert::topic).collect(),
+            coordinator_leader: -1,
+            coordinators: Vec::new(),
+        });
+        response.coordinator_leader = self.core.leader_wire();
+        response.coordinators = self.coordinators();
+        Ok(Response::new(response))
+    }
+
+    async fn reassign_partition(
+        &self,
+        request: Request<pb::ReassignPartitionRequest>,
+    ) -> Result<Response<pb::ReassignPartitionResponse>, Status> {
+        let r = request.into_inner();
+        let name = match topic_name(&r.topic) {
+            Ok(n) => n,
+            Err(error) => return Ok(Response::new(pb::ReassignPartitionResponse { error })),
+        };
+        let command = Command::Reassign {
+            name,
+            partition: r.partition,
+            target: r.replicas.iter().map(|b| BrokerId(*b)).collect(),
+        };
+        let error = self
+            .core
+            .write(command)
+            .await?
+            .result
+            .err()
+            .and_then(|e| convert::metadata_error(&e));
+        Ok(Response::new(pb::ReassignPartitionResponse { error }))
+    }
+
+    async fn cancel_reassignment(
+        &self,
+        request: Request<pb::CancelReassignmentRequest>,
+    ) -> Result<Response<pb::CancelReassignmentResponse>, Status> {
+        let r = request.into_inner();
+        let name = match topic_name(&r.topic) {
+            Ok(n) => n,
+            Err(error) => return Ok(Response::new(pb::CancelReassignmentResponse { error })),
+        };
+        let command = Command::CancelReassignment {
+            name,
+            partition: r.partition,
+        };
+        let error = self
+            .core
+            .write(command)
+            .await?
+            .result
+            .err()
+            .and_then(|e| convert::metadata_error(&e));
+        Ok(Response::new(pb::CancelReassignmentResponse { error }))
+    }
+
+    async fn list_reassignments(
+        &self,
+        _request: Request<pb::ListReassignmentsRequest>,
+    ) -> Result<Response<pb::ListReassignmentsResponse>, Status> {
+        let reassignments = self.core.state(|s| {
+            s.reassignments()
+                .into_iter()
+                .map(|(topic, partition, p)| {
+                    let pb = convert::partition(partition, p);
+                    pb::Reassignment {
+                        topic: topic.to_string(),
+                        partition,
+                        replicas: pb.replicas,
+                        adding_replicas: pb.adding_replicas,
+                        removing_replicas: pb.removing_replicas,
+                    }
+                })
+                .collect()
+        });
+        Ok(Response::new(pb::ListReassignmentsResponse {
+            reassignments,
+        }))
+    }
+
+    async fn elect_leaders(
+        &self,
+        request: Request<pb::ElectLeadersRequest>,
+    ) -> Result<Response<pb::ElectLeadersResponse>, Status> {
+        let r = request.into_inner();
+        let mut partitions = Vec::with_capacity(r.partitions.len());
+        for p in &r.partitions {
+            let name = TopicName::new(p.topic.as_str())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            partitions.push((name, p.partition));
+        }
+        let command = Command::ElectPreferredLeaders { partitions };
+        match self.core.write(command).await?.result {
+            Ok(Reply::Elected(n)) => Ok(Response::new(pb::ElectLeadersResponse {
+                elected: i32::try_from(n).unwrap_or(i32::MAX),
+            })),
+            Ok(other) => Err(unexpected(other)),
+            Err(e @ (MetadataError::UnknownTopic(_) | MetadataError::UnknownPartition { .. })) => {
+                Err(Status::not_found(e.to_string()))
+            }
+            Err(e) => Err(Status::invalid_argument(e.to_string())),
+        }
+    }
+
+    async fn add_coordinator(
+        &self,
+        request: Request<pb::AddCoordinatorRequest>,
+    ) -> Result<Response<pb::ChangeQuorumResponse>, Status> {
+        let r = request.into_inner();
+        let id = coordinator_id(r.id)?;
+        if crate::config::parse_peers(&format!("{id}={}", r.addr)).is_err() {
+            return Err(Status::invalid_argument(format!(
+                "coordinator address {:?} is not HOST:PORT",
+                r.addr
+            )));
+        }
+        self.core.add_coordinator(id, r.addr).await?;
+        Ok(Response::new(pb::ChangeQuorumResponse {
+            coordinators: self.coordinators(),
+        }))
+    }
+
+    async fn remove_coordinator(
+        &self,
+        request: Request<pb::RemoveCoordinatorRequest>,
+    ) -> Result<Response<pb::ChangeQuorumResponse>, Status> {
+        let id = coordinator_id(request.into_inner().id)?;
+        self.core.remove_coordinator(id).await?;
+        Ok(Response::new(pb::ChangeQuorumResponse {
+            coordinators: self.coordinators(),
+        }))
+    }
+}
