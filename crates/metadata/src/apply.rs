@@ -273,6 +273,9 @@ impl MetadataState {
         for topic in self.topics.values_mut() {
             let mut changed = false;
             for p in &mut topic.partitions {
+                if p.leader != Some(id) && !p.isr.contains(&id) {
+                    continue;
+                }
                 let mut next = p.clone();
                 if next.leader == Some(id) {
                     // `id` is no longer live, so this never picks it.

@@ -10,16 +10,22 @@
 //! and the next free block of producer ids.
 //!
 //! The rules it enforces (Kafka's KRaft controller rules):
-//! - A leader is always a member of the ISR; a fenced or shutting-down broker leads nothing and
-//!   is removed from every ISR it was in (unless it is the last member: then the partition goes
-//!   offline, leader `None`, and keeps that member as its ISR so it can come back as leader
-//!   without losing anything).
+//! - A leader is always a member of the ISR, the ISR a non-empty subset of the replicas.
+//! - A fenced broker (lease expired, or restarted: a new incarnation lost its memory) leads
+//!   nothing and leaves every ISR it was in, unless it is the last member: then the partition
+//!   goes offline, leader `None`, and keeps that member as its ISR so it can come back as
+//!   leader without losing anything (when it unfences).
+//! - A broker in controlled shutdown hands its leaderships to live ISR members and leaves the
+//!   ISRs; where no other ISR member is live it keeps leading until a retry can move it.
 //! - Every leader change bumps the leader epoch; every change to a partition's record bumps the
-//!   partition epoch.
+//!   partition epoch, by exactly one per command.
 //! - New leaders come only from the ISR, unless the topic sets
-//!   `unclean.leader.election.enable=true`.
-//! - AlterPartition is fenced by broker epoch, leader epoch and partition epoch.
-
+//!   `unclean.leader.election.enable=true`; no partition stays offline while it has a live
+//!   candidate.
+//! - AlterPartition is fenced by broker epoch, leader epoch and partition epoch, and only the
+//!   leader grows an ISR, with live replicas.
+//! - A reassignment runs with the union of the old and target replicas, and completes once
+//!   every target replica is in the ISR.
 //!
 //! Modules:
 //! - `state`: the types ([`MetadataState`], [`Command`], [`Reply`], [`Changes`],

@@ -82,10 +82,15 @@ pub struct MetadataState {
 /// decided by the proposer and carried here.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// The first entry of a new cluster.
+    /// The first entry of a new cluster. Repeating it with the same id is a no-op; another id
+    /// is refused (AlreadyInitialised).
     InitCluster {
         cluster_id: String,
     },
+    /// A broker process starts. A new broker, or a new incarnation of a known one, gets the
+    /// command's log index as its epoch and starts fenced (a restarted one is first taken out
+    /// of its leaderships and ISRs, as FenceBroker does); the same incarnation again is a
+    /// no-op. Replies BrokerRegistered with the current epoch.
     RegisterBroker {
         id: BrokerId,
         kafka_addr: String,
@@ -93,17 +98,20 @@ pub enum Command {
         rack: Option<String>,
         incarnation: String,
     },
-    /// A broker's lease expired (proposed by the Raft leader, which tracks heartbeats).
+    /// A broker's lease expired (proposed by the Raft leader, which tracks heartbeats). A stale
+    /// epoch or an already fenced broker is a no-op.
     FenceBroker {
         id: BrokerId,
         epoch: BrokerEpoch,
     },
-    /// A registered broker heartbeats again and has caught up with the metadata.
+    /// A registered broker heartbeats again and has caught up with the metadata. Offline
+    /// partitions it can lead get it as leader. A stale epoch is a no-op.
     UnfenceBroker {
         id: BrokerId,
         epoch: BrokerEpoch,
     },
-    /// A broker asks to hand over its leaderships before it exits.
+    /// A broker asks to hand over its leaderships before it exits. Replies
+    /// RemainingLeaderships: the broker retries until it is 0 (or its shutdown times out).
     ControlledShutdown {
         id: BrokerId,
         epoch: BrokerEpoch,
@@ -128,7 +136,8 @@ pub enum Command {
         name: TopicName,
         configs: BTreeMap<String, String>,
     },
-    /// An ISR change proposed by a partition's leader.
+    /// An ISR change proposed by a partition's leader. Replies Partition with the record after
+    /// the change (which may also have completed a reassignment).
     AlterPartition {
         broker: BrokerId,
         broker_epoch: BrokerEpoch,
@@ -138,11 +147,14 @@ pub enum Command {
         partition_epoch: PartitionEpoch,
         new_isr: Vec<BrokerId>,
     },
+    /// Moves a partition's replicas to `target` (any length). Replaces a running
+    /// reassignment's target; a target equal to the original replicas cancels it.
     Reassign {
         name: TopicName,
         partition: i32,
         target: Vec<BrokerId>,
     },
+    /// Goes back to the replicas before the reassignment.
     CancelReassignment {
         name: TopicName,
         partition: i32,
@@ -152,7 +164,8 @@ pub enum Command {
     ElectPreferredLeaders {
         partitions: Vec<(TopicName, i32)>,
     },
-    /// Reserves a block of producer ids.
+    /// Reserves a block of 1 to [`crate::PRODUCER_ID_BLOCK_MAX`] producer ids for a registered
+    /// broker.
     AllocateProducerIds {
         broker: BrokerId,
         count: i32,
