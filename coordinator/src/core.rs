@@ -6,7 +6,10 @@
 //! follower forwards them over `Raft.Forward` to the leader named by its Raft metrics, and the
 //! leader executes a forwarded request locally, never forwarding it again. After a forwarded
 //! write, the follower waits (briefly) until it has applied the entry itself, so a client that
-//! writes through a follower then reads from it sees its write.
+//! writes through a follower then reads from it sees its write. Admin requests that build
+//! their command from the state (placement, the new config map) first pass a read barrier
+//! (`read_barrier`, Raft's ReadIndex through the leader), so a follower a few entries behind
+//! does not place a topic on brokers it has not yet seen unfenced.
 
 use crate::config::{CoordinatorConfig, FORWARD_TIMEOUT};
 use crate::leases::Leases;
@@ -15,7 +18,7 @@ use crate::store::state_machine::{Applied, SmData};
 use crate::types::{
     CommandResult, ForwardRequest, ForwardResponse, HeartbeatOutcome, NodeId, Raft,
 };
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -211,6 +214,42 @@ impl Core {
         }
     }
 
+    /// Waits until this coordinator has applied everything committed before the call (Raft's
+    /// ReadIndex, through the leader), so a command built from the local state next is built
+    /// from a state at least as new as any write the caller has seen acknowledged.
+    pub async fn read_barrier(&self) -> Result<(), Status> {
+        if self.is_leader() {
+            match self.read_index_local().await {
+                Ok(index) => {
+                    self.wait_applied(index).await;
+                    return Ok(());
+                }
+                Err(LocalError::NotLeader(_)) => {}
+                Err(LocalError::Failed(m)) => return Err(Status::unavailable(m)),
+            }
+        }
+        match self.forward(ForwardRequest::ReadIndex).await? {
+            ForwardResponse::ReadIndex { index } => {
+                self.wait_applied(index).await;
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn read_index_local(&self) -> Result<u64, LocalError> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.raft.get_read_log_id()).await {
+            Err(_) => Err(LocalError::Failed(format!(
+                "no quorum confirmed the leader within {WRITE_TIMEOUT:?}"
+            ))),
+            Ok(Ok((read, _applied))) => Ok(read.map_or(0, |l| l.index)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                Err(LocalError::NotLeader(f.leader_id))
+            }
+            Ok(Err(e)) => Err(LocalError::Failed(e.to_string())),
+        }
+    }
+
     /// Sends a leader-only request to the leader.
     async fn forward(&self, request: ForwardRequest) -> Result<ForwardResponse, Status> {
         let (leader, addr) = {
@@ -288,6 +327,10 @@ impl Core {
                 .remove_coordinator_local(id)
                 .await
                 .map(|index| ForwardResponse::QuorumChanged { index }),
+            ForwardRequest::ReadIndex => self
+                .read_index_local()
+                .await
+                .map(|index| ForwardResponse::ReadIndex { index }),
         };
         result.unwrap_or_else(ForwardResponse::from)
     }

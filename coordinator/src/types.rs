@@ -56,6 +56,9 @@ pub enum ForwardRequest {
     RemoveCoordinator {
         id: NodeId,
     },
+    /// Raft's ReadIndex: the leader confirms it still leads and names the log index a
+    /// linearizable read must have applied.
+    ReadIndex,
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -67,6 +70,9 @@ pub enum ForwardResponse {
         result: CommandResult,
     },
     Heartbeat(HeartbeatOutcome),
+    ReadIndex {
+        index: u64,
+    },
     /// The quorum change was committed at `index`.
     QuorumChanged {
         index: u64,

@@ -5,7 +5,9 @@
 //! (placement, the full new config map), then proposes it through the leader. The state
 //! machine checks the command again when it is applied, so a proposal built from a state a
 //! few entries old is refused rather than applied wrongly (a topic created twice is
-//! TOPIC_ALREADY_EXISTS). `validate_only` applies the command to a copy of the local state.
+//! TOPIC_ALREADY_EXISTS), and those that read the state first pass a read barrier, so the
+//! state they read is at least as new as any write acknowledged before the request.
+//! `validate_only` applies the command to a copy of the local state.
 
 use crate::convert;
 use crate::core::Core;
@@ -239,6 +241,7 @@ impl Admin for AdminService {
                 topic: None,
             }))
         };
+        self.core.read_barrier().await?;
         let command = match self.create_topic_command(&r) {
             Ok(c) => c,
             Err(e) => return refused(e),
@@ -333,6 +336,7 @@ impl Admin for AdminService {
         request: Request<pb::CreatePartitionsRequest>,
     ) -> Result<Response<pb::CreatePartitionsResponse>, Status> {
         let r = request.into_inner();
+        self.core.read_barrier().await?;
         let command = match self.create_partitions_command(&r) {
             Ok(c) => c,
             Err(error) => return Ok(Response::new(pb::CreatePartitionsResponse { error })),
@@ -357,6 +361,7 @@ impl Admin for AdminService {
                 configs: Default::default(),
             }))
         };
+        self.core.read_barrier().await?;
         let (command, configs) = match self.alter_configs_command(&r) {
             Ok(c) => c,
             Err(e) => return refused(e),

@@ -84,35 +84,29 @@ pub async fn control(addr: impl std::fmt::Display) -> BrokerControlClient<Channe
         .unwrap()
 }
 
-/// Waits until the coordinator at `addr` reports a leader and a cluster id.
+/// Waits until the coordinator at `addr` answers and reports a leader and a cluster id.
 pub async fn wait_ready(addr: &str) -> pb::DescribeClusterResponse {
-    let mut client = admin(addr).await;
-    wait_for("a leader and a cluster id", Duration::from_secs(15), || {
-        let mut client = client.clone();
-        async move {
-            let d = client
-                .describe_cluster(pb::DescribeClusterRequest {})
-                .await
-                .ok()?
-                .into_inner();
+    wait_for(
+        "a leader and a cluster id",
+        Duration::from_secs(15),
+        || async {
+            let d = describe(addr).await?;
             (d.coordinator_leader >= 0 && !d.cluster_id.is_empty()).then_some(d)
-        }
-    })
-    .await;
-    client
-        .describe_cluster(pb::DescribeClusterRequest {})
-        .await
-        .unwrap()
-        .into_inner()
+        },
+    )
+    .await
 }
 
 /// Registers a fake broker through the coordinator at `addr`, retrying while there is no
 /// leader yet; returns its epoch.
 pub async fn register_broker(addr: &str, id: i32) -> i64 {
-    let client = control(addr).await;
-    wait_for("broker registration", Duration::from_secs(15), || {
-        let mut client = client.clone();
-        async move {
+    wait_for(
+        "broker registration",
+        Duration::from_secs(15),
+        || async move {
+            let mut client = BrokerControlClient::connect(format!("http://{addr}"))
+                .await
+                .ok()?;
             let r = client
                 .register(pb::RegisterBrokerRequest {
                     broker_id: id,
@@ -127,8 +121,8 @@ pub async fn register_broker(addr: &str, id: i32) -> i64 {
             assert!(r.error.is_none(), "registration refused: {:?}", r.error);
             assert!(!r.cluster_id.is_empty());
             Some(r.broker_epoch)
-        }
-    })
+        },
+    )
     .await
 }
 
