@@ -1,5 +1,7 @@
 //! Coordinators in one process over real gRPC on loopback, with real data directories.
 
+#![allow(clippy::unwrap_used)] // test code panics on purpose
+
 mod common;
 
 use common::*;

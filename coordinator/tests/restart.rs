@@ -1,6 +1,8 @@
 //! Real `weir-coordinator` processes killed with SIGKILL and restarted: a coordinator recovers
 //! from its snapshot plus the log after it, and catches up with what it missed.
 
+#![allow(clippy::unwrap_used)] // test code panics on purpose
+
 mod common;
 
 use common::*;

@@ -81,7 +81,7 @@ impl AdminService {
             // Both -1 (Kafka's "default") and 0 (proto3's unset) mean the cluster default.
             let partitions = match r.partitions {
                 -1 | 0 => self.core.config.default_partitions,
-                p if p < 1 || p > PARTITIONS_PER_TOPIC_MAX => {
+                p if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&p) => {
                     return Err(convert::error(
                         convert::INVALID_PARTITIONS,
                         format!(

@@ -14,6 +14,10 @@
 //! redb is synchronous; each operation runs on tokio's blocking pool so an fsync never stalls
 //! the runtime's workers.
 
+// openraft's storage traits fix the error type (`StorageError`, 224 bytes); boxing it in our
+// helpers would only unbox it again at the trait boundary.
+#![allow(clippy::result_large_err)]
+
 use crate::error::fatal;
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 use openraft::storage::{LogFlushed, RaftLogStorage};
