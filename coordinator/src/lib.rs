@@ -213,32 +213,12 @@ pub async fn start_with_listener(
             }),
     );
 
-    let initialized = raft
-        .is_initialized()
-        .await
-        .map_err(|e| CoordinatorError::Raft(e.to_string()))?;
-    if config.join {
-        if !initialized {
-            info!(
-                id,
-                addr = %advertised,
-                "waiting to be added to the quorum (Admin AddCoordinator id={id} addr={advertised})"
-            );
-        }
-    } else if !initialized {
-        let mut peers = config.peers.clone();
-        if peers.is_empty() {
-            peers.insert(id, advertised.clone());
-        }
-        info!(id, voters = ?peers, "bootstrapping the quorum");
-        match raft.initialize(core::voters(&peers)).await {
-            Ok(()) => {}
-            // Another voter initialised first and this one already heard from it.
-            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
-                info!(reason = %e, "quorum already initialised")
-            }
-            Err(e) => return Err(CoordinatorError::Raft(e.to_string())),
-        }
+    if let Err(e) = bootstrap(&config, &raft, &advertised).await {
+        // Leave nothing running behind a failed start.
+        let _ = shutdown_tx.send(true);
+        let _ = raft.shutdown().await;
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
+        return Err(e);
     }
     let duties = tokio::spawn(core.clone().run_leader_duties());
     info!(id, addr = %local_addr, advertised = %advertised, "coordinator listening");
@@ -249,6 +229,44 @@ pub async fn start_with_listener(
         server,
         duties,
     })
+}
+
+/// On a fresh data directory, initialises the quorum with the initial voters (unless joining).
+async fn bootstrap(
+    config: &CoordinatorConfig,
+    raft: &types::Raft,
+    advertised: &str,
+) -> Result<(), CoordinatorError> {
+    let id = config.id;
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| CoordinatorError::Raft(e.to_string()))?;
+    if initialized {
+        return Ok(());
+    }
+    if config.join {
+        info!(
+            id,
+            addr = %advertised,
+            "waiting to be added to the quorum (Admin AddCoordinator id={id} addr={advertised})"
+        );
+        return Ok(());
+    }
+    let mut peers = config.peers.clone();
+    if peers.is_empty() {
+        peers.insert(id, advertised.to_string());
+    }
+    info!(id, voters = ?peers, "bootstrapping the quorum");
+    match raft.initialize(core::voters(&peers)).await {
+        Ok(()) => Ok(()),
+        // Another voter initialised first and this one already heard from it.
+        Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
+            info!(reason = %e, "quorum already initialised");
+            Ok(())
+        }
+        Err(e) => Err(CoordinatorError::Raft(e.to_string())),
+    }
 }
 
 /// Runs a coordinator until `shutdown` completes, then stops it cleanly.

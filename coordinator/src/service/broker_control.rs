@@ -54,6 +54,13 @@ impl BrokerControl for BrokerControlService {
     ) -> Result<Response<pb::RegisterBrokerResponse>, Status> {
         let r = request.into_inner();
         let core = &self.core;
+        // The leader sets the cluster id right after the first election; a broker that
+        // registers before then would be told an empty one.
+        if core.state(|s| s.cluster_id.is_empty()) {
+            return Err(Status::unavailable(
+                "the cluster is not initialised yet; retry",
+            ));
+        }
         let command = Command::RegisterBroker {
             id: BrokerId(r.broker_id),
             kafka_addr: r.kafka_addr,

@@ -86,6 +86,12 @@ pub fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, std::io::E
             format!("{} is not a valid snapshot: {e}", path.display()),
         )
     })?;
+    if let Err(why) = file.state.check_invariants() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} breaks the metadata invariants: {why}", path.display()),
+        ));
+    }
     if file.format != SNAPSHOT_FORMAT {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
