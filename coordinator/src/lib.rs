@@ -257,6 +257,16 @@ async fn bootstrap(
     if peers.is_empty() {
         peers.insert(id, advertised.to_string());
     }
+    if let Some(listed) = peers.get(&id)
+        && listed != advertised
+    {
+        warn!(
+            id,
+            listed = %listed,
+            advertised = %advertised,
+            "--peers gives this coordinator another address than the one it listens on or advertises"
+        );
+    }
     info!(id, voters = ?peers, "bootstrapping the quorum");
     match raft.initialize(core::voters(&peers)).await {
         Ok(()) => Ok(()),

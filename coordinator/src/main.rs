@@ -1,5 +1,6 @@
 //! `weir-coordinator`: flags and environment in, [`weir_coordinator::run`] until SIGTERM or
-//! SIGINT.
+//! SIGINT (then a clean shutdown and exit 0). Logging goes to stdout, filtered by `WEIR_LOG`
+//! (tracing's filter syntax; default `info,openraft=warn`).
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -110,8 +111,9 @@ async fn shutdown_signal() {
 }
 
 fn main() -> ExitCode {
+    // openraft logs every vote and election at info; its warnings are what an operator needs.
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
