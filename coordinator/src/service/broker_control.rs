@@ -242,7 +242,8 @@ async fn stream_updates(
     tx: mpsc::Sender<Result<pb::MetadataUpdate, Status>>,
 ) {
     let mut shutdown = core.shutdown.clone();
-    let mut metrics = core.raft.metrics();
+    // Server metrics change only with votes, roles and membership, not with every append.
+    let mut metrics = core.raft.server_metrics();
     let full = |core: &Core| {
         let leader = core.leader_wire();
         core.read(|d| {

@@ -220,6 +220,8 @@ fn apply_command(
     tx: &broadcast::Sender<Arc<Applied>>,
 ) -> CommandResult {
     match data.state.apply(index, command) {
+        // A command that changed nothing (a repeat, a stale epoch) is not news to watchers.
+        Ok((reply, _)) if data.state.version != index => Ok(reply),
         Ok((reply, changes)) => {
             let state = &data.state;
             let applied = Applied {
@@ -383,5 +385,96 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             meta,
             snapshot: Box::new(Cursor::new(data.as_ref().clone())),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, Membership};
+    use std::collections::{BTreeMap, BTreeSet};
+    use weir_metadata::Command;
+    use weir_model::BrokerId;
+
+    fn entry(index: u64, payload: EntryPayload<TypeConfig>) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload,
+        }
+    }
+
+    fn register(id: i32) -> EntryPayload<TypeConfig> {
+        EntryPayload::Normal(Command::RegisterBroker {
+            id: BrokerId(id),
+            kafka_addr: "k:1".into(),
+            internal_addr: "i:1".into(),
+            rack: None,
+            incarnation: format!("inc-{id}"),
+        })
+    }
+
+    /// Applied changes are announced with their records; a snapshot written to disk brings
+    /// back the same state, last applied id and membership after a restart.
+    #[tokio::test]
+    async fn snapshots_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachineStore::open(dir.path()).unwrap();
+        let mut applied = sm.applied_sender().subscribe();
+        let membership = Membership::new(
+            vec![BTreeSet::from([1])],
+            BTreeMap::from([(1, openraft::BasicNode { addr: "a:1".into() })]),
+        );
+        let results = sm
+            .apply(vec![
+                entry(1, EntryPayload::Membership(membership)),
+                entry(
+                    2,
+                    EntryPayload::Normal(Command::InitCluster {
+                        cluster_id: "c".into(),
+                    }),
+                ),
+                entry(3, register(7)),
+                entry(4, register(7)),
+                entry(5, EntryPayload::Blank),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 5);
+        assert_eq!(
+            results[2],
+            Ok(Reply::BrokerRegistered {
+                epoch: weir_model::BrokerEpoch(3)
+            })
+        );
+        let first = applied.try_recv().unwrap();
+        assert_eq!((first.index, first.cluster_id.as_str()), (2, "c"));
+        let second = applied.try_recv().unwrap();
+        assert_eq!(second.index, 3);
+        assert_eq!(second.brokers.len(), 1);
+        // The repeated registration changed nothing and is not announced.
+        assert!(applied.try_recv().is_err());
+
+        let snapshot = sm.build_snapshot().await.unwrap();
+        assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(5));
+
+        let mut reopened = StateMachineStore::open(dir.path()).unwrap();
+        let (last, membership) = reopened.applied_state().await.unwrap();
+        assert_eq!(last.map(|l| l.index), Some(5));
+        assert_eq!(membership.voter_ids().collect::<Vec<_>>(), vec![1]);
+        let state = reopened.shared();
+        let state = &state.read().unwrap().state;
+        assert_eq!(state.cluster_id, "c");
+        assert!(state.brokers.contains_key(&BrokerId(7)));
+        let current = reopened.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.snapshot_id, snapshot.meta.snapshot_id);
+    }
+
+    /// A snapshot file that is not whole refuses to load rather than starting empty.
+    #[test]
+    fn a_damaged_snapshot_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SNAPSHOT_FILE), b"{\"format\":1,").unwrap();
+        let e = StateMachineStore::open(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("not a valid snapshot"), "{e}");
     }
 }
