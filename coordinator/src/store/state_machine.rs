@@ -461,8 +461,7 @@ mod tests {
         let (last, membership) = reopened.applied_state().await.unwrap();
         assert_eq!(last.map(|l| l.index), Some(5));
         assert_eq!(membership.voter_ids().collect::<Vec<_>>(), vec![1]);
-        let state = reopened.shared();
-        let state = &state.read().unwrap().state;
+        let state = reopened.shared().read().unwrap().state.clone();
         assert_eq!(state.cluster_id, "c");
         assert!(state.brokers.contains_key(&BrokerId(7)));
         let current = reopened.get_current_snapshot().await.unwrap().unwrap();
