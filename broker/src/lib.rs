@@ -143,6 +143,19 @@ impl Broker {
         background.push(tokio::spawn(replication::run_fetchers(state.clone())));
         // The watch loop only ends with the process, so the sender is never dropped unsent.
         let _ = first_rx.await;
+        // Serve once the coordinators count this broker live: before that, it is in no ISR
+        // and leads nothing, and a topic created now could not be placed on it.
+        while !state
+            .wait_for_view(Duration::from_secs(10), |v| {
+                v.brokers.get(&state.me).is_some_and(|b| !b.fenced)
+            })
+            .await
+        {
+            info!(
+                broker = state.me.get(),
+                "waiting for the coordinators to unfence this broker"
+            );
+        }
         info!(
             broker = state.me.get(),
             internal = %internal_addr,

@@ -267,8 +267,10 @@ async fn fetch_from(
             .map(|b| b.internal_addr.clone())
         else {
             // The leader's address is not known yet: wait for metadata.
-            if partitions.changed().await.is_err() {
-                return;
+            let mut view = state.subscribe_view();
+            tokio::select! {
+                changed = partitions.changed() => if changed.is_err() { return; },
+                _ = view.changed() => {}
             }
             continue;
         };

@@ -57,8 +57,18 @@ pub async fn heartbeat_loop(state: Arc<BrokerState>, incarnation: String, mut ev
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut fenced_logged = false;
+    let mut view = state.subscribe_view();
     loop {
-        tick.tick().await;
+        // While fenced, heartbeat again as soon as new metadata is applied: the coordinators
+        // unfence a broker once it reports having caught up, so this makes start-up quick.
+        if state.is_unfenced() {
+            tick.tick().await;
+        } else {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = view.changed() => {}
+            }
+        }
         let req = v1::BrokerHeartbeatRequest {
             broker_id: state.me.get(),
             broker_epoch: state.broker_epoch(),
@@ -261,6 +271,31 @@ pub async fn controlled_shutdown(state: &BrokerState) {
             Ok(r) if r.error.as_ref().is_none_or(|e| e.code == 0) => {
                 if r.remaining_leaderships == 0 {
                     tracing::info!("controlled shutdown: no leaderships left");
+                    return;
+                }
+                // Leaderships with no other live in-sync replica cannot move: waiting would
+                // only delay the exit (a single broker, or every peer stopping too).
+                let view = state.view();
+                let me = state.me;
+                let movable = view
+                    .topics
+                    .values()
+                    .flat_map(|t| t.partitions.iter())
+                    .filter(|p| p.leader == Some(me))
+                    .any(|p| {
+                        p.isr.iter().any(|b| {
+                            *b != me
+                                && view
+                                    .brokers
+                                    .get(b)
+                                    .is_some_and(|i| !i.fenced && !i.shutting_down)
+                        })
+                    });
+                if !movable {
+                    tracing::info!(
+                        remaining = r.remaining_leaderships,
+                        "controlled shutdown: no in-sync follower can take the remaining leaderships"
+                    );
                     return;
                 }
                 tracing::info!(

@@ -220,6 +220,16 @@ impl BrokerState {
         }
     }
 
+    /// Changes whenever a metadata update has been applied.
+    pub fn subscribe_view(&self) -> watch::Receiver<i64> {
+        self.view_version.subscribe()
+    }
+
+    /// Whether the coordinators count this broker live (registered and unfenced).
+    pub fn is_unfenced(&self) -> bool {
+        self.view().brokers.get(&self.me).is_some_and(|b| !b.fenced)
+    }
+
     /// The hosted partition, if this broker is one of its replicas.
     pub fn local_partition(&self, topic: TopicId, index: i32) -> Option<Arc<Partition>> {
         self.local
@@ -271,8 +281,10 @@ impl BrokerState {
         let mut next = (*current).clone();
         next.apply(update);
         let next = Arc::new(next);
-        *self.view.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        // Reconcile first, publish after: a handler that sees a topic in the view finds its
+        // partitions opened and their roles set.
         let result = self.reconcile(&next);
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
         self.view_version.send_replace(next.version);
         result
     }

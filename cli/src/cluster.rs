@@ -78,7 +78,11 @@ fn describe(conn: &Connection, output: OutputFormat) -> Result<()> {
             let mut text = format!(
                 "{} broker(s), {} topic(s), {partitions} partition(s): {} under-replicated, {} offline\n\n",
                 brokers.len(),
-                metadata.topics().iter().filter(|t| !t.name().starts_with("__")).count(),
+                metadata
+                    .topics()
+                    .iter()
+                    .filter(|t| !t.name().starts_with("__"))
+                    .count(),
                 under.len(),
                 offline.len()
             );
@@ -97,7 +101,11 @@ fn describe(conn: &Connection, output: OutputFormat) -> Result<()> {
                 for (t, p, l, r, i) in &under {
                     table.row(vec![
                         format!("{t}-{p}"),
-                        if *l >= 0 { l.to_string() } else { "none".into() },
+                        if *l >= 0 {
+                            l.to_string()
+                        } else {
+                            "none".into()
+                        },
                         ids(r),
                         ids(i),
                     ]);
@@ -122,5 +130,8 @@ fn describe(conn: &Connection, output: OutputFormat) -> Result<()> {
 }
 
 fn ids(v: &[i32]) -> String {
-    v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    v.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }

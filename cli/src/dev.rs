@@ -38,7 +38,9 @@ pub struct DevArgs {
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if args.brokers > 1 && args.advertised_kafka_addr.is_some() {
-        anyhow::bail!("--advertised-kafka-addr applies to a single broker; drop it or use --brokers 1");
+        anyhow::bail!(
+            "--advertised-kafka-addr applies to a single broker; drop it or use --brokers 1"
+        );
     }
     let brokers = usize::from(args.brokers);
     let coordinator = weir_coordinator::CoordinatorConfig {
@@ -52,7 +54,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let coordinator = weir_coordinator::start(coordinator)
         .await
-        .with_context(|| format!("starting the coordinator with data in {}", args.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "starting the coordinator with data in {}",
+                args.data_dir.display()
+            )
+        })?;
     let coordinator_addr = coordinator.local_addr().to_string();
 
     let mut started = Vec::new();

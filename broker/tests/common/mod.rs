@@ -27,6 +27,10 @@ impl TestBroker {
     }
 
     pub async fn start_with(f: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("WEIR_LOG"))
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().expect("tempdir");
         let coordinator = weir_coordinator::start(weir_coordinator::CoordinatorConfig {
             data_dir: dir.path().join("coordinator"),
@@ -34,10 +38,8 @@ impl TestBroker {
         })
         .await
         .expect("coordinator starts");
-        let mut config = BrokerConfig::new(
-            dir.path().join("broker"),
-            "127.0.0.1:0".parse().unwrap(),
-        );
+        let mut config =
+            BrokerConfig::new(dir.path().join("broker"), "127.0.0.1:0".parse().unwrap());
         config.coordinators = vec![coordinator.local_addr().to_string()];
         f(&mut config);
         let broker = Broker::start(config).await.expect("broker starts");
