@@ -13,7 +13,9 @@
 //!
 //! Data directories and logs live in a temporary directory. Each process' stdout and stderr
 //! go to `logs/<node>.log` there, appended across restarts; when a test panics, dropping the
-//! cluster prints the tail of every log and copies the logs somewhere that outlives the test.
+//! cluster prints what each node believes, the tail of every log and the bytes in every data
+//! directory, and copies the logs to `$TMPDIR/weir-e2e-logs-*` (always, with
+//! `WEIR_E2E_KEEP_LOGS=1`).
 //!
 //! Binaries: `$WEIR_COORDINATOR_BIN` and `$WEIR_BROKER_BIN` (relative paths are from the
 //! workspace root), else the ones built with this test's profile, else `target/release`.
@@ -97,6 +99,9 @@ impl Default for ClusterConfig {
         }
     }
 }
+
+/// (topic, partition, leader, replicas, ISR) as a broker reports them to Kafka clients.
+pub type KafkaPartitionView = (String, i32, i32, Vec<i32>, Vec<i32>);
 
 /// A binary under test: `$env` (relative to the workspace root), else next to this test
 /// executable's profile directory, else `target/release/<name>`.
@@ -426,10 +431,13 @@ impl TestCluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
+        // The binaries read their flags from WEIR_* variables too: none leaks in from the test.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("WEIR_") && k != "WEIR_LOG" {
+                cmd.env_remove(k);
+            }
         }
-        cmd.env("RUST_BACKTRACE", "1");
+        cmd.env("RUST_BACKTRACE", "1").env("NO_COLOR", "1");
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {node} ({})", p.bin.display()))?;
@@ -912,6 +920,63 @@ impl TestCluster {
         Ok(resp.elected)
     }
 
+    /// Bytes of files in each directory (a partition, for a broker) under every node's data
+    /// directory: shows at a glance whether the replicas of a partition kept up.
+    pub fn data_summary(&self) -> String {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
+            let mut here = 0;
+            let mut files = false;
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(root, &e.path(), out),
+                    _ => {
+                        files = true;
+                        here += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    }
+                }
+            }
+            if files {
+                let rel = dir.strip_prefix(root).unwrap_or(dir);
+                out.push((rel.display().to_string(), here));
+            }
+        }
+        let mut out = String::new();
+        for node in self.procs.keys() {
+            let root = self.dir.path().join(node.to_string());
+            let mut dirs = Vec::new();
+            walk(&root, &root, &mut dirs);
+            dirs.sort();
+            out.push_str(&format!("{node}: {dirs:?}\n"));
+        }
+        out
+    }
+
+    /// What broker `id` itself tells Kafka clients: (topic, partition, leader, replicas, ISR)
+    /// from a Metadata request to that broker alone. Compare with [`TestCluster::describe`]
+    /// to see whether a broker's view of the metadata lags the coordinators'.
+    pub fn kafka_metadata_of(&self, id: i32) -> anyhow::Result<Vec<KafkaPartitionView>> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let client: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self.kafka_addr(id))
+            .set("log_level", "0")
+            .create()?;
+        let md = client.fetch_metadata(None, Duration::from_secs(2))?;
+        let mut out = Vec::new();
+        for t in md.topics() {
+            for p in t.partitions() {
+                out.push((
+                    t.name().to_string(),
+                    p.id(),
+                    p.leader(),
+                    p.replicas().to_vec(),
+                    p.isr().to_vec(),
+                ));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// The last `lines` lines of every log, headed by node name.
     pub fn log_tails(&self, lines: usize) -> String {
         let mut out = String::new();
@@ -992,6 +1057,7 @@ impl Drop for TestCluster {
             if !crashed.is_empty() {
                 eprintln!("processes that had exited on their own: {crashed:?}");
             }
+            self.print_views();
         }
         for p in self.procs.values_mut() {
             if let Some(mut child) = p.child.take() {
@@ -1001,6 +1067,9 @@ impl Drop for TestCluster {
         }
         if panicking {
             eprintln!("{}", self.log_tails(LOG_TAIL_LINES));
+            eprintln!("bytes in each data directory:\n{}", self.data_summary());
+        }
+        if panicking || std::env::var_os("WEIR_E2E_KEEP_LOGS").is_some() {
             // The temporary directory goes away with the cluster; the logs should not.
             let keep = std::env::temp_dir().join(format!(
                 "weir-e2e-logs-{}-{}",
@@ -1016,6 +1085,30 @@ impl Drop for TestCluster {
                     let _ = std::fs::copy(&p.log, keep.join(format!("{}.log", p.node)));
                 }
                 eprintln!("full logs kept in {}", keep.display());
+            }
+        }
+    }
+}
+
+impl TestCluster {
+    /// Prints what each live coordinator and broker believes now (one attempt each, no
+    /// retries): for a failed test, whether some node's view lags the others'.
+    fn print_views(&mut self) {
+        for id in self.reachable_coordinators() {
+            match self.describe_via(id) {
+                Ok(d) => eprintln!("coordinator {id}'s view: {}", summarize(&d)),
+                Err(e) => eprintln!("coordinator {id}'s view: {e:#}"),
+            }
+        }
+        for id in self.broker_ids() {
+            let node = Node::Broker(id);
+            if self.proc(node).state == State::Running && !self.cut.contains(&node) {
+                match self.kafka_metadata_of(id) {
+                    Ok(v) => eprintln!(
+                        "broker {id}'s Kafka metadata (topic, partition, leader, replicas, isr): {v:?}"
+                    ),
+                    Err(e) => eprintln!("broker {id}'s Kafka metadata: {e:#}"),
+                }
             }
         }
     }

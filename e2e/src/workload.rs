@@ -29,6 +29,9 @@ pub struct Ack {
     pub offset: i64,
     /// The record's number within its partition: its value is `p{partition}-{seq}`.
     pub seq: u64,
+    /// When it was handed to the producer.
+    pub sent_at: Instant,
+    /// When its acknowledgement arrived.
     pub at: Instant,
 }
 
@@ -65,9 +68,9 @@ impl ClientContext for Reports {
     }
 }
 impl ProducerContext for Reports {
-    type DeliveryOpaque = Box<(i32, u64)>;
+    type DeliveryOpaque = Box<(i32, u64, Instant)>;
     fn delivery(&self, result: &DeliveryResult<'_>, id: Self::DeliveryOpaque) {
-        let (partition, seq) = *id;
+        let (partition, seq, sent_at) = *id;
         let at = Instant::now();
         match result {
             Ok(m) => {
@@ -75,6 +78,7 @@ impl ProducerContext for Reports {
                     partition: m.partition(),
                     offset: m.offset(),
                     seq,
+                    sent_at,
                     at,
                 };
                 lock(&self.0.acks).push(ack);
@@ -170,10 +174,12 @@ impl Workload {
                         let p = (k % partitions as usize) as i32;
                         let seq = next_seq[p as usize];
                         let v = value(p, seq);
-                        let mut record =
-                            BaseRecord::<(), _, _>::with_opaque_to(&topic, Box::new((p, seq)))
-                                .partition(p)
-                                .payload(&v);
+                        let mut record = BaseRecord::<(), _, _>::with_opaque_to(
+                            &topic,
+                            Box::new((p, seq, Instant::now())),
+                        )
+                        .partition(p)
+                        .payload(&v);
                         loop {
                             match producer.send(record) {
                                 Ok(()) => break,
@@ -342,13 +348,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The first acknowledgement on `partition` (or any) at or after `t`, as time since `t`.
+    /// How long after `t` the first record sent at or after `t` to `partition` (or to any)
+    /// was acknowledged: after a fault at `t`, when writes were served again. (Records sent
+    /// before `t` may be acknowledged just after it by the old leader.)
     pub fn first_ack_after(&self, partition: Option<i32>, t: Instant) -> Option<Duration> {
         self.acks
             .iter()
             .filter(|a| partition.is_none_or(|p| a.partition == p))
-            .find(|a| a.at >= t)
+            .filter(|a| a.sent_at >= t)
             .map(|a| a.at - t)
+            .min()
     }
 
     /// The longest time without an acknowledgement on `partition` (or on any partition), and
@@ -380,7 +389,7 @@ impl Outcome {
             None => "n/a".into(),
         };
         format!(
-            "[{name}] sent {}, acknowledged {}, failed {}, client errors {}; first ack on partition {} after the fault: {:?}; \
+            "[{name}] sent {}, acknowledged {}, failed {}, client errors {}; first record sent after the fault to partition {} acknowledged after {:?}; \
              longest stall there: {}; longest stall on any partition: {}",
             self.sent.iter().sum::<u64>(),
             self.acks.len(),

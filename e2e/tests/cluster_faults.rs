@@ -35,6 +35,8 @@ const FAILOVER: Duration = Duration::from_secs(20);
 /// A restarted or healed broker registers, truncates, catches up and rejoins the ISR.
 const REJOIN: Duration = Duration::from_secs(30);
 const FINISH: Duration = Duration::from_secs(60);
+/// A reassignment is planned: the producer's `request.timeout.ms` (5 s) is far too long.
+const PLANNED_MOVE_STALL_MAX: Duration = Duration::from_secs(2);
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -391,7 +393,8 @@ fn deposed_leader_truncates_unreplicated_records() {
 }
 
 /// Proves: moving a partition to a different replica set (adding broker 4, removing broker 1)
-/// while a producer writes to it loses nothing and costs the producer no delivery error.
+/// while a producer writes to it loses nothing, costs the producer no delivery error and
+/// stalls its writes for less than 2 s.
 #[test]
 fn reassignment_under_load() {
     let name = "reassignment_under_load";
@@ -441,6 +444,13 @@ fn reassignment_under_load() {
     w.wait_acks(Some(0), ACKS_FLOWING, Instant::now(), FAILOVER)
         .unwrap();
     let outcome = f.finish(name, w, fault_at, Some(0));
+    // The old leader hands over and answers what it still holds (NOT_LEADER_OR_FOLLOWER), so
+    // the client retries at once on the new leader: no request timeout's worth of silence.
+    let (stall, _) = outcome.longest_stall(Some(0)).unwrap();
+    assert!(
+        stall < PLANNED_MOVE_STALL_MAX,
+        "a planned move stalled writes to partition 0 for {stall:?}"
+    );
     if !outcome.client_errors.is_empty() {
         println!(
             "[{name}] the producer saw {} client-level (retried) errors, e.g. {:?}",
