@@ -156,7 +156,15 @@ impl Brokers {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// `weir dev --brokers N`: a number instead of addresses is how many brokers to run.
+    pub fn count(&self) -> Option<u16> {
+        self.0.parse().ok()
+    }
 }
+
+/// The most brokers `weir dev --brokers N` runs in one process.
+pub const DEV_BROKERS_MAX: u16 = 9;
 
 impl fmt::Display for Brokers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -167,6 +175,15 @@ impl fmt::Display for Brokers {
 impl FromStr for Brokers {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(n) = s.trim().parse::<u16>() {
+            return if (1..=DEV_BROKERS_MAX).contains(&n) {
+                Ok(Brokers(n.to_string()))
+            } else {
+                Err(format!(
+                    "a broker count (for `weir dev`) must be from 1 to {DEV_BROKERS_MAX}; other commands take HOST:PORT[,HOST:PORT...]"
+                ))
+            };
+        }
         let mut list = Vec::new();
         for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (host, port) = entry

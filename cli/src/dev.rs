@@ -17,10 +17,6 @@ pub struct DevArgs {
     /// listener's address).
     #[arg(long, env = "WEIR_ADVERTISED_KAFKA_ADDR")]
     pub advertised_kafka_addr: Option<String>,
-    /// Brokers to run in this process (a local cluster for experiments).
-    #[arg(long, env = "WEIR_DEV_BROKERS", default_value_t = 1,
-          value_parser = clap::value_parser!(u16).range(1..=9))]
-    pub brokers: u16,
     /// Partitions of auto-created topics (`num.partitions`).
     #[arg(long, env = "WEIR_DEFAULT_PARTITIONS", default_value_t = 1,
           value_parser = clap::value_parser!(i32).range(1..=10_000))]
@@ -36,13 +32,14 @@ pub struct DevArgs {
     pub flush_ms: Option<i64>,
 }
 
-pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    if args.brokers > 1 && args.advertised_kafka_addr.is_some() {
+/// `brokers`: how many brokers to run, from the global `--brokers N`.
+pub async fn run(args: DevArgs, brokers: u16) -> anyhow::Result<()> {
+    if brokers > 1 && args.advertised_kafka_addr.is_some() {
         anyhow::bail!(
             "--advertised-kafka-addr applies to a single broker; drop it or use --brokers 1"
         );
     }
-    let brokers = usize::from(args.brokers);
+    let brokers = usize::from(brokers);
     let coordinator = weir_coordinator::CoordinatorConfig {
         id: 1,
         data_dir: args.data_dir.join("coordinator"),

@@ -37,7 +37,8 @@ use std::time::Duration;
     about = "Weir: a Kafka-compatible streaming platform"
 )]
 struct Cli {
-    /// Bootstrap brokers, HOST:PORT[,HOST:PORT...]; any Kafka-compatible cluster.
+    /// Bootstrap brokers, HOST:PORT[,HOST:PORT...]; any Kafka-compatible cluster. With
+    /// `weir dev`, a number: how many brokers to run (default 1).
     #[arg(
         long,
         short = 'b',
@@ -116,6 +117,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let dev_brokers = cli.brokers.count();
+    if dev_brokers.is_some() && !matches!(cli.command, Command::Dev(_)) {
+        eprintln!(
+            "error: --brokers {} is a broker count, which only `weir dev` takes; give HOST:PORT[,HOST:PORT...]",
+            cli.brokers
+        );
+        return ExitCode::from(2);
+    }
+    let dev_brokers = dev_brokers.unwrap_or(1);
     let connection = client::Connection {
         brokers: cli.brokers,
         request_timeout: Duration::from_millis(cli.request_timeout_ms),
@@ -124,7 +134,7 @@ fn main() -> ExitCode {
     let output = cli.output;
     let result: anyhow::Result<()> = runtime.block_on(async move {
         match cli.command {
-            Command::Dev(args) => dev::run(args).await,
+            Command::Dev(args) => dev::run(args, dev_brokers).await,
             Command::Topic(command) => Ok(topic::run(&connection, output, command).await?),
             Command::Cluster(command) => Ok(cluster::run(&connection, output, command).await?),
             Command::Produce(args) => Ok(produce::run(&connection, output, args).await?),
