@@ -284,7 +284,10 @@ async fn fetch_from(
                         .timeout(Duration::from_millis(FETCH_WAIT_MS as u64 + 2_000))
                         .tcp_nodelay(true)
                         .connect_lazy();
-                    client = Some((addr.clone(), ReplicationClient::new(ch)));
+                    // A response holds up to FETCH_BYTES_MAX of batches plus framing.
+                    let c = ReplicationClient::new(ch)
+                        .max_decoding_message_size(FETCH_BYTES_MAX as usize + (1 << 20));
+                    client = Some((addr.clone(), c));
                 }
                 Err(e) => {
                     tracing::error!(leader = leader.get(), addr, error = %e, "bad leader address");
