@@ -1,0 +1,320 @@
+//! Replication between brokers in one process: one coordinator, three brokers, real sockets
+//! and real files. The process-level fault tests (kill -9, SIGSTOP, network cuts) are in
+//! `e2e/tests/cluster_faults.rs`; these check the mechanics quickly and precisely.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Client, batch};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use weir_broker::{Broker, BrokerConfig};
+use weir_model::{Offset, Timestamp};
+
+struct Node {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    coordinator: Option<weir_coordinator::CoordinatorHandle>,
+    nodes: Vec<Option<Node>>,
+    lag_ms: u64,
+}
+
+impl Cluster {
+    async fn start(brokers: usize, lag_ms: u64) -> Cluster {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("WEIR_LOG"))
+            .with_test_writer()
+            .try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let coordinator = weir_coordinator::start(weir_coordinator::CoordinatorConfig {
+            data_dir: dir.path().join("coordinator"),
+            broker_session_timeout: Duration::from_millis(2_000),
+            broker_heartbeat_interval: Duration::from_millis(200),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut c = Cluster {
+            dir,
+            coordinator: Some(coordinator),
+            nodes: (0..brokers).map(|_| None).collect(),
+            lag_ms,
+        };
+        for id in 1..=brokers as i32 {
+            c.start_broker(id).await;
+        }
+        c
+    }
+
+    fn broker_dir(&self, id: i32) -> PathBuf {
+        self.dir.path().join(format!("broker-{id}"))
+    }
+
+    async fn start_broker(&mut self, id: i32) {
+        let mut config = BrokerConfig::new(self.broker_dir(id), "127.0.0.1:0".parse().unwrap());
+        config.node_id = id;
+        config.coordinators = vec![self.coordinator.as_ref().unwrap().local_addr().to_string()];
+        config.replica_lag_time_max_ms = self.lag_ms;
+        config.controlled_shutdown_timeout_ms = 10_000;
+        let broker = Broker::start(config).await.unwrap();
+        let addr = broker.local_addr();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            broker
+                .serve(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        self.nodes[id as usize - 1] = Some(Node { addr, stop, task });
+    }
+
+    /// SIGTERM-like stop: controlled shutdown, then close.
+    async fn stop_broker(&mut self, id: i32) {
+        let node = self.nodes[id as usize - 1].take().unwrap();
+        let _ = node.stop.send(());
+        node.task.await.unwrap();
+    }
+
+    fn addr(&self, id: i32) -> SocketAddr {
+        self.nodes[id as usize - 1].as_ref().unwrap().addr
+    }
+
+    fn any_addr(&self) -> SocketAddr {
+        self.nodes.iter().flatten().next().unwrap().addr
+    }
+
+    /// Stops everything; the data directories stay until the cluster is dropped.
+    async fn shutdown(&mut self) {
+        for id in 1..=self.nodes.len() as i32 {
+            if self.nodes[id as usize - 1].is_some() {
+                self.stop_broker(id).await;
+            }
+        }
+        if let Some(c) = self.coordinator.take() {
+            c.shutdown().await;
+        }
+    }
+}
+
+async fn metadata(addr: SocketAddr, topic: &str) -> MetadataResponse {
+    let mut c = Client::connect(addr).await;
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(topic.into())))),
+    ]));
+    c.request(ApiKey::Metadata, 12, &req).await
+}
+
+/// (leader, isr) of partition 0, as a broker reports it.
+async fn partition0(addr: SocketAddr, topic: &str) -> (i32, Vec<i32>) {
+    let m = metadata(addr, topic).await;
+    let p = &m.topics[0].partitions[0];
+    (p.leader_id.0, p.isr_nodes.iter().map(|b| b.0).collect())
+}
+
+/// Polls until `ok` holds for partition 0 (a deadline, not a fixed sleep).
+async fn wait_for(
+    addr: SocketAddr,
+    topic: &str,
+    what: &str,
+    ok: impl Fn(i32, &[i32]) -> bool,
+) -> (i32, Vec<i32>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (leader, isr) = partition0(addr, topic).await;
+        if ok(leader, &isr) {
+            return (leader, isr);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: leader {leader}, isr {isr:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn create_rf3(addr: SocketAddr, topic: &str) {
+    let mut c = Client::connect(addr).await;
+    let req = CreateTopicsRequest::default().with_topics(vec![
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_num_partitions(1)
+            .with_replication_factor(3)
+            .with_configs(vec![
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                    .with_value(Some(StrBytes::from_static_str("2"))),
+            ]),
+    ]);
+    let resp: CreateTopicsResponse = c.request(ApiKey::CreateTopics, 7, &req).await;
+    assert_eq!(
+        resp.topics[0].error_code, 0,
+        "{:?}",
+        resp.topics[0].error_message
+    );
+}
+
+/// The bytes of a stopped broker's copy of `topic`-0, read from its files.
+fn stored(dir: &std::path::Path, topic: &str) -> Vec<u8> {
+    let mut log = weir_storage::PartitionLog::open(
+        &dir.join("logs").join(format!("{topic}-0")),
+        weir_storage::LogConfig::default(),
+        Timestamp::now(),
+    )
+    .unwrap();
+    let end = log.log_end_offset();
+    let mut out = Vec::new();
+    let mut at = Offset(0);
+    while at < end {
+        let r = log.read(at, 1 << 20, end, true).unwrap();
+        let mut bytes = &r.bytes[..];
+        while !bytes.is_empty() {
+            let h = weir_storage::BatchHeader::parse(bytes).unwrap();
+            at = h.last_offset().plus(1);
+            out.extend_from_slice(&bytes[..h.size_bytes()]);
+            bytes = &bytes[h.size_bytes()..];
+        }
+    }
+    log.close().unwrap();
+    out
+}
+
+/// Proves: acks=all is answered only once every ISR member has the batch, so after the leader
+/// is stopped (controlled shutdown) a follower takes over with every acknowledged record, the
+/// producer carries on there, and the two remaining replicas hold byte-identical logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acks_all_reaches_every_replica_and_a_follower_takes_over() {
+    let mut cluster = Cluster::start(3, 30_000).await;
+    create_rf3(cluster.any_addr(), "r").await;
+    let (leader, _) = wait_for(cluster.any_addr(), "r", "an ISR of 3", |l, isr| {
+        l > 0 && isr.len() == 3
+    })
+    .await;
+
+    let mut c = Client::connect(cluster.addr(leader)).await;
+    for i in 0..20 {
+        let (err, base) = c
+            .produce("r", 0, batch(10, 1_700_000_000_000 + i, Compression::None))
+            .await;
+        assert_eq!((err, base), (0, i * 10));
+    }
+    drop(c);
+    cluster.stop_broker(leader).await;
+    let (new_leader, _) = wait_for(cluster.any_addr(), "r", "a new leader", |l, _| {
+        l > 0 && l != leader
+    })
+    .await;
+    let mut c = Client::connect(cluster.addr(new_leader)).await;
+    for i in 20..30 {
+        let (err, base) = c
+            .produce("r", 0, batch(10, 1_700_000_000_000 + i, Compression::None))
+            .await;
+        assert_eq!(
+            (err, base),
+            (0, i * 10),
+            "the new leader has every acknowledged record"
+        );
+    }
+    drop(c);
+    let others: Vec<i32> = (1..=3).filter(|&b| b != leader).collect();
+    cluster.shutdown().await;
+    let a = stored(&cluster.broker_dir(others[0]), "r");
+    let b = stored(&cluster.broker_dir(others[1]), "r");
+    assert_eq!(a, b, "the two remaining replicas are byte-identical");
+    let old = stored(&cluster.broker_dir(leader), "r");
+    assert!(
+        a.starts_with(&old),
+        "the stopped leader's log is a prefix of the new one"
+    );
+    assert_eq!(
+        old.len() * 3 / 2,
+        a.len(),
+        "20 of 30 equal-sized batches were written before the stop"
+    );
+}
+
+/// Proves: a follower that stops fetching leaves the ISR after `replica.lag.time.max.ms`
+/// (acks=all carries on with the two left, as min.insync.replicas=2 allows), and once it is
+/// back it catches up, rejoins the ISR and holds the same bytes as the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lagging_follower_leaves_the_isr_and_rejoins_after_catching_up() {
+    let mut cluster = Cluster::start(3, 1_000).await;
+    create_rf3(cluster.any_addr(), "lag").await;
+    let (leader, _) = wait_for(cluster.any_addr(), "lag", "an ISR of 3", |l, isr| {
+        l > 0 && isr.len() == 3
+    })
+    .await;
+    let follower = (1..=3).find(|&b| b != leader).unwrap();
+    cluster.stop_broker(follower).await;
+    wait_for(
+        cluster.addr(leader),
+        "lag",
+        "the ISR to shrink",
+        |_, isr| isr.len() == 2 && !isr.contains(&follower),
+    )
+    .await;
+
+    let mut c = Client::connect(cluster.addr(leader)).await;
+    for i in 0..50 {
+        let (err, _) = c
+            .produce("lag", 0, batch(20, 1_700_000_000_000 + i, Compression::Lz4))
+            .await;
+        assert_eq!(
+            err, 0,
+            "acks=all with two in-sync replicas of min.insync.replicas=2"
+        );
+    }
+    drop(c);
+    cluster.start_broker(follower).await;
+    wait_for(
+        cluster.addr(leader),
+        "lag",
+        "the follower to rejoin",
+        |_, isr| isr.contains(&follower),
+    )
+    .await;
+    cluster.shutdown().await;
+    let l = stored(&cluster.broker_dir(leader), "lag");
+    let f = stored(&cluster.broker_dir(follower), "lag");
+    assert!(!l.is_empty());
+    assert_eq!(l, f, "the rejoined follower holds the leader's bytes");
+}
+
+/// Proves: with one replica of three left, acks=all is refused with NOT_ENOUGH_REPLICAS (and
+/// nothing is appended), while acks=1 still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acks_all_is_refused_below_min_insync_replicas() {
+    let mut cluster = Cluster::start(3, 1_000).await;
+    create_rf3(cluster.any_addr(), "few").await;
+    let (leader, _) = wait_for(cluster.any_addr(), "few", "an ISR of 3", |l, isr| {
+        l > 0 && isr.len() == 3
+    })
+    .await;
+    for b in (1..=3).filter(|&b| b != leader) {
+        cluster.stop_broker(b).await;
+    }
+    wait_for(cluster.addr(leader), "few", "an ISR of 1", |_, isr| {
+        isr == [leader]
+    })
+    .await;
+    let mut c = Client::connect(cluster.addr(leader)).await;
+    let (err, _) = c
+        .produce("few", 0, batch(5, 1_700_000_000_000, Compression::None))
+        .await;
+    assert_eq!(err, kafka_protocol::ResponseError::NotEnoughReplicas.code());
+    let p = c.fetch("few", 0, 0, 0, 0).await;
+    assert_eq!(p.high_watermark, 0, "the refused batch was not appended");
+    cluster.shutdown().await;
+}
