@@ -131,8 +131,9 @@ pub struct BrokerState {
     view: RwLock<Arc<ClusterView>>,
     view_version: watch::Sender<i64>,
     local: RwLock<HashMap<(TopicId, i32), Arc<Partition>>>,
-    /// Serialises reconciliation of metadata updates.
-    reconcile: Mutex<()>,
+    /// Serialises reconciliation of metadata updates; `true` once the broker is closing, so a
+    /// late update cannot reopen a log that `close` has closed.
+    reconcile: Mutex<bool>,
     /// Bytes of requests read and not yet answered, over all connections.
     pub request_memory: Arc<tokio::sync::Semaphore>,
     /// Bumped after every append and watermark move; long-polling fetches wait on it.
@@ -180,7 +181,7 @@ impl BrokerState {
             view: RwLock::new(Arc::new(ClusterView::default())),
             view_version,
             local: RwLock::new(HashMap::new()),
-            reconcile: Mutex::new(()),
+            reconcile: Mutex::new(false),
             appended,
             producer_ids: tokio::sync::Mutex::new(0..0),
             follow,
@@ -266,7 +267,10 @@ impl BrokerState {
 
     /// Applies one metadata update and reconciles the hosted partitions with it.
     pub fn apply_update(&self, update: &weir_proto::v1::MetadataUpdate) -> Result<(), BrokerError> {
-        let _guard = self.reconcile.lock().unwrap_or_else(|p| p.into_inner());
+        let closing = self.reconcile.lock().unwrap_or_else(|p| p.into_inner());
+        if *closing {
+            return Ok(());
+        }
         let current = self.view();
         // A coordinator that lags the others may stream an older state after a reconnect:
         // never go back in time (it could make this broker drop a partition it hosts).
@@ -521,6 +525,8 @@ impl BrokerState {
     /// Flushes and closes every log (the clean-shutdown path). Carries on past a failing
     /// partition and returns the first failure.
     pub fn close(&self) -> Result<(), BrokerError> {
+        let mut closing = self.reconcile.lock().unwrap_or_else(|p| p.into_inner());
+        *closing = true;
         let all: Vec<_> = {
             let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
             local.drain().map(|(_, p)| p).collect()
