@@ -920,6 +920,87 @@ impl TestCluster {
         Ok(resp.elected)
     }
 
+    /// The record batches broker `id` stores for a partition, read straight from its data
+    /// directory: every `.log` segment of `logs/<topic>-<partition>` in base-offset order,
+    /// concatenated (segments are batches back to back with no header of their own, so this
+    /// does not depend on where segments were rolled). Empty when the broker hosts no replica.
+    pub fn replica_log(&self, id: i32, topic: &str, partition: i32) -> anyhow::Result<Vec<u8>> {
+        let dir = self
+            .dir
+            .path()
+            .join(Node::Broker(id).to_string())
+            .join("logs")
+            .join(format!("{topic}-{partition}"));
+        let mut segments: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        };
+        // 20-digit zero-padded base offsets: name order is offset order.
+        segments.sort();
+        let mut out = Vec::new();
+        for seg in segments {
+            out.extend(std::fs::read(&seg).with_context(|| format!("reading {}", seg.display()))?);
+        }
+        Ok(out)
+    }
+
+    /// Waits until every replica of every partition of `topic` (as the coordinators list
+    /// them) stores byte-identical batches: followers copied the leader's log exactly and
+    /// whatever a deposed leader had alone is gone. Call with the producers stopped. Returns
+    /// the bytes each partition's replicas hold.
+    pub fn wait_replicas_identical(
+        &mut self,
+        topic: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<(i32, usize)>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let d = self.describe()?;
+            let t = d
+                .topics
+                .iter()
+                .find(|t| t.name == topic)
+                .with_context(|| format!("{topic} not in DescribeCluster"))?;
+            let mut differ = Vec::new();
+            let mut sizes = Vec::new();
+            for p in &t.partitions {
+                let logs = p
+                    .replicas
+                    .iter()
+                    .map(|&b| Ok((b, self.replica_log(b, topic, p.partition)?)))
+                    .collect::<anyhow::Result<Vec<(i32, Vec<u8>)>>>()?;
+                let (first, rest) = logs.split_first().context("a partition with no replica")?;
+                sizes.push((p.partition, first.1.len()));
+                if rest.iter().any(|(_, l)| l != &first.1) {
+                    let at = |l: &[u8]| l.iter().zip(&first.1).position(|(a, b)| a != b);
+                    differ.push(format!(
+                        "{topic}/{}: (broker, bytes, first byte differing from broker {}) {:?}",
+                        p.partition,
+                        first.0,
+                        logs.iter()
+                            .map(|(b, l)| (*b, l.len(), at(l)))
+                            .collect::<Vec<_>>()
+                    ));
+                }
+            }
+            if differ.is_empty() {
+                return Ok(sizes);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "replicas still differ after {timeout:?}: {}",
+                    differ.join("; ")
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
     /// Bytes of files in each directory (a partition, for a broker) under every node's data
     /// directory: shows at a glance whether the replicas of a partition kept up.
     pub fn data_summary(&self) -> String {

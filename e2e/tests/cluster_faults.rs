@@ -6,7 +6,8 @@
 //! past the broker's lease, a network cut, a partition that strands records on a deposed
 //! leader, a reassignment under load), waits for the cluster to recover, then reads every
 //! partition back and checks that every acknowledged record is stored exactly once, at its
-//! acknowledged offset, in send order, and that nothing is stored twice. Each prints (see
+//! acknowledged offset, in send order, that nothing is stored twice, and that every replica's
+//! log holds the same bytes. Each prints (see
 //! `--nocapture`) how long the partition took to accept writes again and the longest stall.
 //!
 //! The tests take turns (one cluster at a time: two cores cannot run two clusters, two
@@ -35,6 +36,8 @@ const FAILOVER: Duration = Duration::from_secs(20);
 /// A restarted or healed broker registers, truncates, catches up and rejoins the ISR.
 const REJOIN: Duration = Duration::from_secs(30);
 const FINISH: Duration = Duration::from_secs(60);
+/// With the producer stopped, followers fetch the last batches within a fetch round or two.
+const REPLICAS_AGREE: Duration = Duration::from_secs(15);
 /// A reassignment is planned: the producer's `request.timeout.ms` (5 s) is far too long.
 const PLANNED_MOVE_STALL_MAX: Duration = Duration::from_secs(2);
 
@@ -100,6 +103,15 @@ impl Fixture {
         let stored = read_all(&self.cluster.bootstrap(), TOPIC, PARTITIONS, FINISH).unwrap();
         let n = verify(&outcome, &stored).unwrap();
         println!("[{name}] {n} records stored, every acknowledged one exactly once and in order");
+        let sizes = self
+            .cluster
+            .wait_replicas_identical(TOPIC, REPLICAS_AGREE)
+            .unwrap();
+        println!("[{name}] every replica holds the same bytes: (partition, bytes) {sizes:?}");
+        assert!(
+            sizes.iter().all(|&(_, b)| b > 0),
+            "empty replica logs: {sizes:?}"
+        );
         assert!(
             outcome.failures.is_empty(),
             "{} records failed for good, e.g. {:?}",
@@ -377,6 +389,13 @@ fn deposed_leader_truncates_unreplicated_records() {
     let n = verify(&outcome, &stored).unwrap();
     println!(
         "[{name}] {n} records stored, every acknowledged one exactly once and in order, no stranded one"
+    );
+    // Not only the leader's log: the three replicas hold the very same batches.
+    let sizes = c.wait_replicas_identical(TOPIC, REPLICAS_AGREE).unwrap();
+    println!("[{name}] every replica holds the same bytes: (partition, bytes) {sizes:?}");
+    assert!(
+        sizes.iter().all(|&(_, b)| b > 0),
+        "empty replica logs: {sizes:?}"
     );
     assert!(
         outcome.failures.is_empty(),
