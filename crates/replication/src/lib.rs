@@ -28,6 +28,20 @@ pub struct Progress {
     pub log_end: Option<Offset>,
     /// When the follower was last caught up with the leader's log end.
     pub caught_up_ms: u64,
+    /// The leader's log end and the time at the follower's previous fetch (Kafka's rule: a
+    /// fetch from at least the leader's log end *as of the previous fetch* proves the follower
+    /// was caught up then, even while new records keep arriving).
+    pub previous_fetch: Option<(Offset, u64)>,
+}
+
+impl Progress {
+    fn new(now_ms: u64) -> Progress {
+        Progress {
+            log_end: None,
+            caught_up_ms: now_ms,
+            previous_fetch: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -62,15 +76,7 @@ impl LeaderState {
         let followers = replicas
             .iter()
             .filter(|&&b| b != me)
-            .map(|&b| {
-                (
-                    b,
-                    Progress {
-                        log_end: None,
-                        caught_up_ms: now_ms,
-                    },
-                )
-            })
+            .map(|&b| (b, Progress::new(now_ms)))
             .collect();
         let mut s = LeaderState {
             me,
@@ -137,7 +143,12 @@ impl LeaderState {
         p.log_end = Some(fetch_offset);
         if fetch_offset >= log_end {
             p.caught_up_ms = now_ms;
+        } else if let Some((previous_end, previous_ms)) = p.previous_fetch
+            && fetch_offset >= previous_end
+        {
+            p.caught_up_ms = p.caught_up_ms.max(previous_ms);
         }
+        p.previous_fetch = Some((log_end, now_ms));
         self.recompute()
     }
 
@@ -155,10 +166,9 @@ impl LeaderState {
         self.partition_epoch = partition_epoch;
         for &b in &replicas {
             if b != self.me {
-                self.followers.entry(b).or_insert(Progress {
-                    log_end: None,
-                    caught_up_ms: now_ms,
-                });
+                self.followers
+                    .entry(b)
+                    .or_insert_with(|| Progress::new(now_ms));
             }
         }
         self.followers.retain(|b, _| replicas.contains(b));
@@ -187,6 +197,10 @@ impl LeaderState {
                     .get(b)
                     .is_some_and(|p| now_ms.saturating_sub(p.caught_up_ms) <= lag_max_ms)
         };
+        // At or past the watermark *now*: proposed, it counts for the watermark at once, so
+        // the watermark can never pass it. Under steady writes a follower is rarely at the
+        // watermark at an arbitrary moment, so the broker also asks right after each fetch
+        // ([`LeaderState::expansion_after_fetch`]), when it is, as Kafka does.
         let joins = |b: &BrokerId| {
             self.followers.get(b).is_some_and(|p| {
                 p.log_end
@@ -207,6 +221,27 @@ impl LeaderState {
             .collect();
         let same = new.len() == self.isr.len() && new.iter().all(|b| self.isr.contains(b));
         (!same && new.contains(&self.me)).then_some(new)
+    }
+
+    /// Right after [`LeaderState::on_fetch`] from `follower`: the ISR with it added, if it is
+    /// out of the ISR, now at or past the watermark and this epoch's start, and no proposal is
+    /// in flight. The caller proposes it at once, under the same lock.
+    pub fn expansion_after_fetch(&self, follower: BrokerId) -> Option<Vec<BrokerId>> {
+        if self.pending.is_some() || self.isr.contains(&follower) {
+            return None;
+        }
+        let p = self.followers.get(&follower)?;
+        let e = p.log_end?;
+        if e < self.high_watermark || e < self.epoch_start {
+            return None;
+        }
+        Some(
+            self.replicas
+                .iter()
+                .filter(|b| self.isr.contains(b) || **b == follower)
+                .copied()
+                .collect(),
+        )
     }
 
     pub fn propose(&mut self, isr: Vec<BrokerId>) {
@@ -321,6 +356,40 @@ mod tests {
     }
 
     #[test]
+    fn a_follower_under_steady_writes_is_caught_up_by_the_previous_fetch_rule() {
+        let mut l = leader(vec![A, B, C]);
+        // Every fetch from B trails the newest append, but reaches the log end the leader had
+        // at B's previous fetch: B stays in sync.
+        for i in 0..50u64 {
+            let end = Offset(10 + i as i64 * 2);
+            l.on_append(end.plus(1));
+            l.on_fetch(B, end, i * 100);
+            l.on_fetch(C, end.plus(1), i * 100);
+        }
+        assert_eq!(l.isr_change(5_000, 1_000), None, "B is not shrunk");
+    }
+
+    #[test]
+    fn a_returning_follower_joins_right_after_a_fetch_at_the_watermark() {
+        let mut l = leader(vec![A, B]);
+        l.on_append(Offset(30));
+        l.on_fetch(B, Offset(30), 1);
+        l.on_fetch(C, Offset(20), 1);
+        assert_eq!(l.expansion_after_fetch(C), None, "below the watermark");
+        l.on_fetch(C, Offset(30), 2);
+        let grow = l.expansion_after_fetch(C).unwrap();
+        assert_eq!(grow, vec![A, B, C]);
+        l.propose(grow);
+        l.on_append(Offset(40));
+        l.on_fetch(B, Offset(40), 3);
+        assert_eq!(
+            l.high_watermark(),
+            Offset(30),
+            "the joining member holds the watermark"
+        );
+    }
+
+    #[test]
     fn a_new_leaders_watermark_waits_for_members_to_fetch() {
         let mut l = LeaderState::new(
             A,
@@ -377,6 +446,7 @@ mod tests {
                         let e = Offset(n.min(l.log_end().get()).max(ends[&who].get()));
                         ends.insert(who, e);
                         l.on_fetch(who, e, now);
+                        if let Some(isr) = l.expansion_after_fetch(who) { l.propose(isr); }
                     }
                     2 => if let Some(isr) = l.isr_change(now, 50) { l.propose(isr); },
                     _ => if let Some(p) = l.pending().map(|p| p.to_vec()) {
