@@ -89,14 +89,35 @@ impl ReplicationService {
         let fetch_offset = Offset(fp.fetch_offset);
         if record {
             let mut r = p.replica();
-            if r.epoch.get() == fp.current_leader_epoch
+            let epoch = r.epoch;
+            let mut moved = false;
+            let mut proposal = None;
+            if epoch.get() == fp.current_leader_epoch
                 && let Role::Leader(l) = &mut r.role
                 && fetch_offset <= l.log_end()
-                && l.on_fetch(replica, fetch_offset, mono_ms())
             {
+                moved = l.on_fetch(replica, fetch_offset, mono_ms());
+                // A returning follower joins the ISR the moment a fetch shows it caught up.
+                if let Some(isr) = l.expansion_after_fetch(replica) {
+                    l.propose(isr.clone());
+                    proposal = Some((l.partition_epoch(), isr));
+                }
+            }
+            if moved || proposal.is_some() {
                 p.publish(&r);
-                drop(r);
+            }
+            drop(r);
+            if moved {
                 self.state.notify_appended();
+            }
+            if let Some((partition_epoch, isr)) = proposal {
+                crate::session::alter_partition(
+                    self.state.clone(),
+                    p.clone(),
+                    epoch,
+                    partition_epoch,
+                    isr,
+                );
             }
         }
         let log = p.log.read().unwrap_or_else(|e| e.into_inner());

@@ -4,15 +4,17 @@
 
 use crate::control::ControlClient;
 use crate::error::BrokerError;
-use crate::state::{BrokerState, Role, mono_ms};
+use crate::state::{BrokerState, Partition, Role, mono_ms};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_stream::StreamExt;
+use weir_model::{BrokerId, LeaderEpoch, PartitionEpoch};
 use weir_proto::v1;
 
 const STALE_BROKER_EPOCH: i32 = 77;
 const BROKER_ID_NOT_REGISTERED: i32 = 102;
+const INVALID_UPDATE_VERSION: i32 = 95;
 
 /// Registers this broker; returns the heartbeat interval the coordinators asked for.
 pub async fn register(state: &BrokerState, incarnation: &str) -> Result<Duration, BrokerError> {
@@ -159,9 +161,11 @@ pub async fn watch_loop(state: Arc<BrokerState>, first: tokio::sync::oneshot::Se
     }
 }
 
-/// As leader of each partition, proposes the ISR changes follower progress calls for.
+/// As leader of each partition, proposes the ISR changes follower progress calls for (shrinks,
+/// and expansions of followers that are at the watermark at the check; expansions are also
+/// proposed right after a follower's fetch, see `replication`).
 pub async fn isr_loop(state: Arc<BrokerState>) {
-    let every = Duration::from_millis((state.config.replica_lag_time_max_ms / 4).clamp(50, 1_000));
+    let every = Duration::from_millis((state.config.replica_lag_time_max_ms / 4).clamp(50, 250));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -182,70 +186,102 @@ pub async fn isr_loop(state: Arc<BrokerState>) {
                     Role::Follower { .. } => None,
                 }
             };
-            let Some((epoch, partition_epoch, isr)) = proposal else {
-                continue;
-            };
-            tracing::info!(topic = %p.topic, partition = p.id.get(), isr = ?isr.iter().map(|b| b.get()).collect::<Vec<_>>(), "proposing an ISR change");
-            let state = state.clone();
-            tokio::spawn(async move {
-                let req = v1::AlterPartitionRequest {
-                    broker_id: state.me.get(),
-                    broker_epoch: state.broker_epoch(),
-                    topic_id: p.topic_id.to_uuid_string(),
-                    partition: p.id.get(),
-                    leader_epoch: epoch.get(),
-                    partition_epoch: partition_epoch.get(),
-                    new_isr: isr.iter().map(|b| b.get()).collect(),
-                };
-                let resp = state
-                    .control
-                    .call(Duration::from_secs(5), |ch| {
-                        let req = req.clone();
-                        async move {
-                            ControlClient::broker(ch)
-                                .alter_partition(req)
-                                .await
-                                .map(|r| r.into_inner())
-                        }
-                    })
-                    .await;
-                let mut r = p.replica();
-                let current_epoch = r.epoch;
-                let Role::Leader(l) = &mut r.role else { return };
-                if current_epoch != epoch {
-                    return;
-                }
-                match resp {
-                    Ok(resp) if resp.error.as_ref().is_none_or(|e| e.code == 0) => {
-                        if let Some(part) = resp.partition {
-                            l.committed(
-                                weir_model::PartitionEpoch(part.partition_epoch),
-                                part.replicas
-                                    .iter()
-                                    .map(|&b| weir_model::BrokerId(b))
-                                    .collect(),
-                                part.isr.iter().map(|&b| weir_model::BrokerId(b)).collect(),
-                                mono_ms(),
-                            );
-                        } else {
-                            l.proposal_failed();
-                        }
-                    }
-                    Ok(resp) => {
-                        tracing::info!(topic = %p.topic, partition = p.id.get(), reason = ?resp.error.map(|e| e.message), "ISR change refused");
-                        l.proposal_failed();
-                    }
-                    Err(e) => {
-                        tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %e, "ISR change failed");
-                        l.proposal_failed();
-                    }
-                }
-                p.publish(&r);
-                drop(r);
-                state.notify_appended();
-            });
+            if let Some((epoch, partition_epoch, isr)) = proposal {
+                alter_partition(state.clone(), p, epoch, partition_epoch, isr);
+            }
         }
     }
+}
+
+/// Sends an ISR proposal (already marked with `LeaderState::propose`) to the coordinators, in
+/// the background, and settles it.
+///
+/// Only a refusal proves the change was not applied. After a transport failure the outcome is
+/// unknown, so the proposal stays in flight (the watermark keeps counting its members) and is
+/// sent again until it is answered or this broker's leadership changes. INVALID_UPDATE_VERSION
+/// may mean an earlier attempt was applied: the proposal stays until the metadata watch brings
+/// the partition's new record.
+pub fn alter_partition(
+    state: Arc<BrokerState>,
+    p: Arc<Partition>,
+    epoch: LeaderEpoch,
+    partition_epoch: PartitionEpoch,
+    isr: Vec<BrokerId>,
+) {
+    tracing::info!(topic = %p.topic, partition = p.id.get(), isr = ?isr.iter().map(|b| b.get()).collect::<Vec<_>>(), "proposing an ISR change");
+    tokio::spawn(async move {
+        let req = v1::AlterPartitionRequest {
+            broker_id: state.me.get(),
+            broker_epoch: state.broker_epoch(),
+            topic_id: p.topic_id.to_uuid_string(),
+            partition: p.id.get(),
+            leader_epoch: epoch.get(),
+            partition_epoch: partition_epoch.get(),
+            new_isr: isr.iter().map(|b| b.get()).collect(),
+        };
+        loop {
+            let resp = state
+                .control
+                .call(Duration::from_secs(5), |ch| {
+                    let req = req.clone();
+                    async move {
+                        ControlClient::broker(ch)
+                            .alter_partition(req)
+                            .await
+                            .map(|r| r.into_inner())
+                    }
+                })
+                .await;
+            // Settle under the lock (no await inside); retry after it.
+            let retry = {
+                let mut r = p.replica();
+                let still_ours = r.epoch == epoch
+                    && matches!(&r.role, Role::Leader(l) if l.pending() == Some(&isr[..]));
+                if !still_ours {
+                    return;
+                }
+                let Role::Leader(l) = &mut r.role else { return };
+                let retry = match resp {
+                    Ok(resp) if resp.error.as_ref().is_none_or(|e| e.code == 0) => {
+                        // Applied. Without the record in the answer, the watch brings it.
+                        if let Some(part) = resp.partition {
+                            l.committed(
+                                PartitionEpoch(part.partition_epoch),
+                                part.replicas.iter().map(|&b| BrokerId(b)).collect(),
+                                part.isr.iter().map(|&b| BrokerId(b)).collect(),
+                                mono_ms(),
+                            );
+                        }
+                        false
+                    }
+                    Ok(resp) => {
+                        let (code, reason) = resp
+                            .error
+                            .map_or((0, String::new()), |e| (e.code, e.message));
+                        tracing::info!(topic = %p.topic, partition = p.id.get(), code, reason, "ISR change refused");
+                        if code != INVALID_UPDATE_VERSION {
+                            l.proposal_failed();
+                        }
+                        false
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %e, "ISR change not answered; sending it again");
+                        true
+                    }
+                };
+                if !retry {
+                    p.publish(&r);
+                }
+                retry
+            };
+            if retry {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            state.notify_appended();
+            return;
+        }
+    });
 }
 
 /// Hands every leadership to in-sync followers before the broker exits: asks the

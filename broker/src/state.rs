@@ -442,6 +442,12 @@ impl BrokerState {
     }
 
     fn remove_partition(&self, p: &Partition) -> Result<(), BrokerError> {
+        // Requests waiting on this partition (acks=all) learn at once that it is gone.
+        {
+            let mut r = p.replica();
+            r.role = Role::Follower { leader: None };
+            p.publish(&r);
+        }
         p.log.write().unwrap_or_else(|e| e.into_inner()).retire();
         let dir = partition_dir(&self.config.data_dir, &p.topic, p.id);
         let to = logs_dir(&self.config.data_dir)
