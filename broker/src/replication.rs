@@ -281,6 +281,9 @@ async fn fetch_from(
     loop {
         let current: Vec<Arc<Partition>> = partitions.borrow_and_update().clone();
         copying.retain(|k, _| current.iter().any(|p| (p.topic_id, p.id.get()) == *k));
+        // Subscribe before reading the view: an update published in between is then seen by
+        // `changed()` below rather than lost.
+        let mut view = state.subscribe_view();
         let Some(addr) = state
             .view()
             .brokers
@@ -288,7 +291,6 @@ async fn fetch_from(
             .map(|b| b.internal_addr.clone())
         else {
             // The leader's address is not known yet: wait for metadata.
-            let mut view = state.subscribe_view();
             tokio::select! {
                 changed = partitions.changed() => if changed.is_err() { return; },
                 _ = view.changed() => {}
