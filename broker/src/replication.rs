@@ -97,6 +97,14 @@ impl ReplicationService {
                 && fetch_offset <= l.log_end()
             {
                 moved = l.on_fetch(replica, fetch_offset, mono_ms());
+                if !l.isr().contains(&replica) {
+                    tracing::debug!(
+                        topic = %p.topic, partition = p.id.get(), replica = replica.get(),
+                        fetch_offset = fetch_offset.get(), high_watermark = l.high_watermark().get(),
+                        log_end = l.log_end().get(), pending = ?l.pending(),
+                        "fetch from a replica outside the ISR"
+                    );
+                }
                 // A returning follower joins the ISR the moment a fetch shows it caught up.
                 if let Some(isr) = l.expansion_after_fetch(replica) {
                     l.propose(isr.clone());
@@ -245,7 +253,16 @@ pub async fn run_fetchers(state: Arc<BrokerState>) {
         for (leader, partitions) in wanted {
             match fetchers.get(&leader) {
                 Some((tx, _)) => {
-                    tx.send_replace(partitions);
+                    tx.send_if_modified(|current| {
+                        let same = current.len() == partitions.len()
+                            && current
+                                .iter()
+                                .all(|x| partitions.iter().any(|y| Arc::ptr_eq(x, y)));
+                        if !same {
+                            *current = partitions;
+                        }
+                        !same
+                    });
                 }
                 None => {
                     let (tx, rx) = tokio::sync::watch::channel(partitions);
@@ -278,6 +295,7 @@ async fn fetch_from(
     let mut client: Option<(String, ReplicationClient<tonic::transport::Channel>)> = None;
     let mut copying: HashMap<(TopicId, i32), Copying> = HashMap::new();
     let mut backoff = Duration::from_millis(50);
+    let mut failures = 0u64;
     loop {
         let current: Vec<Arc<Partition>> = partitions.borrow_and_update().clone();
         copying.retain(|k, _| current.iter().any(|p| (p.topic_id, p.id.get()) == *k));
@@ -332,9 +350,24 @@ async fn fetch_from(
             }
         };
         match round {
-            Ok(()) => backoff = Duration::from_millis(50),
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(
+                        leader = leader.get(),
+                        failures,
+                        "replica fetches work again"
+                    );
+                }
+                failures = 0;
+                backoff = Duration::from_millis(50);
+            }
             Err(e) => {
-                tracing::debug!(leader = leader.get(), error = %e, "replica fetch failed");
+                failures += 1;
+                // Said once, then now and then: a dead leader makes this fail until metadata
+                // moves the partitions.
+                if failures == 1 || failures % 50 == 0 {
+                    tracing::warn!(leader = leader.get(), failures, error = %e, "replica fetch failed");
+                }
                 // Reconnect next time, after a pause (the leader may be down: metadata will say).
                 client = None;
                 tokio::select! {

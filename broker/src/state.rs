@@ -340,7 +340,15 @@ impl BrokerState {
                 follow.entry(leader).or_default().push(p.clone());
             }
         }
-        self.follow.send_replace(follow);
+        // Only a real change wakes the fetchers: each wake restarts their in-flight fetch.
+        self.follow.send_if_modified(|current| {
+            if same_follow(current, &follow) {
+                false
+            } else {
+                *current = follow;
+                true
+            }
+        });
         self.notify_appended();
         first_error.map_or(Ok(()), Err)
     }
@@ -557,6 +565,18 @@ impl BrokerState {
     pub fn partition_count(&self) -> usize {
         self.local.read().unwrap_or_else(|p| p.into_inner()).len()
     }
+}
+
+fn same_follow(
+    a: &BTreeMap<BrokerId, Vec<Arc<Partition>>>,
+    b: &BTreeMap<BrokerId, Vec<Arc<Partition>>>,
+) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b.iter()).all(|((la, pa), (lb, pb))| {
+            la == lb
+                && pa.len() == pb.len()
+                && pa.iter().all(|x| pb.iter().any(|y| Arc::ptr_eq(x, y)))
+        })
 }
 
 /// Milliseconds on a monotonic clock, for lag decisions (immune to wall-clock steps).
