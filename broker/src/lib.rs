@@ -116,7 +116,10 @@ impl Broker {
             state: state.clone(),
         };
         background.push(tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(internal);
+            // No Nagle: a follower's fetch and the leader's answer are small writes, and a
+            // delayed ACK would hold each for ~40 ms, making followers trail the ISR.
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(internal).with_nodelay(Some(true));
             let result = tonic::transport::Server::builder()
                 .tcp_nodelay(true)
                 .add_service(
