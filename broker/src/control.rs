@@ -104,7 +104,7 @@ impl ControlClient {
                     last,
                 });
             }
-            if attempt as usize % self.channels.len() == 0 {
+            if (attempt as usize).is_multiple_of(self.channels.len()) {
                 let pause = Duration::from_millis(50 * u64::from(attempt.min(10)));
                 tokio::time::sleep(pause.min(deadline.saturating_sub(start.elapsed()))).await;
             }

@@ -230,17 +230,17 @@ impl v1::replication_server::Replication for ReplicationService {
     }
 }
 
+/// A running fetcher: what it copies, and its task.
+type Fetcher = (
+    tokio::sync::watch::Sender<Vec<Arc<Partition>>>,
+    tokio::task::JoinHandle<()>,
+);
+
 /// Runs the follower side: one fetcher per leader broker, started and stopped as the set of
 /// followed partitions changes. Returns when the broker shuts down (the task is aborted).
 pub async fn run_fetchers(state: Arc<BrokerState>) {
     let mut follow = state.follow.subscribe();
-    let mut fetchers: HashMap<
-        BrokerId,
-        (
-            tokio::sync::watch::Sender<Vec<Arc<Partition>>>,
-            tokio::task::JoinHandle<()>,
-        ),
-    > = HashMap::new();
+    let mut fetchers: HashMap<BrokerId, Fetcher> = HashMap::new();
     loop {
         let wanted: BTreeMap<BrokerId, Vec<Arc<Partition>>> = follow.borrow_and_update().clone();
         fetchers.retain(|leader, (_, task)| {
@@ -365,7 +365,7 @@ async fn fetch_from(
                 failures += 1;
                 // Said once, then now and then: a dead leader makes this fail until metadata
                 // moves the partitions.
-                if failures == 1 || failures % 50 == 0 {
+                if failures == 1 || failures.is_multiple_of(50) {
                     tracing::warn!(leader = leader.get(), failures, error = %e, "replica fetch failed");
                 }
                 // Reconnect next time, after a pause (the leader may be down: metadata will say).

@@ -103,7 +103,9 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
                 // librdkafka reports each failed connection; our own errors say it once.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=off,openraft=warn")),
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("info,librdkafka=off,openraft=warn")
+                }),
         )
         .init();
 

@@ -31,6 +31,10 @@ use weir_proto::v1;
 
 type Refusal = (ResponseError, String);
 
+/// A created (or validated) topic: what the coordinators returned, the partition count and
+/// replication factor asked for, and the configs.
+type Created = (Option<TopicInfo>, i32, i32, BTreeMap<String, String>);
+
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
@@ -164,7 +168,7 @@ pub async fn create_topics(
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut res = CreatableTopicResult::default().with_name(t.name.clone());
-        let outcome: Result<(Option<TopicInfo>, i32, i32, BTreeMap<String, String>), Refusal> = async {
+        let outcome: Result<Created, Refusal> = async {
             if dupes.contains(&name) {
                 return Err((ResponseError::InvalidRequest, format!("topic '{name}' appears more than once in the request")));
             }
