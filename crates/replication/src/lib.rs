@@ -153,6 +153,11 @@ impl LeaderState {
     }
 
     /// The ISR (and possibly replicas) as the coordinator committed them, within this epoch.
+    ///
+    /// A record at the partition epoch this leader already has is the same record again (the
+    /// broker hands every partition over on every metadata update): it says nothing about the
+    /// proposal in flight, which stays, unless the record is that proposal (an AlterPartition
+    /// that changed nothing).
     pub fn committed(
         &mut self,
         partition_epoch: PartitionEpoch,
@@ -161,6 +166,14 @@ impl LeaderState {
         now_ms: u64,
     ) -> bool {
         if partition_epoch < self.partition_epoch {
+            return false;
+        }
+        if partition_epoch == self.partition_epoch
+            && self
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.len() != isr.len() || !p.iter().all(|b| isr.contains(b)))
+        {
             return false;
         }
         self.partition_epoch = partition_epoch;
@@ -387,6 +400,30 @@ mod tests {
             Offset(30),
             "the joining member holds the watermark"
         );
+    }
+
+    #[test]
+    fn a_repeated_record_keeps_the_proposal_in_flight() {
+        let mut l = leader(vec![A, B]);
+        l.on_append(Offset(20));
+        l.on_fetch(B, Offset(20), 1);
+        l.on_fetch(C, Offset(20), 1);
+        let grow = l.isr_change(1, 1_000).unwrap();
+        l.propose(grow.clone());
+        // A metadata update about something else repeats this partition's record.
+        assert!(!l.committed(PartitionEpoch(0), vec![A, B, C], vec![A, B], 2));
+        assert_eq!(l.pending(), Some(&grow[..]));
+        l.on_append(Offset(30));
+        l.on_fetch(B, Offset(30), 3);
+        assert_eq!(
+            l.high_watermark(),
+            Offset(20),
+            "C may join any moment: the watermark waits for it"
+        );
+        // The coordinator applies the proposal.
+        l.committed(PartitionEpoch(1), vec![A, B, C], grow, 4);
+        assert_eq!(l.pending(), None);
+        assert_eq!(l.isr(), &[A, B, C]);
     }
 
     #[test]
