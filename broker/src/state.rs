@@ -411,11 +411,15 @@ impl BrokerState {
                     }
                 }
                 _ => {
-                    let log_end = p
-                        .log
-                        .read()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .log_end_offset();
+                    let log_end = {
+                        let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
+                        // The epoch is known at the log end from now on, so followers asking
+                        // where their epochs end get an answer (KIP-101) before any append.
+                        if let Err(e) = log.start_leader_epoch(info.leader_epoch) {
+                            tracing::error!(topic = %topic.name, partition = info.index, error = %e, "recording the leader epoch");
+                        }
+                        log.log_end_offset()
+                    };
                     let hw = r.high_watermark;
                     tracing::info!(topic = %topic.name, partition = info.index, epoch = info.leader_epoch.get(), log_end = log_end.get(), "leading");
                     r.role = Role::Leader(LeaderState::new(

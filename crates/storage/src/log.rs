@@ -555,6 +555,19 @@ impl PartitionLog {
         Ok(next)
     }
 
+    /// Records that `epoch` starts at the current log end, as a new leader does when it takes
+    /// over (Kafka's `makeLeader`), before it has appended anything in that epoch. Without it,
+    /// a follower that asks where its own (newer than anything here) epoch ends would get no
+    /// answer, and fall back to a truncation that can drop committed records. Does nothing if
+    /// the log already knows `epoch` or a later one.
+    pub fn start_leader_epoch(&mut self, epoch: LeaderEpoch) -> Result<(), StorageError> {
+        self.check_open()?;
+        if self.epochs.assign(epoch, self.log_end_offset()) {
+            meta::store_epochs(&self.dir, self.epochs.entries())?;
+        }
+        Ok(())
+    }
+
     /// Empties the log and restarts it at `offset`: a follower whose fetch position fell below
     /// the leader's log start (retention moved on while it was away) starts over there.
     pub fn reset_to(&mut self, offset: Offset) -> Result<(), StorageError> {

@@ -81,3 +81,27 @@ fn a_gap_or_overlap_is_refused_and_changes_nothing() {
         Offset(3)
     );
 }
+
+#[test]
+fn a_new_leaders_epoch_answers_for_newer_follower_epochs_before_any_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
+    for epoch in [1, 1, 3] {
+        let mut b = encode_batch(&BatchSpec::default(), &[b"v"]);
+        log.append(&mut b, LeaderEpoch(epoch), NOW).unwrap();
+    }
+    // A follower deposed at epoch 4 (records this log never got) asks about epoch 4.
+    assert_eq!(log.end_offset_for_epoch(LeaderEpoch(4)), None);
+    log.start_leader_epoch(LeaderEpoch(5)).unwrap();
+    assert_eq!(
+        log.end_offset_for_epoch(LeaderEpoch(4)),
+        Some((LeaderEpoch(3), Offset(3))),
+        "epoch 3 ends where this leader's epoch 5 starts: the follower keeps offsets below 3"
+    );
+    assert_eq!(
+        log.end_offset_for_epoch(LeaderEpoch(5)),
+        Some((LeaderEpoch(5), Offset(3)))
+    );
+    // An epoch with no records yet is dropped by recovery after a restart; the broker records
+    // it again when it takes over (every takeover does).
+}
