@@ -70,9 +70,10 @@
 //!   the joining replica, which the coordinator added to the ISR. Fixed in this crate.
 //! - A new leader that has not written in its epoch answers a follower's epoch-end request
 //!   for a newer epoch with "unknown", and the follower truncates to its own watermark, which
-//!   can be below the leader's: an ISR member drops committed records. The broker still has
-//!   this rule; the model answers as the suggested fix does (see `Msg::EpochEnd`), the only
-//!   place where it departs from the broker.
+//!   can be below the leader's: an ISR member drops committed records. Fixed in the broker
+//!   the Kafka way: a new leader records its epoch at its log end when it takes over
+//!   (`PartitionLog::start_leader_epoch`); the model's answer (see `Msg::EpochEnd`) is the
+//!   same, computed without the record.
 //!
 //! Not modelled: Raft itself (the coordinator is one linearizable node), reassignments,
 //! controlled shutdown, retention and log start offsets, idempotent producers, disk loss
@@ -1071,12 +1072,11 @@ impl Broker {
             } => {
                 let result = self.leading(part, current).map(|()| {
                     let log = &self.logs[part];
-                    // DIVERGES from the broker as of 0d1b3f4 (see NoAnswerAboveLatestEpoch),
-                    // with the fix this simulation suggests: `asked` is at most this leader's
-                    // epoch, so an epoch newer than the log's latest means the leader has
-                    // written nothing in its own epoch yet, which therefore starts at the log
-                    // end; the latest epoch ends there. (Kafka's epoch cache gets the leader's
-                    // epoch at its log end on election, with the same effect.)
+                    // `asked` is at most this leader's epoch, so an epoch newer than the log's
+                    // latest means the leader has written nothing in its own epoch yet, which
+                    // therefore starts at the log end; the latest epoch ends there. The broker
+                    // gets the same answer by recording its epoch at its log end on takeover
+                    // (`start_leader_epoch`, as Kafka's epoch cache does on election).
                     log.end_offset_for(asked).or_else(|| {
                         if self.mutation == Mutation::NoAnswerAboveLatestEpoch {
                             return None;
