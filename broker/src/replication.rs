@@ -77,7 +77,7 @@ impl ReplicationService {
             high_watermark: -1,
             log_start_offset: -1,
             log_end_offset: -1,
-            records: Vec::new(),
+            records: bytes::Bytes::new(),
         };
         let p = match self.leading(&fp.topic_id, fp.partition, fp.current_leader_epoch) {
             Ok(p) => p,
@@ -141,7 +141,7 @@ impl ReplicationService {
             return out;
         }
         match log.read(fetch_offset, max_bytes, end, true) {
-            Ok(read) => out.records = read.bytes.to_vec(),
+            Ok(read) => out.records = read.bytes,
             Err(weir_storage::StorageError::OffsetOutOfRange { .. }) => {
                 out.error_code = OFFSET_OUT_OF_RANGE
             }
@@ -254,10 +254,7 @@ pub async fn run_fetchers(state: Arc<BrokerState>) {
             match fetchers.get(&leader) {
                 Some((tx, _)) => {
                     tx.send_if_modified(|current| {
-                        let same = current.len() == partitions.len()
-                            && current
-                                .iter()
-                                .all(|x| partitions.iter().any(|y| Arc::ptr_eq(x, y)));
+                        let same = crate::state::same_partitions(current, &partitions);
                         if !same {
                             *current = partitions;
                         }

@@ -576,11 +576,14 @@ fn same_follow(
     b: &BTreeMap<BrokerId, Vec<Arc<Partition>>>,
 ) -> bool {
     a.len() == b.len()
-        && a.iter().zip(b.iter()).all(|((la, pa), (lb, pb))| {
-            la == lb
-                && pa.len() == pb.len()
-                && pa.iter().all(|x| pb.iter().any(|y| Arc::ptr_eq(x, y)))
-        })
+        && a.iter()
+            .zip(b.iter())
+            .all(|((la, pa), (lb, pb))| la == lb && same_partitions(pa, pb))
+}
+
+/// Whether two lists hold the same hosted partitions (the same objects, in any order).
+pub fn same_partitions(a: &[Arc<Partition>], b: &[Arc<Partition>]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| Arc::ptr_eq(x, y)))
 }
 
 /// Milliseconds on a monotonic clock, for lag decisions (immune to wall-clock steps).

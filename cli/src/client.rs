@@ -210,18 +210,7 @@ pub fn one_result(
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM. Once this has run, SIGTERM no longer kills the
 /// process by default, so every long-running command must select on it.
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(t) => { t.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
-}
+pub use weir_broker::cli::shutdown_signal;
 
 /// A flag raised by Ctrl-C (SIGINT) or SIGTERM, for loops on blocking threads that stop
 /// cleanly: flush output, print a summary. Must be called inside the tokio runtime.

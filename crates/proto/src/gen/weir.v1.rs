@@ -2689,8 +2689,8 @@ pub struct ReplicaFetchPartitionData {
     #[prost(int64, tag = "6")]
     pub log_end_offset: i64,
     /// Whole record batches, as stored by the leader.
-    #[prost(bytes = "vec", tag = "7")]
-    pub records: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "bytes", tag = "7")]
+    pub records: ::prost::bytes::Bytes,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct EpochEndOffsetRequest {
