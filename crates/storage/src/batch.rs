@@ -191,9 +191,13 @@ impl BatchHeader {
                 batch_length: h.batch_length,
             });
         }
+        // A producer's batch has exactly `lastOffsetDelta + 1` records ([`validate_batches`]
+        // insists); a batch rewritten by the log cleaner keeps its offset range (so the last
+        // sequence stays right, as Kafka does) but may hold fewer records.
         if h.records_count < 1
             || h.records_count > BATCH_RECORDS_MAX
-            || h.last_offset_delta != h.records_count - 1
+            || h.last_offset_delta < h.records_count - 1
+            || h.last_offset_delta >= BATCH_RECORDS_MAX
         {
             return Err(BatchError::BadRecordCount {
                 at,
@@ -298,6 +302,29 @@ pub fn validate_batches(
     records: &[u8],
     max_batch_bytes: u32,
 ) -> Result<Vec<BatchHeader>, BatchError> {
+    let headers = validate_stored_batches(records, max_batch_bytes)?;
+    let mut at = 0;
+    for h in &headers {
+        // Only the log cleaner makes a batch with gaps; a producer's never has any.
+        if h.last_offset_delta != h.records_count - 1 {
+            return Err(BatchError::BadRecordCount {
+                at,
+                count: h.records_count,
+                last_offset_delta: h.last_offset_delta,
+            });
+        }
+        at += h.size_bytes();
+    }
+    Ok(headers)
+}
+
+/// [`validate_batches`] for batches that come from a log (a follower's copy of its leader's):
+/// the same checks, except that a batch may hold fewer records than its offset range, as a
+/// batch the log cleaner rewrote does.
+pub fn validate_stored_batches(
+    records: &[u8],
+    max_batch_bytes: u32,
+) -> Result<Vec<BatchHeader>, BatchError> {
     if records.is_empty() {
         return Err(BatchError::Empty);
     }
@@ -396,6 +423,89 @@ pub(crate) fn read_varlong(b: &[u8]) -> Option<(i64, usize)> {
         }
     }
     None
+}
+
+/// One record of a batch's records section, as [`RecordIter`] yields it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RecordView<'a> {
+    /// The whole record as stored, its length varint included: copied verbatim into a
+    /// rewritten batch with the same base offset and base timestamp, it means the same.
+    pub bytes: &'a [u8],
+    pub timestamp_delta: i64,
+    pub offset_delta: i32,
+    /// `None` for a null key.
+    pub key: Option<&'a [u8]>,
+    /// False for a null value: a tombstone.
+    pub has_value: bool,
+}
+
+/// Iterates the records of a batch's (decompressed) records section. Yields an error and stops
+/// at the first record that does not frame; never reads outside `records`.
+#[derive(Debug)]
+pub(crate) struct RecordIter<'a> {
+    records: &'a [u8],
+    pos: usize,
+    left: i32,
+}
+
+impl<'a> RecordIter<'a> {
+    pub fn new(records: &'a [u8], count: i32) -> RecordIter<'a> {
+        RecordIter {
+            records,
+            pos: 0,
+            left: count,
+        }
+    }
+
+    fn parse(&mut self) -> Option<RecordView<'a>> {
+        let rest = self.records.get(self.pos..)?;
+        let (len, n) = read_varint(rest)?;
+        let len = usize::try_from(len).ok()?;
+        let bytes = rest.get(..n + len)?;
+        let body = &bytes[n..];
+        // attributes i8 | timestampDelta varlong | offsetDelta varint | key | value | headers
+        let mut q = 1;
+        let (timestamp_delta, m) = read_varlong(body.get(q..)?)?;
+        q += m;
+        let (offset_delta, m) = read_varint(body.get(q..)?)?;
+        q += m;
+        let (key_len, m) = read_varint(body.get(q..)?)?;
+        q += m;
+        let key = if key_len < 0 {
+            None
+        } else {
+            let k = body.get(q..q + key_len as usize)?;
+            q += key_len as usize;
+            Some(k)
+        };
+        let (value_len, _) = read_varint(body.get(q..)?)?;
+        self.pos += n + len;
+        Some(RecordView {
+            bytes,
+            timestamp_delta,
+            offset_delta,
+            key,
+            has_value: value_len >= 0,
+        })
+    }
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Result<RecordView<'a>, &'static str>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left <= 0 {
+            return None;
+        }
+        self.left -= 1;
+        match self.parse() {
+            Some(r) => Some(Ok(r)),
+            None => {
+                self.left = 0;
+                Some(Err("a record does not frame"))
+            }
+        }
+    }
 }
 
 /// For an already validated batch's records section (`records`, decompressed if the batch is

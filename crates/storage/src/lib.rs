@@ -50,6 +50,7 @@ mod tests;
 
 pub use batch::{
     BATCH_HEADER_BYTES, BatchError, BatchHeader, Compression, TimestampType, validate_batches,
+    validate_stored_batches,
 };
 pub use error::StorageError;
 pub use log::{AppendOutcome, LogConfig, PartitionLog, ReadOutcome, RetentionOutcome};

@@ -18,7 +18,7 @@
 use crate::batch::BatchError;
 use crate::batch::{
     BatchHeader, Compression, TimestampType, find_record_by_timestamp, set_base_offset,
-    set_log_append_time, set_partition_leader_epoch, validate_batches,
+    set_log_append_time, set_partition_leader_epoch, validate_batches, validate_stored_batches,
 };
 use crate::epoch::EpochCache;
 use crate::error::{StorageError, io_err};
@@ -113,13 +113,16 @@ pub struct RetentionOutcome {
 /// a lock. Reads take `&self` (positional reads), writes take `&mut self`.
 ///
 /// Contract: an append is readable when `append` returns and durable after `flush` (or per
-/// `flush.messages` / `flush.ms`). Offsets are contiguous from the log start offset to the log
-/// end offset. Every error except [`StorageError::Fatal`] leaves the log as it was.
+/// `flush.messages` / `flush.ms`). Offsets increase strictly from the log start offset to the
+/// log end offset: contiguously as appended, with gaps where the log cleaner removed records
+/// (which keeps every offset it does not remove). Every error except [`StorageError::Fatal`]
+/// leaves the log as it was.
 #[derive(Debug)]
 pub struct PartitionLog {
     dir: PathBuf,
     config: LogConfig,
-    /// Ascending by base offset, contiguous; the last is the active segment. Never empty.
+    /// Ascending by base offset, never overlapping (gaps only where the cleaner removed
+    /// records); the last is the active segment. Never empty.
     segments: Vec<Segment>,
     log_start: Offset,
     producers: ProducerState,
@@ -199,8 +202,10 @@ impl PartitionLog {
         for (i, &base) in bases.iter().enumerate() {
             let active = i + 1 == bases.len();
             let (mut seg, len) = Segment::open(&self.dir, base)?;
+            // Segments may leave gaps between them (the cleaner removed the records there),
+            // but never overlap.
             if let Some(prev) = self.segments.last()
-                && prev.next_offset != base
+                && prev.next_offset > base
             {
                 tracing::warn!(segment = %seg.path().display(), expected = prev.next_offset.get(),
                     "segment does not continue the log; dropping it and later segments");
@@ -481,11 +486,14 @@ impl PartitionLog {
         self.check_open()?;
         // The leader already accepted these under its own (possibly larger) limit; only the
         // framing limit applies here.
-        let headers = validate_batches(records, u32::MAX).map_err(StorageError::CorruptBatch)?;
+        let headers =
+            validate_stored_batches(records, u32::MAX).map_err(StorageError::CorruptBatch)?;
         let log_end = self.log_end_offset();
         let mut next = log_end;
         for (at, h) in headers.iter().enumerate() {
-            if h.base_offset != next {
+            // The leader's log may have gaps where its cleaner removed records: offsets must
+            // only increase, as in Kafka's follower append.
+            if h.base_offset < next {
                 return Err(StorageError::NonContiguousReplica {
                     expected: next,
                     found: h.base_offset,
@@ -631,10 +639,15 @@ impl PartitionLog {
         let bytes = if from >= upper {
             Vec::new()
         } else {
-            let i = self
+            let mut i = self
                 .segments
                 .partition_point(|s| s.base <= from)
                 .saturating_sub(1);
+            // `from` may fall in a gap the cleaner left at the end of a segment: the next
+            // batch is then in a later one (which exists, since from < upper <= log end).
+            while i + 1 < self.segments.len() && self.segments[i].next_offset <= from {
+                i += 1;
+            }
             self.segments[i].read(from, max_bytes, upper, min_one_batch)?
         };
         Ok(ReadOutcome {

@@ -4,8 +4,9 @@
 //! `00000000000000000000.log`, `.index`, `.timeindex`.
 //!
 //! - `.log`: RecordBatch v2 batches back to back, exactly as appended (see [`crate::batch`]),
-//!   with contiguous offsets starting at the base offset. No header of its own; the format
-//!   version lives in `partition.meta`.
+//!   with strictly increasing offsets from the base offset on: contiguous as appended, with
+//!   gaps once the log cleaner has removed records (see [`crate::cleaner`]). No header of its
+//!   own; the format version lives in `partition.meta`.
 //! - `.index`: 8-byte entries, big-endian: offset relative to the base (u32), byte position of
 //!   the batch starting at that offset (u32). One entry at the first batch after at least
 //!   `index.interval.bytes` of batches since the previous entry (or the segment start).
@@ -158,7 +159,8 @@ impl Segment {
         index_interval: u32,
     ) {
         debug_assert_eq!(pos, self.size);
-        debug_assert_eq!(base, self.next_offset);
+        // Gaps are allowed: a compacted log (or a follower's copy of one) has them.
+        debug_assert!(base >= self.next_offset);
         if self.bytes_since_entry >= index_interval as u64 {
             self.index.push(IndexEntry {
                 rel: (base.get() - self.base.get()) as u32,
@@ -258,9 +260,10 @@ impl Segment {
                     break;
                 }
             }
-            if h.base_offset != self.next_offset {
+            // Offsets only increase; gaps are where the log cleaner removed records.
+            if h.base_offset < self.next_offset {
                 problem = Some(format!(
-                    "batch at {pos} has base offset {}, expected {}",
+                    "batch at {pos} has base offset {}, expected at least {}",
                     h.base_offset, self.next_offset
                 ));
                 break;

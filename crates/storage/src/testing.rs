@@ -1,8 +1,8 @@
 //! A tiny RecordBatch v2 encoder and decoder for tests (this crate's and the broker's, through
-//! the `testing` feature). Records carry a null key, a value and no headers; "compressed"
-//! batches carry their values as opaque bytes, since storage never decompresses.
+//! the `testing` feature). Records carry a key (null unless given), a value (or null: a
+//! tombstone) and no headers; compressed batches are compressed as Kafka's clients frame them.
 
-use crate::batch::{BATCH_HEADER_BYTES, BatchHeader, Compression, read_varint, read_varlong};
+use crate::batch::{BATCH_HEADER_BYTES, BatchHeader, Compression, RecordIter};
 use weir_model::{Offset, ProducerEpoch, ProducerId, Timestamp};
 
 /// What the encoder puts into a batch's header.
@@ -49,20 +49,39 @@ pub fn put_varlong(out: &mut Vec<u8>, v: i64) {
     out.push(raw as u8);
 }
 
-/// Encodes one batch with one record per value, base offset 0, leader epoch -1, as a producer
-/// sends it.
+/// Encodes one batch with one record per value (null keys), base offset 0, leader epoch -1, as
+/// a producer sends it.
 pub fn encode_batch(spec: &BatchSpec, values: &[&[u8]]) -> Vec<u8> {
+    let records: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+        values.iter().map(|v| (None, Some(*v))).collect();
+    encode_keyed_batch(spec, &records)
+}
+
+/// Encodes one batch of `(key, value)` records (`None` = null; a null value is a tombstone),
+/// base offset 0, leader epoch -1, as a producer sends it.
+pub fn encode_keyed_batch(spec: &BatchSpec, values: &[(Option<&[u8]>, Option<&[u8]>)]) -> Vec<u8> {
     assert!(!values.is_empty(), "a batch has at least one record");
     assert!(spec.timestamp_deltas.is_empty() || spec.timestamp_deltas.len() == values.len());
     let delta = |i: usize| spec.timestamp_deltas.get(i).copied().unwrap_or(i as i64);
     let mut records = Vec::new();
-    for (i, v) in values.iter().enumerate() {
+    for (i, (k, v)) in values.iter().enumerate() {
         let mut body = vec![0u8]; // attributes
         put_varlong(&mut body, delta(i)); // timestampDelta
         put_varint(&mut body, i as i32); // offsetDelta
-        put_varint(&mut body, -1); // key: null
-        put_varint(&mut body, v.len() as i32);
-        body.extend_from_slice(v);
+        match k {
+            Some(k) => {
+                put_varint(&mut body, k.len() as i32);
+                body.extend_from_slice(k);
+            }
+            None => put_varint(&mut body, -1),
+        }
+        match v {
+            Some(v) => {
+                put_varint(&mut body, v.len() as i32);
+                body.extend_from_slice(v);
+            }
+            None => put_varint(&mut body, -1),
+        }
         put_varint(&mut body, 0); // headers
         put_varint(&mut records, body.len() as i32);
         records.extend_from_slice(&body);
@@ -139,61 +158,59 @@ fn compress(codec: Compression, records: Vec<u8>) -> Vec<u8> {
 pub struct DecodedRecord {
     pub offset: Offset,
     pub timestamp: Timestamp,
+    /// `None` for a null key.
+    pub key: Option<Vec<u8>>,
+    /// Empty for a null value; see `tombstone`.
     pub value: Vec<u8>,
+    /// The value is null.
+    pub tombstone: bool,
 }
 
-/// Decodes every record of a run of stored batches (as `read` returns them). Compressed
-/// batches yield one entry per offset with an empty value. Panics on malformed input: tests
-/// only.
+/// Decodes every record of a run of stored batches (as `read` returns them), decompressing
+/// compressed ones. Panics on malformed input: tests only.
 pub fn decode_records(mut bytes: &[u8]) -> Vec<DecodedRecord> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
         let h = BatchHeader::parse(bytes).expect("batch header");
         let batch = &bytes[..h.size_bytes()];
         let log_append = h.timestamp_type() == crate::TimestampType::LogAppendTime;
-        if h.compression() != Compression::None {
-            for i in 0..h.records_count {
-                out.push(DecodedRecord {
-                    offset: h.base_offset.plus(i as i64),
-                    timestamp: h.max_timestamp,
-                    value: Vec::new(),
-                });
-            }
-        } else {
-            let mut p = BATCH_HEADER_BYTES;
-            for _ in 0..h.records_count {
-                let (len, n) = read_varint(&batch[p..]).expect("length");
-                let body = &batch[p + n..p + n + len as usize];
-                let mut q = 1;
-                let (ts_delta, m) = read_varlong(&body[q..]).expect("ts");
-                q += m;
-                let (off_delta, m) = read_varint(&body[q..]).expect("offset");
-                q += m;
-                let (key_len, m) = read_varint(&body[q..]).expect("key");
-                q += m;
-                if key_len > 0 {
-                    q += key_len as usize;
-                }
-                let (val_len, m) = read_varint(&body[q..]).expect("value");
-                q += m;
-                let value = if val_len >= 0 {
-                    body[q..q + val_len as usize].to_vec()
+        let section = &batch[BATCH_HEADER_BYTES..];
+        let records = match h.compression() {
+            Compression::None => section.to_vec(),
+            codec => crate::decompress::decompress(codec, section).expect("decompresses"),
+        };
+        for r in RecordIter::new(&records, h.records_count) {
+            let r = r.expect("record frames");
+            let body = r.bytes;
+            // The value is the last field before the headers: find it by re-walking.
+            let value = value_of(body);
+            out.push(DecodedRecord {
+                offset: h.base_offset.plus(r.offset_delta as i64),
+                timestamp: if log_append {
+                    h.max_timestamp
                 } else {
-                    Vec::new()
-                };
-                out.push(DecodedRecord {
-                    offset: h.base_offset.plus(off_delta as i64),
-                    timestamp: if log_append {
-                        h.max_timestamp
-                    } else {
-                        Timestamp(h.base_timestamp.get() + ts_delta)
-                    },
-                    value,
-                });
-                p += n + len as usize;
-            }
+                    Timestamp(h.base_timestamp.get() + r.timestamp_delta)
+                },
+                key: r.key.map(<[u8]>::to_vec),
+                tombstone: !r.has_value,
+                value: value.unwrap_or_default(),
+            });
         }
         bytes = &bytes[h.size_bytes()..];
     }
     out
+}
+
+/// The value of one stored record (its length varint included), `None` when null.
+fn value_of(record: &[u8]) -> Option<Vec<u8>> {
+    use crate::batch::{read_varint, read_varlong};
+    let (_, mut q) = read_varint(record)?;
+    q += 1; // attributes
+    q += read_varlong(&record[q..])?.1;
+    q += read_varint(&record[q..])?.1;
+    let (key_len, m) = read_varint(&record[q..])?;
+    q += m + key_len.max(0) as usize;
+    let (val_len, m) = read_varint(&record[q..])?;
+    q += m;
+    (val_len >= 0).then(|| record[q..q + val_len as usize].to_vec())
 }
