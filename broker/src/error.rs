@@ -43,9 +43,10 @@ pub fn storage_error_code(e: &StorageError) -> ResponseError {
     use StorageError as S;
     match e {
         S::CorruptBatch(b) => batch_error_code(b),
-        S::ControlBatchRefused { .. } | S::DuplicateAmongBatches { .. } => {
-            ResponseError::InvalidRecord
-        }
+        // Keyless records on a compacted topic: Kafka's INVALID_RECORD (87), not retried.
+        S::ControlBatchRefused { .. }
+        | S::DuplicateAmongBatches { .. }
+        | S::RecordWithoutKey { .. } => ResponseError::InvalidRecord,
         // The log was closed under the request: its topic was deleted.
         S::Closed { .. } => ResponseError::UnknownTopicOrPartition,
         S::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
@@ -223,6 +224,10 @@ mod tests {
             (
                 StorageError::Closed { dir: p() },
                 ResponseError::UnknownTopicOrPartition,
+            ),
+            (
+                StorageError::RecordWithoutKey { at: 0 },
+                ResponseError::InvalidRecord,
             ),
         ];
         for (e, want) in cases {

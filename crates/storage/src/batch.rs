@@ -193,8 +193,9 @@ impl BatchHeader {
         }
         // A producer's batch has exactly `lastOffsetDelta + 1` records ([`validate_batches`]
         // insists); a batch rewritten by the log cleaner keeps its offset range (so the last
-        // sequence stays right, as Kafka does) but may hold fewer records.
-        if h.records_count < 1
+        // sequence stays right, as Kafka does) but may hold fewer records, or none (an
+        // idempotent producer's last batch, kept for its sequence, as Kafka keeps it).
+        if h.records_count < 0
             || h.records_count > BATCH_RECORDS_MAX
             || h.last_offset_delta < h.records_count - 1
             || h.last_offset_delta >= BATCH_RECORDS_MAX

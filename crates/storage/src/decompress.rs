@@ -1,6 +1,8 @@
-//! Bounded decompression of a batch's records, for the rare lookups that must see inside a
-//! compressed batch (ListOffsets by timestamp and max timestamp). The produce and fetch paths
-//! never decompress: batches are stored and served as sent.
+//! Bounded decompression of a batch's records, for the rare paths that must see inside a
+//! compressed batch (ListOffsets by timestamp and max timestamp, key checks on compacted
+//! topics, the log cleaner), and the compression the cleaner uses to re-encode a batch it
+//! rewrote. The produce and fetch paths never decompress: batches are stored and served as
+//! sent.
 //!
 //! Every codec reads through a limit, so a small batch that expands to gigabytes (a
 //! decompression bomb) costs at most [`DECOMPRESSED_BATCH_BYTES_MAX`] and then gives up.
@@ -65,6 +67,51 @@ fn snappy(data: &[u8], limit: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// xerial's block size, as snappy-java (and so Kafka's Java producer) writes it.
+const XERIAL_BLOCK_BYTES: usize = 32 * 1024;
+
+/// Compresses a records section in Kafka's framing for `codec`, as Kafka's own cleaner does
+/// when it rewrites a compressed batch: gzip and zstd streams; an LZ4 frame with independent
+/// 64 KiB blocks and no content checksum (the only kind Kafka's Java reader,
+/// `KafkaLZ4BlockInputStream`, accepts); Snappy in xerial's block framing, as the Java client
+/// writes it (librdkafka and the other clients read it too).
+pub(crate) fn compress(codec: Compression, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    match codec {
+        Compression::None => Ok(data.to_vec()),
+        Compression::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(
+                Vec::with_capacity(data.len() / 2),
+                flate2::Compression::default(),
+            );
+            e.write_all(data)?;
+            e.finish()
+        }
+        Compression::Zstd => zstd::encode_all(data, 3),
+        Compression::Lz4 => {
+            let mut e = lz4::EncoderBuilder::new()
+                .block_size(lz4::BlockSize::Max64KB)
+                .block_mode(lz4::BlockMode::Independent)
+                .checksum(lz4::ContentChecksum::NoChecksum)
+                .build(Vec::with_capacity(data.len() / 2))?;
+            e.write_all(data)?;
+            let (out, r) = e.finish();
+            r.map(|()| out)
+        }
+        Compression::Snappy => {
+            let mut out = XERIAL_MAGIC.to_vec();
+            out.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
+            let mut enc = snap::raw::Encoder::new();
+            for chunk in data.chunks(XERIAL_BLOCK_BYTES) {
+                let block = enc.compress_vec(chunk).map_err(std::io::Error::other)?;
+                out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+                out.extend_from_slice(&block);
+            }
+            Ok(out)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +173,20 @@ mod tests {
                 cut.as_ref()
                     .is_none_or(|c| c.len() < data.len() && data.starts_with(c)),
                 "{codec:?} truncated"
+            );
+        }
+        // What the cleaner writes, every codec reads back.
+        for codec in [
+            Compression::Gzip,
+            Compression::Zstd,
+            Compression::Lz4,
+            Compression::Snappy,
+        ] {
+            let packed = compress(codec, &data).unwrap();
+            assert_eq!(
+                decompress_bounded(codec, &packed, data.len()).as_deref(),
+                Some(&data[..]),
+                "{codec:?} written by compress"
             );
         }
         let bomb = zstd::encode_all(&vec![0u8; 10 << 20][..], 3).unwrap();

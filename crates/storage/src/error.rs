@@ -84,6 +84,10 @@ pub enum StorageError {
     DuplicateAmongBatches { at: usize },
     #[error("the log in {dir} is closed (shut down or deleted)")]
     Closed { dir: PathBuf },
+    /// A record without a key, appended to a compacted topic (Kafka's wording, and its
+    /// INVALID_RECORD): the cleaner could never tell which record it replaces.
+    #[error("Compacted topic cannot accept message without key (batch at byte {at})")]
+    RecordWithoutKey { at: usize },
 }
 
 impl StorageError {

@@ -9,9 +9,12 @@
 //!   there).
 //! - `producer`: idempotent producer state, rebuilt from batch headers at open.
 //! - `epoch`: the leader epoch cache (KIP-101).
-//! - `decompress`: bounded decompression, only for timestamp lookups inside compressed batches.
-//! - `meta`: `partition.meta` (format version, log start, clean-close marker) and the
-//!   leader-epoch checkpoint, written atomically.
+//! - [`cleaner`]: log compaction (`cleanup.policy=compact`): plan under a read lock, copy with
+//!   no lock, swap under the write lock; crash-safe through `cleaner.swap`.
+//! - `decompress`: bounded decompression (timestamp lookups, key checks, the cleaner) and the
+//!   cleaner's re-compression.
+//! - `meta`: `partition.meta` (format version, log start, clean-close marker), the
+//!   leader-epoch checkpoint, the cleaner checkpoint and swap manifest, written atomically.
 //! - [`testing`] (feature `testing`): a tiny RecordBatch encoder/decoder for tests.
 //!
 //! Produce path:
@@ -35,6 +38,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod batch;
+pub mod cleaner;
 mod decompress;
 mod epoch;
 mod error;
@@ -52,6 +56,10 @@ pub use batch::{
     BATCH_HEADER_BYTES, BatchError, BatchHeader, Compression, TimestampType, validate_batches,
     validate_stored_batches,
 };
+pub use cleaner::{CleanOutcome, CleanPlan, CleanStats, CleanedRound, Cleaner, CleanerConfig};
 pub use error::StorageError;
-pub use log::{AppendOutcome, LogConfig, PartitionLog, ReadOutcome, RetentionOutcome};
+pub use log::{
+    AppendOutcome, CleanupPolicy, DirtyRatio, LogConfig, PartitionLog, ReadOutcome,
+    RetentionOutcome,
+};
 pub use meta::FORMAT_VERSION;

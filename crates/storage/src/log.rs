@@ -20,11 +20,14 @@ use crate::batch::{
     BatchHeader, Compression, TimestampType, find_record_by_timestamp, set_base_offset,
     set_log_append_time, set_partition_leader_epoch, validate_batches, validate_stored_batches,
 };
+use crate::cleaner::{CleanOutcome, CleanPlan, CleanedRound, SegmentSnapshot, cleaned_name};
 use crate::epoch::EpochCache;
 use crate::error::{StorageError, io_err};
-use crate::meta::{self, PartitionMeta};
+use crate::meta::{
+    self, CLEANER_SWAP_FILE, CleanerCheckpoint, PartitionMeta, SwapGroup, SwapManifest,
+};
 use crate::producer::{self, BatchMeta, Check, ProducerEntry, ProducerState};
-use crate::segment::{Segment, parse_log_name};
+use crate::segment::{Segment, file_name, parse_log_name};
 use bytes::Bytes;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -36,6 +39,59 @@ use weir_model::{LeaderEpoch, Offset, ProducerId, Timestamp};
 
 /// Kafka's default `segment.ms` (`log.roll.hours` = 168).
 pub const SEGMENT_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Kafka's default `delete.retention.ms`: how long a tombstone outlives its first cleaning.
+pub const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 60 * 60 * 1000;
+
+/// `cleanup.policy`: what happens to old records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    /// Whole segments go by `retention.ms` / `retention.bytes` (Kafka's default).
+    #[default]
+    Delete,
+    /// The cleaner keeps the newest record of every key; retention deletes nothing.
+    Compact,
+    /// Both: compaction, and retention by time and size on top.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+}
+
+/// `min.cleanable.dirty.ratio`, in millionths so that [`LogConfig`] stays `Eq`: the share of
+/// the cleanable log that must be dirty (not yet cleaned) before the cleaner rewrites it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DirtyRatio(u32);
+
+impl DirtyRatio {
+    const ONE: u32 = 1_000_000;
+
+    /// Kafka's default, 0.5.
+    pub const DEFAULT: DirtyRatio = DirtyRatio(Self::ONE / 2);
+
+    /// `r` clamped to 0..=1 (NaN counts as 0).
+    pub fn from_f64(r: f64) -> DirtyRatio {
+        let r = if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) };
+        DirtyRatio((r * Self::ONE as f64).round() as u32)
+    }
+
+    pub fn as_f64(self) -> f64 {
+        self.0 as f64 / Self::ONE as f64
+    }
+}
+
+impl Default for DirtyRatio {
+    fn default() -> Self {
+        DirtyRatio::DEFAULT
+    }
+}
 
 /// A partition's log settings (Kafka topic configs of the same names).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +107,18 @@ pub struct LogConfig {
     pub flush_ms: Option<i64>,
     pub max_message_bytes: u32,
     pub timestamp_type: TimestampType,
+    /// `cleanup.policy`. With compaction, records without a key are refused on append.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: a tombstone is removed only once it has been in the cleaned part
+    /// of the log this long (see [`crate::cleaner`] for why the clock starts there).
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`.
+    pub min_cleanable_dirty_ratio: DirtyRatio,
+    /// `min.compaction.lag.ms`: a segment holding a record younger than this is not cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty segment older than this is cleaned whatever the dirty
+    /// ratio says.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -65,6 +133,11 @@ impl Default for LogConfig {
             flush_ms: None,
             max_message_bytes: MESSAGE_BYTES_MAX_DEFAULT,
             timestamp_type: TimestampType::CreateTime,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: DELETE_RETENTION_MS_DEFAULT,
+            min_cleanable_dirty_ratio: DirtyRatio::DEFAULT,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }
@@ -133,6 +206,22 @@ pub struct PartitionLog {
     /// refused with [`StorageError::Closed`], so a handle that outlives its log (a request in
     /// flight while the topic is deleted) can never touch files that are gone or reused.
     closed: bool,
+    /// The cleaner's clean offset and tombstone clock (`cleaner.checkpoint`); `None` until the
+    /// first round, so logs that are never compacted never write one.
+    cleaner_checkpoint: Option<CleanerCheckpoint>,
+    /// Test hook: the swap fails (as a crash would stop it) after this many more steps.
+    #[cfg(test)]
+    pub(crate) crash_after_steps: Option<usize>,
+}
+
+/// Where the dirty part of a log stands, for the cleaner to pick the dirtiest log.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cleanable {
+    pub dirty_ratio: f64,
+    pub dirty_bytes: u64,
+    pub clean_bytes: u64,
+    /// The ratio reaches `min.cleanable.dirty.ratio`, or `max.compaction.lag.ms` has passed.
+    pub due: bool,
 }
 
 impl PartitionLog {
@@ -145,6 +234,9 @@ impl PartitionLog {
         now: Timestamp,
     ) -> Result<PartitionLog, StorageError> {
         fs::create_dir_all(dir).map_err(io_err(dir, "creating"))?;
+        // Before the segments are listed: finish a committed cleaner swap, or roll back an
+        // uncommitted one.
+        recover_cleaner_leftovers(dir)?;
         let mut bases = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err(dir, "listing"))? {
             let entry = entry.map_err(io_err(dir, "listing"))?;
@@ -186,8 +278,19 @@ impl PartitionLog {
             unflushed_messages: 0,
             last_flush_ms: now.get(),
             closed: false,
+            cleaner_checkpoint: CleanerCheckpoint::load(dir)?,
+            #[cfg(test)]
+            crash_after_steps: None,
         };
         log.recover(&bases, meta)?;
+        // A crash may have lost a tail the checkpoint had counted as clean (it cannot, for
+        // sealed segments are synced, but the checkpoint must never claim past the log).
+        let log_end = log.log_end_offset();
+        if let Some(cp) = log.cleaner_checkpoint.as_mut()
+            && cp.truncate_to(log_end)
+        {
+            cp.store(dir)?;
+        }
         log.store_meta(None)?;
         meta::store_epochs(&log.dir, log.epochs.entries())?;
         tracing::debug!(dir = %log.dir.display(), log_start = log.log_start.get(),
@@ -352,6 +455,11 @@ impl PartitionLog {
             && epoch < latest
         {
             return Err(StorageError::StaleLeaderEpoch { epoch, latest });
+        }
+        // A compacted topic refuses keyless records up front, as Kafka does. Followers
+        // (append_replicated) never check: the leader decided.
+        if self.config.cleanup_policy.compacts() {
+            crate::cleaner::check_keys(records, &headers)?;
         }
         let log_end = self.log_end_offset();
         let mut next = log_end;
@@ -791,6 +899,14 @@ impl PartitionLog {
     /// log start offset past them.
     pub fn apply_retention(&mut self, now: Timestamp) -> Result<RetentionOutcome, StorageError> {
         self.check_open()?;
+        // `cleanup.policy=compact` alone: the cleaner, not retention, decides what goes.
+        if !self.config.cleanup_policy.deletes() {
+            return Ok(RetentionOutcome {
+                segments_deleted: 0,
+                bytes_deleted: 0,
+                log_start_offset: self.log_start,
+            });
+        }
         // The active segment counts too, as in Kafka: a topic whose newest records are past
         // retention.ms is emptied (the active segment is rolled first, then deleted), and
         // retention.bytes can go below one segment.
@@ -912,6 +1028,12 @@ impl PartitionLog {
         if self.epochs.truncate_from_end(log_end) {
             meta::store_epochs(&self.dir, self.epochs.entries())?;
         }
+        // Records appended from here on are dirty, whatever the checkpoint said before.
+        if let Some(cp) = self.cleaner_checkpoint.as_mut()
+            && cp.truncate_to(log_end)
+        {
+            cp.store(&self.dir)?;
+        }
         Ok(())
     }
 
@@ -926,6 +1048,11 @@ impl PartitionLog {
         self.epochs.truncate_from_end(offset);
         self.epochs.truncate_from_start(offset);
         meta::store_epochs(&self.dir, self.epochs.entries())?;
+        if self.cleaner_checkpoint.is_some() {
+            let cp = CleanerCheckpoint::reset(offset);
+            cp.store(&self.dir)?;
+            self.cleaner_checkpoint = Some(cp);
+        }
         Ok(())
     }
 
@@ -943,6 +1070,279 @@ impl PartitionLog {
         }
         self.producers = state;
         Ok(())
+    }
+
+    /// The cleanable part of the log: sealed segments wholly below `upper` (the broker passes
+    /// the high watermark), from the first on, stopping at the first that holds a record
+    /// younger than `min.compaction.lag.ms`. Returns how many segments, and their end.
+    fn cleanable_prefix(&self, upper: Offset, now: Timestamp) -> (usize, Offset) {
+        let sealed = self.segments.len() - 1;
+        let lag = self.config.min_compaction_lag_ms.max(0);
+        let young_from = now.get().saturating_sub(lag);
+        let n = self.segments[..sealed]
+            .iter()
+            .take_while(|s| s.next_offset <= upper && (lag == 0 || s.max_timestamp <= young_from))
+            .count();
+        (n, self.segments[n].base)
+    }
+
+    fn first_dirty(&self) -> Offset {
+        let clean = self
+            .cleaner_checkpoint
+            .as_ref()
+            .map_or(Offset::ZERO, |c| c.clean_offset);
+        clean.max(self.log_start).max(self.segments[0].base)
+    }
+
+    /// Where this log's dirty part stands (`None` when the policy does not compact, the log is
+    /// closed, or nothing is dirty), so the cleaner can pick the dirtiest log.
+    pub fn cleanable(&self, upper: Offset, now: Timestamp) -> Option<Cleanable> {
+        if self.closed || !self.config.cleanup_policy.compacts() {
+            return None;
+        }
+        let (n, _) = self.cleanable_prefix(upper, now);
+        let first_dirty = self.first_dirty();
+        let (mut clean_bytes, mut dirty_bytes) = (0u64, 0u64);
+        let mut first_dirty_segment = None;
+        for s in &self.segments[..n] {
+            if s.next_offset <= first_dirty {
+                clean_bytes += s.size;
+            } else {
+                dirty_bytes += s.size;
+                first_dirty_segment.get_or_insert(s);
+            }
+        }
+        let first_dirty_segment = first_dirty_segment?;
+        let total = clean_bytes + dirty_bytes;
+        let dirty_ratio = if total == 0 {
+            0.0
+        } else {
+            dirty_bytes as f64 / total as f64
+        };
+        // max.compaction.lag.ms: the first dirty segment's first record time (its rolling
+        // reference: first batch's timestamp, or when it was first appended to).
+        let overdue = self.config.max_compaction_lag_ms < i64::MAX
+            && first_dirty_segment
+                .rolling_ts
+                .is_some_and(|t| now.get().saturating_sub(t) >= self.config.max_compaction_lag_ms);
+        let due = dirty_ratio >= self.config.min_cleanable_dirty_ratio.as_f64() || overdue;
+        Some(Cleanable {
+            dirty_ratio,
+            dirty_bytes,
+            clean_bytes,
+            due,
+        })
+    }
+
+    /// Plans a cleaning round (see [`crate::cleaner`]) when this log is compacted and its dirty
+    /// part is due. Takes `&self`: the broker calls it under the read lock, then runs
+    /// [`crate::Cleaner::clean`] on the plan with no lock, then [`PartitionLog::finish_clean`]
+    /// under the write lock.
+    pub fn plan_clean(
+        &self,
+        upper: Offset,
+        now: Timestamp,
+    ) -> Result<Option<CleanPlan>, StorageError> {
+        let Some(c) = self.cleanable(upper, now) else {
+            return Ok(None);
+        };
+        if !c.due || c.dirty_bytes == 0 {
+            return Ok(None);
+        }
+        let (n, cleanable_end) = self.cleanable_prefix(upper, now);
+        let mut segments = Vec::with_capacity(n);
+        for s in &self.segments[..n] {
+            segments.push(SegmentSnapshot {
+                id: s.id,
+                base: s.base,
+                next_offset: s.next_offset,
+                size: s.size,
+                file: s.clone_file()?,
+                path: s.path().to_path_buf(),
+            });
+        }
+        let first_dirty = self.first_dirty();
+        Ok(Some(CleanPlan {
+            dir: self.dir.clone(),
+            segments,
+            cleanable_end,
+            first_dirty,
+            log_end: self.log_end_offset(),
+            checkpoint: self
+                .cleaner_checkpoint
+                .clone()
+                .unwrap_or_else(|| CleanerCheckpoint::reset(first_dirty)),
+            producer_last: self
+                .producers
+                .last_batch_ends()
+                .map(|(p, o)| (p.get(), o))
+                .collect(),
+            now,
+            delete_retention_ms: self.config.delete_retention_ms.max(0),
+            segment_bytes: self.config.segment_bytes(),
+            index_interval_bytes: self.config.index_interval_bytes,
+            dirty_ratio: c.dirty_ratio,
+            dirty_bytes: c.dirty_bytes,
+            clean_bytes: c.clean_bytes,
+        }))
+    }
+
+    /// Test hook: counts down the steps of a swap and fails where a crash was injected.
+    fn swap_step(&mut self) -> Result<(), StorageError> {
+        #[cfg(test)]
+        if let Some(n) = self.crash_after_steps.as_mut() {
+            if *n == 0 {
+                return Err(StorageError::Io {
+                    path: self.dir.clone(),
+                    op: "injected crash in",
+                    source: std::io::Error::other("injected crash"),
+                });
+            }
+            *n -= 1;
+        }
+        Ok(())
+    }
+
+    /// Swaps a cleaned round in, under the write lock: checks that every segment it replaces
+    /// is still in the log, unchanged (same id) and sealed; if not (retention, truncation or
+    /// DeleteRecords got there first) the round is dropped and its files deleted. Otherwise
+    /// it commits (`cleaner.swap`), replaces the files by rename, updates the checkpoint and
+    /// removes the manifest. A failure after the commit is fatal: the disk is mid-swap, and
+    /// only [`PartitionLog::open`] (which finishes the swap) can be trusted to fix it.
+    pub fn finish_clean(&mut self, mut round: CleanedRound) -> Result<CleanOutcome, StorageError> {
+        self.check_open()?;
+        if round.dir != self.dir {
+            return Ok(CleanOutcome::Aborted {
+                reason: "the round belongs to another log",
+            });
+        }
+        let mut positions = Vec::with_capacity(round.groups.len());
+        for g in &round.groups {
+            let Some(i) = self.segments.iter().position(|s| s.id == g.old[0].0) else {
+                return Ok(CleanOutcome::Aborted {
+                    reason: "a segment the round replaces is gone",
+                });
+            };
+            let same = g.old.iter().enumerate().all(|(k, (id, base))| {
+                self.segments
+                    .get(i + k)
+                    .is_some_and(|s| s.id == *id && s.base == *base)
+            });
+            if !same {
+                return Ok(CleanOutcome::Aborted {
+                    reason: "the segments the round replaces changed",
+                });
+            }
+            if i + g.old.len() >= self.segments.len() {
+                return Ok(CleanOutcome::Aborted {
+                    reason: "a segment the round replaces is active again",
+                });
+            }
+            positions.push(i);
+        }
+        let mut checkpoint = self
+            .cleaner_checkpoint
+            .clone()
+            .unwrap_or_else(|| CleanerCheckpoint::reset(self.first_dirty()));
+        checkpoint.advance(round.clean_offset, round.now.get());
+        let manifest = SwapManifest {
+            groups: round
+                .groups
+                .iter()
+                .map(|g| SwapGroup {
+                    new_base: g.old[0].1,
+                    old_bases: g.old.iter().map(|o| o.1).collect(),
+                })
+                .collect(),
+            checkpoint: checkpoint.clone(),
+        };
+        self.swap_step()?;
+        // The commit point. A failure before the rename inside leaves no manifest: the round
+        // is dropped (its files deleted) and the log is as it was.
+        meta::write_atomically(&self.dir, CLEANER_SWAP_FILE, &manifest.encode())?;
+        let stats = round.stats;
+        let replaced: usize = round.groups.iter().map(|g| g.old.len()).sum();
+        let written = round.groups.len();
+        let clean_offset = checkpoint.clean_offset;
+        self.apply_swap(&mut round, &positions, checkpoint)
+            .map_err(|e| match e {
+                StorageError::Io { path, op, source } => StorageError::Fatal { path, op, source },
+                e => e,
+            })?;
+        tracing::info!(dir = %self.dir.display(), segments_replaced = replaced,
+            segments_written = written, clean_offset = clean_offset.get(),
+            records_removed = stats.records_removed, bytes_read = stats.bytes_read,
+            bytes_written = stats.bytes_written, map_full = stats.map_full, "cleaned log");
+        Ok(CleanOutcome::Swapped {
+            segments_replaced: replaced,
+            segments_written: written,
+            clean_offset,
+            stats,
+        })
+    }
+
+    /// The committed part of a swap: file renames and deletions, then memory.
+    fn apply_swap(
+        &mut self,
+        round: &mut CleanedRound,
+        positions: &[usize],
+        checkpoint: CleanerCheckpoint,
+    ) -> Result<(), StorageError> {
+        let dir = self.dir.clone();
+        for g in &round.groups {
+            let new_base = g.old[0].1;
+            for (_, base) in &g.old[1..] {
+                for ext in ["log", "index", "timeindex"] {
+                    self.swap_step()?;
+                    remove_if_exists(&dir.join(file_name(*base, ext)))?;
+                }
+            }
+            // Index files first, the log last: recovery keys on the `.log.cleaned` file.
+            for ext in ["index", "timeindex", "log"] {
+                self.swap_step()?;
+                let from = dir.join(cleaned_name(new_base, ext));
+                let to = dir.join(file_name(new_base, ext));
+                fs::rename(&from, &to).map_err(io_err(&to, "renaming cleaned segment into"))?;
+            }
+        }
+        self.swap_step()?;
+        meta::sync_dir(&dir)?;
+        // Memory: splice from the back so earlier positions stay valid.
+        for (g, &i) in round.groups.iter_mut().zip(positions).rev() {
+            let Some(mut seg) = g.new.take() else {
+                unreachable!("a round's segments are swapped once")
+            };
+            seg.mark_renamed_to_final();
+            let old: Vec<Segment> = self
+                .segments
+                .splice(i..i + g.old.len(), std::iter::once(seg))
+                .collect();
+            // Their files are renamed over or deleted already; this only closes handles.
+            drop(old);
+        }
+        self.swap_step()?;
+        checkpoint.store(&dir)?;
+        self.cleaner_checkpoint = Some(checkpoint);
+        self.swap_step()?;
+        remove_if_exists(&dir.join(CLEANER_SWAP_FILE))?;
+        meta::sync_dir(&dir)
+    }
+
+    /// Plans, cleans and swaps in one call, holding `&mut self` throughout: for tests and
+    /// tools. The broker uses the three steps so that appends go on meanwhile.
+    pub fn clean_now(
+        &mut self,
+        cleaner: &mut crate::Cleaner,
+        upper: Offset,
+        now: Timestamp,
+    ) -> Result<Option<CleanOutcome>, StorageError> {
+        let Some(plan) = self.plan_clean(upper, now)? else {
+            return Ok(None);
+        };
+        let Some(round) = cleaner.clean(plan, &|| false)? else {
+            return Ok(None);
+        };
+        self.finish_clean(round).map(Some)
     }
 
     /// Flushes, writes the active segment's index files and the clean-close marker that lets
@@ -997,4 +1397,56 @@ fn replay(
             producers.apply(pid, epoch, meta);
         }
     }
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path, "deleting")(e)),
+    }
+}
+
+/// At open, before the segments are listed: a `cleaner.swap` manifest means a round was
+/// committed, so its swap is finished (idempotently: each step checks what is left to do);
+/// then every `.cleaned` file left is from a round that never committed, and goes.
+fn recover_cleaner_leftovers(dir: &Path) -> Result<(), StorageError> {
+    if let Some(m) = SwapManifest::load(dir)? {
+        tracing::info!(dir = %dir.display(), groups = m.groups.len(),
+            "finishing a log cleaner swap interrupted by a crash");
+        for g in &m.groups {
+            for base in &g.old_bases[1..] {
+                for ext in ["log", "index", "timeindex"] {
+                    remove_if_exists(&dir.join(file_name(*base, ext)))?;
+                }
+            }
+            if dir.join(cleaned_name(g.new_base, "log")).exists() {
+                for ext in ["index", "timeindex", "log"] {
+                    let from = dir.join(cleaned_name(g.new_base, ext));
+                    if from.exists() {
+                        let to = dir.join(file_name(g.new_base, ext));
+                        fs::rename(&from, &to)
+                            .map_err(io_err(&to, "renaming cleaned segment into"))?;
+                    }
+                }
+            }
+        }
+        meta::sync_dir(dir)?;
+        m.checkpoint.store(dir)?;
+        remove_if_exists(&dir.join(CLEANER_SWAP_FILE))?;
+        meta::sync_dir(dir)?;
+    }
+    for entry in fs::read_dir(dir).map_err(io_err(dir, "listing"))? {
+        let entry = entry.map_err(io_err(dir, "listing"))?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(".cleaned"))
+        {
+            let p = entry.path();
+            tracing::info!(file = %p.display(), "deleting an unfinished log cleaner file");
+            remove_if_exists(&p)?;
+        }
+    }
+    Ok(())
 }

@@ -131,6 +131,14 @@ impl ProducerState {
         }
     }
 
+    /// Each producer's last batch in the log, by its last offset (the cleaner keeps those
+    /// batches, so a restart can rebuild the producer's last sequence).
+    pub fn last_batch_ends(&self) -> impl Iterator<Item = (ProducerId, Offset)> + '_ {
+        self.producers
+            .iter()
+            .filter_map(|(pid, e)| e.batches.back().map(|b| (*pid, b.last_offset)))
+    }
+
     /// Forgets batches below the log start offset, and producers left with none, so the state
     /// matches what a rebuild from the remaining log would produce.
     pub fn evict_below(&mut self, log_start: Offset) {

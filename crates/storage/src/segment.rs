@@ -23,6 +23,7 @@ use crate::error::{StorageError, fatal_err, io_err};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use weir_model::Offset;
 use weir_model::limits::REQUEST_BYTES_MAX_DEFAULT;
 
@@ -54,8 +55,19 @@ pub(crate) fn parse_log_name(name: &str) -> Option<Offset> {
     digits.parse::<i64>().ok().map(Offset)
 }
 
+/// Where segment ids come from: unique within the process, so the cleaner can tell at swap
+/// time that the segments it copied are still the very ones in the log.
+static NEXT_SEGMENT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_segment_id() -> u64 {
+    NEXT_SEGMENT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 #[derive(Debug)]
 pub(crate) struct Segment {
+    /// Identity of this segment's content: fresh at create and open, and again whenever the
+    /// file is cut (truncation), so a cleaner round planned on the old content never swaps.
+    pub id: u64,
     pub base: Offset,
     /// One past the last offset stored here (== base when empty).
     pub next_offset: Offset,
@@ -71,6 +83,8 @@ pub(crate) struct Segment {
     bytes_since_entry: u64,
     file: File,
     path: PathBuf,
+    /// "" for a live segment; ".cleaned" while the cleaner writes it (see `crate::cleaner`).
+    suffix: &'static str,
 }
 
 /// How a walk of a segment's batches ended.
@@ -99,6 +113,35 @@ impl Segment {
         Ok(Segment::with_file(base, file, path))
     }
 
+    /// A new, empty `<base>.log.cleaned` for the cleaner to write (no index files until
+    /// [`Segment::write_cleaned_index_files`]).
+    pub fn create_cleaned(dir: &Path, base: Offset) -> Result<Segment, StorageError> {
+        let path = dir.join(crate::cleaner::cleaned_name(base, "log"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(io_err(&path, "creating cleaned segment"))?;
+        let mut seg = Segment::with_file(base, file, path);
+        seg.suffix = ".cleaned";
+        Ok(seg)
+    }
+
+    /// The path of this segment's file with extension `ext` (and its suffix, if any).
+    fn file_path(&self, ext: &str) -> PathBuf {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        dir.join(format!("{}{}", file_name(self.base, ext), self.suffix))
+    }
+
+    /// The cleaned segment now lives under its final name (the swap renamed the files; the
+    /// open handle follows the rename).
+    pub fn mark_renamed_to_final(&mut self) {
+        self.suffix = "";
+        self.path = self.file_path("log");
+    }
+
     pub fn open(dir: &Path, base: Offset) -> Result<(Segment, u64), StorageError> {
         let path = dir.join(file_name(base, "log"));
         let file = OpenOptions::new()
@@ -115,6 +158,7 @@ impl Segment {
 
     fn with_file(base: Offset, file: File, path: PathBuf) -> Segment {
         Segment {
+            id: next_segment_id(),
             base,
             next_offset: base,
             size: 0,
@@ -125,6 +169,7 @@ impl Segment {
             bytes_since_entry: 0,
             file,
             path,
+            suffix: "",
         }
     }
 
@@ -194,6 +239,20 @@ impl Segment {
         Ok(())
     }
 
+    /// Writes `bytes` at `pos` (the cleaner's buffered writes into a `.cleaned` file).
+    pub fn write_at(&self, pos: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        self.file
+            .write_all_at(bytes, pos)
+            .map_err(io_err(&self.path, "writing cleaned segment"))
+    }
+
+    /// A second handle on the file, for reads that must not hold the log's lock.
+    pub fn clone_file(&self) -> Result<File, StorageError> {
+        self.file
+            .try_clone()
+            .map_err(io_err(&self.path, "duplicating handle of"))
+    }
+
     pub fn sync(&self) -> Result<(), StorageError> {
         self.file
             .sync_data()
@@ -202,6 +261,7 @@ impl Segment {
 
     /// Cuts the file to `size` bytes (a batch boundary).
     pub fn truncate_file(&mut self, size: u64) -> Result<(), StorageError> {
+        self.id = next_segment_id();
         self.file
             .set_len(size)
             .map_err(io_err(&self.path, "truncating"))
@@ -404,10 +464,14 @@ impl Segment {
     }
 
     fn index_paths(&self) -> (PathBuf, PathBuf) {
-        (
-            self.path.with_extension("index"),
-            self.path.with_extension("timeindex"),
-        )
+        (self.file_path("index"), self.file_path("timeindex"))
+    }
+
+    /// Writes a cleaned segment's index files (`.index.cleaned`, `.timeindex.cleaned`),
+    /// fsynced, before the swap renames them.
+    pub fn write_cleaned_index_files(&self) -> Result<(), StorageError> {
+        debug_assert_eq!(self.suffix, ".cleaned");
+        self.write_index_files(true)
     }
 
     /// Writes both index files from memory; with `sync`, durably.
