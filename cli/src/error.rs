@@ -38,6 +38,9 @@ pub enum Error {
     #[error("topic {topic} does not exist; `weir topic list` shows the topics there are")]
     TopicNotFound { topic: String },
 
+    #[error("consumer group {group} does not exist; `weir group list` shows the groups there are")]
+    GroupNotFound { group: String },
+
     #[error(
         "topic {topic} has {partitions} partition(s), numbered 0 to {last}; there is no partition {partition}",
         last = partitions - 1
@@ -106,7 +109,7 @@ impl Error {
 }
 
 /// What to try for the broker errors people meet most.
-fn hint(code: RDKafkaErrorCode) -> &'static str {
+pub fn hint(code: RDKafkaErrorCode) -> &'static str {
     match code {
         RDKafkaErrorCode::TopicAlreadyExists => " (`weir topic describe` shows it)",
         RDKafkaErrorCode::UnknownTopicOrPartition => " (`weir topic list` shows the topics)",
@@ -119,6 +122,22 @@ fn hint(code: RDKafkaErrorCode) -> &'static str {
         RDKafkaErrorCode::TopicAuthorizationFailed
         | RDKafkaErrorCode::ClusterAuthorizationFailed => {
             " (the cluster's ACLs refuse this client)"
+        }
+        RDKafkaErrorCode::NonEmptyGroup => {
+            " (the group still has members: stop the group's consumers first; `weir group describe` lists them)"
+        }
+        RDKafkaErrorCode::GroupIdNotFound => " (`weir group list` shows the groups)",
+        RDKafkaErrorCode::InvalidGroupId => " (the group id is not valid for this cluster)",
+        RDKafkaErrorCode::UnknownMemberId
+        | RDKafkaErrorCode::IllegalGeneration
+        | RDKafkaErrorCode::RebalanceInProgress => {
+            " (the group has active members, so it refuses offsets from outside the group: stop the group's consumers first)"
+        }
+        RDKafkaErrorCode::GroupAuthorizationFailed => {
+            " (the cluster's ACLs refuse this client access to the group)"
+        }
+        RDKafkaErrorCode::CoordinatorNotAvailable | RDKafkaErrorCode::NotCoordinator => {
+            " (the group's coordinator is moving or starting; try again)"
         }
         RDKafkaErrorCode::UnsupportedVersion => {
             " (the broker does not implement this request version)"

@@ -5,6 +5,8 @@
 //! main.rs     flags, tracing, dispatch
 //! dev.rs      weir dev: a local broker in this process
 //! topic.rs    weir topic create|list|describe|alter|delete (admin APIs)
+//! group.rs    weir group list|describe|reset-offsets|delete (consumer groups)
+//! consumer_protocol.rs  a group member's assignment bytes, decoded
 //! produce.rs  weir produce: stdin lines -> records
 //! consume.rs  weir consume: records -> stdout (manual assignment, no consumer group)
 //! bench.rs    weir bench produce|consume: throughput and delivery latency
@@ -19,8 +21,10 @@ mod client;
 mod cluster;
 mod config;
 mod consume;
+mod consumer_protocol;
 mod dev;
 mod error;
+mod group;
 mod output;
 mod produce;
 mod topic;
@@ -91,6 +95,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print a topic's records (reads partitions directly; no consumer group).
     Consume(consume::ConsumeArgs),
+    /// List, describe (members, offsets, lag), reset the offsets of, and delete consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Measure produce or consume throughput and latency against any Kafka-compatible cluster.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -141,6 +148,7 @@ fn main() -> ExitCode {
             Command::Cluster(command) => Ok(cluster::run(&connection, output, command).await?),
             Command::Produce(args) => Ok(produce::run(&connection, output, args).await?),
             Command::Consume(args) => Ok(consume::run(&connection, output, args).await?),
+            Command::Group(command) => Ok(group::run(&connection, output, command).await?),
             Command::Bench(command) => Ok(bench::run(&connection, output, command).await?),
         }
     });
