@@ -9,7 +9,9 @@
 //! pause and cut them off; [`workload`] is the producer that writes through such faults and the
 //! check that what it was acknowledged is what the cluster stores.
 
+pub mod admin;
 pub mod cluster;
+pub mod group;
 pub mod netns;
 pub mod workload;
 
@@ -151,6 +153,10 @@ impl WeirProcess {
             .arg("--kafka-addr")
             .arg(format!("127.0.0.1:{port}"))
             .args(extra_args)
+            // Kafka's default delays a new group's first rebalance by 3 s to collect members;
+            // tests start their members together and wait on the assignment instead. (An
+            // environment variable, not a flag: a `weir` without groups ignores it.)
+            .env("WEIR_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -202,6 +208,7 @@ impl Drop for WeirProcess {
 #[derive(Debug)]
 pub struct KafkaProcess {
     data_dir: tempfile::TempDir,
+    port: u16,
     pub bootstrap: String,
 }
 
@@ -209,21 +216,68 @@ impl KafkaProcess {
     pub fn start() -> anyhow::Result<KafkaProcess> {
         let data_dir = tempfile::tempdir()?;
         let port = free_port();
+        let k = KafkaProcess {
+            data_dir,
+            port,
+            bootstrap: format!("127.0.0.1:{port}"),
+        };
+        k.run_start()?;
+        Ok(k)
+    }
+
+    fn run_start(&self) -> anyhow::Result<()> {
         let script = workspace_root().join("scripts/kafka-reference.sh");
         let out = Command::new("bash")
             .arg(&script)
-            .args(["start", "--port", &port.to_string(), "--data-dir"])
-            .arg(data_dir.path())
+            .args(["start", "--port", &self.port.to_string(), "--data-dir"])
+            .arg(self.data_dir.path())
             .stderr(Stdio::inherit())
             .output()
             .context("running scripts/kafka-reference.sh start")?;
         if !out.status.success() {
             bail!("reference Kafka did not start ({})", out.status);
         }
-        Ok(KafkaProcess {
-            data_dir,
-            bootstrap: format!("127.0.0.1:{port}"),
-        })
+        Ok(())
+    }
+
+    /// The broker's process id, from the pid file the script keeps.
+    fn pid(&self) -> anyhow::Result<u32> {
+        let file = self.data_dir.path().join("kafka.pid");
+        let pid = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        pid.trim()
+            .parse()
+            .with_context(|| format!("pid {pid:?} in {}", file.display()))
+    }
+
+    /// `kill -9` of the broker; returns once the process is gone (or a zombie).
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        let pid = self.pid()?;
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -KILL {pid} failed ({status})");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The broker is not our child (the script starts it with setsid), so it is reaped by
+        // whoever adopted it: gone, or a zombie until then. Either way its sockets are closed.
+        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        }) {
+            if Instant::now() >= deadline {
+                bail!("Kafka (pid {pid}) still runs 10 s after SIGKILL");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Starts the broker again on the same port and data directory, after [`KafkaProcess::kill9`].
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.run_start()
     }
 }
 
@@ -281,6 +335,22 @@ impl Running {
         match self {
             Running::Weir(p, _) => p.bootstrap(),
             Running::Kafka(k) => k.bootstrap.clone(),
+        }
+    }
+
+    /// `kill -9` of the broker process.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        match self {
+            Running::Weir(p, _) => p.kill9(),
+            Running::Kafka(k) => k.kill9(),
+        }
+    }
+
+    /// Starts the broker again on the same address and data, after [`Running::kill9`].
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        match self {
+            Running::Weir(p, _) => p.restart(),
+            Running::Kafka(k) => k.restart(),
         }
     }
 }

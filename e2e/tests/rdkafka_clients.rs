@@ -2,35 +2,14 @@
 //! admin, an idempotent producer, a consumer with manual assignment, seeks by offset and time.
 #![allow(clippy::unwrap_used)] // test code panics on purpose
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use weir_e2e::admin::create_topic;
 use weir_e2e::{Running, Target, targets};
-
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client")
-}
-
-async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
-    let res = admin(bootstrap)
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("create_topics");
-    for r in res {
-        r.expect("topic created");
-    }
-}
 
 fn consumer(bootstrap: &str) -> BaseConsumer {
     ClientConfig::new()
@@ -75,7 +54,9 @@ async fn idempotent_produce_and_assign(target: Target) {
     let broker = Running::start(target).expect("broker starts");
     let bootstrap = broker.bootstrap();
     let topic = "rdk-idem";
-    create_topic(&bootstrap, topic, 3).await;
+    create_topic(&bootstrap, topic, 3)
+        .await
+        .expect("topic created");
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
