@@ -81,7 +81,8 @@ pub const DEDUPE_BUFFER_BYTES_MIN: usize = 4 * SLOT_BYTES;
 pub const DEDUPE_BUFFER_BYTES_MAX: usize = 16 * 1024 * 1024 * 1024;
 /// Kafka's `log.cleaner.io.buffer.size`.
 pub const IO_BUFFER_BYTES_DEFAULT: usize = 512 * 1024;
-pub const IO_BUFFER_BYTES_MIN: usize = 4 * 1024;
+/// Small enough for tests to make the reader refill within a segment.
+pub const IO_BUFFER_BYTES_MIN: usize = 512;
 pub const IO_BUFFER_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// A throttle below this would take hours over one segment.
 pub const IO_BYTES_PER_SECOND_MIN: u64 = 1024;
@@ -352,6 +353,10 @@ pub enum CleanOutcome {
     Aborted { reason: &'static str },
 }
 
+/// One batch from [`BatchReader::next_batch`]: its position, header, bytes, and how many
+/// bytes were read from disk to get it (for the throttle).
+type NextBatch<'a> = (u64, BatchHeader, &'a [u8], u64);
+
 /// Reads a segment's batches in order through a bounded buffer.
 struct BatchReader<'a> {
     file: &'a File,
@@ -411,9 +416,8 @@ impl<'a> BatchReader<'a> {
         Ok(())
     }
 
-    /// The next batch: its position, header, bytes, and how many bytes were read from disk
-    /// to get it (for the throttle).
-    fn next_batch(&mut self) -> Result<Option<(u64, BatchHeader, &[u8], u64)>, StorageError> {
+    /// The next batch, `None` at the segment's end.
+    fn next_batch(&mut self) -> Result<Option<NextBatch<'_>>, StorageError> {
         if self.pos >= self.size {
             return Ok(None);
         }

@@ -751,9 +751,12 @@ impl PartitionLog {
                 .segments
                 .partition_point(|s| s.base <= from)
                 .saturating_sub(1);
-            // `from` may fall in a gap the cleaner left at the end of a segment: the next
-            // batch is then in a later one (which exists, since from < upper <= log end).
-            while i + 1 < self.segments.len() && self.segments[i].next_offset <= from {
+            // `from` may fall in a gap the cleaner left at the end of a segment, or emptied
+            // whole segments: the next batch is then in a later one (which exists, since
+            // from < upper <= log end).
+            while i + 1 < self.segments.len()
+                && (self.segments[i].next_offset <= from || self.segments[i].is_empty())
+            {
                 i += 1;
             }
             self.segments[i].read(from, max_bytes, upper, min_one_batch)?
@@ -1084,6 +1087,14 @@ impl PartitionLog {
             .take_while(|s| s.next_offset <= upper && (lag == 0 || s.max_timestamp <= young_from))
             .count();
         (n, self.segments[n].base)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn debug_segments(&self) -> Vec<(Offset, Offset, u64, u64)> {
+        self.segments
+            .iter()
+            .map(|s| (s.base, s.next_offset, s.size, s.id))
+            .collect()
     }
 
     fn first_dirty(&self) -> Offset {

@@ -49,17 +49,19 @@ pub fn put_varlong(out: &mut Vec<u8>, v: i64) {
     out.push(raw as u8);
 }
 
+/// One record for [`encode_keyed_batch`]: key and value, `None` for null.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Encodes one batch with one record per value (null keys), base offset 0, leader epoch -1, as
 /// a producer sends it.
 pub fn encode_batch(spec: &BatchSpec, values: &[&[u8]]) -> Vec<u8> {
-    let records: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-        values.iter().map(|v| (None, Some(*v))).collect();
+    let records: Vec<KeyValue> = values.iter().map(|v| (None, Some(*v))).collect();
     encode_keyed_batch(spec, &records)
 }
 
 /// Encodes one batch of `(key, value)` records (`None` = null; a null value is a tombstone),
 /// base offset 0, leader epoch -1, as a producer sends it.
-pub fn encode_keyed_batch(spec: &BatchSpec, values: &[(Option<&[u8]>, Option<&[u8]>)]) -> Vec<u8> {
+pub fn encode_keyed_batch(spec: &BatchSpec, values: &[KeyValue]) -> Vec<u8> {
     assert!(!values.is_empty(), "a batch has at least one record");
     assert!(spec.timestamp_deltas.is_empty() || spec.timestamp_deltas.len() == values.len());
     let delta = |i: usize| spec.timestamp_deltas.get(i).copied().unwrap_or(i as i64);

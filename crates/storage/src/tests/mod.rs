@@ -1,6 +1,7 @@
 //! Tests of the whole log through its public API, on real files in temporary directories.
 
 mod basic;
+mod compaction;
 mod idempotence;
 mod log_props;
 mod recovery;

@@ -72,7 +72,10 @@ fn an_overlap_is_refused_and_a_gap_is_accepted() {
     let from_two = leader
         .read(Offset(2), 1 << 20, leader.log_end_offset(), true)
         .unwrap();
-    assert_eq!(follower.append_replicated(&all.bytes, NOW).unwrap(), Offset(3));
+    assert_eq!(
+        follower.append_replicated(&all.bytes, NOW).unwrap(),
+        Offset(3)
+    );
     let err = follower
         .append_replicated(&from_two.bytes, NOW)
         .unwrap_err();
@@ -93,7 +96,11 @@ fn an_overlap_is_refused_and_a_gap_is_accepted() {
     assert_eq!(recs[0].offset, Offset(5));
     drop(follower);
     let follower = PartitionLog::open(fdir.path(), small_config(), NOW).unwrap();
-    assert_eq!(follower.log_end_offset(), Offset(6), "recovery keeps the gap");
+    assert_eq!(
+        follower.log_end_offset(),
+        Offset(6),
+        "recovery keeps the gap"
+    );
 }
 
 #[test]
