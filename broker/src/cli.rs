@@ -65,6 +65,8 @@ pub struct BrokerArgs {
         default_value_t = 30_000
     )]
     pub controlled_shutdown_timeout_ms: u64,
+    #[command(flatten)]
+    pub log_cleaner: crate::log_cleaner::LogCleanerArgs,
 }
 
 impl BrokerArgs {
@@ -82,6 +84,7 @@ impl BrokerArgs {
         c.log_defaults.flush_messages = self.flush_messages;
         c.log_defaults.flush_ms = self.flush_ms;
         c.controlled_shutdown_timeout_ms = self.controlled_shutdown_timeout_ms;
+        c.log_cleaner = self.log_cleaner.settings();
         c
     }
 }

@@ -48,6 +48,8 @@ pub struct BrokerConfig {
     pub min_insync_replicas: usize,
     /// How long a SIGTERM waits for leaderships to move away before exiting anyway.
     pub controlled_shutdown_timeout_ms: u64,
+    /// Log compaction (`log.cleaner.*`): on, its backoff and its limits.
+    pub log_cleaner: crate::log_cleaner::LogCleanerSettings,
 }
 
 impl BrokerConfig {
@@ -74,6 +76,7 @@ impl BrokerConfig {
             replica_lag_time_max_ms: 30_000,
             min_insync_replicas: 1,
             controlled_shutdown_timeout_ms: 30_000,
+            log_cleaner: crate::log_cleaner::LogCleanerSettings::default(),
         }
     }
 }

@@ -34,6 +34,7 @@ pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod log_cleaner;
 pub mod replication;
 pub mod server;
 pub mod session;
@@ -205,6 +206,7 @@ impl Broker {
         let connections = Arc::new(Semaphore::new(state.config.connections_max));
         let mut tasks = tokio::task::JoinSet::new();
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
+        let log_cleaner = log_cleaner::LogCleaner::start(state.clone());
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -241,6 +243,10 @@ impl Broker {
         info!("closing connections and flushing logs");
         tasks.shutdown().await;
         housekeeping.abort();
+        // The cleaner abandons a round in progress and stops before the logs close.
+        if let Some(c) = log_cleaner {
+            tokio::task::block_in_place(|| c.stop());
+        }
         for task in background {
             task.abort();
         }

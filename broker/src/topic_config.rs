@@ -9,13 +9,21 @@ use std::collections::BTreeMap;
 pub use weir_model::topic_config::{
     ConfigError, ConfigKey, ConfigKind, TOPIC_CONFIG_KEYS, validate, validate_all,
 };
-use weir_storage::{LogConfig, TimestampType};
+use weir_storage::{CleanupPolicy, DirtyRatio, LogConfig, TimestampType};
 
 /// The broker default for a key, as DescribeConfigs shows it.
 pub fn default_value(key: &str, defaults: &LogConfig) -> String {
     let opt = |v: Option<i64>| v.map_or("-1".to_string(), |v| v.to_string());
     match key {
-        "cleanup.policy" => "delete".into(),
+        "cleanup.policy" => match defaults.cleanup_policy {
+            CleanupPolicy::Delete => "delete".into(),
+            CleanupPolicy::Compact => "compact".into(),
+            CleanupPolicy::CompactDelete => "compact,delete".into(),
+        },
+        "delete.retention.ms" => defaults.delete_retention_ms.to_string(),
+        "max.compaction.lag.ms" => defaults.max_compaction_lag_ms.to_string(),
+        "min.cleanable.dirty.ratio" => defaults.min_cleanable_dirty_ratio.as_f64().to_string(),
+        "min.compaction.lag.ms" => defaults.min_compaction_lag_ms.to_string(),
         "compression.type" => "producer".into(),
         "flush.messages" => defaults
             .flush_messages
@@ -76,6 +84,29 @@ pub fn log_config(defaults: &LogConfig, overrides: &BTreeMap<String, String>) ->
     if let Some(v) = int("segment.ms") {
         c.segment_ms = v;
     }
+    if let Some(v) = overrides.get("cleanup.policy") {
+        let has = |p: &str| v.split(',').any(|i| i.trim() == p);
+        c.cleanup_policy = match (has("compact"), has("delete")) {
+            (true, true) => CleanupPolicy::CompactDelete,
+            (true, false) => CleanupPolicy::Compact,
+            _ => CleanupPolicy::Delete,
+        };
+    }
+    if let Some(v) = int("delete.retention.ms") {
+        c.delete_retention_ms = v;
+    }
+    if let Some(v) = int("min.compaction.lag.ms") {
+        c.min_compaction_lag_ms = v;
+    }
+    if let Some(v) = int("max.compaction.lag.ms") {
+        c.max_compaction_lag_ms = v;
+    }
+    if let Some(v) = overrides
+        .get("min.cleanable.dirty.ratio")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        c.min_cleanable_dirty_ratio = DirtyRatio::from_f64(v);
+    }
     c
 }
 
@@ -105,10 +136,42 @@ mod tests {
             e.contains("known keys") && e.contains("retention.ms"),
             "{e}"
         );
-        let e = validate("cleanup.policy", "compact")
+        let e = validate("cleanup.policy", "compress")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("delete"), "{e}");
+        assert!(e.contains("compact,delete"), "{e}");
+        let e = validate("min.cleanable.dirty.ratio", "1.5")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("from 0 to 1"), "{e}");
+    }
+
+    /// Proves: the compaction keys reach the storage config, and the policy list is read in
+    /// any order.
+    #[test]
+    fn compaction_overrides_reach_the_log_config() {
+        let d = LogConfig::default();
+        let o = validate_all([
+            ("cleanup.policy", Some("delete, compact")),
+            ("delete.retention.ms", Some("1000")),
+            ("min.cleanable.dirty.ratio", Some("0.01")),
+            ("min.compaction.lag.ms", Some("5")),
+            ("max.compaction.lag.ms", Some("60000")),
+        ])
+        .unwrap();
+        assert_eq!(o["cleanup.policy"], "delete,compact");
+        let c = log_config(&d, &o);
+        assert_eq!(c.cleanup_policy, CleanupPolicy::CompactDelete);
+        assert_eq!(c.delete_retention_ms, 1000);
+        assert_eq!(c.min_cleanable_dirty_ratio, DirtyRatio::from_f64(0.01));
+        assert_eq!(c.min_compaction_lag_ms, 5);
+        assert_eq!(c.max_compaction_lag_ms, 60000);
+        let compact = validate_all([("cleanup.policy", Some("compact"))]).unwrap();
+        assert_eq!(
+            log_config(&d, &compact).cleanup_policy,
+            CleanupPolicy::Compact
+        );
+        assert_eq!(log_config(&d, &BTreeMap::new()), d);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub enum ConfigKind {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -30,12 +31,17 @@ pub const TOPIC_CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey {
         name: "cleanup.policy",
         kind: ConfigKind::List,
-        doc: "Only \"delete\" is supported in this release; log compaction comes later.",
+        doc: "\"delete\" (retention by time and size), \"compact\" (keep the newest record of every key; keyless records are refused) or \"compact,delete\" (both).",
     },
     ConfigKey {
         name: "compression.type",
         kind: ConfigKind::String,
         doc: "Only \"producer\": batches are stored as the producer compressed them.",
+    },
+    ConfigKey {
+        name: "delete.retention.ms",
+        kind: ConfigKind::Long,
+        doc: "How long a tombstone (null value) stays in a compacted log after it was first cleaned, so consumers see the deletion.",
     },
     ConfigKey {
         name: "flush.messages",
@@ -61,6 +67,21 @@ pub const TOPIC_CONFIG_KEYS: &[ConfigKey] = &[
         name: "message.timestamp.type",
         kind: ConfigKind::String,
         doc: "CreateTime or LogAppendTime.",
+    },
+    ConfigKey {
+        name: "max.compaction.lag.ms",
+        kind: ConfigKind::Long,
+        doc: "Longest a record stays uncompacted: a dirty segment older than this is cleaned whatever the dirty ratio.",
+    },
+    ConfigKey {
+        name: "min.cleanable.dirty.ratio",
+        kind: ConfigKind::Double,
+        doc: "Share of a compacted log (0 to 1) that must be uncleaned before the cleaner rewrites it.",
+    },
+    ConfigKey {
+        name: "min.compaction.lag.ms",
+        kind: ConfigKind::Long,
+        doc: "Records younger than this are not compacted.",
     },
     ConfigKey {
         name: "min.insync.replicas",
@@ -122,9 +143,24 @@ pub fn validate(key: &str, value: &str) -> Result<String, ConfigError> {
         }
     };
     match key {
-        "cleanup.policy" => match value.trim() {
-            "delete" => Ok("delete".into()),
-            _ => Err(invalid("\"delete\" (compaction is not supported yet)")),
+        "cleanup.policy" => {
+            // A list, as in Kafka: "compact,delete" and "delete,compact" mean the same.
+            let mut items: Vec<&str> = Vec::new();
+            for item in value.split(',').map(str::trim) {
+                if !matches!(item, "delete" | "compact") {
+                    return Err(invalid("delete, compact, or compact,delete"));
+                }
+                if !items.contains(&item) {
+                    items.push(item);
+                }
+            }
+            Ok(items.join(","))
+        }
+        "delete.retention.ms" | "min.compaction.lag.ms" => int_in(0, i64::MAX),
+        "max.compaction.lag.ms" => int_in(1, i64::MAX),
+        "min.cleanable.dirty.ratio" => match value.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(value.trim().to_string()),
+            _ => Err(invalid("a number from 0 to 1")),
         },
         "compression.type" => match value.trim() {
             "producer" => Ok("producer".into()),
