@@ -17,6 +17,7 @@
 //! [`find_coordinator`] asks a broker, with a raw FindCoordinator request, which broker
 //! coordinates a group; [`committed`] reads a group's committed offsets with OffsetFetch.
 
+use crate::workload::{Outcome, parse_value, value};
 use anyhow::{Context, bail};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest,
@@ -26,6 +27,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -645,6 +647,173 @@ fn run(
     drop(consumer);
     tracker.left(name);
     Ok(())
+}
+
+/// The end offset of each partition `0..partitions` implied by a finished workload: one past
+/// the highest acknowledged offset (0 for a partition with none).
+pub fn acked_ends(outcome: &Outcome, partitions: i32) -> BTreeMap<i32, i64> {
+    let mut ends: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
+    for ack in &outcome.acks {
+        let e = ends.entry(ack.partition).or_default();
+        *e = (*e).max(ack.offset + 1);
+    }
+    ends
+}
+
+/// Asserts that every record the workload had acknowledged was handed to some member, at its
+/// acknowledged offset and with its value. Returns the records handed out more than once:
+/// ((partition, offset), the members that got it).
+pub fn assert_acked_read(outcome: &Outcome, tracker: &Tracker) -> Vec<((i32, i64), Vec<String>)> {
+    let consumed = tracker.consumed_records();
+    let mut reads: BTreeMap<(i32, i64), Vec<String>> = BTreeMap::new();
+    let mut values: BTreeMap<(i32, i64), &str> = BTreeMap::new();
+    for r in &consumed {
+        reads
+            .entry((r.partition, r.offset))
+            .or_default()
+            .push(r.member.clone());
+        values.insert((r.partition, r.offset), r.value.as_str());
+        assert_eq!(
+            parse_value(&r.value).map(|v| v.0),
+            Some(r.partition),
+            "{} read {:?} at {}/{}: not a value written to that partition",
+            r.member,
+            r.value,
+            r.partition,
+            r.offset
+        );
+    }
+    for ack in &outcome.acks {
+        let want = value(ack.partition, ack.seq);
+        let got = values.get(&(ack.partition, ack.offset)).copied();
+        assert_eq!(
+            got,
+            Some(want.as_str()),
+            "{want} was acknowledged at {}/{}; the members read {got:?} there\n{}",
+            ack.partition,
+            ack.offset,
+            tracker.history()
+        );
+    }
+    reads.into_iter().filter(|(_, who)| who.len() > 1).collect()
+}
+
+/// The key (and value) of the `i`th record [`produce_tail`] writes to `partition`.
+pub fn tail_key(partition: i32, i: i64) -> String {
+    format!("tail-{partition}-{i}")
+}
+
+/// Writes `n` keyed records to each partition of `ends` (acks=all, idempotent) and returns
+/// the new end offsets, checking that the records landed right after `ends`.
+pub fn produce_tail(
+    bootstrap: &str,
+    topic: &str,
+    ends: &BTreeMap<i32, i64>,
+    n: i64,
+    timeout: Duration,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", timeout.as_millis().to_string())
+        .create()
+        .context("creating the tail producer")?;
+    for &p in ends.keys() {
+        for i in 0..n {
+            let key = tail_key(p, i);
+            producer
+                .send(
+                    BaseRecord::<_, _, ()>::to(topic)
+                        .partition(p)
+                        .key(&key)
+                        .payload(&key),
+                )
+                .map_err(|(e, _)| e)
+                .context("queueing a tail record")?;
+        }
+    }
+    producer.flush(timeout).context("flushing the tail")?;
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("creating a watermark probe")?;
+    let mut out = BTreeMap::new();
+    for (&p, &end) in ends {
+        let (_, high) = probe
+            .fetch_watermarks(topic, p, timeout)
+            .with_context(|| format!("end offset of {topic}/{p}"))?;
+        if high != end + n {
+            bail!("{topic}/{p} ends at {high} after the tail, not {end} + {n}");
+        }
+        out.insert(p, high);
+    }
+    Ok(out)
+}
+
+/// Starts fresh members of the group in `config` and checks that together they read exactly
+/// the offsets `from[p]..to[p]` of every partition, once each and nothing below `from`: the
+/// group resumes at its committed offsets `from`, skipping nothing. Then closes them and checks
+/// that they committed `to`. The records there must be [`produce_tail`]'s.
+pub fn assert_resumes_at(
+    config: &ClientConfig,
+    topic: &str,
+    members: &[&str],
+    from: &BTreeMap<i32, i64>,
+    to: &BTreeMap<i32, i64>,
+    timeout: Duration,
+) {
+    let tracker = Tracker::new();
+    let started: Vec<Member> = members
+        .iter()
+        .map(|m| {
+            Member::start(m, config, topic, &tracker, Duration::from_millis(200))
+                .unwrap_or_else(|e| panic!("starting {m}: {e:#}"))
+        })
+        .collect();
+    tracker.wait_stable(members, to.len() as i32, timeout);
+    tracker.wait_consumed(topic, from, to, timeout);
+    for m in started {
+        let name = m.name.clone();
+        m.stop(timeout)
+            .unwrap_or_else(|e| panic!("closing {name}: {e:#}"));
+    }
+    tracker.assert_clean();
+    let mut read: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for r in tracker.consumed_records() {
+        read.entry(r.partition).or_default().push(r.offset);
+        let i = r.offset - from.get(&r.partition).copied().unwrap_or(0);
+        assert_eq!(
+            r.key.as_deref(),
+            Some(tail_key(r.partition, i).as_str()),
+            "{} read {}/{} with key {:?}: not the tail record expected there",
+            r.member,
+            r.partition,
+            r.offset,
+            r.key
+        );
+    }
+    for offsets in read.values_mut() {
+        offsets.sort_unstable();
+    }
+    let want: BTreeMap<i32, Vec<i64>> = to
+        .iter()
+        .map(|(&p, &end)| (p, (from.get(&p).copied().unwrap_or(0)..end).collect()))
+        .collect();
+    assert_eq!(
+        read, want,
+        "offsets a restarted group read (left) vs. exactly from the committed offsets to the end, \
+         once each (right)"
+    );
+    let bootstrap = config.get("bootstrap.servers").unwrap_or_default();
+    let group = config.get("group.id").unwrap_or_default();
+    let after = committed(bootstrap, group, topic, to.len() as i32, timeout)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let want: BTreeMap<i32, Option<i64>> = to.iter().map(|(p, e)| (*p, Some(*e))).collect();
+    assert_eq!(
+        after, want,
+        "committed offsets after the restarted group closed (left) vs. the end offsets (right)"
+    );
 }
 
 /// The group's committed offsets for partitions `0..partitions` of `topic` (OffsetFetch),

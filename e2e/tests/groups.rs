@@ -8,15 +8,15 @@
 //! is held by two members at once, within a generation or across one.
 #![allow(clippy::unwrap_used)] // test code panics on purpose
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use weir_e2e::admin::create_topic_blocking;
-use weir_e2e::group::{Member, Tracker, committed, member_config};
-use weir_e2e::workload::{Workload, parse_value};
+use weir_e2e::group::{
+    Member, Tracker, acked_ends, assert_acked_read, assert_resumes_at, committed, member_config,
+    produce_tail,
+};
+use weir_e2e::workload::Workload;
 use weir_e2e::{Running, Target, targets};
 
 const PARTITIONS: i32 = 6;
@@ -150,52 +150,15 @@ fn members_join_and_leave(target: Target, name: &str) {
         outcome.failures.len(),
         outcome.failures.first()
     );
-    let mut ends: BTreeMap<i32, i64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
-    for ack in &outcome.acks {
-        let e = ends.get_mut(&ack.partition).unwrap();
-        *e = (*e).max(ack.offset + 1);
-    }
+    let ends = acked_ends(&outcome, PARTITIONS);
     tracker.wait_consumed(topic, &BTreeMap::new(), &ends, CATCH_UP);
     b.stop(CLOSE).unwrap();
     c.stop(CLOSE).unwrap();
     tracker.assert_clean();
 
-    // Every acknowledged record was read, with the value it was acknowledged with.
-    let consumed = tracker.consumed_records();
-    let mut reads: BTreeMap<(i32, i64), Vec<&str>> = BTreeMap::new();
-    for r in &consumed {
-        reads
-            .entry((r.partition, r.offset))
-            .or_default()
-            .push(r.member.as_str());
-        assert_eq!(
-            parse_value(&r.value).map(|v| v.0),
-            Some(r.partition),
-            "{} read {:?} at {}/{}: not a value written to that partition",
-            r.member,
-            r.value,
-            r.partition,
-            r.offset
-        );
-    }
-    let by_offset: HashMap<(i32, i64), &str> = consumed
-        .iter()
-        .map(|r| ((r.partition, r.offset), r.value.as_str()))
-        .collect();
-    for ack in &outcome.acks {
-        let want = weir_e2e::workload::value(ack.partition, ack.seq);
-        let got = by_offset.get(&(ack.partition, ack.offset)).copied();
-        assert_eq!(
-            got,
-            Some(want.as_str()),
-            "acknowledged {want} at {}/{}: read {got:?}",
-            ack.partition,
-            ack.offset
-        );
-    }
-    // Commits on revoke hand each partition over at the exact position: nothing is read twice
-    // across the two rebalances.
-    let twice: Vec<_> = reads.iter().filter(|(_, who)| who.len() > 1).collect();
+    // Every acknowledged record was read; and since each revoke commits what was processed,
+    // a partition is handed over at the exact position: nothing is read twice.
+    let twice = assert_acked_read(&outcome, &tracker);
     assert!(
         twice.is_empty(),
         "{} records read more than once, e.g. ((partition, offset), readers) {:?}\n{}",
@@ -220,43 +183,9 @@ fn members_join_and_leave(target: Target, name: &str) {
 
     // A restarted group resumes at the committed offsets: nothing committed is read again,
     // nothing after it is skipped.
-    let new_ends = produce_tail(&bootstrap, topic, &ends);
-    let tracker = Tracker::new();
     let t = Instant::now();
-    let d = Member::start("d", &config, topic, &tracker, COMMIT_EVERY).unwrap();
-    let e = Member::start("e", &config, topic, &tracker, COMMIT_EVERY).unwrap();
-    tracker.wait_stable(&["d", "e"], PARTITIONS, SETTLE);
-    tracker.wait_consumed(topic, &ends, &new_ends, CATCH_UP);
-    d.stop(CLOSE).unwrap();
-    e.stop(CLOSE).unwrap();
-    tracker.assert_clean();
-    let mut read: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
-    for r in tracker.consumed_records() {
-        read.entry(r.partition).or_default().push(r.offset);
-        assert_eq!(
-            r.key.as_deref(),
-            Some(tail_key(r.partition, r.offset - ends[&r.partition]).as_str()),
-            "{} read {}/{} with key {:?}",
-            r.member,
-            r.partition,
-            r.offset,
-            r.key
-        );
-    }
-    for offsets in read.values_mut() {
-        offsets.sort_unstable();
-    }
-    let want: BTreeMap<i32, Vec<i64>> = ends
-        .iter()
-        .map(|(&p, &from)| (p, (from..new_ends[&p]).collect()))
-        .collect();
-    assert_eq!(
-        read, want,
-        "offsets read after the restart (left) vs. exactly from the committed offset to the end, once each (right)"
-    );
-    let after = committed(&bootstrap, group, topic, PARTITIONS, SETTLE).unwrap();
-    let want: BTreeMap<i32, Option<i64>> = new_ends.iter().map(|(p, e)| (*p, Some(*e))).collect();
-    assert_eq!(after, want, "committed after the restarted group closed");
+    let new_ends = produce_tail(&bootstrap, topic, &ends, TAIL, CATCH_UP).unwrap();
+    assert_resumes_at(&config, topic, &["d", "e"], &ends, &new_ends, SETTLE);
     println!(
         "[{name}] the restarted group read exactly the {TAIL} new records per partition in {:?}",
         t.elapsed()
@@ -267,49 +196,6 @@ fn count_by_member(tracker: &Tracker) -> HashMap<String, usize> {
     let mut out = HashMap::new();
     for r in tracker.consumed_records() {
         *out.entry(r.member).or_default() += 1;
-    }
-    out
-}
-
-fn tail_key(partition: i32, i: i64) -> String {
-    format!("tail-{partition}-{i}")
-}
-
-/// Writes [`TAIL`] keyed records to each partition (acks=all) and returns the new end offsets,
-/// checking that they follow `ends` exactly.
-fn produce_tail(bootstrap: &str, topic: &str, ends: &BTreeMap<i32, i64>) -> BTreeMap<i32, i64> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap();
-    for &p in ends.keys() {
-        for i in 0..TAIL {
-            let key = tail_key(p, i);
-            producer
-                .send(
-                    BaseRecord::<_, _, ()>::to(topic)
-                        .partition(p)
-                        .key(&key)
-                        .payload(&key),
-                )
-                .map_err(|(e, _)| e)
-                .unwrap();
-        }
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let mut out = BTreeMap::new();
-    for (&p, &end) in ends {
-        let (_, high) = probe
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .unwrap();
-        assert_eq!(high, end + TAIL, "{topic}/{p}: end offset after the tail");
-        out.insert(p, high);
     }
     out
 }
