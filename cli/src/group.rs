@@ -267,6 +267,7 @@ fn describe(connection: &Connection, output: OutputFormat, args: &DescribeArgs) 
             protocol_type: String::new(),
             protocol: String::new(),
             members: Vec::new(),
+            listed: false,
         })
     }) else {
         return Err(Error::GroupNotFound {
@@ -355,6 +356,7 @@ fn render_description(
                 "host": member(r).map(|m| &m.host),
             })).collect::<Vec<_>>(),
             "total_lag": total_lag,
+            "note": group.members_hidden().then_some(NOT_CLASSIC),
         })),
         OutputFormat::Table => {
             let coordinator = match coordinator {
@@ -368,14 +370,21 @@ fn render_description(
                 Some(c) => c.host.clone(),
                 None => "unknown".to_string(),
             };
+            let members = if group.members_hidden() {
+                "members unknown".to_string()
+            } else {
+                format!("{} member(s)", group.members.len())
+            };
             let mut text = format!(
-                "group {}: {}, protocol {} ({}), coordinator {coordinator}, {} member(s), total lag {total_lag}\n",
+                "group {}: {}, protocol {} ({}), coordinator {coordinator}, {members}, total lag {total_lag}\n",
                 group.name,
                 group.state,
                 dash(&group.protocol),
                 dash(&group.protocol_type),
-                group.members.len(),
             );
+            if group.members_hidden() {
+                text.push_str(&format!("note: {NOT_CLASSIC}\n"));
+            }
             if rows.is_empty() {
                 text.push_str("\nno committed offsets and no assigned partitions\n");
             } else {
@@ -549,6 +558,11 @@ fn reset_offsets(connection: &Connection, output: OutputFormat, args: &ResetArgs
         .find(|g| g.name == group)
     {
         ensure_inactive(&description)?;
+        if description.members_hidden() {
+            eprintln!(
+                "warning: group {group}: {NOT_CLASSIC}. So it cannot be checked for members here; if it has any, the broker refuses the commit (UNKNOWN_MEMBER_ID)."
+            );
+        }
     }
 
     let (partitions, committed) = if args.all_topics {
@@ -867,6 +881,19 @@ struct GroupDescription {
     protocol_type: String,
     protocol: String,
     members: Vec<MemberDescription>,
+    /// ListGroups named it (librdkafka describes only the groups listed).
+    listed: bool,
+}
+
+/// Why a listed group shows as Dead: DescribeGroups describes classic groups only.
+const NOT_CLASSIC: &str = "ListGroups lists this group but DescribeGroups answers Dead: it is not a classic group (most likely a consumer group of Kafka's new protocol, KIP-848, `group.protocol=consumer`), whose members DescribeGroups does not show";
+
+impl GroupDescription {
+    /// A group whose members we cannot see: DescribeGroups (all the binding offers) answers
+    /// Dead for groups that are not classic, as Kafka 4 does for KIP-848 consumer groups.
+    fn members_hidden(&self) -> bool {
+        self.listed && self.state == "Dead"
+    }
 }
 
 #[derive(Debug)]
@@ -913,6 +940,7 @@ fn describe_groups<C: ClientContext>(
             protocol_type: g.protocol_type().to_string(),
             protocol: g.protocol().to_string(),
             members,
+            listed: true,
         });
     }
     Ok(groups)
@@ -1323,6 +1351,7 @@ mod tests {
             state: state.into(),
             protocol_type: "consumer".into(),
             protocol: String::new(),
+            listed: true,
             members: (0..members)
                 .map(|i| MemberDescription {
                     id: format!("m{i}"),

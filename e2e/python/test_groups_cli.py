@@ -251,3 +251,42 @@ def test_delete_refuses_a_group_with_members_and_deletes_an_empty_one(broker, we
     assert "weir group list" in proc.stderr, proc.stderr
     assert weir_ok(weir_bin, broker, "group", "delete", group, "--if-exists")["groups"] == [
         {"group": group, "deleted": False, "error": None, "code": None}]
+
+
+def test_a_new_protocol_group_shows_its_offsets_and_the_broker_guards_its_reset(broker, weir_bin, two_partitions):
+    """A KIP-848 consumer group (group.protocol=consumer) is one DescribeGroups cannot describe:
+    `describe` shows its committed offsets and lag with a note that its members are hidden, and
+    a reset --execute while it has a member is refused by the broker (UNKNOWN_MEMBER_ID), with
+    the advice to stop the consumers; once the member left, the reset commits."""
+    topic, _ = two_partitions
+    group = new_group()
+    consumer = Consumer({
+        "bootstrap.servers": broker.bootstrap,
+        "group.id": group,
+        "group.protocol": "consumer",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    try:
+        consumer.subscribe([topic])
+        consume(consumer, 10)
+        consumer.commit(offsets=[TopicPartition(topic, 0, 4), TopicPartition(topic, 1, 1)], asynchronous=False)
+        d = weir_ok(weir_bin, broker, "group", "describe", group)
+        assert (committed(d, topic), d["total_lag"], d["state"]) == ({0: 4, 1: 1}, 5, "Dead")
+        assert "KIP-848" in d["note"], d
+        proc = weir_refused(weir_bin, broker, "group", "reset-offsets", group, "--topic", topic,
+                            "--to-earliest", "--execute")
+        assert "UnknownMemberId" in proc.stderr and "stop the group's consumers first" in proc.stderr, proc.stderr
+        assert committed(weir_ok(weir_bin, broker, "group", "describe", group), topic) == {0: 4, 1: 1}
+    finally:
+        consumer.close()
+
+    # The member's departure reaches the coordinator with the close; a reset may still race it.
+    def reset() -> dict | None:
+        proc = weir(weir_bin, broker, "group", "reset-offsets", group, "--topic", topic, "--to-earliest",
+                    "--execute")
+        return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+    plan = wait_until(reset, f"a reset of {group} to be accepted after its member left")
+    assert [(p["partition"], p["new"]) for p in plan["partitions"]] == [(0, 0), (1, 0)]
+    assert committed(weir_ok(weir_bin, broker, "group", "describe", group), topic) == {0: 0, 1: 0}
