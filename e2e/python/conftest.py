@@ -152,10 +152,14 @@ def weir_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     data = tmp_path_factory.mktemp("weir")
     log = data / "weir.log"
     bootstrap = f"127.0.0.1:{kafka_probe.free_port()}"
+    # Like the reference Kafka's group.initial.rebalance.delay.ms=0: a new group's first
+    # rebalance is not held back 3 s for more members. An environment variable rather than a
+    # flag, so a weir binary without groups still starts.
+    env = dict(os.environ, WEIR_GROUP_INITIAL_REBALANCE_DELAY_MS="0")
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [str(binary), "dev", "--data-dir", str(data / "data"), "--kafka-addr", bootstrap],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         )
     try:
         try:
