@@ -2,6 +2,8 @@
 //! many values written for a few keys (plain and compressed batches, encoded by the Kafka
 //! codec crate as a client would), and the broker's background cleaner observed from a
 //! consumer's point of view.
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

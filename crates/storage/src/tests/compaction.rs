@@ -190,7 +190,7 @@ fn append_model(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     /// Proves: with several segments, appends interleaved with cleaning rounds (also appends
     /// landing between a round's copy and its swap), reopens, and a dedupe map small enough
