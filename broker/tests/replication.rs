@@ -66,6 +66,8 @@ impl Cluster {
         config.coordinators = vec![self.coordinator.as_ref().unwrap().local_addr().to_string()];
         config.replica_lag_time_max_ms = self.lag_ms;
         config.controlled_shutdown_timeout_ms = 10_000;
+        // Compacted topics here are cleaned within milliseconds, not Kafka's 15 s.
+        config.log_cleaner.backoff_ms = 20;
         let broker = Broker::start(config).await.unwrap();
         let addr = broker.local_addr();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
@@ -317,4 +319,166 @@ async fn acks_all_is_refused_below_min_insync_replicas() {
     let p = c.fetch("few", 0, 0, 0, 0).await;
     assert_eq!(p.high_watermark, 0, "the refused batch was not appended");
     cluster.shutdown().await;
+}
+
+/// A batch of one record per key `key-0..keys`, values naming the round.
+fn keyed_batch(keys: usize, round: usize, compression: Compression) -> bytes::Bytes {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
+    let records: Vec<Record> = (0..keys)
+        .map(|k| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: kafka_protocol::records::TimestampType::Creation,
+            offset: k as i64,
+            sequence: k as i32 - 1,
+            timestamp: Timestamp::now().get(),
+            key: Some(bytes::Bytes::from(format!("key-{k}"))),
+            value: Some(bytes::Bytes::from(format!("value-{k}-round-{round}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+/// Records in a replica's copy, read from its files: (offset, key, value).
+fn stored_records(dir: &std::path::Path, topic: &str) -> Vec<(i64, String, String)> {
+    let mut bytes = bytes::Bytes::from(stored(dir, topic));
+    kafka_protocol::records::RecordBatchDecoder::decode_all(&mut bytes)
+        .unwrap()
+        .into_iter()
+        .flat_map(|set| set.records)
+        .map(|r| {
+            let s = |b: Option<bytes::Bytes>| String::from_utf8(b.unwrap().to_vec()).unwrap();
+            (r.offset, s(r.key), s(r.value))
+        })
+        .collect()
+}
+
+/// Proves: a follower that was down while its leader compacted a topic catches up across the
+/// gaps the cleaner left (fetching from inside a gap gets the next batch), reaches the
+/// leader's log end and rejoins the ISR; its copy then holds the newest value of every key,
+/// at the offsets they were written at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_catches_up_on_a_compacted_leader_across_its_gaps() {
+    const KEYS: usize = 4;
+    const ROUNDS: usize = 150;
+    let mut cluster = Cluster::start(3, 1_000).await;
+    let topic = "compacted";
+    let mut c = Client::connect(cluster.any_addr()).await;
+    let configs = [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "2048"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+        ("min.insync.replicas", "2"),
+    ];
+    let req = CreateTopicsRequest::default().with_topics(vec![
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_num_partitions(1)
+            .with_replication_factor(3)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_static_str(k))
+                            .with_value(Some(StrBytes::from_static_str(v)))
+                    })
+                    .collect(),
+            ),
+    ]);
+    let resp: CreateTopicsResponse = c.request(ApiKey::CreateTopics, 7, &req).await;
+    assert_eq!(resp.topics[0].error_code, 0);
+    drop(c);
+    let (leader, _) = wait_for(cluster.any_addr(), topic, "an ISR of 3", |l, isr| {
+        l > 0 && isr.len() == 3
+    })
+    .await;
+    let follower = (1..=3).find(|&b| b != leader).unwrap();
+    cluster.stop_broker(follower).await;
+    wait_for(
+        cluster.addr(leader),
+        topic,
+        "the ISR to shrink",
+        |_, isr| isr.len() == 2,
+    )
+    .await;
+    let mut c = Client::connect(cluster.addr(leader)).await;
+    let mut last_base = 0;
+    for round in 0..ROUNDS {
+        let (err, base) = c
+            .produce(topic, 0, keyed_batch(KEYS, round, Compression::Lz4))
+            .await;
+        assert_eq!(err, 0, "round {round}");
+        last_base = base;
+    }
+    let end = last_base + KEYS as i64;
+    // Wait until the leader's cleaner has compacted: a fetch from 0 steps over a gap.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = c.fetch(topic, 0, 0, 0, 1).await;
+        let mut recs = p.records.unwrap_or_default();
+        let first = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut recs)
+            .unwrap()
+            .into_iter()
+            .flat_map(|s| s.records)
+            .next();
+        if first.is_some_and(|r| r.offset > 0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader never compacted"
+        );
+    }
+    drop(c);
+    cluster.start_broker(follower).await;
+    wait_for(
+        cluster.addr(leader),
+        topic,
+        "the follower to rejoin",
+        |_, isr| isr.contains(&follower),
+    )
+    .await;
+    cluster.shutdown().await;
+    let records = stored_records(&cluster.broker_dir(follower), topic);
+    assert!(
+        records.len() < KEYS * ROUNDS,
+        "the follower copied a compacted log"
+    );
+    for w in records.windows(2) {
+        assert!(w[0].0 < w[1].0, "offsets increase");
+    }
+    for (offset, key, value) in &records {
+        let round = (offset / KEYS as i64) as usize;
+        let k = (offset % KEYS as i64) as usize;
+        assert_eq!(
+            (key, value),
+            (&format!("key-{k}"), &format!("value-{k}-round-{round}")),
+            "offset {offset}"
+        );
+    }
+    for k in 0..KEYS {
+        let newest = records
+            .iter()
+            .rev()
+            .find(|r| r.1 == format!("key-{k}"))
+            .unwrap();
+        assert_eq!(newest.2, format!("value-{k}-round-{}", ROUNDS - 1));
+    }
+    assert_eq!(records.last().unwrap().0, end - 1);
 }
