@@ -67,10 +67,65 @@ pub struct BrokerArgs {
     pub controlled_shutdown_timeout_ms: u64,
     #[command(flatten)]
     pub log_cleaner: crate::log_cleaner::LogCleanerArgs,
+    #[command(flatten)]
+    pub groups: GroupArgs,
+}
+
+/// Consumer-group flags, shared by `weir-broker` and `weir dev`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GroupArgs {
+    /// How long the first rebalance of an empty group waits for more members to join
+    /// (`group.initial.rebalance.delay.ms`).
+    #[arg(long, env = "WEIR_GROUP_INITIAL_REBALANCE_DELAY_MS", default_value_t = 3_000,
+          value_parser = clap::value_parser!(i32).range(0..=300_000))]
+    pub group_initial_rebalance_delay_ms: i32,
+    /// Shortest session timeout a consumer may ask for (`group.min.session.timeout.ms`).
+    #[arg(long, env = "WEIR_GROUP_MIN_SESSION_TIMEOUT_MS", default_value_t = 6_000,
+          value_parser = clap::value_parser!(i32).range(1..=3_600_000))]
+    pub group_min_session_timeout_ms: i32,
+    /// Longest session timeout a consumer may ask for (`group.max.session.timeout.ms`).
+    #[arg(long, env = "WEIR_GROUP_MAX_SESSION_TIMEOUT_MS", default_value_t = 1_800_000,
+          value_parser = clap::value_parser!(i32).range(1..=3_600_000))]
+    pub group_max_session_timeout_ms: i32,
+    /// Most members a group may have (`group.max.size`); unlimited by default.
+    #[arg(long, env = "WEIR_GROUP_MAX_SIZE", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub group_max_size: Option<u64>,
+    /// Partitions of `__consumer_offsets` when it is created (`offsets.topic.num.partitions`);
+    /// cannot change afterwards.
+    #[arg(long, env = "WEIR_OFFSETS_TOPIC_PARTITIONS", default_value_t = 50,
+          value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub offsets_topic_partitions: i32,
+    /// Replicas of `__consumer_offsets` (`offsets.topic.replication.factor`); capped by the
+    /// brokers registered when it is created.
+    #[arg(long, env = "WEIR_OFFSETS_TOPIC_REPLICATION_FACTOR", default_value_t = 3,
+          value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub offsets_topic_replication_factor: i32,
+}
+
+impl GroupArgs {
+    /// The settings, or what is wrong with the combination.
+    pub fn settings(&self) -> Result<crate::config::GroupSettings, String> {
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err(format!(
+                "--group-min-session-timeout-ms ({}) must not exceed --group-max-session-timeout-ms ({})",
+                self.group_min_session_timeout_ms, self.group_max_session_timeout_ms
+            ));
+        }
+        Ok(crate::config::GroupSettings {
+            initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms: self.group_min_session_timeout_ms,
+            max_session_timeout_ms: self.group_max_session_timeout_ms,
+            max_size: self.group_max_size.map_or(usize::MAX, |n| n as usize),
+            offsets_topic_partitions: self.offsets_topic_partitions,
+            offsets_topic_replication_factor: self.offsets_topic_replication_factor,
+            ..crate::config::GroupSettings::default()
+        })
+    }
 }
 
 impl BrokerArgs {
-    pub fn into_config(self) -> BrokerConfig {
+    pub fn into_config(self) -> Result<BrokerConfig, String> {
+        let groups = self.groups.settings()?;
         let mut c = BrokerConfig::new(self.data_dir, self.kafka_addr);
         c.node_id = self.id;
         c.advertised_kafka_addr = self.advertised_kafka_addr;
@@ -85,7 +140,8 @@ impl BrokerArgs {
         c.log_defaults.flush_ms = self.flush_ms;
         c.controlled_shutdown_timeout_ms = self.controlled_shutdown_timeout_ms;
         c.log_cleaner = self.log_cleaner.settings();
-        c
+        c.groups = groups;
+        Ok(c)
     }
 }
 
@@ -133,7 +189,13 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let config = args.into_config();
+    let config = match args.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("weir-broker: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     match runtime.block_on(crate::run(config, shutdown_signal())) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

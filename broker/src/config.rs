@@ -50,6 +50,44 @@ pub struct BrokerConfig {
     pub controlled_shutdown_timeout_ms: u64,
     /// Log compaction (`log.cleaner.*`): on, its backoff and its limits.
     pub log_cleaner: crate::log_cleaner::LogCleanerSettings,
+    /// Consumer-group coordination.
+    pub groups: GroupSettings,
+}
+
+/// Consumer-group coordination: Kafka's `group.*` and `offsets.*` broker configs.
+#[derive(Clone, Debug)]
+pub struct GroupSettings {
+    /// How long the first rebalance of an empty group waits for more members
+    /// (`group.initial.rebalance.delay.ms`).
+    pub initial_rebalance_delay_ms: i32,
+    /// Session timeouts clients may ask for (`group.min/max.session.timeout.ms`).
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    /// Members per group (`group.max.size`).
+    pub max_size: usize,
+    /// Partitions of `__consumer_offsets` when it is first created
+    /// (`offsets.topic.num.partitions`); fixed afterwards, as the group-to-partition hash
+    /// depends on it.
+    pub offsets_topic_partitions: i32,
+    /// Replicas of `__consumer_offsets` (`offsets.topic.replication.factor`), capped by the
+    /// brokers registered when it is created.
+    pub offsets_topic_replication_factor: i32,
+    /// Longest commit metadata string (`offset.metadata.max.bytes`).
+    pub offset_metadata_max_bytes: usize,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        GroupSettings {
+            initial_rebalance_delay_ms: 3_000,
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            max_size: usize::MAX,
+            offsets_topic_partitions: 50,
+            offsets_topic_replication_factor: 3,
+            offset_metadata_max_bytes: 4096,
+        }
+    }
 }
 
 impl BrokerConfig {
@@ -77,6 +115,7 @@ impl BrokerConfig {
             min_insync_replicas: 1,
             controlled_shutdown_timeout_ms: 30_000,
             log_cleaner: crate::log_cleaner::LogCleanerSettings::default(),
+            groups: GroupSettings::default(),
         }
     }
 }

@@ -34,6 +34,7 @@ pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod groups;
 pub mod log_cleaner;
 pub mod replication;
 pub mod server;
@@ -145,6 +146,7 @@ impl Broker {
         )));
         background.push(tokio::spawn(session::isr_loop(state.clone())));
         background.push(tokio::spawn(replication::run_fetchers(state.clone())));
+        background.push(tokio::spawn(groups::run(state.clone())));
         // The watch loop only ends with the process, so the sender is never dropped unsent.
         let _ = first_rx.await;
         // Serve once the coordinators count this broker live: before that, it is in no ISR

@@ -49,7 +49,7 @@ pub async fn serve_connection(state: Arc<BrokerState>, stream: TcpStream) {
         .unwrap_or_default();
     let span = info_span!("connection", peer = %peer);
     async move {
-        if let Err(e) = connection(state, stream).await {
+        if let Err(e) = connection(state, stream, &peer).await {
             debug!(error = %e, "connection closed");
         }
     }
@@ -57,7 +57,16 @@ pub async fn serve_connection(state: Arc<BrokerState>, stream: TcpStream) {
     .await
 }
 
-async fn connection(state: Arc<BrokerState>, stream: TcpStream) -> Result<(), ConnectionError> {
+async fn connection(
+    state: Arc<BrokerState>,
+    stream: TcpStream,
+    peer: &str,
+) -> Result<(), ConnectionError> {
+    // Kafka's client host as groups report it: "/" and the peer's IP.
+    let client_host: Arc<str> = match peer.rsplit_once(':') {
+        Some((ip, _)) => format!("/{}", ip.trim_matches(|c| c == '[' || c == ']')).into(),
+        None => format!("/{peer}").into(),
+    };
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Queued>(CONNECTION_IN_FLIGHT_MAX);
@@ -97,7 +106,7 @@ async fn connection(state: Arc<BrokerState>, stream: TcpStream) -> Result<(), Co
         let mut out = BytesMut::with_capacity(64 * 1024);
         while let Some(Queued { frame, _permits }) = rx.recv().await {
             out.clear();
-            match api::dispatch(&state, frame, &mut out).await {
+            match api::dispatch(&state, frame, &mut out, &client_host).await {
                 // A client that stops reading is closed after the idle limit rather than
                 // pinning this connection and its response buffer for ever.
                 Ok(true) => tokio::time::timeout(

@@ -141,6 +141,8 @@ pub struct BrokerState {
     producer_ids: tokio::sync::Mutex<Range<i64>>,
     /// Where the replica fetchers learn which partitions to copy from which leader.
     pub follow: watch::Sender<BTreeMap<BrokerId, Vec<Arc<Partition>>>>,
+    /// The consumer groups this broker coordinates.
+    pub groups: crate::groups::Coordinator,
 }
 
 impl BrokerState {
@@ -171,6 +173,7 @@ impl BrokerState {
             .min(tokio::sync::Semaphore::MAX_PERMITS);
         Ok(BrokerState {
             me: BrokerId(config.node_id),
+            groups: crate::groups::Coordinator::new(config.groups.clone()),
             request_memory: Arc::new(tokio::sync::Semaphore::new(queued)),
             config,
             control,

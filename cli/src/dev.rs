@@ -30,6 +30,8 @@ pub struct DevArgs {
     /// fsync at least this often in milliseconds (`flush.ms`). Default: page cache.
     #[arg(long, env = "WEIR_FLUSH_MS", value_parser = clap::value_parser!(i64).range(0..))]
     pub flush_ms: Option<i64>,
+    #[command(flatten)]
+    pub groups: weir_broker::cli::GroupArgs,
 }
 
 /// `brokers`: how many brokers to run, from the global `--brokers N`.
@@ -40,6 +42,7 @@ pub async fn run(args: DevArgs, brokers: u16) -> anyhow::Result<()> {
         );
     }
     let brokers = usize::from(brokers);
+    let groups = args.groups.settings().map_err(anyhow::Error::msg)?;
     let coordinator = weir_coordinator::CoordinatorConfig {
         id: 1,
         data_dir: args.data_dir.join("coordinator"),
@@ -78,6 +81,7 @@ pub async fn run(args: DevArgs, brokers: u16) -> anyhow::Result<()> {
         config.log_defaults.flush_messages = args.flush_messages;
         config.log_defaults.flush_ms = args.flush_ms;
         config.controlled_shutdown_timeout_ms = 5_000;
+        config.groups = groups.clone();
         let broker = weir_broker::Broker::start(config)
             .await
             .with_context(|| format!("starting broker {} on {addr}", i + 1))?;

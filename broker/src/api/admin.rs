@@ -152,6 +152,54 @@ pub async fn auto_create(state: &BrokerState, name: &str) -> Result<(), Refusal>
     }
 }
 
+/// Creates `__consumer_offsets` if it does not exist yet (on the first FindCoordinator, as
+/// Kafka does): compacted, with `min.insync.replicas` of 2 when it has 3 or more replicas so an
+/// acknowledged commit is on two brokers, and a replication factor capped by the live brokers
+/// so a single-broker cluster (`weir dev`) can run groups.
+pub(crate) async fn ensure_offsets_topic(state: &BrokerState) -> Result<(), Refusal> {
+    let name = crate::groups::OFFSETS_TOPIC;
+    if state.view().topic(name).is_some() {
+        return Ok(());
+    }
+    let settings = &state.config.groups;
+    let live = state.view().brokers.values().filter(|b| !b.fenced).count() as i32;
+    let rf = settings.offsets_topic_replication_factor.min(live.max(1));
+    let mut configs = std::collections::HashMap::new();
+    configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    configs.insert("segment.bytes".to_string(), (100 * 1024 * 1024).to_string());
+    configs.insert(
+        "min.insync.replicas".to_string(),
+        if rf >= 3 { "2" } else { "1" }.to_string(),
+    );
+    let req = v1::CreateTopicRequest {
+        name: name.to_string(),
+        partitions: settings.offsets_topic_partitions,
+        replication_factor: rf,
+        configs: configs.into_iter().collect(),
+        assignment: Vec::new(),
+        validate_only: false,
+    };
+    match create_topic(state, req).await {
+        Ok(_) => {
+            if rf < settings.offsets_topic_replication_factor {
+                tracing::warn!(
+                    wanted = settings.offsets_topic_replication_factor,
+                    replicas = rf,
+                    "created __consumer_offsets with fewer replicas than configured: only {live} brokers were live"
+                );
+            }
+            Ok(())
+        }
+        Err((ResponseError::TopicAlreadyExists, _)) => {
+            state
+                .wait_for_view(ADMIN_TIMEOUT, |v| v.topic(name).is_some())
+                .await;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 pub async fn create_topics(
     state: &Arc<BrokerState>,
     ctx: &Ctx,

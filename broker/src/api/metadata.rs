@@ -97,6 +97,8 @@ fn topic_entry(ctx: &Ctx, view: &ClusterView, t: &TopicInfo) -> MetadataResponse
     let ids = |v: &[weir_model::BrokerId]| v.iter().map(|b| BrokerId(b.get())).collect::<Vec<_>>();
     let mut e = MetadataResponseTopic::default()
         .with_name(Some(topic_name(t.name.to_string())))
+        // Clients leave internal topics out of pattern subscriptions.
+        .with_is_internal(ctx.version >= 1 && t.name.as_str() == crate::groups::OFFSETS_TOPIC)
         .with_partitions(
             t.partitions
                 .iter()

@@ -8,9 +8,10 @@
 mod admin;
 mod cluster;
 mod fetch;
+mod groups;
 mod metadata;
 mod offsets;
-mod produce;
+pub(crate) mod produce;
 
 use crate::server::{ConnectionError, peek_header};
 use crate::state::BrokerState;
@@ -39,6 +40,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The lowest Produce version that is actually served (RecordBatch v2, magic 2).
@@ -57,6 +69,7 @@ pub async fn dispatch(
     state: &Arc<BrokerState>,
     frame: Bytes,
     out: &mut BytesMut,
+    client_host: &Arc<str>,
 ) -> Result<bool, ConnectionError> {
     let (key, version, correlation_id) = peek_header(&frame)?;
     let api = ApiKey::try_from(key)
@@ -94,6 +107,8 @@ pub async fn dispatch(
         api,
         version,
         correlation_id: header.correlation_id,
+        client_id: header.client_id.clone().unwrap_or_default(),
+        client_host: client_host.clone(),
     };
     tracing::trace!(api = ?api, version, correlation_id = header.correlation_id, "request");
 
@@ -156,6 +171,17 @@ pub async fn dispatch(
         }
         ApiKey::DescribeCluster => handle!(DescribeClusterRequest, cluster::describe_cluster),
         ApiKey::InitProducerId => handle!(InitProducerIdRequest, cluster::init_producer_id),
+        ApiKey::FindCoordinator => handle!(FindCoordinatorRequest, groups::find_coordinator),
+        ApiKey::JoinGroup => handle!(JoinGroupRequest, groups::join_group),
+        ApiKey::SyncGroup => handle!(SyncGroupRequest, groups::sync_group),
+        ApiKey::Heartbeat => handle!(HeartbeatRequest, groups::heartbeat),
+        ApiKey::LeaveGroup => handle!(LeaveGroupRequest, groups::leave_group),
+        ApiKey::OffsetCommit => handle!(OffsetCommitRequest, groups::offset_commit),
+        ApiKey::OffsetFetch => handle!(OffsetFetchRequest, groups::offset_fetch),
+        ApiKey::DescribeGroups => handle!(DescribeGroupsRequest, groups::describe_groups),
+        ApiKey::ListGroups => handle!(ListGroupsRequest, groups::list_groups),
+        ApiKey::DeleteGroups => handle!(DeleteGroupsRequest, groups::delete_groups),
+        ApiKey::OffsetDelete => handle!(OffsetDeleteRequest, groups::offset_delete),
         other => Err(ConnectionError::Protocol(format!(
             "{other:?} is not supported"
         ))),
@@ -163,11 +189,15 @@ pub async fn dispatch(
 }
 
 /// What a handler knows about the request it serves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Ctx {
     pub api: ApiKey,
     pub version: i16,
     pub correlation_id: i32,
+    /// The request header's client id (empty when the client sent none).
+    pub client_id: StrBytes,
+    /// The client's address as group descriptions show it (`/127.0.0.1`).
+    pub client_host: Arc<str>,
 }
 
 impl Ctx {
@@ -242,6 +272,17 @@ mod tests {
                 ApiKey::CreatePartitions => CreatePartitionsRequest::VERSIONS,
                 ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
                 ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
+                ApiKey::FindCoordinator => FindCoordinatorRequest::VERSIONS,
+                ApiKey::JoinGroup => JoinGroupRequest::VERSIONS,
+                ApiKey::SyncGroup => SyncGroupRequest::VERSIONS,
+                ApiKey::Heartbeat => HeartbeatRequest::VERSIONS,
+                ApiKey::LeaveGroup => LeaveGroupRequest::VERSIONS,
+                ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
+                ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
+                ApiKey::DescribeGroups => DescribeGroupsRequest::VERSIONS,
+                ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
+                ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
+                ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
                 other => panic!("{other:?} advertised without a codec check"),
             };
             (r.min, r.max)

@@ -253,8 +253,41 @@ fn append_as_leader(
     outcome.map_err(Refused::Storage)
 }
 
+/// Appends a batch the broker wrote itself (the group coordinator's records) as leader at
+/// `epoch`, with acks=all's `min.insync.replicas` check; returns the last offset.
+pub(crate) fn append_as_leader_internal(
+    state: &BrokerState,
+    partition: &Partition,
+    batch: &mut [u8],
+    epoch: weir_model::LeaderEpoch,
+) -> Result<Offset, weir_group::GroupError> {
+    use weir_group::GroupError;
+    if partition.replica().epoch != epoch {
+        return Err(GroupError::NotCoordinator);
+    }
+    match append_as_leader(state, partition, batch, -1, Timestamp::now()) {
+        Ok(AppendOutcome::Appended { last_offset, .. })
+        | Ok(AppendOutcome::Duplicate { last_offset, .. }) => Ok(last_offset),
+        Err(Refused::Replication(ResponseError::NotEnoughReplicas, msg)) => {
+            tracing::warn!(error = %msg, "group coordinator write refused");
+            Err(GroupError::CoordinatorNotAvailable)
+        }
+        Err(Refused::Replication(_, _)) => Err(GroupError::NotCoordinator),
+        Err(Refused::Storage(e)) => {
+            if is_fatal(&e) {
+                fatal(
+                    &format!("appending to {}-{}", partition.topic, partition.id),
+                    &e,
+                );
+            }
+            tracing::warn!(error = %e, "group coordinator write failed");
+            Err(GroupError::CoordinatorNotAvailable)
+        }
+    }
+}
+
 /// Waits until the high watermark passes `last` at the epoch the batch was appended in.
-async fn wait_for_isr(
+pub(crate) async fn wait_for_isr(
     partition: &Partition,
     last: Offset,
     deadline: tokio::time::Instant,

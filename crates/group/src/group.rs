@@ -235,6 +235,9 @@ pub struct Group {
     static_members: BTreeMap<String, String>,
     join_timer: Option<JoinTimer>,
     offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Where in `__consumer_offsets` each offset (or its deletion) was written: commits can be
+    /// replicated out of order, and the later write must win.
+    positions: BTreeMap<(String, i32), i64>,
 }
 
 impl Group {
@@ -252,6 +255,7 @@ impl Group {
             static_members: BTreeMap::new(),
             join_timer: None,
             offsets: BTreeMap::new(),
+            positions: BTreeMap::new(),
         }
     }
 
@@ -1188,9 +1192,20 @@ impl Group {
         Ok(())
     }
 
-    /// Records a committed offset (after it was persisted), or removes it (`None`).
-    pub fn set_offset(&mut self, topic: &str, partition: i32, value: Option<OffsetValue>) {
+    /// Records a committed offset written at `position` of `__consumer_offsets` (after it was
+    /// persisted), or removes it (`None`). A write older than the one in place is ignored.
+    pub fn set_offset(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        value: Option<OffsetValue>,
+        position: i64,
+    ) {
         let key = (topic.to_string(), partition);
+        if self.positions.get(&key).is_some_and(|p| *p > position) {
+            return;
+        }
+        self.positions.insert(key.clone(), position);
         match value {
             Some(v) => {
                 self.offsets.insert(key, v);
@@ -1287,6 +1302,7 @@ impl Group {
         match self.state {
             GroupState::Empty | GroupState::Dead => {
                 self.offsets.clear();
+                self.positions.clear();
                 self.set_state(GroupState::Dead, wall_ms);
                 Ok(())
             }
