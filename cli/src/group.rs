@@ -63,6 +63,11 @@ pub enum GroupCommand {
     List,
     /// Show a group: state, coordinator, members and their partitions, and for each partition
     /// the committed offset, log end offset and lag.
+    ///
+    /// Shown are the partitions the group has a committed offset in (in topics that exist) and
+    /// those its members hold. Lag is log end (high watermark) minus committed. A group of
+    /// Kafka's new consumer protocol (KIP-848) shows as Dead without members, with a note:
+    /// DescribeGroups, which this uses, describes classic groups only.
     Describe(DescribeArgs),
     /// Move a group's committed offsets. Prints the plan (current -> new per partition) and
     /// commits it only with --execute. The group must have no members: stop its consumers first.
@@ -788,6 +793,15 @@ fn render_plan(
 async fn delete(connection: &Connection, output: OutputFormat, args: DeleteArgs) -> Result<()> {
     let admin = connection.admin()?;
     admin.metadata(None)?;
+    // A cluster without group support fails this at once; DeleteGroups would wait for a
+    // coordinator until the timeout.
+    tokio::task::block_in_place(|| {
+        describe_groups(
+            admin.client.inner(),
+            connection,
+            Some(args.groups[0].as_str()),
+        )
+    })?;
     let mut names: Vec<&str> = Vec::new();
     for g in &args.groups {
         if !names.contains(&g.as_str()) {
@@ -813,6 +827,7 @@ async fn delete(connection: &Connection, output: OutputFormat, args: DeleteArgs)
         outcomes.push(match result {
             Ok(name) => (name, true, None),
             Err((name, RDKafkaErrorCode::GroupIdNotFound)) if args.if_exists => (name, false, None),
+            Err((_, RDKafkaErrorCode::OperationTimedOut)) => return Err(connection.timed_out(what)),
             Err((name, code)) => (name, false, Some(code)),
         });
     }
@@ -1051,6 +1066,10 @@ fn partition_exists(metadata: &Metadata, topic: &str, partition: i32) -> bool {
 /// A librdkafka error as ours: timeouts say so, a broker's refusal carries its hint.
 fn kafka_error(connection: &Connection, what: &str, error: KafkaError) -> Error {
     match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::UnsupportedFeature) => Error::invalid(
+            what,
+            "the cluster does not implement the consumer group APIs (ListGroups, DescribeGroups, OffsetFetch, OffsetCommit, DeleteGroups); a cluster without a group coordinator has no consumer groups",
+        ),
         Some(
             RDKafkaErrorCode::OperationTimedOut
             | RDKafkaErrorCode::RequestTimedOut
