@@ -24,6 +24,7 @@ use kafka_protocol::messages::{
     FindCoordinatorResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -462,6 +463,17 @@ struct MemberContext {
 }
 
 impl ClientContext for MemberContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // Warnings and worse, e.g. a FindCoordinator or JoinGroup the broker refused: the
+        // first thing to read when a group does not form.
+        if level as i32 <= RDKafkaLogLevel::Warning as i32 {
+            self.tracker.error(
+                &self.name,
+                format!("librdkafka {level:?} {fac}: {log_message}"),
+            );
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.tracker
             .error(&self.name, format!("client error {error}: {reason}"));
