@@ -67,6 +67,10 @@ pub struct BrokerArgs {
     pub controlled_shutdown_timeout_ms: u64,
     #[command(flatten)]
     pub log_cleaner: crate::log_cleaner::LogCleanerArgs,
+    /// Serve Prometheus metrics (partitions led here, consumer groups and their lag) at
+    /// `http://ADDR/metrics`. Not served unless set.
+    #[arg(long, env = "WEIR_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub groups: GroupArgs,
 }
@@ -141,6 +145,7 @@ impl BrokerArgs {
         c.controlled_shutdown_timeout_ms = self.controlled_shutdown_timeout_ms;
         c.log_cleaner = self.log_cleaner.settings();
         c.groups = groups;
+        c.metrics_addr = self.metrics_addr;
         Ok(c)
     }
 }

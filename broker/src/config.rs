@@ -52,6 +52,8 @@ pub struct BrokerConfig {
     pub log_cleaner: crate::log_cleaner::LogCleanerSettings,
     /// Consumer-group coordination.
     pub groups: GroupSettings,
+    /// Where `/metrics` (Prometheus) is served; not served when unset.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Consumer-group coordination: Kafka's `group.*` and `offsets.*` broker configs.
@@ -116,6 +118,7 @@ impl BrokerConfig {
             controlled_shutdown_timeout_ms: 30_000,
             log_cleaner: crate::log_cleaner::LogCleanerSettings::default(),
             groups: GroupSettings::default(),
+            metrics_addr: None,
         }
     }
 }

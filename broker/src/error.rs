@@ -24,6 +24,12 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot bind the metrics listener on {addr}")]
+    BindMetrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("talking to the coordinators")]
     Control(#[from] crate::control::ControlError),
     #[error("the coordinators refused: {0}")]

@@ -372,8 +372,8 @@ impl Coordinator {
         }
     }
 
-    /// Committed offsets of every loaded group: (group, topic, partition, offset).
-    pub async fn committed(&self) -> Vec<(String, String, i32, i64)> {
+    /// A snapshot of every group this broker coordinates, for metrics.
+    pub async fn snapshot(&self) -> Vec<GroupSnapshot> {
         let shards: Vec<_> = self
             .shards
             .lock()
@@ -388,13 +388,33 @@ impl Coordinator {
                 continue;
             }
             for (id, g) in &s.groups {
-                for ((t, p), v) in g.offsets() {
-                    out.push((id.clone(), t.clone(), *p, v.offset));
-                }
+                out.push(GroupSnapshot {
+                    id: id.clone(),
+                    state: g.state().as_str(),
+                    generation: g.generation(),
+                    members: g.member_count(),
+                    offsets: g
+                        .offsets()
+                        .iter()
+                        .map(|((t, p), v)| (t.clone(), *p, v.offset))
+                        .collect(),
+                });
             }
         }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
+}
+
+/// What metrics report of one group.
+#[derive(Clone, Debug)]
+pub struct GroupSnapshot {
+    pub id: String,
+    pub state: &'static str,
+    pub generation: i32,
+    pub members: usize,
+    /// (topic, partition, committed offset)
+    pub offsets: Vec<(String, i32, i64)>,
 }
 
 /// Appends records to the shard's partition as its leader; returns the last offset written.

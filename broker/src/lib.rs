@@ -36,6 +36,7 @@ pub mod control;
 pub mod error;
 pub mod groups;
 pub mod log_cleaner;
+pub mod metrics;
 pub mod replication;
 pub mod server;
 pub mod session;
@@ -108,6 +109,14 @@ impl Broker {
             .advertised_internal_addr
             .clone()
             .unwrap_or_else(|| internal_addr.to_string());
+        let metrics = match config.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| BrokerError::BindMetrics { addr, source })?,
+            ),
+            None => None,
+        };
         let control = Arc::new(control::ControlClient::new(&config.coordinators)?);
         let state = Arc::new(tokio::task::block_in_place(|| {
             BrokerState::open(config, control, host, i32::from(port), internal_advertised)
@@ -147,6 +156,12 @@ impl Broker {
         background.push(tokio::spawn(session::isr_loop(state.clone())));
         background.push(tokio::spawn(replication::run_fetchers(state.clone())));
         background.push(tokio::spawn(groups::run(state.clone())));
+        if let Some(listener) = metrics {
+            if let Ok(addr) = listener.local_addr() {
+                info!(addr = %addr, "serving Prometheus metrics at /metrics");
+            }
+            background.push(tokio::spawn(metrics::serve(state.clone(), listener)));
+        }
         // The watch loop only ends with the process, so the sender is never dropped unsent.
         let _ = first_rx.await;
         // Serve once the coordinators count this broker live: before that, it is in no ISR

@@ -228,7 +228,48 @@ impl v1::replication_server::Replication for ReplicationService {
             .collect();
         Ok(Response::new(v1::EpochEndOffsetResponse { partitions }))
     }
+
+    async fn watermarks(
+        &self,
+        request: Request<v1::WatermarksRequest>,
+    ) -> Result<Response<v1::WatermarksResponse>, Status> {
+        let req = request.into_inner();
+        let partitions = req
+            .partitions
+            .iter()
+            .take(WATERMARKS_MAX)
+            .map(|wp| {
+                let mut out = v1::Watermark {
+                    topic_id: wp.topic_id.clone(),
+                    partition: wp.partition,
+                    error_code: NONE,
+                    high_watermark: -1,
+                    log_end_offset: -1,
+                };
+                let local = TopicId::parse(&wp.topic_id)
+                    .and_then(|id| self.state.local_partition(id, wp.partition))
+                    .filter(|p| p.progress.borrow().leader);
+                match local {
+                    None => out.error_code = NOT_LEADER_OR_FOLLOWER,
+                    Some(p) => {
+                        out.high_watermark = p.high_watermark().get();
+                        out.log_end_offset = p
+                            .log
+                            .read()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .log_end_offset()
+                            .get();
+                    }
+                }
+                out
+            })
+            .collect();
+        Ok(Response::new(v1::WatermarksResponse { partitions }))
+    }
 }
+
+/// Partitions answered per Watermarks call; a caller with more asks again.
+pub const WATERMARKS_MAX: usize = 10_000;
 
 /// A running fetcher: what it copies, and its task.
 type Fetcher = (

@@ -30,6 +30,10 @@ pub struct DevArgs {
     /// fsync at least this often in milliseconds (`flush.ms`). Default: page cache.
     #[arg(long, env = "WEIR_FLUSH_MS", value_parser = clap::value_parser!(i64).range(0..))]
     pub flush_ms: Option<i64>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (with several brokers, on
+    /// consecutive ports). Not served unless set.
+    #[arg(long, env = "WEIR_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub groups: weir_broker::cli::GroupArgs,
 }
@@ -82,6 +86,14 @@ pub async fn run(args: DevArgs, brokers: u16) -> anyhow::Result<()> {
         config.log_defaults.flush_ms = args.flush_ms;
         config.controlled_shutdown_timeout_ms = 5_000;
         config.groups = groups.clone();
+        if let Some(mut m) = args.metrics_addr {
+            m.set_port(
+                m.port()
+                    .checked_add(i as u16)
+                    .context("--metrics-addr port too high for this many brokers")?,
+            );
+            config.metrics_addr = Some(m);
+        }
         let broker = weir_broker::Broker::start(config)
             .await
             .with_context(|| format!("starting broker {} on {addr}", i + 1))?;

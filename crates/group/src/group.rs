@@ -839,8 +839,8 @@ impl Group {
         }
         self.generation += 1;
         if self.members.is_empty() {
+            // The protocol type stays (Kafka reports an emptied consumer group as "consumer").
             self.protocol = None;
-            self.protocol_type = None;
             self.leader = None;
             self.set_state(GroupState::Empty, wall_ms);
             effects.store_group = true;

@@ -2731,6 +2731,39 @@ pub struct EpochEndOffset {
     #[prost(int64, tag = "5")]
     pub end_offset: i64,
 }
+/// The high watermarks of partitions the answering broker leads: what a group coordinator needs
+/// to report consumer lag for partitions it does not host.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct WatermarksRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub partitions: ::prost::alloc::vec::Vec<WatermarkPartition>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatermarkPartition {
+    #[prost(string, tag = "1")]
+    pub topic_id: ::prost::alloc::string::String,
+    #[prost(int32, tag = "2")]
+    pub partition: i32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct WatermarksResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub partitions: ::prost::alloc::vec::Vec<Watermark>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Watermark {
+    #[prost(string, tag = "1")]
+    pub topic_id: ::prost::alloc::string::String,
+    #[prost(int32, tag = "2")]
+    pub partition: i32,
+    /// NOT_LEADER_OR_FOLLOWER when the broker does not lead the partition.
+    #[prost(int32, tag = "3")]
+    pub error_code: i32,
+    #[prost(int64, tag = "4")]
+    pub high_watermark: i64,
+    #[prost(int64, tag = "5")]
+    pub log_end_offset: i64,
+}
 /// Generated client implementations.
 pub mod replication_client {
     #![allow(
@@ -2869,6 +2902,30 @@ pub mod replication_client {
                 .insert(GrpcMethod::new("weir.v1.Replication", "EpochEndOffsets"));
             self.inner.unary(req, path, codec).await
         }
+        pub async fn watermarks(
+            &mut self,
+            request: impl tonic::IntoRequest<super::WatermarksRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::WatermarksResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/weir.v1.Replication/Watermarks",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("weir.v1.Replication", "Watermarks"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -2896,6 +2953,13 @@ pub mod replication_server {
             request: tonic::Request<super::EpochEndOffsetRequest>,
         ) -> std::result::Result<
             tonic::Response<super::EpochEndOffsetResponse>,
+            tonic::Status,
+        >;
+        async fn watermarks(
+            &self,
+            request: tonic::Request<super::WatermarksRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::WatermarksResponse>,
             tonic::Status,
         >;
     }
@@ -3050,6 +3114,51 @@ pub mod replication_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = EpochEndOffsetsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/weir.v1.Replication/Watermarks" => {
+                    #[allow(non_camel_case_types)]
+                    struct WatermarksSvc<T: Replication>(pub Arc<T>);
+                    impl<
+                        T: Replication,
+                    > tonic::server::UnaryService<super::WatermarksRequest>
+                    for WatermarksSvc<T> {
+                        type Response = super::WatermarksResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::WatermarksRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Replication>::watermarks(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WatermarksSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
