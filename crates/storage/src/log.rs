@@ -15,7 +15,7 @@
 //! active segment (CRC included) unless the previous close was clean, and checks the framing
 //! of the closed ones.
 
-use crate::batch::BatchError;
+use crate::batch::{BATCH_HEADER_BYTES, BatchError};
 use crate::batch::{
     BatchHeader, Compression, TimestampType, find_record_by_timestamp, set_base_offset,
     set_log_append_time, set_partition_leader_epoch, validate_batches, validate_stored_batches,
@@ -173,6 +173,11 @@ pub struct ReadOutcome {
     pub bytes: Bytes,
     pub log_start_offset: Offset,
     pub log_end_offset: Offset,
+    /// Where the next read continues: one past the last batch's last offset (`from` when no
+    /// batch came back). After compaction a batch may end past its last record, or hold none,
+    /// so a reader that steps by record offsets can stall; step by this instead (as Kafka's
+    /// consumers step by the batch's last offset).
+    pub next_offset: Offset,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -761,10 +766,19 @@ impl PartitionLog {
             }
             self.segments[i].read(from, max_bytes, upper, min_one_batch)?
         };
+        let mut next_offset = from;
+        let mut at = 0usize;
+        while at + BATCH_HEADER_BYTES <= bytes.len() {
+            // Stored batches, framed when they were written: the header parses.
+            let h = BatchHeader::parse(&bytes[at..]).map_err(StorageError::CorruptBatch)?;
+            next_offset = next_offset.max(h.last_offset().plus(1));
+            at += h.size_bytes();
+        }
         Ok(ReadOutcome {
             bytes: Bytes::from(bytes),
             log_start_offset: self.log_start,
             log_end_offset: log_end,
+            next_offset,
         })
     }
 

@@ -56,6 +56,7 @@ fn scan(log: &PartitionLog) -> (Vec<DecodedRecord>, Vec<(Offset, Offset, i32)>) 
     let end = log.log_end_offset();
     while next < end {
         let r = log.read(next, 500, end, true).expect("read");
+        let stepped = r.next_offset;
         assert!(
             !r.bytes.is_empty(),
             "read at {next} before the end {end}: {:?}",
@@ -77,6 +78,10 @@ fn scan(log: &PartitionLog) -> (Vec<DecodedRecord>, Vec<(Offset, Offset, i32)>) 
             }
             bytes = &bytes[h.size_bytes()..];
         }
+        assert_eq!(
+            stepped, next,
+            "ReadOutcome::next_offset steps past the last batch"
+        );
     }
     (records, batches)
 }
