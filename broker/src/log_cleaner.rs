@@ -74,7 +74,8 @@ pub struct LogCleanerArgs {
     #[arg(long, env = "WEIR_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND",
           value_parser = clap::value_parser!(u64).range(IO_BYTES_PER_SECOND_MIN..))]
     pub log_cleaner_io_max_bytes_per_second: Option<u64>,
-    /// Memory of the cleaner's key -> offset map, 24 bytes a key (`log.cleaner.dedupe.buffer.size`).
+    /// Memory of the cleaner's key -> offset map: 24-byte slots, 3/4 usable, so about 32 bytes a
+    /// key (`log.cleaner.dedupe.buffer.size`).
     #[arg(long, env = "WEIR_LOG_CLEANER_DEDUPE_BUFFER_BYTES", default_value_t = DEDUPE_BUFFER_BYTES_DEFAULT as u64,
           value_parser = clap::value_parser!(u64).range(DEDUPE_BUFFER_BYTES_MIN as u64..=DEDUPE_BUFFER_BYTES_MAX as u64))]
     pub log_cleaner_dedupe_buffer_bytes: u64,
