@@ -309,7 +309,10 @@ fn build_compacted(segment_bytes: u64) -> (tempfile::TempDir, LogConfig, Written
 /// Proves: a crash (the swap stopped, the process gone, the files as that step left them)
 /// after any step of a swap loses nothing: reopening recovers a log that honours the
 /// contract, with no `.cleaned` file or manifest left behind, and cleaning afterwards
-/// completes. Every step is tried, from before the commit to the manifest's removal.
+/// completes. Every step is tried, from before the commit to the manifest's removal. A crash
+/// during recovery itself is covered too: recovery redoes the swap's own file steps in the
+/// same order, each only if still needed, so wherever it stops the directory is in a state
+/// some step here already left it in.
 #[test]
 fn a_crash_at_any_step_of_a_swap_loses_nothing() {
     let (dir, config, written, end) = build_compacted(600);
