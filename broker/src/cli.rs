@@ -104,11 +104,27 @@ pub struct GroupArgs {
     #[arg(long, env = "WEIR_OFFSETS_TOPIC_REPLICATION_FACTOR", default_value_t = 3,
           value_parser = clap::value_parser!(i32).range(1..=16))]
     pub offsets_topic_replication_factor: i32,
+    /// KIP-848 consumer groups (`group.protocol=consumer`): a member silent this long is
+    /// removed (`group.consumer.session.timeout.ms`).
+    #[arg(long, env = "WEIR_GROUP_CONSUMER_SESSION_TIMEOUT_MS", default_value_t = 45_000,
+          value_parser = clap::value_parser!(i32).range(1_000..=3_600_000))]
+    pub group_consumer_session_timeout_ms: i32,
+    /// KIP-848 consumer groups: how often members heartbeat
+    /// (`group.consumer.heartbeat.interval.ms`).
+    #[arg(long, env = "WEIR_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(i32).range(100..=3_600_000))]
+    pub group_consumer_heartbeat_interval_ms: i32,
 }
 
 impl GroupArgs {
     /// The settings, or what is wrong with the combination.
     pub fn settings(&self) -> Result<crate::config::GroupSettings, String> {
+        if self.group_consumer_heartbeat_interval_ms >= self.group_consumer_session_timeout_ms {
+            return Err(format!(
+                "--group-consumer-heartbeat-interval-ms ({}) must be less than --group-consumer-session-timeout-ms ({})",
+                self.group_consumer_heartbeat_interval_ms, self.group_consumer_session_timeout_ms
+            ));
+        }
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
             return Err(format!(
                 "--group-min-session-timeout-ms ({}) must not exceed --group-max-session-timeout-ms ({})",
@@ -122,6 +138,8 @@ impl GroupArgs {
             max_size: self.group_max_size.map_or(usize::MAX, |n| n as usize),
             offsets_topic_partitions: self.offsets_topic_partitions,
             offsets_topic_replication_factor: self.offsets_topic_replication_factor,
+            consumer_session_timeout_ms: self.group_consumer_session_timeout_ms,
+            consumer_heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
             ..crate::config::GroupSettings::default()
         })
     }

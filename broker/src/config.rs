@@ -76,6 +76,11 @@ pub struct GroupSettings {
     pub offsets_topic_replication_factor: i32,
     /// Longest commit metadata string (`offset.metadata.max.bytes`).
     pub offset_metadata_max_bytes: usize,
+    /// KIP-848 groups: a member silent this long is removed
+    /// (`group.consumer.session.timeout.ms`).
+    pub consumer_session_timeout_ms: i32,
+    /// KIP-848 groups: how often members heartbeat (`group.consumer.heartbeat.interval.ms`).
+    pub consumer_heartbeat_interval_ms: i32,
 }
 
 impl Default for GroupSettings {
@@ -88,6 +93,8 @@ impl Default for GroupSettings {
             offsets_topic_partitions: 50,
             offsets_topic_replication_factor: 3,
             offset_metadata_max_bytes: 4096,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct Shard {
     /// The leadership these groups were loaded under; another epoch means reload.
     loaded: Option<(LeaderEpoch, Arc<Partition>)>,
     pub groups: BTreeMap<String, Group>,
+    /// KIP-848 consumer groups (their offsets live in `groups`, like every group's).
+    pub consumer: BTreeMap<String, weir_group::consumer::ConsumerGroup>,
 }
 
 impl Shard {
@@ -74,6 +76,7 @@ impl Shard {
 #[derive(Debug)]
 pub struct Coordinator {
     pub config: GroupConfig,
+    pub consumer_config: weir_group::consumer::ConsumerConfig,
     pub settings: GroupSettings,
     shards: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<Shard>>>>,
     waiters: Mutex<HashMap<u64, Responder>>,
@@ -97,6 +100,11 @@ impl Coordinator {
                 initial_rebalance_delay_ms: settings.initial_rebalance_delay_ms,
                 max_size: settings.max_size,
                 offset_metadata_max_bytes: settings.offset_metadata_max_bytes,
+            },
+            consumer_config: weir_group::consumer::ConsumerConfig {
+                session_timeout_ms: settings.consumer_session_timeout_ms,
+                heartbeat_interval_ms: settings.consumer_heartbeat_interval_ms,
+                max_size: settings.max_size,
             },
             settings,
             shards: Mutex::new(HashMap::new()),
@@ -159,6 +167,7 @@ impl Coordinator {
                     index,
                     loaded: None,
                     groups: BTreeMap::new(),
+                    consumer: BTreeMap::new(),
                 }))
             })
             .clone();
@@ -199,6 +208,7 @@ impl Coordinator {
             }
         }
         shard.groups.clear();
+        shard.consumer.clear();
     }
 
     /// A fresh waiter for a JoinGroup.
@@ -308,15 +318,25 @@ impl Coordinator {
                 let effects = g.tick(&self.config, now.mono, now.wall);
                 self.apply(state, &shard, &id, effects);
             }
-            shard.groups.retain(|_, g| {
-                !(g.state() == weir_group::GroupState::Dead
-                    || (g.state() == weir_group::GroupState::Empty && g.is_unused()))
+            for g in shard.consumer.values_mut() {
+                if g.next_deadline().is_some_and(|d| d <= now.mono) && g.tick(now.mono) {
+                    tracing::info!(group = %g.id, "consumer group member session expired");
+                }
+            }
+            shard.consumer.retain(|_, g| !g.is_empty());
+            let consumer: std::collections::BTreeSet<String> =
+                shard.consumer.keys().cloned().collect();
+            shard.groups.retain(|id, g| {
+                consumer.contains(id)
+                    || !(g.state() == weir_group::GroupState::Dead
+                        || (g.state() == weir_group::GroupState::Empty && g.is_unused()))
             });
         }
     }
 
-    /// Groups this broker coordinates now, with their state and protocol type.
-    pub async fn list(&self, state: &BrokerState) -> Vec<(String, String, String)> {
+    /// Groups this broker coordinates now: id, state, protocol type and group type
+    /// (`classic` or `consumer`).
+    pub async fn list(&self, state: &BrokerState) -> Vec<(String, String, String, &'static str)> {
         let indexes: Vec<i32> = self
             .shards
             .lock()
@@ -329,11 +349,23 @@ impl Coordinator {
             let Ok(shard) = self.shard_at(state, index).await else {
                 continue;
             };
+            for (id, g) in &shard.consumer {
+                out.push((
+                    id.clone(),
+                    g.state().to_string(),
+                    "consumer".to_string(),
+                    "consumer",
+                ));
+            }
             for (id, g) in &shard.groups {
+                if shard.consumer.contains_key(id) {
+                    continue;
+                }
                 out.push((
                     id.clone(),
                     g.state().as_str().to_string(),
                     g.protocol_type().unwrap_or_default().to_string(),
+                    "classic",
                 ));
             }
         }
@@ -388,11 +420,12 @@ impl Coordinator {
                 continue;
             }
             for (id, g) in &s.groups {
+                let kip848 = s.consumer.get(id);
                 out.push(GroupSnapshot {
                     id: id.clone(),
-                    state: g.state().as_str(),
-                    generation: g.generation(),
-                    members: g.member_count(),
+                    state: kip848.map_or(g.state().as_str(), |c| c.state()),
+                    generation: kip848.map_or(g.generation(), |c| c.group_epoch),
+                    members: kip848.map_or(g.member_count(), |c| c.members().count()),
                     offsets: g
                         .offsets()
                         .iter()

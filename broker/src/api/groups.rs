@@ -62,6 +62,9 @@ pub(crate) fn code(e: GroupError) -> ResponseError {
         GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
         GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
         GroupError::RequestTimedOut => ResponseError::RequestTimedOut,
+        GroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch,
+        GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
+        GroupError::InvalidRequest => ResponseError::InvalidRequest,
     }
 }
 
@@ -216,6 +219,10 @@ async fn join(state: &Arc<BrokerState>, ctx: &Ctx, req: &JoinGroupRequest) -> Jo
     };
     if !req.member_id.is_empty() && !shard.groups.contains_key(&group) {
         return fail(GroupError::UnknownMemberId);
+    }
+    if shard.consumer.get(&group).is_some_and(|c| !c.is_empty()) {
+        // A group is of one protocol at a time, as in Kafka.
+        return fail(GroupError::InconsistentGroupProtocol);
     }
     let now = coordinator.now();
     let (waiter, rx) = coordinator.join_waiter();
@@ -551,7 +558,7 @@ async fn commit(
     let now = coordinator.now();
     let generation = req.generation_id_or_member_epoch;
     if !shard.groups.contains_key(group) {
-        if generation >= 0 {
+        if generation >= 0 && !shard.consumer.contains_key(group) {
             return Err(GroupError::IllegalGeneration);
         }
         // A group that uses Kafka only to store offsets (manual assignment, or an admin
@@ -561,7 +568,14 @@ async fn commit(
             Group::new(WeirGroupId(group.to_string()), now.wall),
         );
     }
-    if let Some(g) = shard.groups.get_mut(group) {
+    if let Some(c) = shard.consumer.get_mut(group) {
+        c.validate_commit(
+            req.member_id.as_str(),
+            generation,
+            now.mono,
+            &coordinator.consumer_config,
+        )?;
+    } else if let Some(g) = shard.groups.get_mut(group) {
         g.validate_commit(
             req.member_id.as_str(),
             req.group_instance_id.as_ref().map(|s| s.as_str()),
@@ -883,11 +897,11 @@ pub async fn list_groups(
         .map(|s| s.to_ascii_lowercase())
         .collect();
     let mut resp = ListGroupsResponse::default();
-    for (id, st, protocol_type) in state.groups.list(state).await {
+    for (id, st, protocol_type, group_type) in state.groups.list(state).await {
         if !states.is_empty() && !states.contains(&st.to_ascii_lowercase()) {
             continue;
         }
-        if !types.is_empty() && !types.iter().any(|t| t == "classic") {
+        if !types.is_empty() && !types.iter().any(|t| t == group_type) {
             continue;
         }
         let mut l = ListedGroup::default()
@@ -897,7 +911,7 @@ pub async fn list_groups(
             l.group_state = str_bytes(st);
         }
         if ctx.version >= 5 {
-            l.group_type = str_bytes("classic");
+            l.group_type = str_bytes(group_type);
         }
         resp.groups.push(l);
     }
@@ -942,4 +956,131 @@ async fn delete_group(state: &Arc<BrokerState>, group: &str) -> Result<(), Group
     let (partition, last) = appended?;
     drop(shard);
     groups::persisted(&partition, last).await
+}
+
+// -------------------------------------------------------------------------------------------
+// ConsumerGroupHeartbeat (KIP-848)
+
+pub async fn consumer_group_heartbeat(
+    state: &Arc<BrokerState>,
+    ctx: &Ctx,
+    req: ConsumerGroupHeartbeatRequest,
+) -> ConsumerGroupHeartbeatResponse {
+    use kafka_protocol::messages::consumer_group_heartbeat_response::{
+        Assignment, TopicPartitions,
+    };
+    use weir_group::consumer::{ConsumerGroup, HeartbeatRequest, TopicMeta};
+    let coordinator = &state.groups;
+    let group = req.group_id.0.to_string();
+    let fail = |e: GroupError, msg: Option<String>| {
+        ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(err(e))
+            .with_error_message(Some(str_bytes(msg.unwrap_or_else(|| e.to_string()))))
+            .with_member_epoch(-1)
+    };
+    if req.subscribed_topic_regex.is_some() && req.subscribed_topic_names.is_none() {
+        return fail(
+            GroupError::InvalidRequest,
+            Some("subscribing by regular expression is not supported; name the topics".into()),
+        );
+    }
+    if let Some(a) = req
+        .server_assignor
+        .as_ref()
+        .filter(|a| a.as_str() != "range" && a.as_str() != "uniform")
+    {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(ResponseError::UnsupportedAssignor.code())
+            .with_error_message(Some(str_bytes(format!(
+                "server assignor {a:?} is not supported; Weir assigns with \"range\""
+            ))))
+            .with_member_epoch(-1);
+    }
+    let mut shard = match coordinator.shard(state, &group).await {
+        Ok(s) => s,
+        Err(e) => return fail(e, None),
+    };
+    if shard
+        .groups
+        .get(&group)
+        .is_some_and(|g| g.member_count() > 0)
+    {
+        return fail(
+            GroupError::InconsistentGroupProtocol,
+            Some(format!("group {group} is a classic group with members")),
+        );
+    }
+    let view = state.view();
+    let topics: Vec<TopicMeta> = view
+        .topics
+        .values()
+        .map(|t| TopicMeta {
+            id: t.id.0,
+            name: t.name.to_string(),
+            partitions: t.partitions.len() as i32,
+        })
+        .collect();
+    let owned = req.topic_partitions.as_ref().map(|tps| {
+        tps.iter()
+            .map(|tp| {
+                (
+                    *tp.topic_id.as_bytes(),
+                    tp.partitions.iter().copied().collect(),
+                )
+            })
+            .collect()
+    });
+    let hb = HeartbeatRequest {
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        instance_id: opt_str(&req.instance_id),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        subscribed_topics: req
+            .subscribed_topic_names
+            .as_ref()
+            .map(|ns| ns.iter().map(|n| n.0.to_string()).collect()),
+        owned,
+        client_id: ctx.client_id.to_string(),
+        client_host: ctx.client_host.to_string(),
+    };
+    let now = coordinator.now();
+    let g = shard
+        .consumer
+        .entry(group.clone())
+        .or_insert_with(|| ConsumerGroup::new(group.clone()));
+    let r = g.heartbeat(
+        &coordinator.consumer_config,
+        hb,
+        uuid::Uuid::new_v4().to_string(),
+        &topics,
+        now.mono,
+    );
+    if g.is_empty() {
+        shard.consumer.remove(&group);
+    }
+    // The group's offsets live with the classic entry, which must exist for commits.
+    shard
+        .groups
+        .entry(group.clone())
+        .or_insert_with(|| Group::new(WeirGroupId(group.clone()), now.wall));
+    let mut resp = ConsumerGroupHeartbeatResponse::default()
+        .with_error_code(r.error.map_or(0, err))
+        .with_member_id(Some(str_bytes(r.member_id)))
+        .with_member_epoch(r.member_epoch)
+        .with_heartbeat_interval_ms(r.heartbeat_interval_ms);
+    if let Some(e) = r.error {
+        resp.error_message = Some(str_bytes(e.to_string()));
+    }
+    resp.assignment = r.assignment.map(|a| {
+        Assignment::default().with_topic_partitions(
+            a.into_iter()
+                .map(|(id, ps)| {
+                    TopicPartitions::default()
+                        .with_topic_id(uuid::Uuid::from_bytes(id))
+                        .with_partitions(ps.into_iter().collect())
+                })
+                .collect(),
+        )
+    });
+    resp
 }

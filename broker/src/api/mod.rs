@@ -51,6 +51,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
 ];
 
 /// The lowest Produce version that is actually served (RecordBatch v2, magic 2).
@@ -182,6 +183,12 @@ pub async fn dispatch(
         ApiKey::ListGroups => handle!(ListGroupsRequest, groups::list_groups),
         ApiKey::DeleteGroups => handle!(DeleteGroupsRequest, groups::delete_groups),
         ApiKey::OffsetDelete => handle!(OffsetDeleteRequest, groups::offset_delete),
+        ApiKey::ConsumerGroupHeartbeat => {
+            handle!(
+                ConsumerGroupHeartbeatRequest,
+                groups::consumer_group_heartbeat
+            )
+        }
         other => Err(ConnectionError::Protocol(format!(
             "{other:?} is not supported"
         ))),
@@ -283,6 +290,7 @@ mod tests {
                 ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
                 ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
                 ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
+                ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::VERSIONS,
                 other => panic!("{other:?} advertised without a codec check"),
             };
             (r.min, r.max)

@@ -3,6 +3,7 @@
 //! - [`group`]: one group under Kafka's classic rebalance protocol (JoinGroup, SyncGroup,
 //!   Heartbeat, LeaveGroup, offset commits), driven by calls and a clock passed in.
 //! - [`records`]: the `__consumer_offsets` keys and values, in Kafka's formats.
+//! - [`consumer`]: a KIP-848 consumer group (server-side assignment, member epochs).
 //! - [`consumer_protocol`]: reading subscriptions and assignments of the `consumer` protocol.
 //! - [`partition_for`]: which `__consumer_offsets` partition (hence which broker) coordinates
 //!   a group.
@@ -10,6 +11,7 @@
 //! The broker owns the I/O: it routes requests to the group's coordinator, writes what the
 //! groups ask to persist, waits for replication, and answers waiting requests.
 
+pub mod consumer;
 pub mod consumer_protocol;
 pub mod group;
 pub mod records;
@@ -70,6 +72,12 @@ pub enum GroupError {
     InvalidGroupId,
     #[error("the request timed out")]
     RequestTimedOut,
+    #[error("the member epoch is fenced; rejoin with epoch 0")]
+    FencedMemberEpoch,
+    #[error("the member epoch is not the member's current one")]
+    StaleMemberEpoch,
+    #[error("the request is malformed for this protocol")]
+    InvalidRequest,
 }
 
 /// The `__consumer_offsets` partition that stores `group`, as Kafka computes it (the Java
