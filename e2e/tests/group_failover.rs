@@ -181,7 +181,7 @@ fn group_rides_through_coordinator_kill(
     let fault_at = Instant::now();
     kill(&coordinator).unwrap();
     println!(
-        "[{name}] broker {} killed (on a single node: and started again) in {:?}",
+        "[{name}] the kill of broker {} returned after {:?}",
         coordinator.node_id,
         fault_at.elapsed()
     );
