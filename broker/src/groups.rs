@@ -538,10 +538,8 @@ fn load(partition: &Partition, now: Now) -> Result<BTreeMap<String, Group>, Grou
             tracing::error!(error = %e, "decoding __consumer_offsets");
             GroupError::CoordinatorLoadInProgress
         })?;
-        let mut last = from;
         for set in sets {
             for r in set.records {
-                last = last.max(Offset(r.offset + 1));
                 if r.control {
                     continue;
                 }
@@ -587,10 +585,12 @@ fn load(partition: &Partition, now: Now) -> Result<BTreeMap<String, Group>, Grou
                 }
             }
         }
-        if last <= from {
+        // Step by batches, not records: after compaction a batch may end past its last
+        // record, or hold none.
+        if read.next_offset <= from {
             break;
         }
-        from = last;
+        from = read.next_offset;
     }
     for (id, value) in stored {
         let g = groups

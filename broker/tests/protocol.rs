@@ -11,6 +11,10 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use weir_broker::api::SUPPORTED;
 
+fn sb(s: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.to_string())
+}
+
 fn tn(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.into()))
 }
@@ -382,6 +386,174 @@ async fn every_api_version_answers() {
                     DescribeClusterRequest::default().with_endpoint_type(1),
                     DescribeClusterResponse
                 ),
+                ApiKey::FindCoordinator => {
+                    let req = if v >= 4 {
+                        FindCoordinatorRequest::default().with_coordinator_keys(vec![sb("g-all")])
+                    } else {
+                        FindCoordinatorRequest::default().with_key(sb("g-all"))
+                    };
+                    let r: FindCoordinatorResponse = c.request(api, v, &req).await;
+                    let (code, node) = if v >= 4 {
+                        (r.coordinators[0].error_code, r.coordinators[0].node_id.0)
+                    } else {
+                        (r.error_code, r.node_id.0)
+                    };
+                    assert_eq!((code, node), (0, 1), "FindCoordinator v{v}");
+                }
+                ApiKey::JoinGroup => {
+                    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+                    let req = JoinGroupRequest::default()
+                        .with_group_id(GroupId(sb(&format!("g-join-{v}"))))
+                        .with_session_timeout_ms(10_000)
+                        .with_rebalance_timeout_ms(10_000)
+                        .with_protocol_type(sb("consumer"))
+                        .with_protocols(vec![
+                            JoinGroupRequestProtocol::default()
+                                .with_name(sb("range"))
+                                .with_metadata(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0])),
+                        ]);
+                    let r: JoinGroupResponse = c.request(api, v, &req).await;
+                    // v4+: a new member first learns its id (KIP-394); before, it joins at once.
+                    let want = if v >= 4 { 79 } else { 0 };
+                    assert_eq!(r.error_code, want, "JoinGroup v{v}");
+                    assert!(!r.member_id.is_empty());
+                }
+                ApiKey::SyncGroup => check!(
+                    SyncGroupRequest::default()
+                        .with_group_id(GroupId(sb("nope")))
+                        .with_member_id(sb("m"))
+                        .with_protocol_type(if v >= 5 { Some(sb("consumer")) } else { None })
+                        .with_protocol_name(if v >= 5 { Some(sb("range")) } else { None }),
+                    SyncGroupResponse
+                ),
+                ApiKey::Heartbeat => {
+                    let r: HeartbeatResponse = c
+                        .request(
+                            api,
+                            v,
+                            &HeartbeatRequest::default()
+                                .with_group_id(GroupId(sb("nope")))
+                                .with_member_id(sb("m")),
+                        )
+                        .await;
+                    assert_eq!(r.error_code, 25, "Heartbeat v{v}: UNKNOWN_MEMBER_ID");
+                }
+                ApiKey::LeaveGroup => {
+                    use kafka_protocol::messages::leave_group_request::MemberIdentity;
+                    let req = if v >= 3 {
+                        LeaveGroupRequest::default()
+                            .with_group_id(GroupId(sb("nope")))
+                            .with_members(vec![MemberIdentity::default().with_member_id(sb("m"))])
+                    } else {
+                        LeaveGroupRequest::default()
+                            .with_group_id(GroupId(sb("nope")))
+                            .with_member_id(sb("m"))
+                    };
+                    check!(req, LeaveGroupResponse);
+                }
+                ApiKey::OffsetCommit => {
+                    use kafka_protocol::messages::offset_commit_request::{
+                        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+                    };
+                    let req = OffsetCommitRequest::default()
+                        .with_group_id(GroupId(sb("g-commit")))
+                        .with_generation_id_or_member_epoch(-1)
+                        .with_topics(vec![
+                            OffsetCommitRequestTopic::default()
+                                .with_name(tn("all"))
+                                .with_partitions(vec![
+                                    OffsetCommitRequestPartition::default()
+                                        .with_partition_index(0)
+                                        .with_committed_offset(i64::from(v))
+                                        .with_committed_metadata(Some(sb("meta"))),
+                                ]),
+                        ]);
+                    let r: OffsetCommitResponse = c.request(api, v, &req).await;
+                    assert_eq!(r.topics[0].partitions[0].error_code, 0, "OffsetCommit v{v}");
+                }
+                ApiKey::OffsetFetch => {
+                    use kafka_protocol::messages::offset_fetch_request::{
+                        OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+                    };
+                    if v >= 8 {
+                        let req = OffsetFetchRequest::default().with_groups(vec![
+                            OffsetFetchRequestGroup::default()
+                                .with_group_id(GroupId(sb("g-commit")))
+                                .with_topics(Some(vec![
+                                    OffsetFetchRequestTopics::default()
+                                        .with_name(tn("all"))
+                                        .with_partition_indexes(vec![0]),
+                                ])),
+                        ]);
+                        let r: OffsetFetchResponse = c.request(api, v, &req).await;
+                        let p = &r.groups[0].topics[0].partitions[0];
+                        assert_eq!(
+                            (p.committed_offset, p.metadata.as_deref()),
+                            (9, Some("meta"))
+                        );
+                    } else {
+                        let req = OffsetFetchRequest::default()
+                            .with_group_id(GroupId(sb("g-commit")))
+                            .with_topics(Some(vec![
+                                OffsetFetchRequestTopic::default()
+                                    .with_name(tn("all"))
+                                    .with_partition_indexes(vec![0]),
+                            ]));
+                        let r: OffsetFetchResponse = c.request(api, v, &req).await;
+                        assert_eq!(
+                            r.topics[0].partitions[0].committed_offset, 9,
+                            "OffsetFetch v{v}"
+                        );
+                    }
+                }
+                ApiKey::DescribeGroups => check!(
+                    DescribeGroupsRequest::default()
+                        .with_groups(vec![GroupId(sb("g-commit")), GroupId(sb("nope"))]),
+                    DescribeGroupsResponse
+                ),
+                ApiKey::ListGroups => {
+                    let r: ListGroupsResponse =
+                        c.request(api, v, &ListGroupsRequest::default()).await;
+                    assert!(
+                        r.groups.iter().any(|g| g.group_id.0.as_str() == "g-commit"),
+                        "ListGroups v{v}"
+                    );
+                }
+                ApiKey::DeleteGroups => {
+                    let r: DeleteGroupsResponse = c
+                        .request(
+                            api,
+                            v,
+                            &DeleteGroupsRequest::default()
+                                .with_groups_names(vec![GroupId(sb("nope"))]),
+                        )
+                        .await;
+                    assert_eq!(
+                        r.results[0].error_code, 69,
+                        "DeleteGroups v{v}: GROUP_ID_NOT_FOUND"
+                    );
+                }
+                ApiKey::OffsetDelete => check!(
+                    OffsetDeleteRequest::default().with_group_id(GroupId(sb("nope"))),
+                    OffsetDeleteResponse
+                ),
+                ApiKey::ConsumerGroupHeartbeat => {
+                    let req = ConsumerGroupHeartbeatRequest::default()
+                        .with_group_id(GroupId(sb(&format!("g-848-{v}"))))
+                        .with_member_id(sb(&format!("member-{v}")))
+                        .with_member_epoch(0)
+                        .with_rebalance_timeout_ms(10_000)
+                        .with_subscribed_topic_names(Some(vec![tn("all")]))
+                        .with_topic_partitions(Some(vec![]));
+                    let r: ConsumerGroupHeartbeatResponse = c.request(api, v, &req).await;
+                    assert_eq!(r.error_code, 0, "ConsumerGroupHeartbeat v{v}");
+                    let got: usize = r
+                        .assignment
+                        .map(|a| a.topic_partitions.iter().map(|t| t.partitions.len()).sum())
+                        .unwrap_or(0);
+                    // CreatePartitions above grew the topic; a lone member gets all of it.
+                    assert!(got >= 2, "one member gets every partition, got {got}");
+                }
                 other => panic!("{other:?} is advertised but not exercised here"),
             }
         }

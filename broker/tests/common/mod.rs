@@ -41,6 +41,8 @@ impl TestBroker {
         let mut config =
             BrokerConfig::new(dir.path().join("broker"), "127.0.0.1:0".parse().unwrap());
         config.coordinators = vec![coordinator.local_addr().to_string()];
+        // A new group's first rebalance is not held back for more members in tests.
+        config.groups.initial_rebalance_delay_ms = 0;
         f(&mut config);
         let broker = Broker::start(config).await.expect("broker starts");
         let addr = broker.local_addr();

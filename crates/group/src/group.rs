@@ -1160,8 +1160,7 @@ impl Group {
     // Offsets
 
     /// Checks an OffsetCommit against the group's membership (Kafka's rules: a commit with no
-    /// generation is accepted from outside the group only while it is empty, or when it names
-    /// no member at all).
+    /// generation is accepted from outside the group only while it is empty).
     pub fn validate_commit(
         &mut self,
         member_id: &str,
@@ -1178,17 +1177,18 @@ impl Group {
         if self.is_static_fenced(instance_id, member_id) {
             return Err(GroupError::FencedInstanceId);
         }
-        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
-            let current = self.generation;
-            let Some(m) = self.members.get_mut(member_id) else {
-                return Err(GroupError::UnknownMemberId);
-            };
-            if generation != current {
-                return Err(GroupError::IllegalGeneration);
-            }
-            // A commit is a sign of life, as a heartbeat is.
-            m.expires_at = now + m.session_timeout_ms as u64;
+        // Outside the empty case, only a member of the current generation commits (Kafka 3+:
+        // an anonymous commit to a group with members is UNKNOWN_MEMBER_ID, so an admin
+        // reset cannot race live consumers).
+        let current = self.generation;
+        let Some(m) = self.members.get_mut(member_id) else {
+            return Err(GroupError::UnknownMemberId);
+        };
+        if generation != current {
+            return Err(GroupError::IllegalGeneration);
         }
+        // A commit is a sign of life, as a heartbeat is.
+        m.expires_at = now + m.session_timeout_ms as u64;
         Ok(())
     }
 
