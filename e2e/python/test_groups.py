@@ -1,9 +1,8 @@
 """Consumer groups with real clients: kcat -G, kafka-python's KafkaConsumer, confluent-kafka's
 Consumer and both admin clients.
 
-Only on the reference Kafka until Weir has a group coordinator (the module's `kafka_only`
-marker); every test is written to pass on any broker that implements the group APIs as
-Kafka documents them: where Kafka versions differ (a deleted group described as DEAD or as
+Run against both Weir and the reference Kafka; every test is written to pass on any broker
+that implements the group APIs as Kafka documents them: where Kafka versions differ (a deleted group described as DEAD or as
 GROUP_ID_NOT_FOUND, the two errors for a member that was rebalanced away), either is accepted.
 """
 
@@ -33,11 +32,6 @@ from kafka.structs import OffsetAndMetadata
 import clients
 from clients import Record
 from helpers import WAIT_S, admin, consume, create_topic, kcat
-
-pytestmark = pytest.mark.kafka_only(
-    reason="group coordination (FindCoordinator, JoinGroup, SyncGroup, Heartbeat, OffsetCommit, "
-    "OffsetFetch) is not implemented in Weir yet"
-)
 
 # Short heartbeats: a member learns of a rebalance within half a second instead of three.
 HEARTBEAT_MS = 500

@@ -22,11 +22,6 @@ import clients
 from clients import Record
 from helpers import WAIT_S, consume, create_topic, wait_until
 
-pytestmark = pytest.mark.kafka_only(
-    reason="group coordination (FindCoordinator, JoinGroup, SyncGroup, Heartbeat, OffsetCommit, "
-    "OffsetFetch, ListGroups, DescribeGroups, DeleteGroups) is not implemented in Weir yet"
-)
-
 REPO = Path(__file__).resolve().parents[2]
 # A bound, not an expectation: each command answers in well under a second locally.
 WEIR_S = 60.0

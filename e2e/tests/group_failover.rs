@@ -55,7 +55,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// another broker, the members carry on from their committed offsets, no commit is lost or
 /// goes backwards, and a fresh member starts at the last committed offsets.
 #[test]
-#[ignore = "needs the group coordinator (issue 4); runs in scripts/test.sh once it lands"]
 fn coordinator_broker_killed_in_cluster() {
     let name = "coordinator_broker_killed_in_cluster";
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -116,7 +115,6 @@ fn coordinator_killed_and_restarted_kafka() {
 
 /// Proves the same of `weir dev`: committed offsets and the group survive a kill -9.
 #[test]
-#[ignore = "needs the group coordinator (issue 4); runs in scripts/test.sh once it lands"]
 fn coordinator_killed_and_restarted_weir_dev() {
     single_node(Target::Weir, "coordinator_killed_and_restarted_weir_dev");
 }

@@ -61,7 +61,6 @@ fn members_join_and_leave_kafka() {
 
 /// Proves the same on Weir.
 #[test]
-#[ignore = "needs the group coordinator (issue 4); runs in scripts/test.sh once it lands"]
 fn members_join_and_leave_weir() {
     run_on(
         Target::Weir,

@@ -857,7 +857,13 @@ pub async fn describe_groups(
         match state.groups.shard(state, id.0.as_str()).await {
             Err(e) => d.error_code = err(e),
             Ok(shard) => {
-                if let Some(g) = shard.groups.get(id.0.as_str()) {
+                // DescribeGroups describes classic groups only; a KIP-848 group shows as Dead,
+                // as Kafka shows it (ConsumerGroupDescribe is that protocol's API).
+                let classic = shard
+                    .groups
+                    .get(id.0.as_str())
+                    .filter(|_| !shard.consumer.contains_key(id.0.as_str()));
+                if let Some(g) = classic {
                     d.group_state = str_bytes(g.state().as_str());
                     d.protocol_type = str_bytes(g.protocol_type().unwrap_or_default());
                     d.protocol_data = str_bytes(g.protocol().unwrap_or_default());
