@@ -485,7 +485,7 @@ pub async fn offset_commit(
 ) -> OffsetCommitResponse {
     let view = state.view();
     // Per partition: Ok(value to write) or the error to answer.
-    let mut items: Vec<(TopicName, Vec<(i32, Result<OffsetValue, ResponseError>)>)> = Vec::new();
+    let mut items: Vec<CommitItem> = Vec::new();
     let now_wall = weir_model::Timestamp::now().get();
     let max_meta = state.groups.config.offset_metadata_max_bytes;
     for t in &req.topics {
@@ -545,7 +545,11 @@ pub async fn offset_commit(
     resp
 }
 
-type CommitItems = [(TopicName, Vec<(i32, Result<OffsetValue, ResponseError>)>)];
+/// A topic of an OffsetCommit: per partition, the value to write or the error to answer.
+type CommitItem = (TopicName, Vec<(i32, Result<OffsetValue, ResponseError>)>);
+type CommitItems = [CommitItem];
+/// A topic of an OffsetDelete: per partition, the error to answer, if any.
+type DeleteItem = (TopicName, Vec<(i32, Option<GroupError>)>);
 
 async fn commit(
     state: &Arc<BrokerState>,
@@ -762,7 +766,7 @@ pub async fn offset_delete(
     let coordinator = &state.groups;
     let group = req.group_id.0.to_string();
     let mut resp = OffsetDeleteResponse::default();
-    let outcome: Result<Vec<(TopicName, Vec<(i32, Option<GroupError>)>)>, GroupError> = async {
+    let outcome: Result<Vec<DeleteItem>, GroupError> = async {
         let mut shard = coordinator.shard(state, &group).await?;
         let g = shard
             .groups
