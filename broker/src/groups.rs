@@ -149,14 +149,14 @@ impl Coordinator {
         state: &BrokerState,
         index: i32,
     ) -> Result<OwnedMutexGuard<Shard>, GroupError> {
-        let partition = match state.leader_partition(OFFSETS_TOPIC, index) {
-            Ok(p) => p,
+        // Not the leader: answer at once, without queueing behind the shard's lock.
+        match state.leader_partition(OFFSETS_TOPIC, index) {
+            Ok(_) => {}
             Err(NotServed::NotLeader) => return Err(GroupError::NotCoordinator),
             Err(NotServed::UnknownTopicOrPartition) => {
                 return Err(GroupError::CoordinatorNotAvailable);
             }
-        };
-        let epoch = partition.progress.borrow().epoch;
+        }
         let shard = self
             .shards
             .lock()
@@ -172,6 +172,16 @@ impl Coordinator {
             })
             .clone();
         let mut guard = shard.lock_owned().await;
+        // Leadership may have moved while this request waited for the lock: decide on what
+        // holds now.
+        let partition = match state.leader_partition(OFFSETS_TOPIC, index) {
+            Ok(p) => p,
+            Err(NotServed::NotLeader) => return Err(GroupError::NotCoordinator),
+            Err(NotServed::UnknownTopicOrPartition) => {
+                return Err(GroupError::CoordinatorNotAvailable);
+            }
+        };
+        let epoch = partition.progress.borrow().epoch;
         let current = guard
             .loaded
             .as_ref()
@@ -450,13 +460,21 @@ pub struct GroupSnapshot {
     pub offsets: Vec<(String, i32, i64)>,
 }
 
-/// Appends records to the shard's partition as its leader; returns the last offset written.
+/// Where a write to `__consumer_offsets` landed: what [`persisted`] waits on.
+#[derive(Debug)]
+pub struct Appended {
+    pub partition: Arc<Partition>,
+    pub last: Offset,
+    pub epoch: LeaderEpoch,
+}
+
+/// Appends records to the shard's partition as its leader; returns where they landed.
 /// Ordering of a shard's records follows the order of the calls, as they run under its lock.
 pub fn append(
     state: &BrokerState,
     shard: &Shard,
     records: Vec<(Bytes, Option<Bytes>)>,
-) -> Result<(Arc<Partition>, Offset), GroupError> {
+) -> Result<Appended, GroupError> {
     let Some((epoch, partition)) = shard.loaded.clone() else {
         return Err(GroupError::NotCoordinator);
     };
@@ -496,13 +514,17 @@ pub fn append(
     let mut bytes = buf.to_vec();
     let last = append_as_leader_internal(state, &partition, &mut bytes, epoch)?;
     state.notify_appended();
-    Ok((partition, last))
+    Ok(Appended {
+        partition,
+        last,
+        epoch,
+    })
 }
 
 /// Waits until the ISR has everything up to `last` (what makes a commit durable).
-pub async fn persisted(partition: &Partition, last: Offset) -> Result<(), GroupError> {
+pub async fn persisted(a: &Appended) -> Result<(), GroupError> {
     let deadline = tokio::time::Instant::now() + PERSIST_TIMEOUT;
-    wait_for_isr(partition, last, deadline)
+    wait_for_isr(&a.partition, a.last, a.epoch, deadline)
         .await
         .map_err(|(code, msg)| {
             tracing::debug!(error = %msg, "group write not replicated");

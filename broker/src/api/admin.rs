@@ -359,6 +359,13 @@ pub async fn delete_topics(
                 });
             };
             let tname = t.name.to_string();
+            if tname == crate::groups::OFFSETS_TOPIC {
+                return Err((
+                    ResponseError::InvalidTopicException,
+                    "__consumer_offsets is internal: deleting it would lose every group's offsets"
+                        .to_string(),
+                ));
+            }
             let resp = admin(state, |mut c| {
                 let name = tname.clone();
                 async move { c.delete_topic(v1::DeleteTopicRequest { name }).await }
@@ -398,6 +405,14 @@ pub async fn create_partitions(
         let mut res = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         let outcome: Result<(), Refusal> = async {
             let name = t.name.0.to_string();
+            if name == crate::groups::OFFSETS_TOPIC {
+                // The group-to-partition hash depends on the partition count.
+                return Err((
+                    ResponseError::InvalidTopicException,
+                    "__consumer_offsets is internal: its partition count is fixed at creation"
+                        .to_string(),
+                ));
+            }
             let current = state
                 .view()
                 .topic(&name)

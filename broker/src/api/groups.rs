@@ -323,7 +323,7 @@ async fn sync(state: &Arc<BrokerState>, req: &SyncGroupRequest) -> SyncResponse 
         .iter()
         .map(|a| (a.member_id.to_string(), a.assignment.clone()))
         .collect();
-    let outcome = g.sync(
+    let (outcome, replaced) = g.sync(
         req.member_id.as_str(),
         req.group_instance_id.as_ref().map(|s| s.as_str()),
         req.generation_id,
@@ -333,6 +333,9 @@ async fn sync(state: &Arc<BrokerState>, req: &SyncGroupRequest) -> SyncResponse 
         waiter,
         now.mono,
     );
+    for r in replaced {
+        coordinator.deliver(r);
+    }
     match outcome {
         SyncOutcome::Reply(r) => {
             coordinator.forget(waiter);
@@ -350,9 +353,9 @@ async fn sync(state: &Arc<BrokerState>, req: &SyncGroupRequest) -> SyncResponse 
             let appended = groups::append(state, &shard, vec![(key, Some(value))]);
             let index = shard.index;
             let result = match appended {
-                Ok((partition, last)) => {
+                Ok(a) => {
                     drop(shard);
-                    groups::persisted(&partition, last).await
+                    groups::persisted(&a).await
                 }
                 Err(e) => {
                     drop(shard);
@@ -603,9 +606,10 @@ async fn commit(
         .map(|(t, p, v)| groups::offset_record(group, t, *p, Some(v)))
         .collect();
     let index = shard.index;
-    let (partition, last) = groups::append(state, &shard, records)?;
+    let appended = groups::append(state, &shard, records)?;
     drop(shard);
-    groups::persisted(&partition, last).await?;
+    groups::persisted(&appended).await?;
+    let last = appended.last;
     // Replicated: the commit stands. Make it visible, unless a later write to the same
     // partition got there first (commits can complete out of order).
     if let Ok(mut shard) = coordinator.shard(state, group).await
@@ -776,11 +780,15 @@ pub async fn offset_delete(
         if g.state() != GroupState::Empty && g.protocol_type() != Some("consumer") {
             return Err(GroupError::NonEmptyGroup);
         }
-        let subscribed = if g.state() == GroupState::Empty {
+        let mut subscribed = if g.state() == GroupState::Empty {
             Vec::new()
         } else {
             g.subscribed_topics().unwrap_or_default()
         };
+        // A live KIP-848 group's subscriptions count too (its classic entry only holds offsets).
+        if let Some(c) = shard.consumer.get(&group) {
+            subscribed.extend(c.subscribed_topics());
+        }
         let mut results = Vec::new();
         let mut tombstones = Vec::new();
         for t in &req.topics {
@@ -806,14 +814,14 @@ pub async fn offset_delete(
                 .iter()
                 .map(|(t, p)| groups::offset_record(&group, t, *p, None))
                 .collect();
-            let (partition, last) = groups::append(state, &shard, records)?;
+            let appended = groups::append(state, &shard, records)?;
             if let Some(g) = shard.groups.get_mut(&group) {
                 for (t, p) in &tombstones {
-                    g.set_offset(t, *p, None, last.get());
+                    g.set_offset(t, *p, None, appended.last.get());
                 }
             }
             drop(shard);
-            groups::persisted(&partition, last).await?;
+            groups::persisted(&appended).await?;
         }
         Ok(results)
     }
@@ -949,6 +957,9 @@ async fn delete_group(state: &Arc<BrokerState>, group: &str) -> Result<(), Group
     let coordinator = &state.groups;
     let mut shard = coordinator.shard(state, group).await?;
     let now = coordinator.now();
+    if shard.consumer.get(group).is_some_and(|c| !c.is_empty()) {
+        return Err(GroupError::NonEmptyGroup);
+    }
     let g = shard
         .groups
         .get_mut(group)
@@ -961,11 +972,12 @@ async fn delete_group(state: &Arc<BrokerState>, group: &str) -> Result<(), Group
         .map(|(t, p)| groups::offset_record(group, t, *p, None))
         .collect();
     records.push((weir_group::records::encode_group_key(group), None));
-    let appended = groups::append(state, &shard, records);
+    // Removed only once the tombstones are in the log; a failed append leaves the group as
+    // it was (already Dead in memory, so it answers GROUP_ID_NOT_FOUND until reloaded).
+    let appended = groups::append(state, &shard, records)?;
     shard.groups.remove(group);
-    let (partition, last) = appended?;
     drop(shard);
-    groups::persisted(&partition, last).await
+    groups::persisted(&appended).await
 }
 
 // -------------------------------------------------------------------------------------------

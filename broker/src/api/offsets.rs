@@ -169,6 +169,12 @@ pub async fn delete_records(
             let mut pr = DeleteRecordsPartitionResult::default()
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
+            if t.name.0.as_str() == crate::groups::OFFSETS_TOPIC {
+                // Deleting from the offsets topic would lose committed offsets on the next load.
+                pr.error_code = ResponseError::InvalidTopicException.code();
+                tr.partitions.push(pr);
+                continue;
+            }
             let partition = match find(state, t.name.0.as_str(), p.partition_index) {
                 Ok(p) => p,
                 Err(code) => {

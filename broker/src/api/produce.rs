@@ -20,7 +20,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::*;
 use std::sync::Arc;
 use std::time::Duration;
-use weir_model::{Offset, Timestamp};
+use weir_model::{LeaderEpoch, Offset, Timestamp};
 use weir_storage::AppendOutcome;
 
 pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
@@ -41,8 +41,8 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
     let mut appended = false;
     let now = Timestamp::now();
     // acks=all partitions waiting for the ISR: (index in its topic's responses, partition,
-    // last offset, topic index).
-    let mut waits: Vec<(usize, Arc<Partition>, Offset, usize)> = Vec::new();
+    // last offset, the leader epoch it was appended at, topic index).
+    let mut waits: Vec<(usize, Arc<Partition>, Offset, LeaderEpoch, usize)> = Vec::new();
     for (topic_index, topic_data) in req.topic_data.into_iter().enumerate() {
         let mut tr = TopicProduceResponse::default().with_name(topic_data.name.clone());
         for pd in topic_data.partition_data {
@@ -59,6 +59,18 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
             };
             if let Some((code, msg)) = refuse_all {
                 fail(&mut pr, code, msg.to_string());
+                tr.partition_responses.push(pr);
+                continue;
+            }
+            if topic_data.name.0.as_str() == crate::groups::OFFSETS_TOPIC {
+                // Only the group coordinator writes it: a forged record would take effect at
+                // the next load.
+                fail(
+                    &mut pr,
+                    ResponseError::InvalidTopicException,
+                    "__consumer_offsets is internal: only the group coordinator writes to it"
+                        .into(),
+                );
                 tr.partition_responses.push(pr);
                 continue;
             }
@@ -111,15 +123,18 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
             }
             // One copy: the request frame is shared, and the log patches offsets in place.
             let mut batch = records.to_vec();
-            let result = append_as_leader(state, &partition, &mut batch, req.acks, now);
+            let result = append_as_leader(state, &partition, &mut batch, req.acks, now, None);
             match result {
                 Err(Refused::Replication(code, msg)) => fail(&mut pr, code, msg),
-                Ok(AppendOutcome::Appended {
-                    base_offset,
-                    last_offset,
-                    log_append_time,
-                    log_start_offset,
-                }) => {
+                Ok((
+                    AppendOutcome::Appended {
+                        base_offset,
+                        last_offset,
+                        log_append_time,
+                        log_start_offset,
+                    },
+                    epoch,
+                )) => {
                     appended = true;
                     pr.base_offset = base_offset.get();
                     pr.log_append_time_ms = log_append_time.map_or(-1, |t| t.get());
@@ -129,15 +144,19 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
                             tr.partition_responses.len(),
                             partition.clone(),
                             last_offset,
+                            epoch,
                             topic_index,
                         ));
                     }
                 }
-                Ok(AppendOutcome::Duplicate {
-                    base_offset,
-                    last_offset,
-                    log_start_offset,
-                }) => {
+                Ok((
+                    AppendOutcome::Duplicate {
+                        base_offset,
+                        last_offset,
+                        log_start_offset,
+                    },
+                    epoch,
+                )) => {
                     pr.base_offset = base_offset.get();
                     pr.log_start_offset = log_start_offset.get();
                     // The first copy may not be replicated yet: wait for it like a new one.
@@ -146,6 +165,7 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
                             tr.partition_responses.len(),
                             partition.clone(),
                             last_offset,
+                            epoch,
                             topic_index,
                         ));
                     }
@@ -174,8 +194,8 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
     if !waits.is_empty() {
         let timeout = Duration::from_millis(req.timeout_ms.clamp(0, 300_000) as u64);
         let deadline = tokio::time::Instant::now() + timeout;
-        for (index, partition, last, topic_index) in waits {
-            if let Err((code, msg)) = wait_for_isr(&partition, last, deadline).await {
+        for (index, partition, last, epoch, topic_index) in waits {
+            if let Err((code, msg)) = wait_for_isr(&partition, last, epoch, deadline).await {
                 let pr = &mut r.responses[topic_index].partition_responses[index];
                 pr.error_code = code.code();
                 pr.base_offset = -1;
@@ -202,16 +222,28 @@ enum Refused {
 }
 
 /// Appends as this partition's leader, at its epoch, under the replica lock so that a change
-/// of role cannot interleave. acks=all is refused up front when the ISR is too small.
+/// of role cannot interleave. acks=all is refused up front when the ISR is too small. Returns
+/// the leader epoch the batch was appended at (what an acks=all wait must still see); with
+/// `expected`, refuses unless the epoch is that one.
 fn append_as_leader(
     state: &BrokerState,
     partition: &Partition,
     batch: &mut [u8],
     acks: i16,
     now: Timestamp,
-) -> Result<AppendOutcome, Refused> {
+    expected: Option<LeaderEpoch>,
+) -> Result<(AppendOutcome, LeaderEpoch), Refused> {
     let mut r = partition.replica();
     let epoch = r.epoch;
+    if expected.is_some_and(|e| e != epoch) {
+        return Err(Refused::Replication(
+            ResponseError::NotLeaderOrFollower,
+            format!(
+                "{}-{} is at leader epoch {epoch}, not the one expected",
+                partition.topic, partition.id
+            ),
+        ));
+    }
     let min_insync = r.min_insync;
     let Role::Leader(leader) = &mut r.role else {
         return Err(Refused::Replication(
@@ -250,7 +282,7 @@ fn append_as_leader(
         }
         out
     };
-    outcome.map_err(Refused::Storage)
+    outcome.map(|o| (o, epoch)).map_err(Refused::Storage)
 }
 
 /// Appends a batch the broker wrote itself (the group coordinator's records) as leader at
@@ -259,15 +291,12 @@ pub(crate) fn append_as_leader_internal(
     state: &BrokerState,
     partition: &Partition,
     batch: &mut [u8],
-    epoch: weir_model::LeaderEpoch,
+    epoch: LeaderEpoch,
 ) -> Result<Offset, weir_group::GroupError> {
     use weir_group::GroupError;
-    if partition.replica().epoch != epoch {
-        return Err(GroupError::NotCoordinator);
-    }
-    match append_as_leader(state, partition, batch, -1, Timestamp::now()) {
-        Ok(AppendOutcome::Appended { last_offset, .. })
-        | Ok(AppendOutcome::Duplicate { last_offset, .. }) => Ok(last_offset),
+    match append_as_leader(state, partition, batch, -1, Timestamp::now(), Some(epoch)) {
+        Ok((AppendOutcome::Appended { last_offset, .. }, _))
+        | Ok((AppendOutcome::Duplicate { last_offset, .. }, _)) => Ok(last_offset),
         Err(Refused::Replication(ResponseError::NotEnoughReplicas, msg)) => {
             tracing::warn!(error = %msg, "group coordinator write refused");
             Err(GroupError::CoordinatorNotAvailable)
@@ -286,17 +315,20 @@ pub(crate) fn append_as_leader_internal(
     }
 }
 
-/// Waits until the high watermark passes `last` at the epoch the batch was appended in.
+/// Waits until the high watermark passes `last` at `epoch`, the leader epoch the batch was
+/// appended at. Any other epoch fails the wait, even a later one of this same broker: the
+/// batch may have been truncated by another leader in between, and a high watermark past
+/// `last` would then count other records.
 pub(crate) async fn wait_for_isr(
     partition: &Partition,
     last: Offset,
+    epoch: LeaderEpoch,
     deadline: tokio::time::Instant,
 ) -> Result<(), (ResponseError, String)> {
     let mut rx = partition.progress.subscribe();
-    let start = *rx.borrow_and_update();
     loop {
         let now = *rx.borrow_and_update();
-        if !now.leader || now.epoch != start.epoch {
+        if !now.leader || now.epoch != epoch {
             return Err((
                 ResponseError::NotLeaderOrFollower,
                 format!(

@@ -358,7 +358,17 @@ impl ConsumerGroup {
                 }
             }
         }
-        if m.sent.as_ref() == Some(&m.assigned) {
+        // A member that reports owning something else than it was last sent missed an answer
+        // (lost or timed out): send its assignment again.
+        let reported_differs = owned.as_ref().is_some_and(|o| {
+            let o: Assignment = o
+                .iter()
+                .filter(|(_, ps)| !ps.is_empty())
+                .map(|(t, ps)| (*t, ps.clone()))
+                .collect();
+            o != m.assigned && m.revoking.is_empty()
+        });
+        if !reported_differs && m.sent.as_ref() == Some(&m.assigned) {
             None
         } else {
             m.sent = Some(m.assigned.clone());
@@ -382,7 +392,12 @@ impl ConsumerGroup {
             .members
             .get_mut(member_id)
             .ok_or(GroupError::UnknownMemberId)?;
-        if epoch != m.epoch {
+        // Ahead of the coordinator: the member is from a future it cannot have seen (fenced);
+        // behind: it must refresh its epoch first (stale), as Kafka answers.
+        if epoch > m.epoch {
+            return Err(GroupError::FencedMemberEpoch);
+        }
+        if epoch < m.epoch {
             return Err(GroupError::StaleMemberEpoch);
         }
         m.expires_at = now + config.session_timeout_ms.max(0) as u64;

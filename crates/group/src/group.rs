@@ -426,6 +426,18 @@ impl Group {
         now: u64,
         wall_ms: i64,
     ) -> (JoinOutcome, Effects) {
+        // Members waiting for their id count: a client cannot grow the group past its limit
+        // by never completing the join.
+        if req.instance_id.is_none() && self.members.len() + self.pending.len() >= config.max_size {
+            return (
+                JoinOutcome::Reply(JoinResponse {
+                    error: Some(GroupError::GroupMaxSizeReached),
+                    generation: -1,
+                    ..JoinResponse::default()
+                }),
+                Effects::default(),
+            );
+        }
         if let Some(instance) = req.instance_id.clone() {
             if let Some(old) = self.static_members.get(&instance).cloned() {
                 return self.replace_static_member(
@@ -672,6 +684,7 @@ impl Group {
             ));
         }
         let was_leader = self.leader.as_deref() == Some(old_id.as_str());
+        let leader_before = self.leader.clone().unwrap_or_default();
         let same_protocols = member.same_protocols(&req.protocols);
         member.id = new_id.clone();
         member.client_id = req.client_id.clone();
@@ -686,15 +699,17 @@ impl Group {
             self.leader = Some(new_id.clone());
         }
         match self.state {
-            GroupState::Stable if same_protocols && !was_leader => {
+            GroupState::Stable if same_protocols => {
                 // KIP-345: a static member that comes back with the same subscription keeps
-                // its assignment and causes no rebalance.
+                // its assignment and causes no rebalance, even the leader. As in Kafka, the
+                // answer names the leader by its old member id, so a returning leader does
+                // not see itself as leader and compute an assignment a Stable group would
+                // never hand out.
                 self.members.insert(new_id.clone(), member);
                 effects.store_group = true;
-                (
-                    JoinOutcome::Reply(self.join_response(&new_id, false)),
-                    effects,
-                )
+                let mut r = self.join_response(&new_id, false);
+                r.leader = leader_before;
+                (JoinOutcome::Reply(r), effects)
             }
             _ => {
                 member.protocols = req.protocols;
@@ -868,7 +883,8 @@ impl Group {
     // ---------------------------------------------------------------------------------------
     // SyncGroup, Heartbeat, LeaveGroup
 
-    /// Handles a SyncGroup. `assignments` is the leader's (empty from followers).
+    /// Handles a SyncGroup. `assignments` is the leader's (empty from followers). Also returns
+    /// the answer to an earlier SyncGroup of the same member that this one replaces.
     #[allow(clippy::too_many_arguments)]
     pub fn sync(
         &mut self,
@@ -880,6 +896,34 @@ impl Group {
         assignments: BTreeMap<String, Bytes>,
         waiter: Waiter,
         now: u64,
+    ) -> (SyncOutcome, Vec<Reply>) {
+        let mut replaced = Vec::new();
+        let outcome = self.sync_inner(
+            member_id,
+            instance_id,
+            generation,
+            protocol_type,
+            protocol_name,
+            assignments,
+            waiter,
+            now,
+            &mut replaced,
+        );
+        (outcome, replaced)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sync_inner(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: BTreeMap<String, Bytes>,
+        waiter: Waiter,
+        now: u64,
+        replaced: &mut Vec<Reply>,
     ) -> SyncOutcome {
         let fail = |e: GroupError| {
             SyncOutcome::Reply(SyncResponse {
@@ -914,7 +958,17 @@ impl Group {
             GroupState::Empty => fail(GroupError::UnknownMemberId),
             GroupState::PreparingRebalance => fail(GroupError::RebalanceInProgress),
             GroupState::CompletingRebalance => {
-                member.sync_waiter = Some(waiter);
+                // A retried SyncGroup replaces the waiting one, which is answered with
+                // REBALANCE_IN_PROGRESS rather than left to time out.
+                if let Some(old) = member.sync_waiter.replace(waiter) {
+                    replaced.push(Reply::Sync(
+                        old,
+                        SyncResponse {
+                            error: Some(GroupError::RebalanceInProgress),
+                            ..SyncResponse::default()
+                        },
+                    ));
+                }
                 if is_leader {
                     // Members the leader left out get an empty assignment, as in Kafka.
                     let assignments = self
@@ -1171,7 +1225,6 @@ impl Group {
         match self.state {
             GroupState::Dead => return Err(GroupError::CoordinatorNotAvailable),
             GroupState::Empty if generation < 0 => return Ok(()),
-            GroupState::CompletingRebalance => return Err(GroupError::RebalanceInProgress),
             _ => {}
         }
         if self.is_static_fenced(instance_id, member_id) {
@@ -1189,6 +1242,10 @@ impl Group {
         }
         // A commit is a sign of life, as a heartbeat is.
         m.expires_at = now + m.session_timeout_ms as u64;
+        // A member of the current generation that has not synced yet cannot know what it owns.
+        if self.state == GroupState::CompletingRebalance {
+            return Err(GroupError::RebalanceInProgress);
+        }
         Ok(())
     }
 

@@ -161,7 +161,8 @@ pub fn decode_key(mut b: &[u8]) -> Result<RecordKey, RecordError> {
 
 pub fn decode_offset_value(mut b: &[u8]) -> Result<OffsetValue, RecordError> {
     let version = get_i16(&mut b, "offset value version")?;
-    if !(0..=4).contains(&version) {
+    // Version 4 is Kafka's flexible (tagged-field) layout, not read here.
+    if !(0..=3).contains(&version) {
         return Err(RecordError::UnknownVersion {
             what: "offset value",
             version,
@@ -186,7 +187,8 @@ pub fn decode_offset_value(mut b: &[u8]) -> Result<OffsetValue, RecordError> {
 
 pub fn decode_group_value(mut b: &[u8]) -> Result<GroupValue, RecordError> {
     let version = get_i16(&mut b, "group value version")?;
-    if !(0..=4).contains(&version) {
+    // Version 4 is Kafka's flexible (tagged-field) layout, not read here.
+    if !(0..=3).contains(&version) {
         return Err(RecordError::UnknownVersion {
             what: "group value",
             version,

@@ -54,7 +54,7 @@ fn sync_leader(g: &mut Group, c: &GroupConfig, leader: &str, generation: i32, w:
         .iter()
         .map(|m| (m.clone(), Bytes::from(format!("assignment-of-{m}"))))
         .collect();
-    let out = g.sync(
+    let (out, _) = g.sync(
         leader,
         None,
         generation,
@@ -113,7 +113,8 @@ fn second_member_triggers_a_rebalance_both_rejoin_into_the_next_generation() {
 
     // b syncs first and waits; the leader's sync completes both.
     assert!(matches!(
-        g.sync(&b, None, 2, None, None, BTreeMap::new(), Waiter(5), 500),
+        g.sync(&b, None, 2, None, None, BTreeMap::new(), Waiter(5), 500)
+            .0,
         SyncOutcome::Wait
     ));
     let effects = sync_leader(&mut g, &c, &a, 2, 6);
@@ -230,7 +231,7 @@ fn static_member_restart_keeps_its_assignment_without_a_rebalance() {
         Err(GroupError::FencedInstanceId)
     );
     assert_eq!(g.heartbeat("two-new", Some("i-2"), 2, 0), Ok(()));
-    let out = g.sync(
+    let (out, _) = g.sync(
         "two-new",
         Some("i-2"),
         2,
@@ -284,7 +285,7 @@ fn stored_group_loads_back_stable() {
     assert_eq!(h.state(), GroupState::Stable);
     assert_eq!(h.generation(), 1);
     assert_eq!(h.heartbeat(&a, None, 1, 1_500), Ok(()));
-    let out = h.sync(&a, None, 1, None, None, BTreeMap::new(), Waiter(9), 1_500);
+    let (out, _) = h.sync(&a, None, 1, None, None, BTreeMap::new(), Waiter(9), 1_500);
     let SyncOutcome::Reply(s) = out else {
         panic!("Stable answers at once")
     };
@@ -386,7 +387,9 @@ proptest! {
                 Op::Sync(i) => {
                     by_waiter.insert(w, i);
                     let assignments: BTreeMap<String, Bytes> = g.members().map(|m| (m.id.clone(), Bytes::new())).collect();
-                    match g.sync(&ids[i], None, gens[i], None, None, assignments, Waiter(w), now) {
+                    let (outcome, replaced) = g.sync(&ids[i], None, gens[i], None, None, assignments, Waiter(w), now);
+                    handle(Effects { replies: replaced, store_group: false }, &mut answered, &mut outstanding, &mut ids, &mut gens, &by_waiter, &mut leaders)?;
+                    match outcome {
                         SyncOutcome::Wait => { outstanding.insert(w); }
                         SyncOutcome::Reply(_) => { answered.insert(w); }
                         SyncOutcome::Persist { generation, assignments } => {
@@ -413,4 +416,25 @@ proptest! {
             prop_assert!(g.generation() >= 0);
         }
     }
+}
+
+/// Proves: the static leader restarting in a Stable group causes no rebalance either, and its
+/// answer names the leader by the old member id (so it does not compute an assignment).
+#[test]
+fn static_leader_restart_causes_no_rebalance() {
+    let c = config(0);
+    let mut g = Group::new(GroupId("g".into()), 0);
+    let (_, e) = g.join(&c, req("", Some("i-1")), "old".into(), Waiter(1), 0, 0);
+    assert!(join_reply(&e, 1).is_some());
+    let _ = sync_leader(&mut g, &c, "old", 1, 2);
+    assert_eq!(g.state(), GroupState::Stable);
+    let (out, e) = g.join(&c, req("", Some("i-1")), "new".into(), Waiter(3), 0, 0);
+    let JoinOutcome::Reply(r) = out else {
+        panic!("a returning static leader is answered at once")
+    };
+    assert_eq!((r.error, r.generation, r.leader.as_str()), (None, 1, "old"));
+    assert!(r.members.is_empty());
+    assert!(e.store_group);
+    assert_eq!(g.state(), GroupState::Stable);
+    assert_eq!(g.leader(), Some("new"));
 }
