@@ -628,6 +628,76 @@ async fn two_batches_for_one_partition_are_refused() {
     b.stop().await;
 }
 
+/// Proves: `__consumer_offsets` is written only by the group coordinator: a client's Produce,
+/// DeleteRecords and CreatePartitions on it are refused with INVALID_TOPIC_EXCEPTION, and its
+/// log is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offsets_topic_is_internal() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    let b = TestBroker::start().await;
+    let mut c = b.client().await;
+    // The first FindCoordinator creates it.
+    let r: FindCoordinatorResponse = c
+        .request(
+            ApiKey::FindCoordinator,
+            3,
+            &FindCoordinatorRequest::default().with_key(sb("g")),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    let before = c
+        .fetch("__consumer_offsets", 0, 0, 0, 0)
+        .await
+        .high_watermark;
+    let (err, _) = c
+        .produce("__consumer_offsets", 0, batch(2, 1, Compression::None))
+        .await;
+    assert_eq!(err, ResponseError::InvalidTopicException.code());
+    let r: DeleteRecordsResponse = c
+        .request(
+            ApiKey::DeleteRecords,
+            2,
+            &DeleteRecordsRequest::default().with_topics(vec![
+                DeleteRecordsTopic::default()
+                    .with_name(tn("__consumer_offsets"))
+                    .with_partitions(vec![
+                        DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(-1),
+                    ]),
+            ]),
+        )
+        .await;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code,
+        ResponseError::InvalidTopicException.code()
+    );
+    let r: CreatePartitionsResponse = c
+        .request(
+            ApiKey::CreatePartitions,
+            3,
+            &CreatePartitionsRequest::default().with_topics(vec![
+                CreatePartitionsTopic::default()
+                    .with_name(tn("__consumer_offsets"))
+                    .with_count(60),
+            ]),
+        )
+        .await;
+    assert_eq!(
+        r.results[0].error_code,
+        ResponseError::InvalidTopicException.code()
+    );
+    let after = c
+        .fetch("__consumer_offsets", 0, 0, 0, 0)
+        .await
+        .high_watermark;
+    assert_eq!(before, after);
+    b.stop().await;
+}
+
 /// Proves: an acks=0 produce that fails closes the connection (the client's only signal), and
 /// one that succeeds gets no response but is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
