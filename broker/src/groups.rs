@@ -275,9 +275,16 @@ impl Coordinator {
         }
     }
 
-    /// Delivers a call's replies and, when asked, stores the group's record (not waited for:
-    /// the groups' own answers do not depend on it).
-    pub fn apply(&self, state: &BrokerState, shard: &Shard, group: &str, effects: Effects) {
+    /// Delivers a call's replies and, when asked, stores the group's record. Returns where
+    /// the record went, for a caller whose answer depends on it being durable (a static
+    /// member's replacement); others need not wait.
+    pub fn apply(
+        &self,
+        state: &BrokerState,
+        shard: &Shard,
+        group: &str,
+        effects: Effects,
+    ) -> Result<Option<Appended>, GroupError> {
         for r in effects.replies {
             self.deliver(r);
         }
@@ -286,10 +293,15 @@ impl Coordinator {
         {
             let value = records::encode_group_value(&g.stored_value());
             let key = records::encode_group_key(group);
-            if let Err(e) = append(state, shard, vec![(key, Some(value))]) {
-                tracing::warn!(group, error = %e, "storing the group's state failed");
-            }
+            return match append(state, shard, vec![(key, Some(value))]) {
+                Ok(a) => Ok(Some(a)),
+                Err(e) => {
+                    tracing::warn!(group, error = %e, "storing the group's state failed");
+                    Err(e)
+                }
+            };
         }
+        Ok(None)
     }
 
     /// Runs every loaded group's timers, drops shards whose leadership moved, and forgets
@@ -326,7 +338,8 @@ impl Coordinator {
                     continue;
                 };
                 let effects = g.tick(&self.config, now.mono, now.wall);
-                self.apply(state, &shard, &id, effects);
+                // Timer-driven changes (an emptied group) answer no request: not waited for.
+                let _ = self.apply(state, &shard, &id, effects);
             }
             for g in shard.consumer.values_mut() {
                 if g.next_deadline().is_some_and(|d| d <= now.mono) && g.tick(now.mono) {

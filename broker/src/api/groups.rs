@@ -259,11 +259,24 @@ async fn join(state: &Arc<BrokerState>, ctx: &Ctx, req: &JoinGroupRequest) -> Jo
         now.mono,
         now.wall,
     );
-    coordinator.apply(state, &shard, &group, effects);
+    let stored = coordinator.apply(state, &shard, &group, effects);
     drop(shard);
     match outcome {
         JoinOutcome::Reply(r) => {
             coordinator.forget(waiter);
+            // A static member that took over its old identity is answered once that is
+            // replicated (as Kafka does): a coordinator failing over in between must not map
+            // the instance back to the old member id and fence the live one.
+            if r.error.is_none() {
+                let durable = match stored {
+                    Ok(Some(a)) => groups::persisted(&a).await,
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = durable {
+                    return fail(e);
+                }
+            }
             r
         }
         JoinOutcome::Wait => {
@@ -377,7 +390,7 @@ async fn sync(state: &Arc<BrokerState>, req: &SyncGroupRequest) -> SyncResponse 
                         now.mono,
                         now.wall,
                     );
-                    coordinator.apply(state, &shard, &group, effects);
+                    let _ = coordinator.apply(state, &shard, &group, effects);
                 }
             }
         }
@@ -447,7 +460,7 @@ pub async fn leave_group(
                             now.mono,
                             now.wall,
                         );
-                        coordinator.apply(state, &shard, &group, effects);
+                        let _ = coordinator.apply(state, &shard, &group, effects);
                         r
                     }
                 };
