@@ -221,6 +221,16 @@ impl Coordinator {
         shard.consumer.clear();
     }
 
+    /// Every shard this broker has created (loaded or not), without holding the map's lock.
+    fn all_shards(&self) -> Vec<Arc<tokio::sync::Mutex<Shard>>> {
+        self.shards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// A fresh waiter for a JoinGroup.
     pub fn join_waiter(&self) -> (Waiter, oneshot::Receiver<JoinResponse>) {
         let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
@@ -307,13 +317,7 @@ impl Coordinator {
     /// Runs every loaded group's timers, drops shards whose leadership moved, and forgets
     /// groups with nothing left to keep.
     pub async fn tick(&self, state: &BrokerState) {
-        let shards: Vec<Arc<tokio::sync::Mutex<Shard>>> = self
-            .shards
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let shards = self.all_shards();
         let now = self.now();
         for shard in shards {
             let mut shard = shard.lock().await;
@@ -429,13 +433,7 @@ impl Coordinator {
 
     /// A snapshot of every group this broker coordinates, for metrics.
     pub async fn snapshot(&self) -> Vec<GroupSnapshot> {
-        let shards: Vec<_> = self
-            .shards
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let shards = self.all_shards();
         let mut out = Vec::new();
         for s in shards {
             let s = s.lock().await;
@@ -524,8 +522,7 @@ pub fn append(
         tracing::error!(error = %e, "encoding a __consumer_offsets batch");
         GroupError::CoordinatorNotAvailable
     })?;
-    let mut bytes = buf.to_vec();
-    let last = append_as_leader_internal(state, &partition, &mut bytes, epoch)?;
+    let last = append_as_leader_internal(state, &partition, &mut buf, epoch)?;
     state.notify_appended();
     Ok(Appended {
         partition,

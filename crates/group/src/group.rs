@@ -189,6 +189,30 @@ pub struct Member {
     expires_at: u64,
 }
 
+/// A waiting JoinGroup answered with an error.
+fn join_error(w: Waiter, error: GroupError, member_id: impl Into<String>) -> Reply {
+    Reply::Join(
+        w,
+        JoinResponse {
+            error: Some(error),
+            generation: -1,
+            member_id: member_id.into(),
+            ..JoinResponse::default()
+        },
+    )
+}
+
+/// A waiting SyncGroup answered with an error.
+fn sync_error(w: Waiter, error: GroupError) -> Reply {
+    Reply::Sync(
+        w,
+        SyncResponse {
+            error: Some(error),
+            ..SyncResponse::default()
+        },
+    )
+}
+
 impl Member {
     fn metadata(&self, protocol: &str) -> Bytes {
         self.protocols
@@ -618,14 +642,10 @@ impl Group {
             if let Some(old) = m.join_waiter.replace(waiter) {
                 // A second JoinGroup from the same member while the first waits: the first
                 // connection is gone or the client gave up on it; it gets no real answer.
-                effects.replies.push(Reply::Join(
+                effects.replies.push(join_error(
                     old,
-                    JoinResponse {
-                        error: Some(GroupError::UnknownMemberId),
-                        generation: -1,
-                        member_id: req.member_id.clone(),
-                        ..JoinResponse::default()
-                    },
+                    GroupError::UnknownMemberId,
+                    req.member_id.clone(),
                 ));
             }
             m.protocols = req.protocols;
@@ -664,24 +684,14 @@ impl Group {
             );
         };
         if let Some(w) = member.join_waiter.take() {
-            effects.replies.push(Reply::Join(
-                w,
-                JoinResponse {
-                    error: Some(GroupError::FencedInstanceId),
-                    generation: -1,
-                    member_id: old_id.clone(),
-                    ..JoinResponse::default()
-                },
-            ));
+            effects
+                .replies
+                .push(join_error(w, GroupError::FencedInstanceId, old_id.clone()));
         }
         if let Some(w) = member.sync_waiter.take() {
-            effects.replies.push(Reply::Sync(
-                w,
-                SyncResponse {
-                    error: Some(GroupError::FencedInstanceId),
-                    ..SyncResponse::default()
-                },
-            ));
+            effects
+                .replies
+                .push(sync_error(w, GroupError::FencedInstanceId));
         }
         let was_leader = self.leader.as_deref() == Some(old_id.as_str());
         let leader_before = self.leader.clone().unwrap_or_default();
@@ -797,13 +807,7 @@ impl Group {
         for m in self.members.values_mut() {
             m.assignment = Bytes::new();
             if let Some(w) = m.sync_waiter.take() {
-                replies.push(Reply::Sync(
-                    w,
-                    SyncResponse {
-                        error: Some(error),
-                        ..SyncResponse::default()
-                    },
-                ));
+                replies.push(sync_error(w, error));
             }
         }
         replies
@@ -961,13 +965,7 @@ impl Group {
                 // A retried SyncGroup replaces the waiting one, which is answered with
                 // REBALANCE_IN_PROGRESS rather than left to time out.
                 if let Some(old) = member.sync_waiter.replace(waiter) {
-                    replaced.push(Reply::Sync(
-                        old,
-                        SyncResponse {
-                            error: Some(GroupError::RebalanceInProgress),
-                            ..SyncResponse::default()
-                        },
-                    ));
+                    replaced.push(sync_error(old, GroupError::RebalanceInProgress));
                 }
                 if is_leader {
                     // Members the leader left out get an empty assignment, as in Kafka.
@@ -1112,24 +1110,14 @@ impl Group {
             self.static_members.remove(i);
         }
         if let Some(w) = m.join_waiter {
-            effects.replies.push(Reply::Join(
-                w,
-                JoinResponse {
-                    error: Some(GroupError::UnknownMemberId),
-                    generation: -1,
-                    member_id: id.to_string(),
-                    ..JoinResponse::default()
-                },
-            ));
+            effects
+                .replies
+                .push(join_error(w, GroupError::UnknownMemberId, id.to_string()));
         }
         if let Some(w) = m.sync_waiter {
-            effects.replies.push(Reply::Sync(
-                w,
-                SyncResponse {
-                    error: Some(GroupError::UnknownMemberId),
-                    ..SyncResponse::default()
-                },
-            ));
+            effects
+                .replies
+                .push(sync_error(w, GroupError::UnknownMemberId));
         }
         if self.leader.as_deref() == Some(id) {
             self.leader = self.members.keys().next().cloned();
@@ -1372,24 +1360,10 @@ impl Group {
         let mut replies = Vec::new();
         for m in self.members.values_mut() {
             if let Some(w) = m.join_waiter.take() {
-                replies.push(Reply::Join(
-                    w,
-                    JoinResponse {
-                        error: Some(error),
-                        generation: -1,
-                        member_id: m.id.clone(),
-                        ..JoinResponse::default()
-                    },
-                ));
+                replies.push(join_error(w, error, m.id.clone()));
             }
             if let Some(w) = m.sync_waiter.take() {
-                replies.push(Reply::Sync(
-                    w,
-                    SyncResponse {
-                        error: Some(error),
-                        ..SyncResponse::default()
-                    },
-                ));
+                replies.push(sync_error(w, error));
             }
         }
         replies
