@@ -18,9 +18,29 @@ pub fn admin(bootstrap: &str) -> anyhow::Result<AdminClient<DefaultClientContext
 
 /// Creates `name` with `partitions` partitions, one replica each.
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> anyhow::Result<()> {
+    create_topic_with(bootstrap, name, partitions, 1, &[]).await
+}
+
+/// Creates `name` with `partitions` partitions of `replication_factor` replicas and the topic
+/// configs `configs` (CreateTopics, as any Kafka client does it).
+pub async fn create_topic_with(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    replication_factor: i32,
+    configs: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let mut topic = NewTopic::new(
+        name,
+        partitions,
+        TopicReplication::Fixed(replication_factor),
+    );
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
     let results = admin(bootstrap)?
         .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &[topic],
             &AdminOptions::new().operation_timeout(Some(CREATE_TIMEOUT)),
         )
         .await

@@ -7,12 +7,14 @@
 //! A replicated cluster is a different animal: [`cluster::TestCluster`] runs coordinators and
 //! brokers as processes in network namespaces of their own ([`netns`]), so a test can kill,
 //! pause and cut them off; [`workload`] is the producer that writes through such faults and the
-//! check that what it was acknowledged is what the cluster stores.
+//! check that what it was acknowledged is what the cluster stores. [`podman`] runs the same
+//! cluster from Weir's container images, as containers on a podman network.
 
 pub mod admin;
 pub mod cluster;
 pub mod group;
 pub mod netns;
+pub mod podman;
 pub mod workload;
 
 use anyhow::{Context, bail};

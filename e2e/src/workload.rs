@@ -7,7 +7,8 @@
 //! [`read_all`] consumes each partition from the beginning up to its end offset, and
 //! [`verify`] checks the two against each other:
 //!
-//! - every acknowledged record is stored exactly once, at its acknowledged offset;
+//! - every acknowledged record is stored exactly once, at its acknowledged offset (somewhere
+//!   in its partition when librdkafka acknowledged it without an offset, see [`Ack::offset`]);
 //! - within a partition, values are stored in the order they were sent;
 //! - no value is stored twice, acknowledged or not, and nothing else is stored.
 
@@ -26,6 +27,11 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack {
     pub partition: i32,
+    /// Where the broker stored it; -1001 (librdkafka's "invalid offset") when librdkafka
+    /// acknowledged it implicitly: when an idempotent producer's request carrying this record
+    /// failed with its outcome unknown (a timeout or a dropped connection, as in a failover)
+    /// and a later request to the partition succeeded, the earlier records were stored too, and
+    /// librdkafka reports them delivered without their offsets.
     pub offset: i64,
     /// The record's number within its partition: its value is `p{partition}-{seq}`.
     pub seq: u64,
@@ -510,6 +516,17 @@ pub fn verify(outcome: &Outcome, stored: &Stored) -> anyhow::Result<usize> {
                 "{want} acknowledged twice: at offsets {o} and {}",
                 a.offset
             ));
+        }
+        if a.offset < 0 {
+            // Acknowledged implicitly, offset unknown (see `Ack::offset`): it must be stored in
+            // its partition all the same, once (checked above).
+            if !seen.contains_key(&(a.partition, a.seq)) {
+                problems.push(format!(
+                    "{want} acknowledged (offset unknown) but not stored in partition {}",
+                    a.partition
+                ));
+            }
+            continue;
         }
         match by_offset.get(&(a.partition, a.offset)) {
             Some(&got) if got == want => {}
