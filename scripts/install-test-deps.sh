@@ -7,6 +7,8 @@
 # What goes where:
 #   apt (only what is missing): kcat; iproute2 and iptables; python3-venv when the python has no venv module;
 #       openjdk-17-jdk-headless and maven when javac/mvn are missing (for the reference Kafka).
+#   podman, runc, netavark, aardvark-dns and /etc/containers/containers.conf, through
+#       scripts/podman-setup.sh (for the container images and e2e/tests/containers.rs).
 #   ${WEIR_CACHE_DIR:-~/.cache/weir}/venv: a virtualenv with e2e/python/requirements.txt
 #       (pytest, kafka-python, confluent-kafka, codecs). Reinstalled when that file or the
 #       python changes; outside the clone so fresh clones and worktrees share it.
@@ -62,6 +64,9 @@ if ((${#missing[@]})); then
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
+
+# --- podman ------------------------------------------------------------------------------
+"$ROOT/scripts/podman-setup.sh"
 
 # --- python venv -------------------------------------------------------------------------
 # The stamp covers the requirements and the interpreter, so a python upgrade rebuilds the venv.

@@ -31,6 +31,14 @@ PY=$(scripts/install-test-deps.sh | tail -n1)
 step "building (release)"
 cargo build --release --workspace --bins
 
+step "container images: static binaries, FROM-scratch images (podman)"
+# The images e2e/tests/containers.rs runs as a cluster; podman itself was installed and
+# configured with the test dependencies (scripts/podman-setup.sh).
+scripts/build-images.sh
+export WEIR_IMAGE_TAG=dev
+# No silent skip of the container test in CI: without podman it fails.
+export WEIR_REQUIRE_PODMAN=1
+
 step "cargo test (release): unit, property, protocol, crash-recovery and librdkafka tests"
 # The same binary the Python suite and the crash test use.
 export WEIR_BIN="$ROOT/target/release/weir"
