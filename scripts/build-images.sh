@@ -88,6 +88,12 @@ for i in "${images[@]}"; do
 done
 
 # --- images ------------------------------------------------------------------------------
+build_args=()
+if [[ $engine == podman ]]; then
+    # No intermediate image per instruction: nothing here is worth caching (the binary's
+    # layer changes with every build), and they would pile up untagged.
+    build_args+=(--layers=false)
+fi
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 for i in "${images[@]}"; do
@@ -98,14 +104,21 @@ for i in "${images[@]}"; do
         # /var/lib as root's, data/ as the user's /var/lib/weir (see broker/Containerfile).
         mkdir -p "$ctx/var/lib" "$ctx/data"
     fi
+    # The image this build replaces, removed below once untagged: each build of a changed
+    # binary would otherwise leave one behind (without touching anyone else's images).
+    old=$("$engine" image inspect --format '{{.Id}}' "$REGISTRY/$name:$VERSION" 2>/dev/null || true)
     log "$engine build $REGISTRY/$name:$VERSION"
-    "$engine" build --quiet \
+    "$engine" build --quiet "${build_args[@]}" \
         --file "$containerfile" \
         --build-arg "VERSION=$VERSION" \
         --build-arg "REVISION=$REVISION" \
         --tag "$REGISTRY/$name:$VERSION" \
         --tag "$REGISTRY/$name:dev" \
         "$ctx" >/dev/null
+    new=$("$engine" image inspect --format '{{.Id}}' "$REGISTRY/$name:$VERSION")
+    if [[ -n $old && $old != "$new" ]]; then
+        "$engine" rmi "$old" >/dev/null 2>&1 || true
+    fi
 done
 
 "$engine" images --filter "reference=$REGISTRY/*:$VERSION" \
