@@ -64,6 +64,46 @@ impl ClusterView {
         self.topics.values().find(|t| t.id == id)
     }
 
+    /// Whether broker `me` is ready for traffic (its Kubernetes readiness): registered and
+    /// unfenced, and in the ISR of every partition it replicates that has a leader. A broker
+    /// restarting after a crash is not ready until it has caught up, so a rolling restart waits
+    /// for it before taking down the next one. Partitions it is being added to (reassignment)
+    /// do not count: a copy in progress is not a reason to hold up the rollout.
+    pub fn readiness(&self, me: BrokerId) -> Result<(), String> {
+        match self.brokers.get(&me) {
+            None => {
+                return Err(format!(
+                    "broker {me} is not registered with the coordinators"
+                ));
+            }
+            Some(b) if b.fenced => {
+                return Err(format!(
+                    "broker {me} is fenced (not caught up with metadata)"
+                ));
+            }
+            Some(_) => {}
+        }
+        let mut behind = Vec::new();
+        for t in self.topics.values() {
+            for p in &t.partitions {
+                let follows = p.replicas.contains(&me) && !p.adding.contains(&me);
+                let led_elsewhere = p.leader.is_some_and(|l| l != me);
+                if follows && led_elsewhere && !p.isr.contains(&me) {
+                    behind.push(format!("{}-{}", t.name, p.index));
+                }
+            }
+        }
+        if behind.is_empty() {
+            return Ok(());
+        }
+        let n = behind.len();
+        behind.truncate(10);
+        Err(format!(
+            "broker {me} is not yet in sync for {n} partition(s): {}",
+            behind.join(", ")
+        ))
+    }
+
     /// Brokers clients may be sent to: registered and not fenced.
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerInfo> {
         self.brokers.values().filter(|b| !b.fenced)
@@ -154,4 +194,72 @@ fn topic_info(t: &v1::Topic) -> Option<TopicInfo> {
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod readiness_tests {
+    use super::*;
+
+    fn view(fenced: bool, isr: Vec<i32>, adding: Vec<i32>) -> ClusterView {
+        let b = BrokerId;
+        let mut v = ClusterView::default();
+        for id in 0..3 {
+            v.brokers.insert(
+                b(id),
+                BrokerInfo {
+                    id: b(id),
+                    kafka_host: "h".into(),
+                    kafka_port: 9092,
+                    internal_addr: "h:9093".into(),
+                    rack: None,
+                    fenced: fenced && id == 1,
+                    shutting_down: false,
+                },
+            );
+        }
+        let name = TopicName::new("t").unwrap();
+        v.topics.insert(
+            name.clone(),
+            TopicInfo {
+                name,
+                id: TopicId([1; 16]),
+                configs: BTreeMap::new(),
+                partitions: vec![PartitionInfo {
+                    index: 0,
+                    replicas: vec![b(0), b(1)],
+                    leader: Some(b(0)),
+                    leader_epoch: LeaderEpoch(1),
+                    partition_epoch: PartitionEpoch(1),
+                    isr: isr.into_iter().map(b).collect(),
+                    adding: adding.into_iter().map(b).collect(),
+                    removing: Vec::new(),
+                }],
+            },
+        );
+        v
+    }
+
+    #[test]
+    fn a_broker_is_ready_once_registered_unfenced_and_in_sync_everywhere_it_follows() {
+        let me = BrokerId(1);
+        assert!(view(false, vec![0, 1], vec![]).readiness(me).is_ok());
+        let e = view(false, vec![0], vec![]).readiness(me).unwrap_err();
+        assert!(e.contains("t-0"), "{e}");
+        assert!(
+            view(true, vec![0, 1], vec![])
+                .readiness(me)
+                .unwrap_err()
+                .contains("fenced")
+        );
+        assert!(
+            view(false, vec![0], vec![])
+                .readiness(BrokerId(7))
+                .unwrap_err()
+                .contains("not registered")
+        );
+        // Being copied to as a reassignment target does not hold readiness back.
+        assert!(view(false, vec![0], vec![1]).readiness(me).is_ok());
+        // The leader itself is ready whatever the ISR.
+        assert!(view(false, vec![0], vec![]).readiness(BrokerId(0)).is_ok());
+    }
 }

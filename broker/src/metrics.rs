@@ -25,7 +25,7 @@ use weir_proto::v1;
 /// How long a scrape waits for another broker's high watermarks.
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Serves `/metrics` until the task is aborted.
+/// Serves `/metrics`, `/livez` and `/readyz` until the task is aborted.
 pub async fn serve(state: Arc<BrokerState>, listener: TcpListener) {
     let app = axum::Router::new()
         .route(
@@ -39,6 +39,19 @@ pub async fn serve(state: Arc<BrokerState>, listener: TcpListener) {
                         )],
                         render(&state).await,
                     )
+                },
+            ),
+        )
+        // Kubernetes probes: alive while this server answers; ready when `readiness` says so.
+        .route("/livez", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            axum::routing::get(
+                |axum::extract::State(state): axum::extract::State<Arc<BrokerState>>| async move {
+                    match state.view().readiness(state.me) {
+                        Ok(()) => (axum::http::StatusCode::OK, "ok".to_string()),
+                        Err(why) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, why),
+                    }
                 },
             ),
         )

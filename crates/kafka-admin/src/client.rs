@@ -97,11 +97,15 @@ impl Client {
 
     /// Runs `call` until it succeeds, fails with an error that is not retriable, or has been
     /// retried `retries_max` times, with a growing backoff in between.
-    pub(crate) async fn retrying<T>(
-        &self,
-        what: &str,
-        mut call: impl AsyncFnMut() -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    ///
+    /// `call` is a closure returning a future rather than an async closure: the futures of
+    /// async closures cannot yet be proven `Send` in generic code, and callers (the operator)
+    /// run these futures on a multi-threaded runtime.
+    pub(crate) async fn retrying<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
         let mut retry = 0;
         loop {
             match call().await {

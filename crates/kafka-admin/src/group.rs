@@ -102,7 +102,7 @@ impl Client {
     /// offset if it does not settle. A group its coordinator does not know, or knows as Dead
     /// with no offsets, is [`Error::GroupNotFound`].
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, Error> {
-        self.retrying("describe_group", async || {
+        self.retrying("describe_group", || async {
             self.describe_group_once(group).await
         })
         .await
@@ -275,7 +275,7 @@ impl Client {
 
     /// Every group of every broker, sorted by group id. Fails if a broker does not answer.
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>, Error> {
-        self.retrying("list_groups", async || self.list_groups_once().await)
+        self.retrying("list_groups", || self.list_groups_once())
             .await
     }
 

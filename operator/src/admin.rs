@@ -1,0 +1,422 @@
+//! The operator's view of a Weir cluster's coordinators: the [`ClusterAdmin`] trait and its
+//! gRPC implementation over the coordinators' `Admin` service.
+//!
+//! Controllers only see the trait, so their logic is tested with an in-memory fake; the gRPC
+//! implementation is tested against real coordinator and broker processes
+//! (`operator/tests/admin.rs`). No generated `pb::` type or `tonic::Status` leaves this file.
+
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+use weir_proto::v1 as pb;
+use weir_proto::v1::admin_client::AdminClient;
+
+/// Kafka error codes the coordinators answer with that controllers act on.
+pub mod code {
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i32 = 3;
+    pub const TOPIC_ALREADY_EXISTS: i32 = 36;
+    pub const INVALID_PARTITIONS: i32 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i32 = 38;
+    pub const INVALID_CONFIG: i32 = 40;
+    pub const INVALID_REQUEST: i32 = 42;
+    pub const NO_REASSIGNMENT_IN_PROGRESS: i32 = 85;
+}
+
+/// What can go wrong talking to the coordinators.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No coordinator answered: all unreachable or without a leader. Retry later.
+    #[error("no coordinator of {addrs} answered {call}: {message}")]
+    Unavailable {
+        call: &'static str,
+        addrs: String,
+        message: String,
+    },
+    /// The coordinators refused the request with a Kafka error code.
+    #[error("{call} refused: {message} (Kafka error {code})")]
+    Refused {
+        call: &'static str,
+        code: i32,
+        message: String,
+    },
+}
+
+impl AdminError {
+    /// The Kafka error code of a refusal.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            AdminError::Refused { code, .. } => Some(*code),
+            AdminError::Unavailable { .. } => None,
+        }
+    }
+}
+
+/// A broker as the coordinators know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerView {
+    pub id: i32,
+    pub kafka_addr: String,
+    /// Not heartbeating: its partitions have moved to others.
+    pub fenced: bool,
+}
+
+/// A partition's placement.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PartitionView {
+    pub partition: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: i32,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
+}
+
+/// A topic as the coordinators know it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TopicView {
+    pub name: String,
+    pub id: String,
+    /// Only the configs set on the topic; unset keys take the cluster's defaults.
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionView>,
+}
+
+/// The cluster's metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ClusterView {
+    pub cluster_id: String,
+    pub brokers: Vec<BrokerView>,
+    pub topics: Vec<TopicView>,
+}
+
+impl ClusterView {
+    pub fn topic(&self, name: &str) -> Option<&TopicView> {
+        self.topics.iter().find(|t| t.name == name)
+    }
+
+    /// Partitions with fewer in-sync replicas than replicas.
+    pub fn under_replicated(&self) -> usize {
+        self.topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .filter(|p| p.isr.len() < p.replicas.len())
+            .count()
+    }
+}
+
+/// A new topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// One Weir cluster's coordinators.
+///
+/// Every call goes to whichever coordinator answers; the quorum forwards writes to its leader
+/// and answers once the change is committed, so a successful call is durable. Calls are not
+/// idempotent in their errors (creating a topic twice gives TOPIC_ALREADY_EXISTS), which the
+/// controllers expect.
+pub trait ClusterAdmin: Send + Sync {
+    fn describe(&self) -> BoxFuture<'_, Result<ClusterView, AdminError>>;
+    /// Creates a topic; its view as created.
+    fn create_topic(&self, topic: NewTopic) -> BoxFuture<'_, Result<TopicView, AdminError>>;
+    /// Raises a topic's partition count to `count`.
+    fn create_partitions(&self, name: &str, count: i32) -> BoxFuture<'_, Result<(), AdminError>>;
+    /// Makes a topic's configs exactly `configs` (keys not named go back to the defaults).
+    fn replace_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> BoxFuture<'_, Result<(), AdminError>>;
+    fn delete_topic(&self, name: &str) -> BoxFuture<'_, Result<(), AdminError>>;
+    /// Moves a partition to `replicas` (preferred leader first). The move completes in the
+    /// background: new replicas catch up, join the ISR, then the old ones are dropped.
+    fn reassign(
+        &self,
+        topic: &str,
+        partition: i32,
+        replicas: Vec<i32>,
+    ) -> BoxFuture<'_, Result<(), AdminError>>;
+    /// Partitions still moving.
+    fn reassignments_in_progress(&self) -> BoxFuture<'_, Result<usize, AdminError>>;
+}
+
+/// Makes a [`ClusterAdmin`] for a cluster's coordinator addresses. The gRPC implementation
+/// keeps one client per address list, so controllers can ask on every reconcile.
+pub trait AdminFactory: Send + Sync {
+    fn admin(&self, coordinators: &[String]) -> Arc<dyn ClusterAdmin>;
+}
+
+/// Limits of the gRPC client.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Replies larger than this are refused; a DescribeCluster of 10 000 partitions is ~1 MiB.
+const RESPONSE_BYTES_MAX: usize = 64 << 20;
+/// Cached clients; a reconcile of a cluster whose coordinator list changed drops the oldest.
+const CLIENTS_MAX: usize = 256;
+
+/// Talks to the coordinators' `Admin` gRPC service, trying each address in turn.
+#[derive(Debug, Default)]
+pub struct GrpcAdminFactory {
+    clients: std::sync::Mutex<Vec<(Vec<String>, Arc<GrpcAdmin>)>>,
+}
+
+impl AdminFactory for GrpcAdminFactory {
+    fn admin(&self, coordinators: &[String]) -> Arc<dyn ClusterAdmin> {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, c)) = clients.iter().find(|(k, _)| k.as_slice() == coordinators) {
+            return c.clone();
+        }
+        let client = Arc::new(GrpcAdmin::new(coordinators.to_vec()));
+        if clients.len() >= CLIENTS_MAX {
+            clients.remove(0);
+        }
+        clients.push((coordinators.to_vec(), client.clone()));
+        client
+    }
+}
+
+/// A [`ClusterAdmin`] over gRPC.
+#[derive(Debug)]
+pub struct GrpcAdmin {
+    addrs: Vec<String>,
+    /// Lazily connected channels, one per address (a bad address is an error at call time).
+    channels: Vec<Option<Channel>>,
+    /// The address that answered last: tried first.
+    preferred: AtomicUsize,
+}
+
+impl GrpcAdmin {
+    pub fn new(addrs: Vec<String>) -> GrpcAdmin {
+        let channels = addrs
+            .iter()
+            .map(|a| {
+                Endpoint::from_shared(format!("http://{a}")).ok().map(|e| {
+                    e.connect_timeout(CONNECT_TIMEOUT)
+                        .timeout(REQUEST_TIMEOUT)
+                        .connect_lazy()
+                })
+            })
+            .collect();
+        GrpcAdmin {
+            addrs,
+            channels,
+            preferred: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `call` against each coordinator in turn, starting with the one that answered last,
+    /// until one answers. Only transport failures move on to the next; an answer (even an
+    /// error code inside it) is final.
+    async fn call<T, F, Fut>(&self, name: &'static str, f: F) -> Result<T, AdminError>
+    where
+        F: Fn(AdminClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let n = self.channels.len();
+        let start = self.preferred.load(Ordering::Relaxed);
+        let mut last = String::from("no coordinator address configured");
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let Some(channel) = &self.channels[idx] else {
+                last = format!("{:?} is not a valid address", self.addrs[idx]);
+                continue;
+            };
+            let client =
+                AdminClient::new(channel.clone()).max_decoding_message_size(RESPONSE_BYTES_MAX);
+            match f(client).await {
+                Ok(r) => {
+                    self.preferred.store(idx, Ordering::Relaxed);
+                    return Ok(r.into_inner());
+                }
+                Err(status) => {
+                    last = format!("{}: {}", self.addrs[idx], status.message());
+                    tracing::debug!(call = name, addr = %self.addrs[idx], error = %status, "coordinator call failed");
+                }
+            }
+        }
+        Err(AdminError::Unavailable {
+            call: name,
+            addrs: self.addrs.join(","),
+            message: last,
+        })
+    }
+}
+
+fn check(call: &'static str, error: Option<pb::Error>) -> Result<(), AdminError> {
+    match error {
+        Some(e) if e.code != weir_proto::NO_ERROR => Err(AdminError::Refused {
+            call,
+            code: e.code,
+            message: e.message,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn topic_view(t: pb::Topic) -> TopicView {
+    TopicView {
+        name: t.name,
+        id: t.id,
+        configs: t.configs.into_iter().collect(),
+        partitions: t
+            .partitions
+            .into_iter()
+            .map(|p| PartitionView {
+                partition: p.partition,
+                replicas: p.replicas,
+                isr: p.isr,
+                leader: p.leader,
+                adding: p.adding_replicas,
+                removing: p.removing_replicas,
+            })
+            .collect(),
+    }
+}
+
+impl ClusterAdmin for GrpcAdmin {
+    fn describe(&self) -> BoxFuture<'_, Result<ClusterView, AdminError>> {
+        Box::pin(async move {
+            let r = self
+                .call("DescribeCluster", |mut c| async move {
+                    c.describe_cluster(pb::DescribeClusterRequest {}).await
+                })
+                .await?;
+            Ok(ClusterView {
+                cluster_id: r.cluster_id,
+                brokers: r
+                    .brokers
+                    .into_iter()
+                    .map(|b| BrokerView {
+                        id: b.id,
+                        kafka_addr: b.kafka_addr,
+                        fenced: b.fenced,
+                    })
+                    .collect(),
+                topics: r.topics.into_iter().map(topic_view).collect(),
+            })
+        })
+    }
+
+    fn create_topic(&self, topic: NewTopic) -> BoxFuture<'_, Result<TopicView, AdminError>> {
+        Box::pin(async move {
+            let req = pb::CreateTopicRequest {
+                name: topic.name.clone(),
+                partitions: topic.partitions,
+                replication_factor: topic.replication_factor,
+                configs: topic.configs.into_iter().collect(),
+                assignment: Vec::new(),
+                validate_only: false,
+            };
+            let r = self
+                .call("CreateTopic", |mut c| {
+                    let req = req.clone();
+                    async move { c.create_topic(req).await }
+                })
+                .await?;
+            check("CreateTopic", r.error)?;
+            Ok(r.topic.map(topic_view).unwrap_or_else(|| TopicView {
+                name: topic.name,
+                ..TopicView::default()
+            }))
+        })
+    }
+
+    fn create_partitions(&self, name: &str, count: i32) -> BoxFuture<'_, Result<(), AdminError>> {
+        let req = pb::CreatePartitionsRequest {
+            name: name.to_string(),
+            count,
+            assignment: Vec::new(),
+            validate_only: false,
+        };
+        Box::pin(async move {
+            let r = self
+                .call("CreatePartitions", |mut c| {
+                    let req = req.clone();
+                    async move { c.create_partitions(req).await }
+                })
+                .await?;
+            check("CreatePartitions", r.error)
+        })
+    }
+
+    fn replace_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> BoxFuture<'_, Result<(), AdminError>> {
+        let req = pb::AlterConfigsRequest {
+            name: name.to_string(),
+            set: configs.into_iter().collect(),
+            delete: Vec::new(),
+            replace: true,
+            validate_only: false,
+        };
+        Box::pin(async move {
+            let r = self
+                .call("AlterConfigs", |mut c| {
+                    let req = req.clone();
+                    async move { c.alter_configs(req).await }
+                })
+                .await?;
+            check("AlterConfigs", r.error)
+        })
+    }
+
+    fn delete_topic(&self, name: &str) -> BoxFuture<'_, Result<(), AdminError>> {
+        let req = pb::DeleteTopicRequest {
+            name: name.to_string(),
+        };
+        Box::pin(async move {
+            let r = self
+                .call("DeleteTopic", |mut c| {
+                    let req = req.clone();
+                    async move { c.delete_topic(req).await }
+                })
+                .await?;
+            check("DeleteTopic", r.error)
+        })
+    }
+
+    fn reassign(
+        &self,
+        topic: &str,
+        partition: i32,
+        replicas: Vec<i32>,
+    ) -> BoxFuture<'_, Result<(), AdminError>> {
+        let req = pb::ReassignPartitionRequest {
+            topic: topic.to_string(),
+            partition,
+            replicas,
+        };
+        Box::pin(async move {
+            let r = self
+                .call("ReassignPartition", |mut c| {
+                    let req = req.clone();
+                    async move { c.reassign_partition(req).await }
+                })
+                .await?;
+            check("ReassignPartition", r.error)
+        })
+    }
+
+    fn reassignments_in_progress(&self) -> BoxFuture<'_, Result<usize, AdminError>> {
+        Box::pin(async move {
+            let r = self
+                .call("ListReassignments", |mut c| async move {
+                    c.list_reassignments(pb::ListReassignmentsRequest {}).await
+                })
+                .await?;
+            Ok(r.reassignments.len())
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! Keeps a `ConsumerGroup`'s status current: state, members and lag, read from the brokers
+//! every `Timing::group_refresh`.
+
+use super::{Context, Error, namespace, set_condition};
+use crate::crd::{Cluster, ConsumerGroup, ConsumerGroupStatus, condition};
+use crate::group_reader::GroupReadError;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use std::sync::Arc;
+
+pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = namespace(&*group);
+    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let generation = group.meta().generation;
+    let mut st: ConsumerGroupStatus = group.status.clone().unwrap_or_default();
+    st.observed_generation = generation;
+    let id = group.group_id();
+    match clusters.get_opt(&group.spec.cluster).await? {
+        None => set_condition(
+            &mut st.conditions,
+            condition::READY,
+            false,
+            "ClusterNotFound",
+            format!("no Cluster {:?} in namespace {ns}", group.spec.cluster),
+            generation,
+        ),
+        Some(cluster) => {
+            let bootstrap = ctx.bootstrap(&cluster);
+            match ctx.groups.describe(&bootstrap, &id).await {
+                Ok(snap) => {
+                    st.state = Some(snap.state.clone());
+                    st.members = i32::try_from(snap.members.len()).unwrap_or(i32::MAX);
+                    st.member_details = snap.members;
+                    st.total_lag = Some(snap.offsets.iter().filter_map(|p| p.lag).sum());
+                    st.offsets = snap.offsets;
+                    st.last_updated = Some(Timestamp::now().to_string());
+                    set_condition(
+                        &mut st.conditions,
+                        condition::READY,
+                        true,
+                        "Observed",
+                        format!("group {id:?} is {}", snap.state),
+                        generation,
+                    );
+                }
+                Err(GroupReadError::NotFound(_)) => {
+                    st.state = Some("NotFound".into());
+                    st.members = 0;
+                    st.member_details.clear();
+                    st.offsets.clear();
+                    st.total_lag = None;
+                    st.last_updated = Some(Timestamp::now().to_string());
+                    set_condition(
+                        &mut st.conditions,
+                        condition::READY,
+                        false,
+                        "GroupNotFound",
+                        format!(
+                            "the cluster has no group {id:?} (no members, no committed offsets)"
+                        ),
+                        generation,
+                    );
+                }
+                Err(GroupReadError::Unavailable(message)) => set_condition(
+                    &mut st.conditions,
+                    condition::READY,
+                    false,
+                    "ClusterUnavailable",
+                    message,
+                    generation,
+                ),
+            }
+        }
+    }
+    let api: Api<ConsumerGroup> = Api::namespaced(ctx.client.clone(), &ns);
+    api.patch_status(
+        &group.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": st })),
+    )
+    .await?;
+    Ok(Action::requeue(ctx.timing.group_refresh))
+}
+
+pub fn error_policy(group: Arc<ConsumerGroup>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(group = %group.name_any(), namespace = %namespace(&*group), error = %error, "consumer group reconcile failed");
+    ctx.metrics.error("consumergroup", error.kind());
+    Action::requeue(ctx.timing.retry)
+}
