@@ -72,6 +72,9 @@ impl fmt::Display for Node {
 pub struct ClusterConfig {
     pub coordinators: usize,
     pub brokers: usize,
+    /// The first broker's id; the others follow. 1 by default; 0 matches the broker ids a
+    /// Kubernetes StatefulSet gives (its pod ordinals).
+    pub first_broker_id: i32,
     /// `--broker-session-timeout-ms` of the coordinators: how long a broker that stopped
     /// heartbeating keeps its lease.
     pub broker_session_timeout_ms: u64,
@@ -90,6 +93,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             coordinators: 3,
             brokers: 3,
+            first_broker_id: 1,
             broker_session_timeout_ms: 3000,
             coordinator_args: Vec::new(),
             broker_args: Vec::new(),
@@ -278,12 +282,13 @@ impl TestCluster {
         }
         for b in 0..config.brokers {
             let host = config.coordinators + b;
-            let node = Node::Broker(b as i32 + 1);
+            let id = b as i32 + config.first_broker_id;
+            let node = Node::Broker(id);
             let data = dir.path().join(node.to_string());
             let ip = net.ip(host);
             let mut args = vec![
                 "--id".to_string(),
-                (b + 1).to_string(),
+                id.to_string(),
                 "--data-dir".into(),
                 data.display().to_string(),
                 "--kafka-addr".into(),

@@ -286,6 +286,9 @@ fn cluster_config_keys_rule(schema: &mut schemars::Schema) {
     add_keys_rule(schema, "config", &keys);
 }
 
+/// Longest config value accepted.
+const VALUE_BYTES_MAX: usize = 1024;
+
 /// Adds a CEL rule to a map schema: every key must be one of `keys`; the message lists them.
 pub(crate) fn add_keys_rule(schema: &mut schemars::Schema, what: &str, keys: &[&str]) {
     let list = keys
@@ -298,6 +301,15 @@ pub(crate) fn add_keys_rule(schema: &mut schemars::Schema, what: &str, keys: &[&
         "message": format!("unknown {what} key; allowed: {}", keys.join(", ")),
     });
     if let Some(obj) = schema.as_object_mut() {
+        // Bounds keep the rule's estimated cost within the API server's CEL budget (without
+        // them it refuses the CRD), and no more keys than the allowed ones can be valid.
+        obj.insert("maxProperties".into(), serde_json::json!(keys.len()));
+        if let Some(values) = obj
+            .get_mut("additionalProperties")
+            .and_then(|v| v.as_object_mut())
+        {
+            values.insert("maxLength".into(), serde_json::json!(VALUE_BYTES_MAX));
+        }
         obj.entry("x-kubernetes-validations")
             .or_insert_with(|| serde_json::Value::Array(Vec::new()))
             .as_array_mut()
