@@ -8,7 +8,11 @@
 #      CRDs are applied and Established, each configuration's output is applied, the operator's
 #      Deployment gets its Pod admitted under the "restricted" Pod Security Standard, and the
 #      RBAC is checked for real with `kubectl auth can-i --as=<the operator's service account>`;
-#   3. the examples validate against the CRD schemas (dry-run=server, CEL included), and bad
+#   3. the requests the operator sends (watches, gets, JSON and merge patches, status patches,
+#      server-side applies that create owned objects, events) are sent with curl and a token of
+#      its service account: all must pass, and the updates, deletes and reads it never sends must
+#      get 403;
+#   4. the examples validate against the CRD schemas (dry-run=server, CEL included), and bad
 #      resources are refused with the CRDs' CEL messages.
 #
 #   charts/weir/test.sh [DIR]    # DIR: the control plane's state (default: a temp dir, removed
@@ -165,12 +169,12 @@ APP_VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$CHART/C
 # The operator's rights: one line per rule, "groups|resources|verbs". Read with q, not only:
 # a line per rule, and only ClusterRoles and Roles have rules. A change here is a change of
 # what the operator may do; it must match what operator/src/controller does.
-EXPECTED_RULES='weir.dev|clusters topics consumergroups|get list watch patch update
-weir.dev|clusters/status topics/status consumergroups/status|get patch update
-weir.dev|clusters/finalizers topics/finalizers|update
-apps|statefulsets|get list watch create patch update delete
-|services configmaps|get list watch create patch update delete
-policy|poddisruptionbudgets|get list watch create patch update delete
+EXPECTED_RULES='weir.dev|clusters topics consumergroups|get list watch patch
+weir.dev|clusters/status topics/status consumergroups/status|patch
+weir.dev|clusters/finalizers|update
+apps|statefulsets|get list watch create patch
+|services configmaps|get list watch create patch
+policy|poddisruptionbudgets|get list watch create patch
 events.k8s.io|events|create patch'
 RULES='{range .rules[*]}{.apiGroups[*]}|{.resources[*]}|{.verbs[*]}{"\n"}{end}'
 
@@ -293,12 +297,25 @@ sa=weir-system:weir
 check "$sa: its ClusterRoleBinding is in force" rbac_synced $sa watch clusters.weir.dev --all-namespaces
 allowed $sa "watch clusters in any namespace" watch clusters.weir.dev --all-namespaces
 allowed $sa "patch topics/status" patch topics.weir.dev --subresource=status -n a
-allowed $sa "update topics/finalizers" update topics.weir.dev --subresource=finalizers -n a
 allowed $sa "update clusters/finalizers (blockOwnerDeletion)" update clusters.weir.dev --subresource=finalizers -n c
 allowed $sa "patch consumergroups/status" patch consumergroups.weir.dev --subresource=status -n b
+allowed $sa "patch topics (the weir.dev/topic finalizer)" patch topics.weir.dev -n a
 allowed $sa "create statefulsets in any namespace" create statefulsets.apps -n c
 allowed $sa "patch poddisruptionbudgets" patch poddisruptionbudgets.policy -n c
 allowed $sa "create events.k8s.io events" create events.events.k8s.io -n a
+allowed $sa "patch events.k8s.io events (a repeated event's series)" patch events.events.k8s.io -n a
+# Nothing the operator never calls: no update (PUT) of anything, no get of a status, no delete.
+denied $sa "update topics (finalizers go by patch)" update topics.weir.dev -n a
+denied $sa "update clusters" update clusters.weir.dev -n a
+denied $sa "get clusters/status (status comes with the object)" get clusters.weir.dev --subresource=status -n a
+denied $sa "update topics/status (status goes by patch)" update topics.weir.dev --subresource=status -n a
+denied $sa "update topics/finalizers (nothing is owned by a Topic)" update topics.weir.dev --subresource=finalizers -n a
+denied $sa "update statefulsets (server-side apply only)" update statefulsets.apps -n c
+denied $sa "delete statefulsets (garbage collection removes them)" delete statefulsets.apps -n c
+denied $sa "delete services" delete services -n c
+denied $sa "update configmaps" update configmaps -n c
+denied $sa "delete poddisruptionbudgets" delete poddisruptionbudgets.policy -n c
+denied $sa "delete events.k8s.io events" delete events.events.k8s.io -n a
 denied $sa "get secrets" get secrets -n a
 denied $sa "list secrets in any namespace" list secrets --all-namespaces
 denied $sa "get pods" get pods -n a
@@ -306,6 +323,39 @@ denied $sa "create topics (users create them)" create topics.weir.dev -n a
 denied $sa "delete clusters" delete clusters.weir.dev -n a
 denied $sa "create core/v1 events" create events -n a
 denied $sa "create customresourcedefinitions" create customresourcedefinitions.apiextensions.k8s.io
+# Exactly the rights the rules mean, asked of the authorizer verb by verb: every verb on every
+# kind the operator touches (and on their subresources), and on kinds it must not touch.
+granted=()
+for res in clusters.weir.dev topics.weir.dev consumergroups.weir.dev statefulsets.apps services \
+    configmaps poddisruptionbudgets.policy events.events.k8s.io events secrets pods \
+    persistentvolumeclaims leases.coordination.k8s.io; do
+    subs=("")
+    [[ $res == *.weir.dev ]] && subs+=(status finalizers)
+    for sub in "${subs[@]}"; do
+        for verb in get list watch create patch update delete deletecollection; do
+            if [[ $(can $sa "$verb" "$res" ${sub:+--subresource="$sub"} -n a) == yes ]]; then
+                granted+=("$res${sub:+/$sub} $verb")
+            fi
+        done
+    done
+done
+same "$sa: the authorizer grants exactly the operator's calls (13 kinds and their subresources, 8 verbs)" \
+    "$(printf '%s\n' \
+        'clusters.weir.dev get' 'clusters.weir.dev list' 'clusters.weir.dev watch' 'clusters.weir.dev patch' \
+        'clusters.weir.dev/status patch' 'clusters.weir.dev/finalizers update' \
+        'topics.weir.dev get' 'topics.weir.dev list' 'topics.weir.dev watch' 'topics.weir.dev patch' \
+        'topics.weir.dev/status patch' \
+        'consumergroups.weir.dev get' 'consumergroups.weir.dev list' 'consumergroups.weir.dev watch' \
+        'consumergroups.weir.dev patch' 'consumergroups.weir.dev/status patch' \
+        'statefulsets.apps get' 'statefulsets.apps list' 'statefulsets.apps watch' \
+        'statefulsets.apps create' 'statefulsets.apps patch' \
+        'services get' 'services list' 'services watch' 'services create' 'services patch' \
+        'configmaps get' 'configmaps list' 'configmaps watch' 'configmaps create' 'configmaps patch' \
+        'poddisruptionbudgets.policy get' 'poddisruptionbudgets.policy list' \
+        'poddisruptionbudgets.policy watch' 'poddisruptionbudgets.policy create' \
+        'poddisruptionbudgets.policy patch' \
+        'events.events.k8s.io create' 'events.events.k8s.io patch')" \
+    "$(printf '%s\n' "${granted[@]}")"
 
 # --- watchNamespaces={a,b}
 check "chart (watchNamespaces={a,b}) applies" kubectl apply --server-side -f "$WORK/scoped.yaml"
@@ -318,7 +368,9 @@ for ns in a b; do
 done
 for ns in a b; do
     allowed $sa "patch topics/status in $ns" patch topics.weir.dev --subresource=status -n $ns
-    allowed $sa "update topics/finalizers in $ns" update topics.weir.dev --subresource=finalizers -n $ns
+    allowed $sa "update clusters/finalizers in $ns" update clusters.weir.dev --subresource=finalizers -n $ns
+    denied $sa "update topics/finalizers in $ns" update topics.weir.dev --subresource=finalizers -n $ns
+    denied $sa "delete statefulsets in $ns" delete statefulsets.apps -n $ns
     allowed $sa "create statefulsets in $ns" create statefulsets.apps -n $ns
     allowed $sa "watch clusters in $ns" watch clusters.weir.dev -n $ns
     allowed $sa "create events.k8s.io events in $ns" create events.events.k8s.io -n $ns
@@ -391,6 +443,147 @@ selector=$(kubectl -n weir-system get servicemonitor weir \
     -o go-template='{{range $k, $v := .spec.selector.matchLabels}}{{$k}}={{$v}},{{end}}' 2>&1 || true)
 same "the ServiceMonitor's selector finds the metrics Service" "service/weir" \
     "$(kubectl -n weir-system get services -l "${selector%,}" -o name 2>&1)"
+
+# ============================================================================================
+phase "live: the operator's calls, as its service account"
+
+# The requests operator/src/controller sends (kube-rs: one request per call, no GET before a
+# patch), sent with curl and a token of the operator's service account (weir-system:weir, the
+# all-namespaces release): each must pass the chart's RBAC as it is, a server-side apply that
+# creates an object included, and requests the operator never sends must be refused. Not
+# kubectl as the service account: `kubectl patch` GETs the object first, which the operator
+# never does (and may not, for the status subresource).
+TOKEN=$(kubectl -n weir-system create token weir --duration=10m)
+SERVER=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' |
+    base64 -d >"$WORK/ca.crt"
+# call METHOD PATH [CONTENT-TYPE BODY]: the HTTP status, then the response body.
+call() {
+    local args=(-sS --cacert "$WORK/ca.crt" -H "Authorization: Bearer $TOKEN" -X "$1" -w '\n%{http_code}')
+    (($# > 2)) && args+=(-H "Content-Type: $3" --data-binary "$4")
+    local out
+    out=$(curl "${args[@]}" "$SERVER$2" 2>&1) || { printf '000\n%s' "$out"; return; }
+    printf '%s\n%s' "${out##*$'\n'}" "${out%$'\n'*}"
+}
+# may WHAT METHOD PATH [CONTENT-TYPE BODY]: a 2xx answer. may_not WHAT METHOD PATH [...]: 403.
+may() {
+    local what=$1 out
+    shift
+    out=$(call "$@")
+    if [[ ${out%%$'\n'*} == 2?? ]]; then ok "$what"; else bad "$what" "$1 $2: $out"; fi
+}
+may_not() {
+    local what=$1 out
+    shift
+    out=$(call "$@")
+    if [[ ${out%%$'\n'*} == 403 ]]; then ok "refused: $what"; else bad "refused: $what" "$1 $2: expected 403, got: $out"; fi
+}
+merge=application/merge-patch+json
+jsonpatch=application/json-patch+json
+apply=application/apply-patch+yaml
+now() { date -u +%Y-%m-%dT%H:%M:%S.000000Z; }
+
+kubectl create namespace calls >&2
+kubectl -n calls apply --server-side -f "$EXAMPLES/dev-cluster.yaml" >&2
+kubectl -n calls apply --server-side -f - >&2 <<'YAML'
+apiVersion: weir.dev/v1alpha1
+kind: Topic
+metadata:
+  name: calls
+spec:
+  cluster: dev
+  partitions: 1
+  replicationFactor: 1
+---
+apiVersion: weir.dev/v1alpha1
+kind: ConsumerGroup
+metadata:
+  name: calls
+spec:
+  cluster: dev
+YAML
+uid=$(kubectl -n calls get cluster dev -o jsonpath='{.metadata.uid}')
+W=/apis/weir.dev/v1alpha1
+NS=namespaces/calls
+
+# The controllers' watches (Api::all: every namespace), and the reconciles' reads.
+for kind in clusters topics consumergroups; do
+    may "list and watch $kind in every namespace" GET "$W/$kind?watch=1&timeoutSeconds=1"
+done
+may "list and watch owned StatefulSets (managed-by=weir-operator)" GET \
+    "/apis/apps/v1/statefulsets?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dweir-operator&watch=1&timeoutSeconds=1"
+may "get a Cluster (the Topic and ConsumerGroup reconciles)" GET "$W/$NS/clusters/dev"
+may "list a namespace's Topics (a conflicting owner)" GET "$W/$NS/topics"
+
+# kube-runtime's finalizer(): JSON patches testing the list it saw before adding or removing.
+may "add the weir.dev/topic finalizer (JSON patch)" PATCH "$W/$NS/topics/calls" $jsonpatch \
+    '[{"op":"test","path":"/metadata/finalizers","value":null},{"op":"add","path":"/metadata/finalizers","value":["weir.dev/topic"]}]'
+may "annotate a Cluster with weir.dev/spread-brokers (merge patch)" PATCH "$W/$NS/clusters/dev" $merge \
+    '{"metadata":{"annotations":{"weir.dev/spread-brokers":"1"}}}'
+may "merge-patch a Cluster's status" PATCH "$W/$NS/clusters/dev/status" $merge \
+    '{"status":{"brokersReady":0,"coordinatorsReady":0}}'
+may "merge-patch a Topic's status" PATCH "$W/$NS/topics/calls/status" $merge '{"status":{"topicName":"calls"}}'
+may "merge-patch a ConsumerGroup's status" PATCH "$W/$NS/consumergroups/calls/status" $merge \
+    '{"status":{"members":0}}'
+same "the status patches landed" "0 calls 0" \
+    "$(kubectl -n calls get cluster dev -o jsonpath='{.status.brokersReady}') $(kubectl -n calls get topic calls -o jsonpath='{.status.topicName}') $(kubectl -n calls get consumergroup calls -o jsonpath='{.status.members}')"
+
+# Server-side apply with the operator's field manager, forced (PatchParams::apply(..).force()):
+# it creates the objects (authorized as create), each controlled by the Cluster with
+# blockOwnerDeletion as desired::owner sets it; applied again changed, it patches.
+# owned KIND NAME APIVERSION SPEC-YAML: an object as desired::* builds them.
+owned() {
+    printf '%s\n' "apiVersion: $3" "kind: $1" "metadata:" "  name: $2" "  namespace: calls" \
+        "  labels: {app.kubernetes.io/managed-by: weir-operator}" "  ownerReferences:" \
+        "  - {apiVersion: weir.dev/v1alpha1, kind: Cluster, name: dev, uid: \"$uid\", controller: true, blockOwnerDeletion: true}" \
+        "$4"
+}
+ssa='fieldManager=weir-operator&force=true'
+may "server-side apply creates an owned ConfigMap" PATCH "/api/v1/$NS/configmaps/dev-calls?$ssa" $apply \
+    "$(owned ConfigMap dev-calls v1 'data: {generation: "1"}')"
+may "server-side apply changes the ConfigMap" PATCH "/api/v1/$NS/configmaps/dev-calls?$ssa" $apply \
+    "$(owned ConfigMap dev-calls v1 'data: {generation: "2"}')"
+may "server-side apply creates an owned Service" PATCH "/api/v1/$NS/services/dev-calls?$ssa" $apply \
+    "$(owned Service dev-calls v1 'spec: {clusterIP: None, selector: {app: calls}, ports: [{name: kafka, port: 9092}]}')"
+may "server-side apply creates an owned PodDisruptionBudget" PATCH \
+    "/apis/policy/v1/$NS/poddisruptionbudgets/dev-calls?$ssa" $apply \
+    "$(owned PodDisruptionBudget dev-calls policy/v1 'spec: {maxUnavailable: 1, selector: {matchLabels: {app: calls}}}')"
+may "server-side apply creates an owned StatefulSet" PATCH "/apis/apps/v1/$NS/statefulsets/dev-calls?$ssa" $apply \
+    "$(owned StatefulSet dev-calls apps/v1 'spec: {replicas: 0, serviceName: dev-calls, selector: {matchLabels: {app: calls}}, template: {metadata: {labels: {app: calls}}, spec: {containers: [{name: broker, image: localhost/weir/broker:dev}]}}}')"
+may "get the StatefulSet (the broker StatefulSet's current replicas)" GET "/apis/apps/v1/$NS/statefulsets/dev-calls"
+same "the ConfigMap is the operator's, controlled by the Cluster, blocking its deletion" \
+    "2 weir-operator Cluster dev true true" \
+    "$(kubectl -n calls get configmap dev-calls -o jsonpath='{.data.generation} {.metadata.managedFields[0].manager} {.metadata.ownerReferences[0].kind} {.metadata.ownerReferences[0].name} {.metadata.ownerReferences[0].controller} {.metadata.ownerReferences[0].blockOwnerDeletion}')"
+
+# kube-runtime's Recorder: creates an events.k8s.io/v1 Event, then merge-patches its series.
+may "create an events.k8s.io Event about the Cluster" POST "/apis/events.k8s.io/v1/$NS/events" \
+    application/json "$(printf '{"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"dev.calls"},"eventTime":"%s","type":"Normal","reason":"Draining","action":"Reassign","note":"moving 1 partition(s) between brokers","reportingController":"weir-operator","reportingInstance":"weir-operator","regarding":{"apiVersion":"weir.dev/v1alpha1","kind":"Cluster","name":"dev","namespace":"calls","uid":"%s"}}' "$(now)" "$uid")"
+may "merge-patch its series (the event repeats)" PATCH "/apis/events.k8s.io/v1/$NS/events/dev.calls" $merge \
+    "$(printf '{"series":{"count":2,"lastObservedTime":"%s"}}' "$(now)")"
+may "remove the weir.dev/topic finalizer (JSON patch)" PATCH "$W/$NS/topics/calls" $jsonpatch \
+    '[{"op":"test","path":"/metadata/finalizers/0","value":"weir.dev/topic"},{"op":"remove","path":"/metadata/finalizers/0"}]'
+
+# Requests the operator never sends.
+may_not "get a Cluster's status subresource" GET "$W/$NS/clusters/dev/status"
+may_not "update (PUT) a Topic" PUT "$W/$NS/topics/calls" application/json \
+    "$(kubectl -n calls get topic calls -o json)"
+may_not "update (PUT) a Topic's status" PUT "$W/$NS/topics/calls/status" application/json \
+    "$(kubectl -n calls get topic calls -o json)"
+may_not "update (PUT) an owned ConfigMap" PUT "/api/v1/$NS/configmaps/dev-calls" application/json \
+    "$(kubectl -n calls get configmap dev-calls -o json)"
+may_not "delete an owned StatefulSet" DELETE "/apis/apps/v1/$NS/statefulsets/dev-calls"
+may_not "delete a Topic" DELETE "$W/$NS/topics/calls"
+may_not "create a Cluster" POST "$W/$NS/clusters" application/json \
+    '{"apiVersion":"weir.dev/v1alpha1","kind":"Cluster","metadata":{"name":"other"},"spec":{"brokers":{"replicas":1,"storage":{"size":"1Gi"}},"coordinators":{"replicas":1}}}'
+may_not "list Secrets" GET "/api/v1/$NS/secrets"
+may_not "list Pods" GET "/api/v1/$NS/pods"
+
+# What the operator made goes with its Cluster: the controller manager's garbage collector
+# follows the ownerReferences applied above.
+kubectl -n calls delete cluster dev --wait=false >&2
+check "deleting the Cluster garbage-collects what was applied as the operator" \
+    kubectl -n calls wait --for=delete --timeout="$WAIT" configmap/dev-calls service/dev-calls \
+    poddisruptionbudget/dev-calls statefulset/dev-calls
 
 # ============================================================================================
 phase "live: examples against the CRDs"

@@ -73,49 +73,56 @@ The operator image: repository:tag, the tag defaulting to the chart's appVersion
 {{/*
 The operator's rights, the same whether granted cluster-wide (ClusterRole) or per watched
 namespace (Role). Derived from operator/src/lib.rs and operator/src/controller/*.rs; each rule
-says which call needs it. Nothing else: no Secrets, no Pods (status comes from the StatefulSets'
-status and the coordinators), no Leases (no leader election yet), no PersistentVolumeClaims (the
-StatefulSet controller makes them from volumeClaimTemplates).
+says which call needs it, and no verb is granted that no call uses. The operator never sends an
+update (PUT) or a delete: it writes with patches (JSON, merge, server-side apply), and what it
+made goes with its Cluster by garbage collection. Nothing else either: no Secrets, no Pods
+(status comes from the StatefulSets' status and the coordinators), no Leases (no leader election
+yet), no PersistentVolumeClaims (the StatefulSet controller makes them from
+volumeClaimTemplates), no core/v1 Events.
 */}}
 {{- define "weir.rbacRules" -}}
-# The three reconciled kinds: watched and listed by the controllers (lib.rs); Clusters read
-# with get by the Topic and ConsumerGroup reconciles and patched by the Cluster reconcile
-# (the weir.dev/spread-brokers annotation); Topics listed to find a conflicting owner and
-# patched to add and remove the weir.dev/topic finalizer (kube-runtime finalizer(), a JSON
-# patch). `update` is kept for replace-style writes.
+# The three reconciled kinds. list and watch: each is a Controller's watch (lib.rs), and the
+# Topic reconcile lists the namespace's Topics to find a conflicting owner. get: the Topic and
+# ConsumerGroup reconciles read their Cluster (get_opt). patch: the Topic reconcile adds and
+# removes the weir.dev/topic finalizer (kube-runtime finalizer(), a JSON patch with a test op),
+# and the Cluster reconcile records the weir.dev/spread-brokers annotation (a merge patch).
+# No create or delete (users own these objects) and no update (nothing is replaced).
 - apiGroups: ["weir.dev"]
   resources: ["clusters", "topics", "consumergroups"]
-  verbs: ["get", "list", "watch", "patch", "update"]
-# Status of all three, written with merge patches (patch_status) after each reconcile.
+  verbs: ["get", "list", "watch", "patch"]
+# Status of all three, written with a merge patch (patch_status) after each reconcile. Only
+# patch: status is read from the watched object itself, never with a get of the subresource.
 - apiGroups: ["weir.dev"]
   resources: ["clusters/status", "topics/status", "consumergroups/status"]
-  verbs: ["get", "patch", "update"]
-# Every object the operator creates carries an ownerReference to its Cluster with
-# blockOwnerDeletion (desired::owner, controller_owner_ref). With the
+  verbs: ["patch"]
+# Every object the operator makes carries a controller ownerReference to its Cluster with
+# blockOwnerDeletion: true (desired::owner, controller_owner_ref). With the
 # OwnerReferencesPermissionEnforcement admission plugin on, setting that needs update on the
-# owner's finalizers subresource. topics/finalizers: the operator puts the weir.dev/topic
-# finalizer on Topics; the API server asks for this right only for blockOwnerDeletion (nothing
-# is owned by a Topic today), but it is the usual grant for a kind an operator finalizes
-# (kubebuilder's rbac markers) and lets a Topic own objects later without a chart change.
+# owner's finalizers subresource. Only clusters: nothing is owned by a Topic or a
+# ConsumerGroup (the weir.dev/topic finalizer is an ordinary metadata patch, above).
 - apiGroups: ["weir.dev"]
-  resources: ["clusters/finalizers", "topics/finalizers"]
+  resources: ["clusters/finalizers"]
   verbs: ["update"]
-# A Cluster's StatefulSets, Services, ConfigMaps and PodDisruptionBudgets: server-side applied
-# (a patch that creates the object when missing, so it needs create too), watched through
-# Controller::owns, and read with get (the broker StatefulSet's current replicas). They go with
-# their Cluster by garbage collection; update and delete are kept for replace and clean-up.
+# A Cluster's StatefulSets, Services, ConfigMaps and PodDisruptionBudgets. patch: server-side
+# apply (cluster.rs apply()); create: an apply that makes a missing object is authorized as a
+# create. list and watch: Controller::owns (lib.rs), on the objects labelled
+# managed-by=weir-operator. get: the broker StatefulSet's current replicas (get_opt), before a
+# scale-down. No update and no delete: they go with their Cluster by garbage collection. (Under
+# OwnerReferencesPermissionEnforcement, changing an existing object's ownerReferences also
+# needs delete on it: adopting objects orphaned by `kubectl delete cluster --cascade=orphan`
+# into a new Cluster of the same name fails there until they are deleted by hand.)
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["services", "configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Events about Clusters and Topics (ScaledDown, Draining, topic created/deleted...):
-# kube-runtime's Recorder writes events.k8s.io/v1 Events, creating one and then patching its
-# series count when it repeats.
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Events about Clusters and Topics (ScaledDown, Draining, Created, Deleted...): kube-runtime's
+# Recorder writes events.k8s.io/v1 Events, creating one and then, when it repeats, a merge
+# patch of its series count.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
