@@ -628,3 +628,205 @@ pub fn pod_disruption_budget(cluster: &Cluster, role: Role) -> PodDisruptionBudg
         ..PodDisruptionBudget::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::ClusterSpec;
+
+    fn cluster(spec: serde_json::Value) -> Cluster {
+        let spec: ClusterSpec = serde_json::from_value(spec).expect("spec");
+        let mut c = Cluster::new("demo", spec);
+        c.metadata.namespace = Some("prod".into());
+        c.metadata.uid = Some("u-1".into());
+        c
+    }
+
+    fn defaults() -> Defaults {
+        Defaults {
+            broker_repository: "reg/weir/broker".into(),
+            coordinator_repository: "reg/weir/coordinator".into(),
+            version: "0.1.0".into(),
+        }
+    }
+
+    fn small() -> Cluster {
+        cluster(serde_json::json!({
+            "brokers": { "replicas": 3, "storage": { "size": "10Gi" } },
+            "config": { "min.insync.replicas": "2", "num.partitions": "6" }
+        }))
+    }
+
+    fn env(sts: &StatefulSet) -> BTreeMap<String, String> {
+        sts.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_give_three_coordinators_and_kafka_on_9092() {
+        let c = small();
+        assert_eq!(c.spec.coordinators.replicas, 3);
+        let sts = coordinator_statefulset(&c, &defaults());
+        assert_eq!(sts.spec.as_ref().unwrap().replicas, Some(3));
+        assert_eq!(
+            env(&sts)["WEIR_PEERS"],
+            "0=demo-coordinator-0.demo-coordinator.prod.svc:9190,1=demo-coordinator-1.demo-coordinator.prod.svc:9190,2=demo-coordinator-2.demo-coordinator.prod.svc:9190"
+        );
+        assert_eq!(
+            Names::of(&c).bootstrap(9092),
+            "demo-bootstrap.prod.svc:9092"
+        );
+    }
+
+    #[test]
+    fn the_broker_statefulset_takes_the_replicas_it_is_given_not_the_spec() {
+        // During a drain the operator keeps the old count.
+        let sts = broker_statefulset(&small(), &defaults(), 5);
+        assert_eq!(sts.spec.as_ref().unwrap().replicas, Some(5));
+    }
+
+    #[test]
+    fn images_come_from_version_or_an_explicit_override() {
+        let mut c = small();
+        assert_eq!(
+            image(&c, &defaults(), Role::Broker),
+            "reg/weir/broker:0.1.0"
+        );
+        c.spec.version = Some("0.2.0".into());
+        assert_eq!(
+            image(&c, &defaults(), Role::Coordinator),
+            "reg/weir/coordinator:0.2.0"
+        );
+        c.spec.image = Some(crate::crd::ImageSpec {
+            broker: Some("mine/broker@sha256:abc".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            image(&c, &defaults(), Role::Broker),
+            "mine/broker@sha256:abc"
+        );
+        assert_eq!(
+            image(&c, &defaults(), Role::Coordinator),
+            "reg/weir/coordinator:0.2.0"
+        );
+    }
+
+    #[test]
+    fn settings_go_to_the_role_that_owns_them_and_a_change_rolls_the_pods() {
+        let c = small();
+        let b = settings(&c, Role::Broker);
+        assert_eq!(
+            b,
+            BTreeMap::from([("WEIR_MIN_INSYNC_REPLICAS".to_string(), "2".to_string())])
+        );
+        let k = settings(&c, Role::Coordinator);
+        assert_eq!(
+            k,
+            BTreeMap::from([("WEIR_DEFAULT_PARTITIONS".to_string(), "6".to_string())])
+        );
+        let before = config_hash(&c, Role::Broker);
+        let mut changed = c.clone();
+        changed
+            .spec
+            .config
+            .insert("min.insync.replicas".into(), "1".into());
+        assert_ne!(before, config_hash(&changed, Role::Broker));
+        assert_eq!(
+            config_hash(&c, Role::Coordinator),
+            config_hash(&changed, Role::Coordinator)
+        );
+        let sts = broker_statefulset(&changed, &defaults(), 3);
+        let ann = sts
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap();
+        assert_eq!(
+            ann[CONFIG_HASH_ANNOTATION],
+            config_hash(&changed, Role::Broker)
+        );
+    }
+
+    #[test]
+    fn every_object_is_owned_by_the_cluster_as_its_controller() {
+        let c = small();
+        let metas = [
+            config_map(&c, Role::Broker).metadata,
+            headless_service(&c, Role::Broker).metadata,
+            bootstrap_service(&c).metadata,
+            coordinator_statefulset(&c, &defaults()).metadata,
+            broker_statefulset(&c, &defaults(), 3).metadata,
+            pod_disruption_budget(&c, Role::Coordinator).metadata,
+        ];
+        for m in metas {
+            let o = &m.owner_references.unwrap()[0];
+            assert_eq!(
+                (o.kind.as_str(), o.uid.as_str(), o.controller),
+                ("Cluster", "u-1", Some(true))
+            );
+            assert_eq!(
+                m.labels.unwrap()["app.kubernetes.io/managed-by"],
+                "weir-operator"
+            );
+        }
+    }
+
+    #[test]
+    fn coordinator_budgets_keep_a_quorum() {
+        for (replicas, max) in [(1, 1), (3, 1), (5, 2)] {
+            let mut c = small();
+            c.spec.coordinators.replicas = replicas;
+            let pdb = pod_disruption_budget(&c, Role::Coordinator);
+            assert_eq!(
+                pdb.spec.unwrap().max_unavailable,
+                Some(IntOrString::Int(max)),
+                "{replicas}"
+            );
+        }
+    }
+
+    #[test]
+    fn rack_awareness_reads_the_zone_label_and_spreads_pods() {
+        let c = cluster(serde_json::json!({
+            "brokers": { "replicas": 3, "storage": { "size": "10Gi" }, "rack": { "topologyKey": "topology.kubernetes.io/zone" } }
+        }));
+        let sts = broker_statefulset(&c, &defaults(), 3);
+        let pod = sts.spec.unwrap().template.spec.unwrap();
+        let rack = pod.containers[0]
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == "WEIR_RACK")
+            .unwrap();
+        assert_eq!(
+            rack.value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "metadata.labels['topology.kubernetes.io/zone']"
+        );
+        assert_eq!(
+            pod.topology_spread_constraints.unwrap()[0].topology_key,
+            "topology.kubernetes.io/zone"
+        );
+    }
+}

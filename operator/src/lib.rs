@@ -146,7 +146,8 @@ pub async fn run_with_client(
     let ready_metrics = metrics.clone();
     tokio::spawn(async move {
         for s in stores {
-            if s.await.is_err() {
+            if let Err(e) = s.await {
+                tracing::warn!(error = %e, "a controller stopped before its cache was filled");
                 return;
             }
         }
@@ -199,18 +200,9 @@ where
     let groups =
         Controller::new(api::<ConsumerGroup>(client, ns), all).graceful_shutdown_on(stopped());
     let synced: Vec<Synced> = vec![
-        Box::pin({
-            let s = clusters.store();
-            async move { s.wait_until_ready().await }
-        }),
-        Box::pin({
-            let s = topics.store();
-            async move { s.wait_until_ready().await }
-        }),
-        Box::pin({
-            let s = groups.store();
-            async move { s.wait_until_ready().await }
-        }),
+        Box::pin(synced(clusters.store())),
+        Box::pin(synced(topics.store())),
+        Box::pin(synced(groups.store())),
     ];
 
     let c1 = ctx.clone();
@@ -256,6 +248,29 @@ where
         ],
         synced,
     )
+}
+
+/// Resolves once `store` has its first full listing.
+///
+/// kube-runtime's readiness signal keeps only the last waiter's waker, and the controller
+/// itself waits on the same store, so a single wait can sleep forever: re-poll every 200 ms.
+async fn synced<K>(
+    store: kube::runtime::reflector::Store<K>,
+) -> Result<(), kube::runtime::reflector::store::WriterDropped>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(r) = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            store.wait_until_ready(),
+        )
+        .await
+        {
+            return r;
+        }
+    }
 }
 
 async fn timed(

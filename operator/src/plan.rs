@@ -223,7 +223,7 @@ mod tests {
             &[2, 3],
         ]);
         let moves = plan_drain(&v, &set(&[0, 1, 2]), &set(&[3])).unwrap();
-        assert_eq!(moves.len(), 4, "{moves:?}");
+        assert_eq!(moves.len(), 5, "{moves:?}");
         for m in &moves {
             assert!(!m.replicas.contains(&3), "{m:?}");
             assert_eq!(set(&m.replicas).len(), m.replicas.len(), "{m:?}");

@@ -1,5 +1,8 @@
 //! `Cluster`: a Weir cluster, its coordinator quorum and its brokers.
 
+// Each `printcolumn(...)` repeats `type_ = ...`; clippy reads the repeats as duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use super::Condition;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::{CustomResource, KubeSchema};
@@ -211,21 +214,13 @@ pub struct RackSpec {
 }
 
 /// Where clients connect.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ListenersSpec {
     /// The Kafka listener inside the Kubernetes cluster: the bootstrap Service and each broker's
     /// address on the headless Service.
     #[serde(default)]
     pub kafka: KafkaListener,
-}
-
-impl Default for ListenersSpec {
-    fn default() -> Self {
-        ListenersSpec {
-            kafka: KafkaListener::default(),
-        }
-    }
 }
 
 /// The plaintext Kafka listener.
@@ -310,9 +305,12 @@ pub(crate) fn add_keys_rule(schema: &mut schemars::Schema, what: &str, keys: &[&
         {
             values.insert("maxLength".into(), serde_json::json!(VALUE_BYTES_MAX));
         }
-        obj.entry("x-kubernetes-validations")
+        if let Some(rules) = obj
+            .entry("x-kubernetes-validations")
             .or_insert_with(|| serde_json::Value::Array(Vec::new()))
             .as_array_mut()
-            .map(|rules| rules.push(rule));
+        {
+            rules.push(rule);
+        }
     }
 }

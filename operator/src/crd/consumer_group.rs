@@ -1,5 +1,8 @@
 //! `ConsumerGroup`: a consumer group of a Weir cluster, observed.
 
+// Each `printcolumn(...)` repeats `type_ = ...`; clippy reads the repeats as duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use super::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};

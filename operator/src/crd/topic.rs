@@ -1,5 +1,8 @@
 //! `Topic`: a topic of a Weir cluster, managed the GitOps way.
 
+// Each `printcolumn(...)` repeats `type_ = ...`; clippy reads the repeats as duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use super::Condition;
 use super::cluster::add_keys_rule;
 use kube::{CustomResource, KubeSchema};
