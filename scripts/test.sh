@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need, builds Weir, runs
-# every test (Rust unit, property, protocol, crash and client tests; the Python real-client
-# suite against both Weir and the reference Apache Kafka), then the read-only checks.
+# every test (Rust unit, property, protocol, crash and client tests; the container images as a
+# podman cluster; the operator against a loopback Kubernetes control plane and the Helm chart;
+# the Python real-client suite against both Weir and the reference Apache Kafka), then the
+# read-only checks.
 #
 #   scripts/test.sh            everything (what CI runs)
 #   scripts/test.sh --quick    Rust tests only, no reference Kafka, no Python suite
 #
 # Heavy tooling is cached outside the clone, keyed by version (${WEIR_CACHE_DIR:-~/.cache/weir}):
-# the Python venv with kafka-python and confluent-kafka, and the Kafka jars. Exits non-zero as
+# the Python venv with kafka-python and confluent-kafka, the Kafka jars, and the control plane
+# binaries built from Go modules. Exits non-zero as
 # soon as a step fails.
 set -euo pipefail
 
@@ -28,6 +31,12 @@ fi
 step "installing test dependencies (apt, Python venv, reference Kafka jars)"
 PY=$(scripts/install-test-deps.sh | tail -n1)
 
+step "Kubernetes control plane from Go modules: etcd, kube-apiserver, kube-controller-manager, kubectl, helm (cached)"
+# For the operator's reconcile tests (operator/tests/*_controlplane.rs) and the Helm chart test.
+scripts/controlplane.sh build
+# No silent skip of the control-plane tests in CI.
+export WEIR_REQUIRE_CONTROLPLANE=1
+
 step "building (release)"
 cargo build --release --workspace --bins
 
@@ -46,6 +55,9 @@ export WEIR_BIN="$ROOT/target/release/weir"
 export WEIR_COORDINATOR_BIN="$ROOT/target/release/weir-coordinator"
 export WEIR_BROKER_BIN="$ROOT/target/release/weir-broker"
 WEIR_E2E_TARGETS=weir,kafka cargo test --release --workspace
+
+step "Helm chart: lint, render, apply to the control plane, RBAC checked with the operator's own requests, examples against the CRDs"
+charts/weir/test.sh
 
 step "real-client suite (kcat, kafka-python, confluent-kafka, the Java client, franz-go) against Weir and Apache Kafka"
 "$PY" -m pytest e2e/python --targets kafka,weir --weir-bin "$WEIR_BIN" -q
