@@ -30,6 +30,10 @@ use std::sync::Arc;
 /// partition log, so they go a few at a time.
 const SPREAD_MOVES_MAX: usize = 8;
 
+/// Reassignments in flight at once while draining: each copies a whole partition log onto a
+/// staying broker, so a large drain goes in waves rather than all at once.
+const DRAIN_MOVES_MAX: usize = 16;
+
 /// Annotation recording the broker count replicas were last spread over, so a spread runs once
 /// per scale-up and never fights replicas placed by hand afterwards.
 pub const SPREAD_ANNOTATION: &str = "weir.dev/spread-brokers";
@@ -153,7 +157,19 @@ async fn brokers(
             } else {
                 out.moving = true;
                 match plan::plan_drain(&view, &staying, &leaving) {
-                    Ok(moves) => start_moves(cluster, ctx, admin, &moves, "Draining").await,
+                    Ok(moves) => {
+                        let in_flight = match admin.reassignments_in_progress().await {
+                            Ok(n) => n,
+                            Err(e) => {
+                                out.blocked =
+                                    Some(("CoordinatorsUnavailable".into(), e.to_string()));
+                                DRAIN_MOVES_MAX
+                            }
+                        };
+                        let room = DRAIN_MOVES_MAX.saturating_sub(in_flight);
+                        let wave = &moves[..moves.len().min(room)];
+                        start_moves(cluster, ctx, admin, wave, "Draining").await;
+                    }
                     Err(e) => out.blocked = Some(("DrainBlocked".into(), e.to_string())),
                 }
             }
