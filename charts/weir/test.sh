@@ -12,8 +12,8 @@
 #      server-side applies that create owned objects, events) are sent with curl and a token of
 #      its service account: all must pass, and the updates, deletes and reads it never sends must
 #      get 403;
-#   4. the examples validate against the CRD schemas (dry-run=server, CEL included), and bad
-#      resources are refused with the CRDs' CEL messages.
+#   4. the examples (and e2e/kind's Cluster and Topic) validate against the CRD schemas
+#      (dry-run=server, CEL included), and bad resources are refused with the CRDs' CEL messages.
 #
 #   charts/weir/test.sh [DIR]    # DIR: the control plane's state (default: a temp dir, removed
 #                                # after a pass, kept with its logs after a failure)
@@ -590,6 +590,11 @@ phase "live: examples against the CRDs"
 
 for f in "$EXAMPLES"/*.yaml; do
     check "examples/${f##*/} validates (dry-run=server)" \
+        kubectl -n examples apply --server-side --dry-run=server -f "$f"
+done
+# The kind e2e test's resources (e2e/kind/run.sh cannot run here: no kind, no image pulls).
+for f in "$ROOT"/e2e/kind/cluster.yaml "$ROOT"/e2e/kind/topic.yaml; do
+    check "e2e/kind/${f##*/} validates (dry-run=server)" \
         kubectl -n examples apply --server-side --dry-run=server -f "$f"
 done
 
