@@ -154,7 +154,8 @@ impl BrokerArgs {
         c.internal_addr = self.internal_addr;
         c.advertised_internal_addr = self.advertised_internal_addr;
         c.coordinators = self.coordinators;
-        c.rack = self.rack;
+        // An empty rack (a Kubernetes pod without the zone label) means no rack.
+        c.rack = self.rack.filter(|r| !r.trim().is_empty());
         c.replica_lag_time_max_ms = self.replica_lag_time_max_ms;
         c.min_insync_replicas = self.min_insync_replicas as usize;
         c.auto_create_topics = self.auto_create_topics;

@@ -253,10 +253,10 @@ pub struct ClusterStatus {
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub observed_generation: Option<i64>,
     /// `host:port` clients bootstrap from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub bootstrap: Option<String>,
     /// Broker pods ready (registered with the coordinators and caught up).
     #[serde(default)]
@@ -265,10 +265,10 @@ pub struct ClusterStatus {
     #[serde(default)]
     pub coordinators_ready: i32,
     /// Partitions whose in-sync replicas are fewer than their replicas.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub under_replicated_partitions: Option<i32>,
     /// Broker ids whose replicas are being moved away before a scale-down.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub draining_brokers: Vec<i32>,
 }
 

@@ -62,26 +62,26 @@ pub struct ConsumerGroupStatus {
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub observed_generation: Option<i64>,
     /// Kafka's group state: `Empty`, `PreparingRebalance`, `CompletingRebalance`, `Stable`,
     /// `Dead`, or `NotFound` when the cluster has no such group.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub state: Option<String>,
     /// Number of members.
     #[serde(default)]
     pub members: i32,
     /// The members and the partitions each is assigned.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub member_details: Vec<GroupMember>,
     /// Per partition with a committed offset.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub offsets: Vec<PartitionLag>,
     /// Sum of the lag over every partition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub total_lag: Option<i64>,
     /// When the group was last read (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub last_updated: Option<String>,
 }
 

@@ -3,6 +3,9 @@
 //! The Rust types are the source of truth. `crdgen` writes `crds/*.yaml` (and the Helm chart's
 //! copy) from them, and `tests/crds.rs` fails when the committed YAML has drifted.
 //!
+//! Status fields are always serialized (empty lists, `null`s): the operator writes status with a
+//! JSON merge patch, where a field left out keeps its old value.
+//!
 //! Validation that the API server can do at apply time is written here as CEL rules
 //! (`x-kubernetes-validations`) and schema bounds, so a bad resource is refused by
 //! `kubectl apply` with a message, not discovered later by the operator.

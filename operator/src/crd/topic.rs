@@ -107,16 +107,16 @@ pub struct TopicStatus {
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub observed_generation: Option<i64>,
     /// The topic's name in Weir.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub topic_name: Option<String>,
     /// The topic's id in Weir (changes if the topic is deleted and created again).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub topic_id: Option<String>,
     /// Partitions the topic has in the cluster.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub partitions: Option<i32>,
 }
 
