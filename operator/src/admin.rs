@@ -88,6 +88,8 @@ pub struct TopicView {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ClusterView {
     pub cluster_id: String,
+    /// The metadata version this view is at; it only grows in one cluster.
+    pub version: i64,
     pub brokers: Vec<BrokerView>,
     pub topics: Vec<TopicView>,
 }
@@ -102,7 +104,8 @@ impl ClusterView {
         self.topics
             .iter()
             .flat_map(|t| &t.partitions)
-            .filter(|p| p.isr.len() < p.replicas.len())
+            // A replica still being added (a reassignment) is catching up, not missing.
+            .filter(|p| p.isr.len() < p.replicas.len().saturating_sub(p.adding.len()))
             .count()
     }
 }
@@ -293,6 +296,7 @@ impl ClusterAdmin for GrpcAdmin {
                 .await?;
             Ok(ClusterView {
                 cluster_id: r.cluster_id,
+                version: r.version,
                 brokers: r
                     .brokers
                     .into_iter()

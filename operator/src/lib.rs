@@ -124,6 +124,7 @@ pub async fn run_with_client(
         timing: config.timing.clone(),
         coordinator_overrides: config.coordinator_overrides.clone(),
         bootstrap_overrides: config.bootstrap_overrides.clone(),
+        seen: Default::default(),
     });
     tokio::spawn(async move {
         shutdown.await;

@@ -67,15 +67,17 @@ pub fn plan_drain(
             if !p.replicas.iter().any(|r| leaving.contains(r)) {
                 continue;
             }
+            // A partition mid-move lists its old and new replicas together: wait for the move
+            // rather than reading the union as its replication factor.
+            if !p.adding.is_empty() || !p.removing.is_empty() {
+                continue;
+            }
             if p.replicas.len() > staying.len() {
                 return Err(PlanError::TooFewBrokers {
                     topic: topic.name.clone(),
                     replicas: p.replicas.len(),
                     brokers: staying.len(),
                 });
-            }
-            if !p.adding.is_empty() || !p.removing.is_empty() {
-                continue;
             }
             let mut target = p.replicas.clone();
             for i in 0..target.len() {
@@ -251,6 +253,15 @@ mod tests {
         let v = view(&[&[0, 1, 2]]);
         let e = plan_drain(&v, &set(&[0, 1]), &set(&[2])).unwrap_err();
         assert!(e.to_string().contains("replication factor 3"), "{e}");
+    }
+
+    #[test]
+    fn a_partition_mid_move_is_not_mistaken_for_a_larger_replication_factor() {
+        // RF 3 moving from broker 3 to 2: replicas list the union while the move runs.
+        let mut v = view(&[&[0, 1, 3, 2]]);
+        v.topics[0].partitions[0].adding = vec![2];
+        v.topics[0].partitions[0].removing = vec![3];
+        assert_eq!(plan_drain(&v, &set(&[0, 1, 2]), &set(&[3])), Ok(Vec::new()));
     }
 
     #[test]

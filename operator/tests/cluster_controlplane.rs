@@ -365,10 +365,14 @@ fn cluster_objects_scale_and_drain_against_a_real_control_plane() {
     }
     assert!(saw_draining, "status.drainingBrokers never showed broker 2");
     rt.block_on(async {
-        wait_for(Duration::from_secs(30), "drainingBrokers cleared", || async {
-            let st = clusters.get("demo").await.ok()?.status?;
-            st.draining_brokers.is_empty().then_some(())
-        })
+        wait_for(
+            Duration::from_secs(30),
+            "drainingBrokers cleared",
+            || async {
+                let st = clusters.get("demo").await.ok()?.status?;
+                st.draining_brokers.is_empty().then_some(())
+            },
+        )
         .await
         .expect("the drain is over in status");
     });

@@ -189,6 +189,44 @@ fn topics_and_consumer_groups_against_a_real_control_plane() {
         let e = topics.patch("orders", &PatchParams::default(), &Patch::Merge(&patch)).await.expect_err("unknown key refused");
         assert!(e.to_string().contains("unknown topic config key"), "{e}");
 
+        let spec = serde_json::json!({ "cluster": "demo", "topicName": "__consumer_offsets", "partitions": 1, "replicationFactor": 1 });
+        let e = topics.create(&PostParams::default(), &topic_json("internal", spec)).await.expect_err("internal topic refused");
+        assert!(e.to_string().contains("must not start with '__'"), "{e}");
+
+        // An existing topic is taken over only when the resource says so.
+        admin
+            .create_topic(weir_operator::admin::NewTopic {
+                name: "legacy".into(),
+                partitions: 1,
+                replication_factor: 2,
+                configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+            })
+            .await
+            .expect("legacy topic");
+        let spec = serde_json::json!({ "cluster": "demo", "partitions": 2, "replicationFactor": 2 });
+        topics.create(&PostParams::default(), &topic_json("legacy", spec)).await.expect("create legacy");
+        let (s, r) = wait_for(long, "legacy status", || ready_reason(&topics, "legacy")).await.expect("status");
+        assert_eq!((s.as_str(), r.as_str()), ("False", "AlreadyExists"));
+        assert_eq!(weir_topic(&admin, "legacy").await.expect("legacy").configs.get("cleanup.policy").map(String::as_str), Some("compact"), "untouched without the annotation");
+        let patch = serde_json::json!({ "metadata": { "annotations": { "weir.dev/adopt": "true" } } });
+        topics.patch("legacy", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("annotate");
+        wait_for(long, "legacy adopted", || async {
+            let t = weir_topic(&admin, "legacy").await?;
+            (t.partitions.len() == 2 && t.configs.is_empty()).then_some(())
+        })
+        .await
+        .expect("adopted");
+
+        // Config values are compared as the cluster stores them: no endless re-alter.
+        let patch = serde_json::json!({ "spec": { "config": { "cleanup.policy": "delete, compact", "retention.ms": "07200000", "segment.bytes": "1048576" } } });
+        topics.patch("orders", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("alter with unnormalized values");
+        wait_for(long, "orders InSync with normalized values", || async {
+            let (s, r) = ready_reason(&topics, "orders").await?;
+            (s == "True" && r == "InSync").then_some(())
+        })
+        .await
+        .expect("in sync");
+
         // Drift: a config changed behind the operator's back is put back.
         admin
             .replace_configs("orders", BTreeMap::from([("retention.ms".to_string(), "1".to_string())]))
@@ -197,7 +235,8 @@ fn topics_and_consumer_groups_against_a_real_control_plane() {
         wait_for(long, "config drift undone", || async {
             let t = weir_topic(&admin, "orders").await?;
             (t.configs.get("retention.ms").map(String::as_str) == Some("7200000")
-                && t.configs.contains_key("segment.bytes"))
+                && t.configs.contains_key("segment.bytes")
+                && t.configs.contains_key("cleanup.policy"))
             .then_some(())
         })
         .await

@@ -124,7 +124,13 @@ async fn brokers(
         ..BrokerOutcome::default()
     };
     let view = match admin.describe().await {
-        Ok(v) => Some(v),
+        Ok(v) => match ctx.check_fresh(cluster, &v) {
+            Ok(()) => Some(v),
+            Err(why) => {
+                out.blocked = Some(("StaleMetadata".into(), why));
+                None
+            }
+        },
         Err(e) => {
             out.blocked = Some(("CoordinatorsUnavailable".into(), e.to_string()));
             None
@@ -179,7 +185,34 @@ async fn brokers(
             let Some(view) = view else {
                 return out;
             };
-            spread(cluster, ctx, admin, &view, &mut out).await;
+            // Replicas on brokers the StatefulSet no longer runs (placed on a leaving broker
+            // while it drained, or left by a scale-down made by hand): move them too.
+            let staying: BTreeSet<i32> = (0..wanted).collect();
+            let orphans: BTreeSet<i32> = view
+                .topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .flat_map(|p| p.replicas.iter().copied())
+                .filter(|r| !staying.contains(r))
+                .collect();
+            if !orphans.is_empty() {
+                out.moving = true;
+                match plan::plan_drain(&view, &staying, &orphans) {
+                    Ok(moves) => {
+                        let wave = &moves[..moves.len().min(DRAIN_MOVES_MAX)];
+                        start_moves(cluster, ctx, admin, wave, "Draining").await;
+                        out.blocked = Some((
+                            "ReplicasOnRemovedBrokers".into(),
+                            format!("moving replicas off brokers {orphans:?}, which no pod runs"),
+                        ));
+                    }
+                    Err(e) => {
+                        out.blocked = Some(("ReplicasOnRemovedBrokers".into(), e.to_string()))
+                    }
+                }
+            } else {
+                spread(cluster, ctx, admin, &view, &mut out).await;
+            }
             out.view = Some(view);
         }
     }

@@ -74,6 +74,16 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
             }
         }
     }
+    // Write only a change: every status write is a watch event that reconciles again, so
+    // rewriting `lastUpdated` alone would loop at once instead of every `group_refresh`.
+    let unchanged = group.status.as_ref().is_some_and(|old| {
+        let mut old = old.clone();
+        old.last_updated = st.last_updated.clone();
+        old == st
+    });
+    if unchanged {
+        return Ok(Action::requeue(ctx.timing.group_refresh));
+    }
     let api: Api<ConsumerGroup> = Api::namespaced(ctx.client.clone(), &ns);
     api.patch_status(
         &group.name_any(),

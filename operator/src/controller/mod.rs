@@ -45,6 +45,8 @@ pub struct Context {
     pub coordinator_overrides: BTreeMap<String, Vec<String>>,
     /// Kafka bootstrap addresses to use instead of the in-cluster bootstrap Service.
     pub bootstrap_overrides: BTreeMap<String, Vec<String>>,
+    /// The newest metadata seen per cluster (`namespace/name` -> cluster id, version).
+    pub seen: std::sync::Mutex<BTreeMap<String, (String, i64)>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -80,6 +82,40 @@ impl Context {
             .get(&key)
             .cloned()
             .unwrap_or_else(|| names.coordinator_addrs(cluster.spec.coordinators.replicas))
+    }
+
+    /// Refuses a view older than one already seen, or from another cluster: a coordinator that
+    /// lags, or came back on an empty volume, must not make a drain look finished.
+    pub fn check_fresh(
+        &self,
+        cluster: &Cluster,
+        view: &crate::admin::ClusterView,
+    ) -> Result<(), String> {
+        let names = Names::of(cluster);
+        let key = format!("{}/{}", names.namespace, names.cluster);
+        if view.cluster_id.is_empty() {
+            return Err("the coordinators answered without a cluster id".into());
+        }
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((id, version)) = seen.get(&key) {
+            if *id != view.cluster_id {
+                return Err(format!(
+                    "the coordinators now report cluster id {} where {id} was seen; not acting on it",
+                    view.cluster_id
+                ));
+            }
+            if view.version < *version {
+                return Err(format!(
+                    "metadata version {} is older than version {version} already seen",
+                    view.version
+                ));
+            }
+        }
+        seen.insert(key, (view.cluster_id.clone(), view.version));
+        Ok(())
     }
 
     pub fn admin(&self, cluster: &Cluster) -> Arc<dyn ClusterAdmin> {

@@ -13,11 +13,14 @@
 
 use super::{Context, Error, namespace, set_condition};
 use crate::admin::{AdminError, NewTopic, TopicView, code};
-use crate::crd::{Cluster, DeletionPolicy, TOPIC_FINALIZER, Topic, TopicStatus, condition};
+use crate::crd::{
+    ADOPT_ANNOTATION, Cluster, DeletionPolicy, TOPIC_FINALIZER, Topic, TopicStatus, condition,
+};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -52,6 +55,24 @@ async fn conflicting_owner(topic: &Topic, ctx: &Context) -> Result<Option<String
     Ok(owner
         .filter(|o| o.uid() != topic.uid())
         .map(|o| o.name_any()))
+}
+
+/// Another `Topic` not being deleted that names the same topic of the same cluster.
+async fn other_claimant(topic: &Topic, ctx: &Context) -> Result<Option<String>, Error> {
+    let api: Api<Topic> = Api::namespaced(ctx.client.clone(), &namespace(topic));
+    let name = topic.topic_name();
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .find(|t| {
+            t.uid() != topic.uid()
+                && t.meta().deletion_timestamp.is_none()
+                && t.spec.cluster == topic.spec.cluster
+                && t.topic_name() == name
+        })
+        .map(|t| t.name_any()))
 }
 
 struct Outcome {
@@ -102,6 +123,16 @@ async fn sync(
     ctx: &Context,
     name: &str,
 ) -> Result<Outcome, Error> {
+    if name.starts_with("__") {
+        return Ok(Outcome {
+            ready: false,
+            reason: "Invalid",
+            message: format!(
+                "{name:?} is an internal topic of the cluster; it is not managed by resources"
+            ),
+            view: None,
+        });
+    }
     if let Err(e) = weir_model::TopicName::new(name) {
         return Ok(Outcome {
             ready: false,
@@ -122,13 +153,14 @@ async fn sync(
         Err(e) => return Ok(unavailable(e)),
     };
     let spec = &topic.spec;
+    let configs = normalized(&spec.config);
     let Some(existing) = view.topic(name).cloned() else {
         let created = admin
             .create_topic(NewTopic {
                 name: name.to_string(),
                 partitions: spec.partitions,
                 replication_factor: spec.replication_factor,
-                configs: spec.config.clone(),
+                configs: configs.clone(),
             })
             .await;
         return Ok(match created {
@@ -167,6 +199,27 @@ async fn sync(
         });
     };
 
+    // A topic this resource did not create (or take over before): only with the annotation.
+    let ours = topic
+        .status
+        .as_ref()
+        .and_then(|s| s.topic_id.as_ref())
+        .is_some();
+    let adopt = topic
+        .annotations()
+        .get(ADOPT_ANNOTATION)
+        .map(String::as_str)
+        == Some("true");
+    if !ours && !adopt {
+        return Ok(Outcome {
+            ready: false,
+            reason: "AlreadyExists",
+            message: format!(
+                "topic {name:?} already exists in the cluster and this resource did not create it; annotate {ADOPT_ANNOTATION}=true to manage it (its configs become spec.config)"
+            ),
+            view: None,
+        });
+    }
     let have = i32::try_from(existing.partitions.len()).unwrap_or(i32::MAX);
     if have > spec.partitions {
         return Ok(Outcome {
@@ -185,12 +238,9 @@ async fn sync(
             Err(e) => return Ok(refused(topic, ctx, e, "CreatePartitions").await),
         }
     }
-    if existing.configs != spec.config {
-        match admin.replace_configs(name, spec.config.clone()).await {
-            Ok(()) => changed.push(format!(
-                "configs {:?} -> {:?}",
-                existing.configs, spec.config
-            )),
+    if existing.configs != configs {
+        match admin.replace_configs(name, configs.clone()).await {
+            Ok(()) => changed.push(format!("configs {:?} -> {:?}", existing.configs, configs)),
             Err(e) => return Ok(refused(topic, ctx, e, "AlterConfigs").await),
         }
     }
@@ -216,6 +266,19 @@ async fn sync(
         message: note,
         view: view.or(Some(existing)),
     })
+}
+
+/// Config values as the cluster stores them (trimmed, numbers re-printed, `cleanup.policy`
+/// in canonical order), so comparing with what the coordinators report converges. Values the
+/// check refuses are kept as written; the coordinators refuse them with the reason.
+fn normalized(config: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    config
+        .iter()
+        .map(|(k, v)| {
+            let v = weir_model::topic_config::validate(k, v).unwrap_or_else(|_| v.clone());
+            (k.clone(), v)
+        })
+        .collect()
 }
 
 async fn refused(topic: &Topic, ctx: &Context, e: AdminError, action: &str) -> Outcome {
@@ -294,7 +357,24 @@ async fn cleanup(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
         tracing::info!(topic = %name, owner = %owner, "not the managing resource; nothing to delete");
         return Ok(Action::await_change());
     }
-    match ctx.admin(&cluster).delete_topic(&name).await {
+    if let Some(other) = other_claimant(topic, ctx).await? {
+        tracing::info!(topic = %name, other = %other, "another Topic still claims it; not deleting");
+        return Ok(Action::await_change());
+    }
+    // Only the topic this resource created or adopted: not one made afresh by someone else
+    // under the same name, and nothing if it never got that far.
+    let Some(ours) = topic.status.as_ref().and_then(|s| s.topic_id.clone()) else {
+        return Ok(Action::await_change());
+    };
+    let admin = ctx.admin(&cluster);
+    match admin.describe().await?.topic(&name) {
+        Some(t) if t.id == ours => {}
+        _ => {
+            tracing::info!(topic = %name, "the topic in the cluster is not the one this resource managed; not deleting");
+            return Ok(Action::await_change());
+        }
+    }
+    match admin.delete_topic(&name).await {
         Ok(()) => {
             ctx.event(
                 topic,

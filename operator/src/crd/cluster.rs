@@ -62,6 +62,9 @@ pub const COORDINATOR_CONFIG_KEYS: &[(&str, &str)] = &[
     category = "weir",
     derive = "PartialEq",
     doc = "A Weir cluster: a coordinator quorum and brokers speaking the Kafka protocol.",
+    // The name prefixes Service and StatefulSet names (`<name>-coordinator-4` must stay a
+    // valid DNS label and leave room for the controller-revision-hash label).
+    validation = Rule::new("self.metadata.name.size() <= 40 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("a Cluster's name must be a DNS label of at most 40 characters: lowercase letters, digits and '-', starting with a letter"),
     printcolumn(
         name = "Brokers",
         type_ = "integer",

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.groupId) == has(oldSelf.groupId)").message("groupId cannot be added or removed after creation"))]
 pub struct ConsumerGroupSpec {
     /// The `Cluster` (in this namespace) the group lives in.
     #[x_kube(validation = Rule::new("self == oldSelf").message("cluster cannot change"))]
@@ -80,7 +81,7 @@ pub struct ConsumerGroupStatus {
     /// Sum of the lag over every partition.
     #[serde(default)]
     pub total_lag: Option<i64>,
-    /// When the group was last read (RFC 3339).
+    /// When this status last changed (RFC 3339); the group is read every refresh interval.
     #[serde(default)]
     pub last_updated: Option<String>,
 }

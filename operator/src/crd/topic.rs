@@ -13,6 +13,11 @@ use std::collections::BTreeMap;
 /// the resource goes away.
 pub const TOPIC_FINALIZER: &str = "weir.dev/topic";
 
+/// Annotation that lets a `Topic` take over a topic that already exists in the cluster (its
+/// configs are then replaced by `spec.config`). Without it such a resource reports
+/// `AlreadyExists` and changes nothing, so a typo cannot rewrite or delete someone's topic.
+pub const ADOPT_ANNOTATION: &str = "weir.dev/adopt";
+
 /// A topic of a Weir cluster. The operator creates it, raises its partition count, keeps its
 /// config equal to `spec.config` (changes made behind its back are undone) and, on deletion,
 /// deletes it or keeps it as `deletionPolicy` says.
@@ -58,6 +63,7 @@ pub const TOPIC_FINALIZER: &str = "weir.dev/topic";
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.topicName) == has(oldSelf.topicName)").message("topicName cannot be added or removed after creation; create a new Topic instead"))]
 pub struct TopicSpec {
     /// The `Cluster` (in this namespace) the topic lives in.
     #[x_kube(validation = Rule::new("self == oldSelf").message("cluster cannot change; create a new Topic instead"))]
@@ -68,6 +74,7 @@ pub struct TopicSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("topicName cannot change; create a new Topic instead"))]
     #[x_kube(validation = Rule::new("self.matches('^[a-zA-Z0-9._-]{1,249}$') && self != '.' && self != '..'").message("topicName must be 1 to 249 of a-z, A-Z, 0-9, '.', '_', '-' and not '.' or '..'"))]
+    #[x_kube(validation = Rule::new("!self.startsWith('__')").message("topicName must not start with '__': internal topics such as __consumer_offsets are the cluster's own"))]
     pub topic_name: Option<String>,
     /// Number of partitions. It can grow; it can never shrink (Kafka cannot remove partitions).
     #[x_kube(validation = Rule::new("self >= 1 && self <= 10000").message("partitions must be between 1 and 10000"))]
