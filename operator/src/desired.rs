@@ -155,6 +155,22 @@ fn selector(names: &Names, role: Role) -> BTreeMap<String, String> {
     l
 }
 
+fn label_selector(names: &Names, role: Role) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(selector(names, role)),
+        ..LabelSelector::default()
+    }
+}
+
+/// The pod's volume, where its data lives.
+fn data_mount() -> VolumeMount {
+    VolumeMount {
+        name: "data".into(),
+        mount_path: DATA_DIR.into(),
+        ..VolumeMount::default()
+    }
+}
+
 /// The owner reference every object of the cluster carries, so deleting the `Cluster` deletes
 /// them (the garbage collector) and their changes wake the operator.
 pub fn owner(cluster: &Cluster) -> Option<OwnerReference> {
@@ -461,29 +477,18 @@ pub fn coordinator_statefulset(cluster: &Cluster, defaults: &Defaults) -> Statef
         }),
         resources: cluster.spec.coordinators.resources.clone(),
         security_context: Some(container_security()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "data".into(),
-            mount_path: DATA_DIR.into(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(vec![data_mount()]),
         ..Container::default()
     };
-    StatefulSet {
-        metadata: meta(cluster, &names, service.clone(), Some(Role::Coordinator)),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(replicas),
-            service_name: Some(service),
-            pod_management_policy: Some("Parallel".into()),
-            selector: LabelSelector {
-                match_labels: Some(selector(&names, Role::Coordinator)),
-                ..LabelSelector::default()
-            },
-            template: pod_template(cluster, &names, Role::Coordinator, container, |_| {}),
-            volume_claim_templates: Some(vec![volume_claim(&cluster.spec.coordinators.storage)]),
-            ..StatefulSetSpec::default()
-        }),
-        ..StatefulSet::default()
-    }
+    let template = pod_template(cluster, &names, Role::Coordinator, container, |_| {});
+    statefulset(
+        cluster,
+        &names,
+        Role::Coordinator,
+        replicas,
+        template,
+        &cluster.spec.coordinators.storage,
+    )
 }
 
 /// The brokers: a StatefulSet whose pod ordinal is the broker id. `replicas` is passed in, not
@@ -568,38 +573,50 @@ pub fn broker_statefulset(cluster: &Cluster, defaults: &Defaults, replicas: i32)
         liveness_probe: Some(http_probe("/livez", 10, 6)),
         resources: cluster.spec.brokers.resources.clone(),
         security_context: Some(container_security()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "data".into(),
-            mount_path: DATA_DIR.into(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(vec![data_mount()]),
         ..Container::default()
     };
     let spread = rack.map(|r| TopologySpreadConstraint {
         max_skew: 1,
         topology_key: r.topology_key.clone(),
         when_unsatisfiable: "ScheduleAnyway".into(),
-        label_selector: Some(LabelSelector {
-            match_labels: Some(selector(&names, Role::Broker)),
-            ..LabelSelector::default()
-        }),
+        label_selector: Some(label_selector(&names, Role::Broker)),
         ..TopologySpreadConstraint::default()
     });
+    let template = pod_template(cluster, &names, Role::Broker, container, |spec| {
+        spec.termination_grace_period_seconds = Some(BROKER_TERMINATION_GRACE_SECONDS);
+        spec.topology_spread_constraints = spread.map(|s| vec![s]);
+    });
+    statefulset(
+        cluster,
+        &names,
+        Role::Broker,
+        replicas,
+        template,
+        &cluster.spec.brokers.storage,
+    )
+}
+
+/// A role's StatefulSet around its pod template: named like its headless Service, pods
+/// started together (`Parallel`), one data volume per pod.
+fn statefulset(
+    cluster: &Cluster,
+    names: &Names,
+    role: Role,
+    replicas: i32,
+    template: PodTemplateSpec,
+    storage: &crate::crd::StorageSpec,
+) -> StatefulSet {
+    let service = names.role(role);
     StatefulSet {
-        metadata: meta(cluster, &names, service.clone(), Some(Role::Broker)),
+        metadata: meta(cluster, names, service.clone(), Some(role)),
         spec: Some(StatefulSetSpec {
             replicas: Some(replicas),
             service_name: Some(service),
             pod_management_policy: Some("Parallel".into()),
-            selector: LabelSelector {
-                match_labels: Some(selector(&names, Role::Broker)),
-                ..LabelSelector::default()
-            },
-            template: pod_template(cluster, &names, Role::Broker, container, |spec| {
-                spec.termination_grace_period_seconds = Some(BROKER_TERMINATION_GRACE_SECONDS);
-                spec.topology_spread_constraints = spread.map(|s| vec![s]);
-            }),
-            volume_claim_templates: Some(vec![volume_claim(&cluster.spec.brokers.storage)]),
+            selector: label_selector(names, role),
+            template,
+            volume_claim_templates: Some(vec![volume_claim(storage)]),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
@@ -619,10 +636,7 @@ pub fn pod_disruption_budget(cluster: &Cluster, role: Role) -> PodDisruptionBudg
         metadata: meta(cluster, &names, names.role(role), Some(role)),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(max_unavailable)),
-            selector: Some(LabelSelector {
-                match_labels: Some(selector(&names, role)),
-                ..LabelSelector::default()
-            }),
+            selector: Some(label_selector(&names, role)),
             ..PodDisruptionBudgetSpec::default()
         }),
         ..PodDisruptionBudget::default()

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use std::time::{Duration, Instant};
 use support::*;
-use weir_e2e::cluster::{ClusterConfig, Node, TestCluster};
+use weir_e2e::cluster::{Node, TestCluster};
 use weir_e2e::workload::{Workload, read_all, verify};
 use weir_operator::crd::Cluster;
 
@@ -47,44 +47,16 @@ fn cluster_objects_scale_and_drain_against_a_real_control_plane() {
         eprintln!("skipping: {reason}");
         return;
     }
-    let cp = ControlPlane::start().expect("control plane");
-    let mut weir = TestCluster::start(ClusterConfig {
-        coordinators: 1,
-        brokers: 3,
-        first_broker_id: 0,
-        ..ClusterConfig::default()
-    })
-    .expect("weir cluster");
-    let coordinators = vec![weir.coordinator_addr(1)];
-    let bootstrap: Vec<String> = weir
-        .broker_ids()
-        .iter()
-        .map(|id| weir.kafka_addr(*id))
-        .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let http_port = weir_e2e::free_port();
-    let client = rt.block_on(async {
-        let client = cp.client().await.expect("client");
-        install_crds(&client).await.expect("CRDs");
-        create_namespace(&client, NS).await.expect("namespace");
-        client
-    });
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let operator = rt.spawn(weir_operator::run_with_client(
-        client.clone(),
-        operator_config(
-            http_port,
-            &format!("{NS}/demo"),
-            coordinators,
-            bootstrap.clone(),
-        ),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let Harness {
+        cp: _cp,
+        mut weir,
+        rt,
+        client,
+        http_port,
+        coordinators: _,
+        bootstrap,
+        operator,
+    } = Harness::start(NS);
 
     let clusters: Api<Cluster> = Api::namespaced(client.clone(), NS);
     let stss: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
@@ -420,7 +392,7 @@ fn cluster_objects_scale_and_drain_against_a_real_control_plane() {
         )
         .await
         .expect("garbage collection");
-        let metrics = reqwest_get(http_port, "/metrics").await;
+        let metrics = http_get(http_port, "/metrics").await;
         assert!(
             metrics.contains("weir_operator_reconciles_total{controller=\"cluster\"}"),
             "{metrics}"
@@ -430,23 +402,6 @@ fn cluster_objects_scale_and_drain_against_a_real_control_plane() {
             "{metrics}"
         );
     });
-    let _ = stop_tx.send(());
-    rt.block_on(operator)
-        .expect("operator task")
-        .expect("operator run");
+    operator.stop(&rt);
     weir.assert_no_crashes().expect("no Weir process crashed");
-}
-
-/// A GET on the operator's HTTP endpoint (plain HTTP/1.0 over a TCP socket).
-async fn reqwest_get(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    out
 }

@@ -12,7 +12,6 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use support::*;
-use weir_e2e::cluster::{ClusterConfig, TestCluster};
 use weir_operator::admin::{ClusterAdmin, GrpcAdmin, TopicView};
 use weir_operator::crd::{Cluster, ConsumerGroup, Topic};
 
@@ -94,44 +93,18 @@ fn topics_and_consumer_groups_against_a_real_control_plane() {
         eprintln!("skipping: {reason}");
         return;
     }
-    let cp = ControlPlane::start().expect("control plane");
-    let weir = TestCluster::start(ClusterConfig {
-        coordinators: 1,
-        brokers: 3,
-        first_broker_id: 0,
-        ..ClusterConfig::default()
-    })
-    .expect("weir cluster");
-    let coordinators = vec![weir.coordinator_addr(1)];
-    let bootstrap: Vec<String> = weir
-        .broker_ids()
-        .iter()
-        .map(|id| weir.kafka_addr(*id))
-        .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let http_port = weir_e2e::free_port();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let client = rt.block_on(async {
-        let client = cp.client().await.expect("client");
-        install_crds(&client).await.expect("CRDs");
-        create_namespace(&client, NS).await.expect("namespace");
-        client
-    });
-    let operator = rt.spawn(weir_operator::run_with_client(
-        client.clone(),
-        operator_config(
-            http_port,
-            &format!("{NS}/demo"),
-            coordinators.clone(),
-            bootstrap.clone(),
-        ),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let Harness {
+        cp: _cp,
+        // Kept alive to the end: the Weir processes.
+        weir: _weir,
+        rt,
+        client,
+        http_port,
+        coordinators,
+        bootstrap,
+        operator,
+    } = Harness::start(NS);
+
     let admin = {
         let _guard = rt.enter();
         GrpcAdmin::new(coordinators.clone())
@@ -374,21 +347,5 @@ fn topics_and_consumer_groups_against_a_real_control_plane() {
             "{ready}"
         );
     });
-    let _ = stop_tx.send(());
-    rt.block_on(operator)
-        .expect("operator task")
-        .expect("operator run");
-}
-
-async fn http_get(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    out
+    operator.stop(&rt);
 }

@@ -230,3 +230,104 @@ pub fn cluster_json(name: &str, ns: &str, brokers: i32) -> serde_json::Value {
         }
     })
 }
+
+/// The operator running in the test process.
+#[derive(Debug)]
+pub struct Operator {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), weir_operator::RunError>>,
+}
+
+impl Operator {
+    /// Stops it and checks it ended cleanly.
+    pub fn stop(self, rt: &tokio::runtime::Runtime) {
+        let _ = self.stop.send(());
+        rt.block_on(self.task)
+            .expect("operator task")
+            .expect("operator run");
+    }
+}
+
+/// What every control-plane test starts with: a control plane with the CRDs and namespace
+/// `ns`, a Weir cluster as processes (1 coordinator, brokers 0-2: the ids a StatefulSet's pod
+/// ordinals give), and the operator reaching that cluster as `ns/demo`.
+#[allow(missing_debug_implementations)] // kube::Client is not Debug
+pub struct Harness {
+    /// Dropped last: stops the control plane.
+    pub cp: ControlPlane,
+    pub weir: weir_e2e::cluster::TestCluster,
+    pub rt: tokio::runtime::Runtime,
+    pub client: kube::Client,
+    /// The operator's `/metrics`, `/livez`, `/readyz`.
+    pub http_port: u16,
+    pub coordinators: Vec<String>,
+    pub bootstrap: Vec<String>,
+    pub operator: Operator,
+}
+
+impl Harness {
+    pub fn start(ns: &str) -> Harness {
+        let cp = ControlPlane::start().expect("control plane");
+        let weir = weir_e2e::cluster::TestCluster::start(weir_e2e::cluster::ClusterConfig {
+            coordinators: 1,
+            brokers: 3,
+            first_broker_id: 0,
+            ..weir_e2e::cluster::ClusterConfig::default()
+        })
+        .expect("weir cluster");
+        let coordinators = vec![weir.coordinator_addr(1)];
+        let bootstrap: Vec<String> = weir
+            .broker_ids()
+            .iter()
+            .map(|id| weir.kafka_addr(*id))
+            .collect();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let http_port = weir_e2e::free_port();
+        let client = rt.block_on(async {
+            let client = cp.client().await.expect("client");
+            install_crds(&client).await.expect("CRDs");
+            create_namespace(&client, ns).await.expect("namespace");
+            client
+        });
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = rt.spawn(weir_operator::run_with_client(
+            client.clone(),
+            operator_config(
+                http_port,
+                &format!("{ns}/demo"),
+                coordinators.clone(),
+                bootstrap.clone(),
+            ),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        Harness {
+            cp,
+            weir,
+            rt,
+            client,
+            http_port,
+            coordinators,
+            bootstrap,
+            operator: Operator { stop, task },
+        }
+    }
+}
+
+/// A GET on the operator's HTTP endpoint (plain HTTP/1.0 over a TCP socket): the whole reply.
+pub async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
+}
