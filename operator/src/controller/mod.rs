@@ -93,29 +93,11 @@ impl Context {
     ) -> Result<(), String> {
         let names = Names::of(cluster);
         let key = format!("{}/{}", names.namespace, names.cluster);
-        if view.cluster_id.is_empty() {
-            return Err("the coordinators answered without a cluster id".into());
-        }
         let mut seen = self
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((id, version)) = seen.get(&key) {
-            if *id != view.cluster_id {
-                return Err(format!(
-                    "the coordinators now report cluster id {} where {id} was seen; not acting on it",
-                    view.cluster_id
-                ));
-            }
-            if view.version < *version {
-                return Err(format!(
-                    "metadata version {} is older than version {version} already seen",
-                    view.version
-                ));
-            }
-        }
-        seen.insert(key, (view.cluster_id.clone(), view.version));
-        Ok(())
+        check_fresh(&mut seen, &key, &view.cluster_id, view.version)
     }
 
     pub fn admin(&self, cluster: &Cluster) -> Arc<dyn ClusterAdmin> {
@@ -217,4 +199,57 @@ pub fn set_condition(
 /// The namespace of a namespaced resource.
 pub fn namespace<K: ResourceExt>(obj: &K) -> String {
     obj.namespace().unwrap_or_else(|| "default".into())
+}
+
+/// The rule behind [`Context::check_fresh`]: a view needs a cluster id, the same one as before,
+/// and a version no older than the newest seen; an accepted view becomes the newest seen.
+fn check_fresh(
+    seen: &mut BTreeMap<String, (String, i64)>,
+    key: &str,
+    cluster_id: &str,
+    version: i64,
+) -> Result<(), String> {
+    if cluster_id.is_empty() {
+        return Err("the coordinators answered without a cluster id".into());
+    }
+    if let Some((id, newest)) = seen.get(key) {
+        if id != cluster_id {
+            return Err(format!(
+                "the coordinators now report cluster id {cluster_id} where {id} was seen; not acting on it"
+            ));
+        }
+        if version < *newest {
+            return Err(format!(
+                "metadata version {version} is older than version {newest} already seen"
+            ));
+        }
+    }
+    seen.insert(key.to_string(), (cluster_id.to_string(), version));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_older_than_seen_or_from_another_cluster_are_not_acted_on() {
+        let mut seen = BTreeMap::new();
+        assert!(check_fresh(&mut seen, "ns/c", "", 1).is_err());
+        assert!(check_fresh(&mut seen, "ns/c", "id-1", 5).is_ok());
+        assert!(check_fresh(&mut seen, "ns/c", "id-1", 5).is_ok());
+        assert!(
+            check_fresh(&mut seen, "ns/c", "id-1", 4)
+                .unwrap_err()
+                .contains("older")
+        );
+        assert!(
+            check_fresh(&mut seen, "ns/c", "id-2", 9)
+                .unwrap_err()
+                .contains("cluster id")
+        );
+        assert!(check_fresh(&mut seen, "ns/c", "id-1", 7).is_ok());
+        // Another cluster has its own history.
+        assert!(check_fresh(&mut seen, "ns/d", "id-2", 1).is_ok());
+    }
 }
