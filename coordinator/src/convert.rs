@@ -14,6 +14,8 @@ pub const INVALID_PARTITIONS: i32 = 37;
 pub const INVALID_REPLICATION_FACTOR: i32 = 38;
 /// Kafka's INVALID_CONFIG.
 pub const INVALID_CONFIG: i32 = 40;
+/// Kafka's POLICY_VIOLATION.
+pub const POLICY_VIOLATION: i32 = 44;
 /// Kafka's UNKNOWN_TOPIC_ID.
 pub const UNKNOWN_TOPIC_ID: i32 = 100;
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::info;
 use weir_metadata::{Command, MetadataError, MetadataState, Reply, placement};
-use weir_model::limits::PARTITIONS_PER_TOPIC_MAX;
+use weir_model::limits::{BROKER_PARTITIONS_MAX, PARTITIONS_PER_TOPIC_MAX, TOPICS_MAX};
 use weir_model::topic_config::{self, ConfigError};
 use weir_model::{BrokerId, TopicId, TopicName};
 use weir_proto::v1 as pb;
@@ -37,6 +37,49 @@ fn config_refusal(e: &ConfigError) -> Refusal {
 fn topic_name(name: &str) -> Result<TopicName, Refusal> {
     TopicName::new(name)
         .map_err(|e| convert::error(convert::INVALID_TOPIC_EXCEPTION, e.to_string()))
+}
+
+/// Refuses a creation that would take the cluster past [`TOPICS_MAX`] topics (`new_topic`), or
+/// a broker past [`BROKER_PARTITIONS_MAX`] partition replicas, each of which holds open files.
+/// Checked when the command is built rather than in the state machine, so a log written before
+/// these limits replays to the same state; proposals racing past the check can overshoot by at
+/// most the requests in flight.
+fn check_capacity(
+    state: &MetadataState,
+    new_topic: bool,
+    assignment: &[Vec<BrokerId>],
+) -> Result<(), Refusal> {
+    if new_topic && state.topics.len() >= TOPICS_MAX {
+        return Err(convert::error(
+            convert::POLICY_VIOLATION,
+            format!("the cluster already has {TOPICS_MAX} topics, the most it allows"),
+        ));
+    }
+    let mut adding: BTreeMap<BrokerId, usize> = BTreeMap::new();
+    for replica in assignment.iter().flatten() {
+        *adding.entry(*replica).or_default() += 1;
+    }
+    let mut hosted: BTreeMap<BrokerId, usize> = adding.keys().map(|b| (*b, 0)).collect();
+    for p in state.topics.values().flat_map(|t| &t.partitions) {
+        for b in &p.replicas {
+            if let Some(n) = hosted.get_mut(b) {
+                *n += 1;
+            }
+        }
+    }
+    for (broker, n) in adding {
+        let has = hosted.get(&broker).copied().unwrap_or(0);
+        if has + n > BROKER_PARTITIONS_MAX {
+            return Err(convert::error(
+                convert::POLICY_VIOLATION,
+                format!(
+                    "broker {broker} hosts {has} partitions; {n} more would pass the most a \
+                     broker hosts ({BROKER_PARTITIONS_MAX})"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn assignment(lists: &[pb::ReplicaList]) -> Vec<Vec<BrokerId>> {
@@ -113,6 +156,7 @@ impl AdminService {
             });
             placed.map_err(|e| convert::metadata_error(&e))?
         };
+        self.core.state(|s| check_capacity(s, true, &assignment))?;
         Ok(Command::CreateTopic {
             name,
             id: TopicId(*uuid::Uuid::new_v4().as_bytes()),
@@ -163,6 +207,7 @@ impl AdminService {
                 .state(|s| placement::assign(&s.live_brokers(), adding, rf, current))
                 .map_err(|e| convert::metadata_error(&e))?
         };
+        self.core.state(|s| check_capacity(s, false, &assignment))?;
         Ok(Command::CreatePartitions { name, assignment })
     }
 
@@ -519,5 +564,65 @@ impl Admin for AdminService {
         Ok(Response::new(pb::ChangeQuorumResponse {
             coordinators: self.coordinators(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_metadata::{PartitionRecord, TopicRecord};
+
+    /// `topics` topics of `partitions` partitions each, every replica on `broker`.
+    fn state_with(topics: usize, partitions: usize, broker: BrokerId) -> MetadataState {
+        // From JSON, so fields this test does not care about keep their serde defaults.
+        let b = broker.get();
+        let partition: PartitionRecord = serde_json::from_value(serde_json::json!({
+            "replicas": [b], "leader": b, "leader_epoch": 0, "partition_epoch": 0,
+            "isr": [b], "reassignment": null,
+        }))
+        .unwrap();
+        let mut s = MetadataState::default();
+        for i in 0..topics {
+            let name = TopicName::new(format!("t{i}")).unwrap();
+            let topic = TopicRecord {
+                name: name.clone(),
+                id: TopicId([1; 16]),
+                configs: BTreeMap::new(),
+                partitions: vec![partition.clone(); partitions],
+            };
+            s.topics.insert(name, topic);
+        }
+        s
+    }
+
+    fn code(r: Result<(), Refusal>) -> i32 {
+        r.err().flatten().map_or(0, |e| e.code)
+    }
+
+    /// Proves: a new topic past TOPICS_MAX, or replicas past BROKER_PARTITIONS_MAX on one
+    /// broker, are refused with POLICY_VIOLATION; up to both limits creation passes.
+    #[test]
+    fn creation_past_the_topic_and_broker_partition_limits_is_refused() {
+        let (one, two) = (BrokerId(1), BrokerId(2));
+        let full = state_with(TOPICS_MAX, 1, one);
+        assert_eq!(
+            code(check_capacity(&full, true, &[vec![two]])),
+            convert::POLICY_VIOLATION
+        );
+        // More partitions for an existing topic is not another topic.
+        assert_eq!(code(check_capacity(&full, false, &[vec![two]])), 0);
+
+        let almost = state_with(2, BROKER_PARTITIONS_MAX / 2 - 1, one);
+        assert_eq!(code(check_capacity(&almost, true, &vec![vec![one]; 2])), 0);
+        assert_eq!(
+            code(check_capacity(&almost, true, &vec![vec![one]; 3])),
+            convert::POLICY_VIOLATION
+        );
+        // Another broker has room.
+        assert_eq!(code(check_capacity(&almost, true, &vec![vec![two]; 3])), 0);
+        assert_eq!(
+            code(check_capacity(&almost, false, &vec![vec![two, one]; 3])),
+            convert::POLICY_VIOLATION
+        );
     }
 }
