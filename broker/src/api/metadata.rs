@@ -1,5 +1,10 @@
 //! Metadata: brokers, topics, partitions, their leaders, leader epochs, replicas and ISRs, from
 //! the cluster view this broker follows.
+//!
+//! A request names at most [`METADATA_REQUEST_TOPICS_MAX`] topics (the rest are answered
+//! INVALID_REQUEST without a lookup) and auto-creates at most
+//! [`AUTO_CREATE_TOPICS_PER_REQUEST_MAX`] of them, one at a time, stopping when the client
+//! closes: one request cannot create topics without end, nor outlive its client doing so.
 
 use super::{Ctx, str_bytes, topic_name, uuid_of};
 use crate::cluster::{ClusterView, TopicInfo};
@@ -10,6 +15,9 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::*;
 use std::sync::Arc;
+use weir_model::limits::{
+    AUTO_CREATE_TOPICS_PER_REQUEST_MAX, METADATA_REQUEST_TOPICS_MAX, TOPICS_MAX,
+};
 
 pub async fn metadata(
     state: &Arc<BrokerState>,
@@ -39,31 +47,24 @@ pub async fn metadata(
     // Auto-creation is allowed unless the client (v4+) says no.
     let may_create =
         state.config.auto_create_topics && (ctx.version < 4 || req.allow_auto_topic_creation);
-
+    let mut creations = Creations {
+        allowed: may_create,
+        done: 0,
+    };
     let mut entries = Vec::with_capacity(wanted.len().min(1024));
-    for want in wanted {
+    for (i, want) in wanted.into_iter().enumerate() {
+        if i >= METADATA_REQUEST_TOPICS_MAX {
+            // Answered, but not looked up, let alone created.
+            let mut e = error_entry(
+                want.name.as_ref().map(|n| n.0.as_str()),
+                ResponseError::InvalidRequest,
+            );
+            e.topic_id = want.topic_id;
+            entries.push(e);
+            continue;
+        }
         let entry = match &want.name {
-            Some(name) => {
-                let name = name.0.as_str();
-                if view.topic(name).is_none() && may_create {
-                    if let Err((code, msg)) = super::admin::auto_create(state, name).await {
-                        tracing::debug!(topic = name, code = ?code, msg, "auto-creation refused");
-                        entries.push(error_entry(Some(name), code));
-                        continue;
-                    }
-                    view = state.view();
-                }
-                match view.topic(name) {
-                    Some(t) => topic_entry(ctx, &view, t),
-                    None => {
-                        let code = match weir_model::TopicName::new(name) {
-                            Ok(_) => ResponseError::UnknownTopicOrPartition,
-                            Err(_) => ResponseError::InvalidTopicException,
-                        };
-                        error_entry(Some(name), code)
-                    }
-                }
-            }
+            Some(name) => named_entry(state, ctx, &mut view, &mut creations, name.0.as_str()).await,
             None => match view.topic_by_id(weir_model::TopicId(*want.topic_id.as_bytes())) {
                 Some(t) => topic_entry(ctx, &view, t),
                 None => {
@@ -78,6 +79,45 @@ pub async fn metadata(
     r.brokers = brokers(&view);
     r.topics = entries;
     r
+}
+
+/// Auto-creations one Metadata request may still make.
+struct Creations {
+    allowed: bool,
+    done: usize,
+}
+
+/// The entry for a topic named in the request, auto-creating it when allowed: at most
+/// [`AUTO_CREATE_TOPICS_PER_REQUEST_MAX`] per request, none past [`TOPICS_MAX`], and none once
+/// the client has gone. A topic not created answers UNKNOWN_TOPIC_OR_PARTITION, and the client
+/// asks again, as with Kafka when it cannot create.
+async fn named_entry(
+    state: &Arc<BrokerState>,
+    ctx: &Ctx,
+    view: &mut Arc<ClusterView>,
+    creations: &mut Creations,
+    name: &str,
+) -> MetadataResponseTopic {
+    let valid = weir_model::TopicName::new(name).is_ok();
+    if valid
+        && creations.allowed
+        && view.topic(name).is_none()
+        && creations.done < AUTO_CREATE_TOPICS_PER_REQUEST_MAX
+        && view.topics.len() < TOPICS_MAX
+        && !ctx.client_gone()
+    {
+        creations.done += 1;
+        if let Err((code, msg)) = super::admin::auto_create(state, name).await {
+            tracing::debug!(topic = name, code = ?code, msg, "auto-creation refused");
+            return error_entry(Some(name), code);
+        }
+        *view = state.view();
+    }
+    match view.topic(name) {
+        Some(t) => topic_entry(ctx, view, t),
+        None if valid => error_entry(Some(name), ResponseError::UnknownTopicOrPartition),
+        None => error_entry(Some(name), ResponseError::InvalidTopicException),
+    }
 }
 
 /// Brokers clients may use: registered and not fenced.

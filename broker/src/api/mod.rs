@@ -19,6 +19,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 /// The APIs and versions this broker serves, as ApiVersions advertises them.
 ///
@@ -64,54 +65,36 @@ pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
         .map(|&(_, lo, hi)| (lo, hi))
 }
 
+/// The connection a request came on, as handlers see it.
+#[derive(Debug)]
+pub struct Peer {
+    /// The client's address as group descriptions show it (`/127.0.0.1`).
+    pub client_host: Arc<str>,
+    /// Becomes `true` when the client has closed or broken its side of the connection.
+    pub gone: watch::Receiver<bool>,
+}
+
+/// A response written into the output buffer, with the share of the broker's fetch-response
+/// memory it holds; drop it once the bytes are on the socket.
+#[derive(Debug)]
+pub struct Written {
+    _memory: Option<OwnedSemaphorePermit>,
+}
+
+const WRITTEN: Result<Option<Written>, ConnectionError> = Ok(Some(Written { _memory: None }));
+
 /// Handles one request frame, writing the size-prefixed response into `out`.
-/// Returns `Ok(false)` when the request gets no response (acks=0 produce).
+/// Returns `Ok(None)` when the request gets no response (acks=0 produce).
 pub async fn dispatch(
     state: &Arc<BrokerState>,
     frame: Bytes,
     out: &mut BytesMut,
-    client_host: &Arc<str>,
-) -> Result<bool, ConnectionError> {
-    let (key, version, correlation_id) = peek_header(&frame)?;
-    let api = ApiKey::try_from(key)
-        .map_err(|_| ConnectionError::Protocol(format!("unknown API key {key}")))?;
-    let range = supported_range(api);
-
-    if api == ApiKey::ApiVersions && range.is_none_or(|(lo, hi)| version < lo || version > hi) {
-        // KIP-511: a client asking for a version we lack gets our list in the v0 format, with
-        // UNSUPPORTED_VERSION, so it can retry with one we have.
-        let mut body = cluster::api_versions_body();
-        body.error_code = kafka_protocol::ResponseError::UnsupportedVersion.code();
-        write_response(out, correlation_id, 0, &body, 0)?;
-        return Ok(true);
-    }
-    let Some((lo, hi)) = range else {
-        return Err(ConnectionError::Protocol(format!(
-            "{api:?} is not supported"
-        )));
+    peer: &Peer,
+) -> Result<Option<Written>, ConnectionError> {
+    let Some((ctx, mut buf)) = request_ctx(frame, out, peer)? else {
+        return WRITTEN;
     };
-    if version < lo || version > hi {
-        return Err(ConnectionError::Protocol(format!(
-            "{api:?} v{version} is not supported (supported: v{lo} to v{hi})"
-        )));
-    }
-    if api == ApiKey::Produce && version < PRODUCE_VERSION_MIN_SERVED {
-        return Err(ConnectionError::Protocol(format!(
-            "Produce v{version} uses message format v0/v1; Weir serves Produce v3 and later"
-        )));
-    }
-
-    let mut buf = frame;
-    let header = RequestHeader::decode(&mut buf, api.request_header_version(version))
-        .map_err(|e| ConnectionError::Protocol(format!("{api:?} request header: {e}")))?;
-    let ctx = Ctx {
-        api,
-        version,
-        correlation_id: header.correlation_id,
-        client_id: header.client_id.clone().unwrap_or_default(),
-        client_host: client_host.clone(),
-    };
-    tracing::trace!(api = ?api, version, correlation_id = header.correlation_id, "request");
+    let (api, version) = (ctx.api, ctx.version);
 
     macro_rules! handle {
         ($req:ty, $handler:expr) => {{
@@ -119,7 +102,7 @@ pub async fn dispatch(
                 .map_err(|e| ConnectionError::Protocol(format!("{api:?} v{version}: {e}")))?;
             let resp = $handler(state, &ctx, req).await;
             ctx.write(out, &resp)?;
-            Ok(true)
+            WRITTEN
         }};
     }
 
@@ -129,28 +112,13 @@ pub async fn dispatch(
         ApiKey::Produce => {
             let req = ProduceRequest::decode(&mut buf, version)
                 .map_err(|e| ConnectionError::Protocol(format!("Produce v{version}: {e}")))?;
-            let acks = req.acks;
-            let resp = produce::produce(state, &ctx, req).await;
-            if acks == 0 {
-                // No response to carry an error, so Kafka closes the connection instead: the
-                // client reconnects and refreshes its metadata rather than sending into nothing.
-                let failed = resp
-                    .responses
-                    .iter()
-                    .flat_map(|t| &t.partition_responses)
-                    .find(|p| p.error_code != 0);
-                if let Some(p) = failed {
-                    return Err(ConnectionError::Protocol(format!(
-                        "acks=0 produce to partition {} failed with error {}",
-                        p.index, p.error_code
-                    )));
-                }
-                return Ok(false);
-            }
-            ctx.write(out, &resp)?;
-            Ok(true)
+            answer_produce(state, &ctx, req, out).await
         }
-        ApiKey::Fetch => handle!(FetchRequest, fetch::fetch),
+        ApiKey::Fetch => {
+            let req = FetchRequest::decode(&mut buf, version)
+                .map_err(|e| ConnectionError::Protocol(format!("Fetch v{version}: {e}")))?;
+            answer_fetch(state, &ctx, req, out).await
+        }
         ApiKey::ListOffsets => handle!(ListOffsetsRequest, offsets::list_offsets),
         ApiKey::OffsetForLeaderEpoch => {
             handle!(
@@ -195,6 +163,111 @@ pub async fn dispatch(
     }
 }
 
+/// Parses and checks a request's header. `None` when it is already answered (an ApiVersions
+/// version we lack).
+fn request_ctx(
+    frame: Bytes,
+    out: &mut BytesMut,
+    peer: &Peer,
+) -> Result<Option<(Ctx, Bytes)>, ConnectionError> {
+    let (key, version, correlation_id) = peek_header(&frame)?;
+    let api = ApiKey::try_from(key)
+        .map_err(|_| ConnectionError::Protocol(format!("unknown API key {key}")))?;
+    let range = supported_range(api);
+
+    if api == ApiKey::ApiVersions && range.is_none_or(|(lo, hi)| version < lo || version > hi) {
+        // KIP-511: a client asking for a version we lack gets our list in the v0 format, with
+        // UNSUPPORTED_VERSION, so it can retry with one we have.
+        let mut body = cluster::api_versions_body();
+        body.error_code = kafka_protocol::ResponseError::UnsupportedVersion.code();
+        write_response(out, correlation_id, 0, &body, 0)?;
+        return Ok(None);
+    }
+    check_version(api, version, range)?;
+
+    let mut buf = frame;
+    let header = RequestHeader::decode(&mut buf, api.request_header_version(version))
+        .map_err(|e| ConnectionError::Protocol(format!("{api:?} request header: {e}")))?;
+    let ctx = Ctx {
+        api,
+        version,
+        correlation_id: header.correlation_id,
+        client_id: header.client_id.clone().unwrap_or_default(),
+        client_host: peer.client_host.clone(),
+        gone: peer.gone.clone(),
+    };
+    tracing::trace!(api = ?api, version, correlation_id = header.correlation_id, "request");
+    Ok(Some((ctx, buf)))
+}
+
+/// Refuses an API or version this broker does not serve (the connection is closed).
+fn check_version(
+    api: ApiKey,
+    version: i16,
+    range: Option<(i16, i16)>,
+) -> Result<(), ConnectionError> {
+    let Some((lo, hi)) = range else {
+        return Err(ConnectionError::Protocol(format!(
+            "{api:?} is not supported"
+        )));
+    };
+    if version < lo || version > hi {
+        return Err(ConnectionError::Protocol(format!(
+            "{api:?} v{version} is not supported (supported: v{lo} to v{hi})"
+        )));
+    }
+    if api == ApiKey::Produce && version < PRODUCE_VERSION_MIN_SERVED {
+        return Err(ConnectionError::Protocol(format!(
+            "Produce v{version} uses message format v0/v1; Weir serves Produce v3 and later"
+        )));
+    }
+    Ok(())
+}
+
+/// Produce: acks=0 gets no response, and a failure closes the connection instead.
+async fn answer_produce(
+    state: &Arc<BrokerState>,
+    ctx: &Ctx,
+    req: ProduceRequest,
+    out: &mut BytesMut,
+) -> Result<Option<Written>, ConnectionError> {
+    let acks = req.acks;
+    let resp = produce::produce(state, ctx, req).await;
+    if acks == 0 {
+        // No response to carry an error, so Kafka closes the connection instead: the
+        // client reconnects and refreshes its metadata rather than sending into nothing.
+        let failed = resp
+            .responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .find(|p| p.error_code != 0);
+        if let Some(p) = failed {
+            return Err(ConnectionError::Protocol(format!(
+                "acks=0 produce to partition {} failed with error {}",
+                p.index, p.error_code
+            )));
+        }
+        return Ok(None);
+    }
+    ctx.write(out, &resp)?;
+    WRITTEN
+}
+
+/// Fetch: the response keeps its share of the fetch memory until it is written.
+async fn answer_fetch(
+    state: &Arc<BrokerState>,
+    ctx: &Ctx,
+    req: FetchRequest,
+    out: &mut BytesMut,
+) -> Result<Option<Written>, ConnectionError> {
+    let (resp, mut memory) = fetch::fetch(state, ctx, req).await;
+    ctx.write(out, &resp)?;
+    drop(resp);
+    // Encoded: the records now live in `out` only.
+    fetch::keep_only(&mut memory, out.len());
+    Ok(Some(Written { _memory: memory }))
+}
+
 /// What a handler knows about the request it serves.
 #[derive(Debug, Clone)]
 pub struct Ctx {
@@ -205,9 +278,23 @@ pub struct Ctx {
     pub client_id: StrBytes,
     /// The client's address as group descriptions show it (`/127.0.0.1`).
     pub client_host: Arc<str>,
+    gone: watch::Receiver<bool>,
 }
 
 impl Ctx {
+    /// Whether the client has closed its side: work only it would see can stop.
+    pub fn client_gone(&self) -> bool {
+        *self.gone.borrow()
+    }
+
+    /// Completes when the client closes its side (or never, if the connection outlives it).
+    pub async fn closed(&self) {
+        let mut gone = self.gone.clone();
+        if gone.wait_for(|g| *g).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     fn write<R: Encodable>(&self, out: &mut BytesMut, body: &R) -> Result<(), ConnectionError> {
         write_response(
             out,
