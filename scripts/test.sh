@@ -19,6 +19,16 @@ cd "$ROOT"
 QUICK=0
 [[ ${1:-} == --quick ]] && QUICK=1
 
+# Cargo's build output lives outside the clone, keyed by the toolchain, like the other heavy
+# tooling: CI clones afresh for every run, and a machine that has built Weir before then reuses
+# the compiled dependency graph (workspace crates rebuild, their path being new). A fresh
+# machine builds it all. An explicit CARGO_TARGET_DIR wins.
+if [[ -z ${CARGO_TARGET_DIR:-} ]]; then
+    toolchain=$(rustc --version | tr -c 'A-Za-z0-9.\n' '_')
+    export CARGO_TARGET_DIR="${WEIR_CACHE_DIR:-$HOME/.cache/weir}/cargo-target/$toolchain"
+fi
+TARGET=$CARGO_TARGET_DIR
+
 step() { printf '\n==> %s\n' "$*" >&2; }
 t0=$SECONDS
 
@@ -50,10 +60,10 @@ export WEIR_REQUIRE_PODMAN=1
 
 step "cargo test (release): unit, property, protocol, crash-recovery and librdkafka tests"
 # The same binary the Python suite and the crash test use.
-export WEIR_BIN="$ROOT/target/release/weir"
+export WEIR_BIN="$TARGET/release/weir"
 # The replicated cluster's processes for e2e/tests/cluster_faults.rs (needs root: network namespaces).
-export WEIR_COORDINATOR_BIN="$ROOT/target/release/weir-coordinator"
-export WEIR_BROKER_BIN="$ROOT/target/release/weir-broker"
+export WEIR_COORDINATOR_BIN="$TARGET/release/weir-coordinator"
+export WEIR_BROKER_BIN="$TARGET/release/weir-broker"
 WEIR_E2E_TARGETS=weir,kafka cargo test --release --workspace
 
 step "Helm chart: lint, render, apply to the control plane, RBAC checked with the operator's own requests, examples against the CRDs"

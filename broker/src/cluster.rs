@@ -4,7 +4,7 @@
 //! DescribeConfigs) take a consistent snapshot without holding a lock while they encode.
 
 use std::collections::BTreeMap;
-use weir_model::{BrokerId, LeaderEpoch, PartitionEpoch, TopicId, TopicName};
+use weir_model::{BrokerEpoch, BrokerId, LeaderEpoch, PartitionEpoch, TopicId, TopicName};
 use weir_proto::v1;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,6 +14,8 @@ pub struct BrokerInfo {
     pub kafka_port: i32,
     pub internal_addr: String,
     pub rack: Option<String>,
+    /// The epoch of the broker's current registration: a replica fetch must carry it.
+    pub epoch: BrokerEpoch,
     pub fenced: bool,
     pub shutting_down: bool,
 }
@@ -165,6 +167,7 @@ fn broker_info(b: &v1::Broker) -> Option<BrokerInfo> {
         kafka_port: port.parse().ok()?,
         internal_addr: b.internal_addr.clone(),
         rack: b.rack.clone(),
+        epoch: BrokerEpoch(b.epoch),
         fenced: b.fenced,
         shutting_down: b.shutting_down,
     })
@@ -212,6 +215,7 @@ mod readiness_tests {
                     kafka_port: 9092,
                     internal_addr: "h:9093".into(),
                     rack: None,
+                    epoch: BrokerEpoch(1),
                     fenced: fenced && id == 1,
                     shutting_down: false,
                 },

@@ -12,6 +12,10 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
+    /// `meta.properties` is damaged or names another broker; or a partition's `topic.id` is
+    /// damaged. Never guessed around: see `data_dir`.
+    #[error("{path}: {reason}")]
+    DataDirMeta { path: PathBuf, reason: String },
     #[error("binding the Kafka listener to {addr}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -62,10 +66,14 @@ pub fn storage_error_code(e: &StorageError) -> ResponseError {
         S::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
         // A follower's copy that does not continue its log: the fetcher re-syncs.
         S::NonContiguousReplica { .. } => ResponseError::OffsetOutOfRange,
+        // Damaged files (the partition is offline here) and failed writes (the log directory
+        // is offline): KAFKA_STORAGE_ERROR, which clients retry elsewhere after a metadata
+        // refresh, as with Kafka's offline log directories.
         S::Io { .. }
         | S::Fatal { .. }
         | S::UnsupportedFormat { .. }
-        | S::CorruptMetadata { .. } => ResponseError::KafkaStorageError,
+        | S::CorruptMetadata { .. }
+        | S::CorruptLog { .. } => ResponseError::KafkaStorageError,
     }
 }
 
@@ -74,9 +82,11 @@ pub fn storage_error_code(e: &StorageError) -> ResponseError {
 fn batch_error_code(e: &BatchError) -> ResponseError {
     use BatchError as B;
     match e {
-        B::Empty | B::Truncated { .. } | B::BadLength { .. } | B::CrcMismatch { .. } => {
-            ResponseError::CorruptMessage
-        }
+        B::Empty
+        | B::Truncated { .. }
+        | B::BadLength { .. }
+        | B::CrcMismatch { .. }
+        | B::BadCompression { .. } => ResponseError::CorruptMessage,
         B::BadMagic { .. } => ResponseError::UnsupportedForMessageFormat,
         B::TooLarge { .. } => ResponseError::MessageTooLarge,
         B::BadRecordCount { .. }
@@ -147,6 +157,23 @@ mod tests {
             (
                 StorageError::CorruptBatch(BatchError::Empty),
                 ResponseError::CorruptMessage,
+            ),
+            (
+                StorageError::CorruptBatch(BatchError::BadCompression {
+                    at: 0,
+                    codec: weir_storage::Compression::Gzip,
+                    reason: "not gzip",
+                }),
+                ResponseError::CorruptMessage,
+            ),
+            (
+                StorageError::CorruptLog {
+                    path: p(),
+                    position: 61,
+                    expected_offset: Offset(3),
+                    reason: "CRC mismatch".into(),
+                },
+                ResponseError::KafkaStorageError,
             ),
             (
                 StorageError::CorruptBatch(BatchError::BadMagic { at: 0, magic: 1 }),

@@ -153,7 +153,7 @@ impl Coordinator {
         match state.leader_partition(OFFSETS_TOPIC, index) {
             Ok(_) => {}
             Err(NotServed::NotLeader) => return Err(GroupError::NotCoordinator),
-            Err(NotServed::UnknownTopicOrPartition) => {
+            Err(NotServed::UnknownTopicOrPartition | NotServed::Offline) => {
                 return Err(GroupError::CoordinatorNotAvailable);
             }
         }
@@ -177,7 +177,7 @@ impl Coordinator {
         let partition = match state.leader_partition(OFFSETS_TOPIC, index) {
             Ok(p) => p,
             Err(NotServed::NotLeader) => return Err(GroupError::NotCoordinator),
-            Err(NotServed::UnknownTopicOrPartition) => {
+            Err(NotServed::UnknownTopicOrPartition | NotServed::Offline) => {
                 return Err(GroupError::CoordinatorNotAvailable);
             }
         };
@@ -306,7 +306,7 @@ impl Coordinator {
             return match append(state, shard, vec![(key, Some(value))]) {
                 Ok(a) => Ok(Some(a)),
                 Err(e) => {
-                    tracing::warn!(group, error = %e, "storing the group's state failed");
+                    tracing::warn!(group, error = %weir_model::Chain(&e), "storing the group's state failed");
                     Err(e)
                 }
             };
@@ -426,7 +426,7 @@ impl Coordinator {
                 },
             };
             if needs && let Err(e) = self.shard_at(state, info.index).await {
-                tracing::debug!(partition = info.index, error = %e, "not loading groups");
+                tracing::debug!(partition = info.index, error = %weir_model::Chain(&e), "not loading groups");
             }
         }
     }
@@ -519,7 +519,7 @@ pub fn append(
         },
     )
     .map_err(|e| {
-        tracing::error!(error = %e, "encoding a __consumer_offsets batch");
+        tracing::error!(error = %weir_model::Chain(&*e), "encoding a __consumer_offsets batch");
         GroupError::CoordinatorNotAvailable
     })?;
     let last = append_as_leader_internal(state, &partition, &mut buf, epoch)?;
@@ -559,7 +559,7 @@ fn load(partition: &Partition, now: Now) -> Result<BTreeMap<String, Group>, Grou
     let mut stored: BTreeMap<String, Option<records::GroupValue>> = BTreeMap::new();
     while from < end {
         let read = log.read(from, LOAD_READ_BYTES, end, true).map_err(|e| {
-            tracing::error!(error = %e, "reading __consumer_offsets to load groups");
+            tracing::error!(error = %weir_model::Chain(&e), "reading __consumer_offsets to load groups");
             GroupError::CoordinatorLoadInProgress
         })?;
         if read.bytes.is_empty() {
@@ -567,7 +567,7 @@ fn load(partition: &Partition, now: Now) -> Result<BTreeMap<String, Group>, Grou
         }
         let mut buf = read.bytes.clone();
         let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| {
-            tracing::error!(error = %e, "decoding __consumer_offsets");
+            tracing::error!(error = %weir_model::Chain(&*e), "decoding __consumer_offsets");
             GroupError::CoordinatorLoadInProgress
         })?;
         for set in sets {
@@ -581,7 +581,7 @@ fn load(partition: &Partition, now: Now) -> Result<BTreeMap<String, Group>, Grou
                 let key = match records::decode_key(key) {
                     Ok(k) => k,
                     Err(e) => {
-                        tracing::warn!(offset = r.offset, error = %e, "skipping an unreadable __consumer_offsets key");
+                        tracing::warn!(offset = r.offset, error = %weir_model::Chain(&e), "skipping an unreadable __consumer_offsets key");
                         continue;
                     }
                 };
@@ -597,7 +597,7 @@ fn load(partition: &Partition, now: Now) -> Result<BTreeMap<String, Group>, Grou
                             None => None,
                             Some(Ok(v)) => Some(v),
                             Some(Err(e)) => {
-                                tracing::warn!(offset = r.offset, error = %e, "skipping an unreadable offset record");
+                                tracing::warn!(offset = r.offset, error = %weir_model::Chain(&e), "skipping an unreadable offset record");
                                 continue;
                             }
                         };
@@ -608,7 +608,7 @@ fn load(partition: &Partition, now: Now) -> Result<BTreeMap<String, Group>, Grou
                             None => None,
                             Some(Ok(v)) => Some(v),
                             Some(Err(e)) => {
-                                tracing::warn!(offset = r.offset, error = %e, "skipping an unreadable group record");
+                                tracing::warn!(offset = r.offset, error = %weir_model::Chain(&e), "skipping an unreadable group record");
                                 continue;
                             }
                         };

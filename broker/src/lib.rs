@@ -33,9 +33,11 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod data_dir;
 pub mod error;
 pub mod groups;
 pub mod log_cleaner;
+pub mod log_dir;
 pub mod metrics;
 pub mod replication;
 pub mod server;
@@ -141,18 +143,19 @@ impl Broker {
                 .serve_with_incoming(incoming)
                 .await;
             if let Err(e) = result {
-                tracing::error!(error = %e, "replication server stopped");
+                tracing::error!(error = %weir_model::Chain(&e), "replication server stopped");
             }
         }));
-        let incarnation = uuid::Uuid::new_v4().to_string();
+        let incarnation = state
+            .incarnation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let every = session::register(&state, &incarnation).await?;
         let (first_tx, first_rx) = tokio::sync::oneshot::channel();
         background.push(tokio::spawn(session::watch_loop(state.clone(), first_tx)));
-        background.push(tokio::spawn(session::heartbeat_loop(
-            state.clone(),
-            incarnation,
-            every,
-        )));
+        background.push(tokio::spawn(session::heartbeat_loop(state.clone(), every)));
+        background.push(tokio::spawn(log_dir::run(state.clone())));
         background.push(tokio::spawn(session::isr_loop(state.clone())));
         background.push(tokio::spawn(replication::run_fetchers(state.clone())));
         background.push(tokio::spawn(groups::run(state.clone())));
@@ -233,7 +236,7 @@ impl Broker {
                         Ok(a) => a,
                         Err(e) => {
                             // EMFILE and friends: keep serving the connections we have.
-                            warn!(error = %e, "accept failed");
+                            warn!(error = %weir_model::Chain(&e), "accept failed");
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
@@ -310,11 +313,11 @@ async fn housekeeping(state: Arc<BrokerState>) {
                         } if error::is_fatal(&source) => {
                             error::fatal(&format!("housekeeping {topic}-{partition}"), &source)
                         }
-                        e => warn!(error = %e, "housekeeping"),
+                        e => warn!(error = %weir_model::Chain(&e), "housekeeping"),
                     }
                 }
             }
-            Err(e) => warn!(error = %e, "housekeeping task"),
+            Err(e) => warn!(error = %weir_model::Chain(&e), "housekeeping task"),
         }
     }
 }

@@ -130,7 +130,7 @@ impl LogCleaner {
                 thread: Some(t),
             }),
             Err(e) => {
-                tracing::error!(error = %e, "cannot start the log cleaner thread");
+                tracing::error!(error = %weir_model::Chain(&e), "cannot start the log cleaner thread");
                 None
             }
         }
@@ -218,7 +218,7 @@ fn clean_dirtiest(
             crate::error::fatal(&format!("cleaning {}-{}", p.topic, p.id), &e)
         }
         Err(e) => {
-            tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %e,
+            tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %weir_model::Chain(&e),
                 retry_in_s = FAILED_PARTITION_RETRY.as_secs(), "log cleaning failed");
             failed.insert(
                 (p.topic_id, p.id.get()),

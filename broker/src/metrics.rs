@@ -48,7 +48,11 @@ pub async fn serve(state: Arc<BrokerState>, listener: TcpListener) {
             "/readyz",
             axum::routing::get(
                 |axum::extract::State(state): axum::extract::State<Arc<BrokerState>>| async move {
-                    match state.view().readiness(state.me) {
+                    let ready = match state.log_dir.offline_reason() {
+                        Some(reason) => Err(format!("log directory offline: {reason}")),
+                        None => state.view().readiness(state.me),
+                    };
+                    match ready {
                         Ok(()) => (axum::http::StatusCode::OK, "ok".to_string()),
                         Err(why) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, why),
                     }
@@ -57,7 +61,7 @@ pub async fn serve(state: Arc<BrokerState>, listener: TcpListener) {
         )
         .with_state(state);
     if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "metrics server stopped");
+        tracing::error!(error = %weir_model::Chain(&e), "metrics server stopped");
     }
 }
 

@@ -43,6 +43,34 @@ pub struct ReplicationService {
 }
 
 impl ReplicationService {
+    /// Checks who sent a replica fetch: a registered broker other than this one, at the epoch
+    /// of its current registration. A fetch moves the high watermark and keeps its sender in
+    /// the ISR, so one that claims to come from a cut-off follower would void acks=all; the
+    /// epoch is what the coordinators gave the real follower at registration. (Which
+    /// partitions it replicates is checked per partition, in `LeaderState::on_fetch`.)
+    fn check_sender(&self, replica: BrokerId, broker_epoch: i64) -> Result<(), Status> {
+        if replica == self.state.me {
+            return Err(Status::invalid_argument(format!(
+                "broker {replica} does not fetch from itself"
+            )));
+        }
+        let view = self.state.view();
+        let Some(b) = view.brokers.get(&replica) else {
+            return Err(Status::permission_denied(format!(
+                "broker {replica} is not registered"
+            )));
+        };
+        if b.epoch.0 != broker_epoch {
+            // Either a stale incarnation (or a forgery), or this broker's view lags a new
+            // registration: the follower backs off and retries, and the view catches up.
+            return Err(Status::failed_precondition(format!(
+                "broker {replica} is at epoch {}, the fetch says {broker_epoch}",
+                b.epoch.0
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks a follower's request against a hosted partition this broker leads.
     fn leading(&self, topic_id: &str, partition: i32, epoch: i32) -> Result<Arc<Partition>, i32> {
         let id = TopicId::parse(topic_id).ok_or(UNKNOWN_TOPIC_OR_PARTITION)?;
@@ -146,7 +174,7 @@ impl ReplicationService {
                 out.error_code = OFFSET_OUT_OF_RANGE
             }
             Err(e) => {
-                tracing::error!(topic = %p.topic, partition = p.id.get(), error = %e, "replica read failed");
+                tracing::error!(topic = %p.topic, partition = p.id.get(), error = %weir_model::Chain(&e), "replica read failed");
                 out.error_code = KAFKA_STORAGE_ERROR;
             }
         }
@@ -162,6 +190,7 @@ impl v1::replication_server::Replication for ReplicationService {
     ) -> Result<Response<v1::ReplicaFetchResponse>, Status> {
         let req = request.into_inner();
         let replica = BrokerId(req.replica_id);
+        self.check_sender(replica, req.broker_epoch)?;
         let wait = Duration::from_millis(req.max_wait_ms.clamp(0, 5_000) as u64);
         let deadline = Instant::now() + wait;
         let mut appends = self.state.subscribe_appends();
@@ -369,7 +398,7 @@ async fn fetch_from(
                     client = Some((addr.clone(), c));
                 }
                 Err(e) => {
-                    tracing::error!(leader = leader.get(), addr, error = %e, "bad leader address");
+                    tracing::error!(leader = leader.get(), addr, error = %weir_model::Chain(&e), "bad leader address");
                     if partitions.changed().await.is_err() {
                         return;
                     }
@@ -404,7 +433,7 @@ async fn fetch_from(
                 // Said once, then now and then: a dead leader makes this fail until metadata
                 // moves the partitions.
                 if failures == 1 || failures.is_multiple_of(50) {
-                    tracing::warn!(leader = leader.get(), failures, error = %e, "replica fetch failed");
+                    tracing::warn!(leader = leader.get(), failures, error = %weir_model::Chain(&e), "replica fetch failed");
                 }
                 // Reconnect next time, after a pause (the leader may be down: metadata will say).
                 client = None;
@@ -434,6 +463,12 @@ async fn fetch_round(
     partitions: &[Arc<Partition>],
     copying: &mut HashMap<(TopicId, i32), Copying>,
 ) -> Result<(), Status> {
+    // An offline log directory takes no copies: this broker drops out of the ISRs, as Kafka's
+    // does, until it is back (see `log_dir`).
+    if state.log_dir.is_offline() {
+        tokio::time::sleep(crate::log_dir::PROBE_INTERVAL).await;
+        return Ok(());
+    }
     // 1. Divergence checks for partitions new to this fetcher or at a new epoch.
     let mut check = Vec::new();
     for p in partitions {
@@ -510,7 +545,7 @@ async fn fetch_round(
                 if log.log_end_offset().get() < d.log_start_offset {
                     tracing::info!(topic = %p.topic, partition = p.id.get(), start = d.log_start_offset, "behind the leader's log start; resetting");
                     if let Err(e) = log.reset_to(Offset(d.log_start_offset)) {
-                        tracing::error!(error = %e, "resetting a follower log");
+                        tracing::error!(error = %weir_model::Chain(&e), "resetting a follower log");
                     }
                 } else {
                     copying.remove(&(p.topic_id, p.id.get()));
@@ -539,8 +574,11 @@ async fn fetch_round(
                 Err(e) if e.is_fatal() => {
                     crate::error::fatal(&format!("replicating {}-{}", p.topic, p.id), &e)
                 }
+                Err(e) if state.log_dir.record(&format!("replicating {}-{}", p.topic, p.id), &e) => {
+                    continue;
+                }
                 Err(e) => {
-                    tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %e, "replicated append refused; re-checking divergence");
+                    tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %weir_model::Chain(&e), "replicated append refused; re-checking divergence");
                     copying.remove(&(p.topic_id, p.id.get()));
                     continue;
                 }
@@ -549,7 +587,7 @@ async fn fetch_round(
         if d.log_start_offset > log.log_start_offset().get() {
             let target = Offset(d.log_start_offset.min(log.log_end_offset().get()));
             if let Err(e) = log.delete_records_before(target) {
-                tracing::warn!(error = %e, "following the leader's log start");
+                tracing::warn!(error = %weir_model::Chain(&e), "following the leader's log start");
             }
         }
         let hw = Offset(d.high_watermark).min(log.log_end_offset());
@@ -637,13 +675,24 @@ async fn truncate_divergent(
                     .map_or(end, |(_, o)| o);
                 Offset(e.end_offset).min(here).min(end)
             };
+            if target < r.high_watermark && !unclean_allowed(state, &p) {
+                // A leader elected from the ISR holds every committed record, so this can only
+                // be a leader that should not lead (one that lost its disk, say). Truncating
+                // would destroy acknowledged records: keep them, copy nothing, and say so.
+                tracing::error!(
+                    topic = %p.topic, partition = p.id.get(), leader_epoch = epoch.get(),
+                    high_watermark = r.high_watermark.get(), to = target.get(),
+                    "refusing to truncate below the high watermark: the leader lacks committed records"
+                );
+                continue;
+            }
             if target < end {
                 tracing::info!(
                     topic = %p.topic, partition = p.id.get(), from = end.get(), to = target.get(),
                     epoch = epoch.get(), "truncating a divergent tail to the leader's epoch end offset"
                 );
                 if let Err(err) = log.truncate_to(target) {
-                    tracing::error!(error = %err, "truncating a follower log");
+                    tracing::error!(error = %weir_model::Chain(&err), "truncating a follower log");
                     continue;
                 }
                 drop(log);
@@ -664,4 +713,14 @@ async fn truncate_divergent(
         pending = again;
     }
     Ok(())
+}
+
+/// Whether the partition's topic allows unclean leader election: then a leader may lack
+/// committed records by the operator's choice, and followers truncate to it as Kafka's do.
+fn unclean_allowed(state: &BrokerState, p: &Partition) -> bool {
+    state.view().topic(p.topic.as_str()).is_some_and(|t| {
+        t.configs
+            .get("unclean.leader.election.enable")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    })
 }

@@ -24,6 +24,7 @@ pub async fn register(state: &BrokerState, incarnation: &str) -> Result<Duration
         internal_addr: state.internal_advertised.clone(),
         rack: state.config.rack.clone(),
         incarnation: incarnation.to_string(),
+        directory_id: state.directory_id.clone(),
     };
     let resp = state
         .control
@@ -55,7 +56,7 @@ pub async fn register(state: &BrokerState, incarnation: &str) -> Result<Duration
 }
 
 /// Heartbeats for ever, re-registering if the coordinators forgot this incarnation.
-pub async fn heartbeat_loop(state: Arc<BrokerState>, incarnation: String, mut every: Duration) {
+pub async fn heartbeat_loop(state: Arc<BrokerState>, mut every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut fenced_logged = false;
@@ -89,13 +90,14 @@ pub async fn heartbeat_loop(state: Arc<BrokerState>, incarnation: String, mut ev
             Ok(r) => match r.error.filter(|e| e.code != 0) {
                 Some(e) if e.code == STALE_BROKER_EPOCH || e.code == BROKER_ID_NOT_REGISTERED => {
                     tracing::warn!(reason = %e.message, "the coordinators do not know this incarnation; registering again");
+                    let incarnation = state.incarnation.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     match register(&state, &incarnation).await {
                         Ok(d) if d != every => {
                             every = d;
                             tick = tokio::time::interval(every);
                         }
                         Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "re-registering"),
+                        Err(e) => tracing::warn!(error = %weir_model::Chain(&e), "re-registering"),
                     }
                 }
                 Some(e) => tracing::warn!(code = e.code, reason = %e.message, "heartbeat refused"),
@@ -106,7 +108,7 @@ pub async fn heartbeat_loop(state: Arc<BrokerState>, incarnation: String, mut ev
                     }
                 }
             },
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            Err(e) => tracing::warn!(error = %weir_model::Chain(&e), "heartbeat failed"),
         }
     }
 }
@@ -129,7 +131,7 @@ pub async fn watch_loop(state: Arc<BrokerState>, first: tokio::sync::oneshot::Se
         let mut stream = match stream {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "opening the metadata watch");
+                tracing::warn!(error = %weir_model::Chain(&e), "opening the metadata watch");
                 continue;
             }
         };
@@ -141,8 +143,8 @@ pub async fn watch_loop(state: Arc<BrokerState>, first: tokio::sync::oneshot::Se
                         tokio::task::spawn_blocking(move || s.apply_update(&update)).await;
                     match applied {
                         Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::error!(error = %e, "applying a metadata update"),
-                        Err(e) => tracing::error!(error = %e, "metadata update task"),
+                        Ok(Err(e)) => tracing::error!(error = %weir_model::Chain(&e), "applying a metadata update"),
+                        Err(e) => tracing::error!(error = %weir_model::Chain(&e), "metadata update task"),
                     }
                     if let Some(tx) = first.take() {
                         let _ = tx.send(());
@@ -265,7 +267,7 @@ pub fn alter_partition(
                         false
                     }
                     Err(e) => {
-                        tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %e, "ISR change not answered; sending it again");
+                        tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %weir_model::Chain(&e), "ISR change not answered; sending it again");
                         true
                     }
                 };
@@ -344,7 +346,7 @@ pub async fn controlled_shutdown(state: &BrokerState) {
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "controlled shutdown: coordinators unreachable");
+                tracing::warn!(error = %weir_model::Chain(&e), "controlled shutdown: coordinators unreachable");
                 return;
             }
         }
@@ -362,5 +364,22 @@ pub async fn controlled_shutdown(state: &BrokerState) {
                     .all(|p| p.leader != Some(me))
             })
             .await;
+    }
+}
+
+/// Registers as a new incarnation: after the log directory was offline, the coordinators must
+/// treat this broker as restarted (fenced until it catches up, no longer shutting down).
+/// Retries until the coordinators answer.
+pub async fn reregister(state: &BrokerState) {
+    let incarnation = uuid::Uuid::new_v4().to_string();
+    *state.incarnation.lock().unwrap_or_else(|p| p.into_inner()) = incarnation.clone();
+    loop {
+        match register(state, &incarnation).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %weir_model::Chain(&e), "registering again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }

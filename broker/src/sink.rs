@@ -43,7 +43,7 @@ pub async fn run_sink(listener: TcpListener, partitions: i32) -> std::io::Result
         let offsets = offsets.clone();
         tokio::spawn(async move {
             if let Err(e) = connection(stream, addr, partitions, offsets).await {
-                tracing::debug!(error = %e, "sink connection closed");
+                tracing::debug!(error = %weir_model::Chain(&e), "sink connection closed");
             }
         });
     }

@@ -113,6 +113,22 @@ fn progress_of(r: &Replica) -> Progress {
 pub enum NotServed {
     UnknownTopicOrPartition,
     NotLeader,
+    /// This broker is a replica, but the partition's files could not be opened (damaged,
+    /// unreadable): KAFKA_STORAGE_ERROR, as Kafka answers for a partition on an offline log
+    /// directory, rather than a silent NOT_LEADER that clients retry for ever.
+    Offline,
+}
+
+impl NotServed {
+    /// The Kafka error a client is given.
+    pub fn error(self) -> kafka_protocol::ResponseError {
+        use kafka_protocol::ResponseError as E;
+        match self {
+            NotServed::UnknownTopicOrPartition => E::UnknownTopicOrPartition,
+            NotServed::NotLeader => E::NotLeaderOrFollower,
+            NotServed::Offline => E::KafkaStorageError,
+        }
+    }
 }
 
 /// Everything the request handlers share.
@@ -128,9 +144,19 @@ pub struct BrokerState {
     pub control: Arc<ControlClient>,
     /// This incarnation's epoch from the coordinators' registration.
     pub broker_epoch: AtomicI64,
+    /// The data directory's id (`meta.properties`), sent at registration: a new one tells the
+    /// coordinators this broker lost its disk.
+    pub directory_id: String,
+    /// Random per process start, and again when the broker comes back after its log directory
+    /// was offline: the coordinators then handle it as a restart.
+    pub incarnation: Mutex<String>,
+    /// Whether the log directory takes writes (see [`crate::log_dir`]).
+    pub log_dir: crate::log_dir::LogDirHealth,
     view: RwLock<Arc<ClusterView>>,
     view_version: watch::Sender<i64>,
     local: RwLock<HashMap<(TopicId, i32), Arc<Partition>>>,
+    /// Partitions this broker is a replica of whose logs could not be opened, with the error.
+    offline: RwLock<HashMap<(TopicId, i32), String>>,
     /// Serialises reconciliation of metadata updates; `true` once the broker is closing, so a
     /// late update cannot reopen a log that `close` has closed.
     reconcile: Mutex<bool>,
@@ -161,6 +187,8 @@ impl BrokerState {
             source,
         })?;
         remove_deleted_dirs(&logs)?;
+        let directory_id =
+            crate::data_dir::load_or_create(&config.data_dir, config.node_id)?.directory_id;
         let (appended, _) = watch::channel(0);
         let (view_version, _) = watch::channel(-1);
         let (follow, _) = watch::channel(BTreeMap::new());
@@ -178,12 +206,16 @@ impl BrokerState {
             config,
             control,
             broker_epoch: AtomicI64::new(-1),
+            directory_id,
+            incarnation: Mutex::new(uuid::Uuid::new_v4().to_string()),
+            log_dir: crate::log_dir::LogDirHealth::default(),
             advertised_host,
             advertised_port,
             internal_advertised,
             view: RwLock::new(Arc::new(ClusterView::default())),
             view_version,
             local: RwLock::new(HashMap::new()),
+            offline: RwLock::new(HashMap::new()),
             reconcile: Mutex::new(false),
             appended,
             producer_ids: tokio::sync::Mutex::new(0..0),
@@ -243,6 +275,15 @@ impl BrokerState {
             .cloned()
     }
 
+    /// Why a partition this broker is a replica of is offline here, if it is.
+    pub fn offline_reason(&self, topic: TopicId, index: i32) -> Option<String> {
+        self.offline
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(topic, index))
+            .cloned()
+    }
+
     pub fn local_partitions(&self) -> Vec<Arc<Partition>> {
         self.local
             .read()
@@ -259,9 +300,13 @@ impl BrokerState {
             .topic(topic)
             .filter(|t| t.partition(index).is_some())
             .ok_or(NotServed::UnknownTopicOrPartition)?;
-        let p = self
-            .local_partition(info.id, index)
-            .ok_or(NotServed::NotLeader)?;
+        let Some(p) = self.local_partition(info.id, index) else {
+            return Err(if self.offline_reason(info.id, index).is_some() {
+                NotServed::Offline
+            } else {
+                NotServed::NotLeader
+            });
+        };
         if !p.progress.borrow().leader {
             return Err(NotServed::NotLeader);
         }
@@ -301,22 +346,32 @@ impl BrokerState {
         let mono = mono_ms();
         let mut first_error = None;
         let mut wanted = HashMap::new();
+        let mut offline = HashMap::new();
+        let was_offline = std::mem::take(&mut *self.offline.write().unwrap_or_else(|p| p.into_inner()));
         for topic in view.topics.values() {
             for info in &topic.partitions {
                 if !info.replicas.contains(&self.me) {
                     continue;
                 }
+                let key = (topic.id, info.index);
                 match self.host(topic, info, now, mono) {
                     Ok(p) => {
-                        wanted.insert((topic.id, info.index), p);
+                        wanted.insert(key, p);
                     }
                     Err(e) => {
-                        tracing::error!(topic = %topic.name, partition = info.index, error = %e, "cannot host partition");
+                        let reason = weir_model::Chain(&e).to_string();
+                        // Said once, not at every metadata update.
+                        if was_offline.get(&key) != Some(&reason) {
+                            tracing::error!(topic = %topic.name, partition = info.index, error = %reason,
+                                "partition offline on this broker: its files cannot be opened; clients get KAFKA_STORAGE_ERROR");
+                        }
+                        offline.insert(key, reason);
                         first_error.get_or_insert(e);
                     }
                 }
             }
         }
+        *self.offline.write().unwrap_or_else(|p| p.into_inner()) = offline;
         // Partitions no longer hosted here: deleted topics, or moved away by a reassignment.
         let gone: Vec<Arc<Partition>> = {
             let mut local = self.local.write().unwrap_or_else(|p| p.into_inner());
@@ -419,11 +474,16 @@ impl BrokerState {
                         // The epoch is known at the log end from now on, so followers asking
                         // where their epochs end get an answer (KIP-101) before any append.
                         if let Err(e) = log.start_leader_epoch(info.leader_epoch) {
-                            tracing::error!(topic = %topic.name, partition = info.index, error = %e, "recording the leader epoch");
+                            tracing::error!(topic = %topic.name, partition = info.index, error = %weir_model::Chain(&e), "recording the leader epoch");
                         }
                         log.log_end_offset()
                     };
-                    let hw = r.high_watermark;
+                    // Leading again at a new epoch (a follower lost its disk): keep the watermark
+                    // this leadership reached, not the one from when this broker followed.
+                    let hw = match &r.role {
+                        Role::Leader(l) => l.high_watermark().max(r.high_watermark),
+                        Role::Follower { .. } => r.high_watermark,
+                    };
                     tracing::info!(topic = %topic.name, partition = info.index, epoch = info.leader_epoch.get(), log_end = log_end.get(), "leading");
                     r.role = Role::Leader(LeaderState::new(
                         self.me,
@@ -465,8 +525,12 @@ impl BrokerState {
         }
         p.log.write().unwrap_or_else(|e| e.into_inner()).retire();
         let dir = partition_dir(&self.config.data_dir, &p.topic, p.id);
-        let to = logs_dir(&self.config.data_dir)
-            .join(format!("{}-{}.{}-delete", p.topic, p.id, p.topic_id));
+        let to = logs_dir(&self.config.data_dir).join(aside_name(
+            &p.topic,
+            p.id,
+            p.topic_id,
+            DELETE_SUFFIX,
+        ));
         if dir.exists() {
             std::fs::rename(&dir, &to).map_err(|source| BrokerError::DataDir {
                 path: dir.clone(),
@@ -533,11 +597,15 @@ impl BrokerState {
                 Ok(()) => {}
                 // Removed while this pass ran.
                 Err(weir_storage::StorageError::Closed { .. }) => {}
-                Err(source) => errors.push(BrokerError::Storage {
-                    topic: p.topic.to_string(),
-                    partition: p.id.get(),
-                    source,
-                }),
+                Err(source) => {
+                    self.log_dir
+                        .record(&format!("housekeeping {}-{}", p.topic, p.id), &source);
+                    errors.push(BrokerError::Storage {
+                        topic: p.topic.to_string(),
+                        partition: p.id.get(),
+                        source,
+                    });
+                }
             }
         }
         errors
@@ -561,7 +629,7 @@ impl BrokerState {
                     partition: p.id.get(),
                     source,
                 };
-                tracing::error!(error = %e, "closing a partition log");
+                tracing::error!(error = %weir_model::Chain(&e), "closing a partition log");
                 first.get_or_insert(e);
             }
         }
@@ -606,7 +674,80 @@ pub fn partition_dir(data_dir: &Path, topic: &TopicName, partition: PartitionId)
 
 /// The file in a partition directory naming the topic id it belongs to, so a topic deleted
 /// and re-created under the same name while this broker was down starts from an empty log.
+/// Format: the UUID on one line, then a `crc32c=` line (see [`crate::data_dir::with_crc`]).
+/// Files written before the checksum hold the bare UUID and are still read.
 const TOPIC_ID_FILE: &str = "topic.id";
+
+/// Suffixes of partition directories set aside: `-delete` ones are removed at the next start,
+/// `-stray` ones are kept for an operator (Kafka 3.7+ names stray logs the same way).
+const DELETE_SUFFIX: &str = "-delete";
+const STRAY_SUFFIX: &str = "-stray";
+/// Longest file name the file systems Weir runs on accept (NAME_MAX).
+const FILE_NAME_BYTES_MAX: usize = 255;
+
+/// `<topic>-<partition>.<topic id hex><suffix>`, with the topic name cut short so that the
+/// whole fits in NAME_MAX, as Kafka does: a 249-character topic name plus the rest would not.
+fn aside_name(topic: &TopicName, partition: PartitionId, id: TopicId, suffix: &str) -> String {
+    let tail = format!("-{partition}.{}{suffix}", id.to_hex());
+    let keep = FILE_NAME_BYTES_MAX.saturating_sub(tail.len());
+    // Topic names are ASCII, so any byte index is a character boundary.
+    let name = topic.as_str();
+    format!("{}{tail}", &name[..name.len().min(keep)])
+}
+
+/// What a partition directory's `topic.id` file says.
+#[derive(Debug, PartialEq, Eq)]
+enum TopicIdFile {
+    Missing,
+    Valid(TopicId),
+    Damaged(String),
+}
+
+fn read_topic_id(path: &Path) -> Result<TopicIdFile, std::io::Error> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TopicIdFile::Missing),
+        Err(e) => return Err(e),
+    };
+    let text = if bytes.windows(7).any(|w| w == b"crc32c=") {
+        match crate::data_dir::checked_body(&bytes) {
+            Ok(body) => body.to_string(),
+            Err(reason) => return Ok(TopicIdFile::Damaged(reason)),
+        }
+    } else {
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    Ok(match TopicId::parse(text.trim()) {
+        Some(id) => TopicIdFile::Valid(id),
+        None => TopicIdFile::Damaged(format!("not a topic id: {:?}", text.trim())),
+    })
+}
+
+/// Checks that `dir` holds topic `topic`'s log. The log of another topic of the same name (one
+/// deleted and re-created while this broker was down) is set aside as `-stray`, never deleted:
+/// a mistaken id must not cost data. A damaged id file leaves the partition offline.
+fn claim_partition_dir(dir: &Path, topic: &TopicInfo, id: PartitionId) -> Result<(), BrokerError> {
+    let io = |source| BrokerError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let id_file = dir.join(TOPIC_ID_FILE);
+    match read_topic_id(&id_file).map_err(io)? {
+        TopicIdFile::Missing => Ok(()),
+        TopicIdFile::Valid(found) if found == topic.id => Ok(()),
+        TopicIdFile::Valid(found) => {
+            let aside = dir.with_file_name(aside_name(&topic.name, id, found, STRAY_SUFFIX));
+            tracing::error!(dir = %dir.display(), found = %found.to_uuid_string(),
+                wanted = %topic.id.to_uuid_string(), aside = %aside.display(),
+                "the log belongs to another topic of the same name; setting it aside (remove it once it is not needed)");
+            std::fs::rename(dir, &aside).map_err(io)
+        }
+        TopicIdFile::Damaged(reason) => Err(BrokerError::DataDirMeta {
+            path: id_file,
+            reason: format!("damaged ({reason}); the partition stays offline until it is repaired or removed"),
+        }),
+    }
+}
 
 fn open_partition(
     data_dir: &Path,
@@ -616,27 +757,20 @@ fn open_partition(
     now: Timestamp,
 ) -> Result<Partition, BrokerError> {
     let dir = partition_dir(data_dir, &topic.name, id);
-    let io = |source| BrokerError::DataDir {
-        path: dir.clone(),
-        source,
-    };
+    claim_partition_dir(&dir, topic, id)?;
     let id_file = dir.join(TOPIC_ID_FILE);
-    match std::fs::read_to_string(&id_file) {
-        Ok(found) if TopicId::parse(found.trim()) == Some(topic.id) => {}
-        Ok(found) => {
-            tracing::info!(dir = %dir.display(), found = found.trim(), wanted = %topic.id.to_uuid_string(), "removing the log of an older topic of the same name");
-            std::fs::remove_dir_all(&dir).map_err(io)?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
-    }
     let log = PartitionLog::open(&dir, config, now).map_err(|source| BrokerError::Storage {
         topic: topic.name.to_string(),
         partition: id.get(),
         source,
     })?;
-    if !id_file.exists() {
-        std::fs::write(&id_file, topic.id.to_uuid_string()).map_err(io)?;
+    let checksummed = std::fs::read(&id_file)
+        .map(|b| b.windows(7).any(|w| w == b"crc32c="))
+        .unwrap_or(false);
+    if !checksummed {
+        // New, or an older file without a checksum: (re)written with one.
+        let body = crate::data_dir::with_crc(format!("{}\n", topic.id.to_uuid_string()));
+        crate::data_dir::write_atomically(&id_file, &body)?;
     }
     let (progress, _) = watch::channel(Progress {
         epoch: LeaderEpoch(-1),
@@ -673,7 +807,7 @@ fn remove_deleted_dirs(logs: &Path) -> Result<(), BrokerError> {
         if path
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with("-delete"))
+            .is_some_and(|n| n.ends_with(DELETE_SUFFIX))
         {
             std::fs::remove_dir_all(&path).map_err(|source| BrokerError::DataDir {
                 path: path.clone(),
@@ -682,4 +816,96 @@ fn remove_deleted_dirs(logs: &Path) -> Result<(), BrokerError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str, id: u8) -> TopicInfo {
+        TopicInfo {
+            name: TopicName::new(name).unwrap(),
+            id: TopicId([id; 16]),
+            configs: BTreeMap::new(),
+            partitions: Vec::new(),
+        }
+    }
+
+    fn open(data: &Path, t: &TopicInfo) -> Result<Partition, BrokerError> {
+        open_partition(
+            data,
+            t,
+            PartitionId(0),
+            LogConfig::default(),
+            Timestamp::now(),
+        )
+    }
+
+    /// Proves: a partition directory holding another topic's log (a topic of the same name
+    /// re-created while this broker was down) is set aside as `-stray` with every file in it,
+    /// never deleted, and the new topic starts from an empty directory.
+    #[test]
+    fn another_topics_log_is_set_aside_not_deleted() {
+        let data = tempfile::tempdir().unwrap();
+        let old = topic("orders", 1);
+        let p = open(data.path(), &old).unwrap();
+        p.log.write().unwrap().close().unwrap();
+        let dir = partition_dir(data.path(), &old.name, PartitionId(0));
+        let before: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+
+        let new = topic("orders", 2);
+        open(data.path(), &new).unwrap();
+        let aside = logs_dir(data.path()).join(aside_name(&old.name, PartitionId(0), old.id, STRAY_SUFFIX));
+        let kept: Vec<_> = std::fs::read_dir(&aside).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(kept.len(), before.len(), "every file of the old log is kept");
+        assert_eq!(read_topic_id(&dir.join(TOPIC_ID_FILE)).unwrap(), TopicIdFile::Valid(new.id));
+        // Kept across restarts: only `-delete` directories are removed at start-up.
+        remove_deleted_dirs(&logs_dir(data.path())).unwrap();
+        assert!(aside.exists());
+    }
+
+    /// Proves: a damaged `topic.id` (one changed hex digit) leaves the partition offline with
+    /// an error naming the file, and removes nothing; a file from before the checksum (a bare
+    /// UUID) is still read, and rewritten with a checksum.
+    #[test]
+    fn a_damaged_topic_id_keeps_the_partition_offline() {
+        let data = tempfile::tempdir().unwrap();
+        let t = topic("orders", 7);
+        let p = open(data.path(), &t).unwrap();
+        p.log.write().unwrap().close().unwrap();
+        let id_file = partition_dir(data.path(), &t.name, PartitionId(0)).join(TOPIC_ID_FILE);
+        let good = std::fs::read(&id_file).unwrap();
+        let mut bad = good.clone();
+        bad[3] = if bad[3] == b'0' { b'1' } else { b'0' };
+        std::fs::write(&id_file, &bad).unwrap();
+        let e = open(data.path(), &t).err().expect("refused");
+        assert!(e.to_string().contains("topic.id") && e.to_string().contains("checksum"), "{e}");
+        assert_eq!(std::fs::read(&id_file).unwrap(), bad, "nothing rewritten");
+        assert!(std::fs::read_dir(id_file.parent().unwrap()).unwrap().count() > 1, "nothing removed");
+
+        std::fs::write(&id_file, t.id.to_uuid_string()).unwrap();
+        let p = open(data.path(), &t).unwrap();
+        p.log.write().unwrap().close().unwrap();
+        assert_eq!(std::fs::read(&id_file).unwrap(), good, "rewritten with a checksum");
+    }
+
+    /// Proves: the names of set-aside directories fit NAME_MAX even for a 249-character topic
+    /// name (Kafka's limit), and a real rename to one succeeds.
+    #[test]
+    fn set_aside_names_fit_name_max() {
+        let name = TopicName::new("t".repeat(249)).unwrap();
+        let id = TopicId([0xab; 16]);
+        for suffix in [DELETE_SUFFIX, STRAY_SUFFIX] {
+            let n = aside_name(&name, PartitionId(9999), id, suffix);
+            assert!(n.len() <= FILE_NAME_BYTES_MAX, "{} bytes", n.len());
+            assert!(n.ends_with(&format!("-9999.{}{suffix}", id.to_hex())));
+        }
+        let data = tempfile::tempdir().unwrap();
+        let from = partition_dir(data.path(), &name, PartitionId(0));
+        std::fs::create_dir_all(&from).unwrap();
+        let to = logs_dir(data.path()).join(aside_name(&name, PartitionId(0), id, DELETE_SUFFIX));
+        std::fs::rename(&from, &to).unwrap();
+        remove_deleted_dirs(&logs_dir(data.path())).unwrap();
+        assert!(!to.exists());
+    }
 }

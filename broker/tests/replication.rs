@@ -18,6 +18,7 @@ use weir_model::{Offset, Timestamp};
 
 struct Node {
     addr: SocketAddr,
+    internal: SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -70,6 +71,7 @@ impl Cluster {
         config.log_cleaner.backoff_ms = 20;
         let broker = Broker::start(config).await.unwrap();
         let addr = broker.local_addr();
+        let internal = broker.internal_addr();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             broker
@@ -79,7 +81,12 @@ impl Cluster {
                 .await
                 .unwrap();
         });
-        self.nodes[id as usize - 1] = Some(Node { addr, stop, task });
+        self.nodes[id as usize - 1] = Some(Node {
+            addr,
+            internal,
+            stop,
+            task,
+        });
     }
 
     /// SIGTERM-like stop: controlled shutdown, then close.
@@ -481,4 +488,69 @@ async fn a_follower_catches_up_on_a_compacted_leader_across_its_gaps() {
         assert_eq!(newest.2, format!("value-{k}-round-{}", ROUNDS - 1));
     }
     assert_eq!(records.last().unwrap().0, end - 1);
+}
+
+/// Proves: a replica fetch is taken only from a registered broker other than the leader, at
+/// the epoch of its current registration. A fetch moves the high watermark and keeps its
+/// sender in the ISR, so a forged one (a made-up or stale epoch) could keep a cut-off follower
+/// "in sync" and let acks=all be answered with the data on fewer disks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_replica_fetches_are_refused() {
+    use weir_proto::v1;
+    let mut cluster = Cluster::start(3, 1_000).await;
+    create_rf3(cluster.any_addr(), "forged").await;
+    let (leader, _) = wait_for(cluster.any_addr(), "forged", "an ISR of 3", |l, isr| {
+        l > 0 && isr.len() == 3
+    })
+    .await;
+    let follower = (1..=3).find(|&b| b != leader).unwrap();
+    let coordinator = cluster.coordinator.as_ref().unwrap().local_addr();
+    let mut admin = v1::admin_client::AdminClient::connect(format!("http://{coordinator}"))
+        .await
+        .unwrap();
+    let d = admin
+        .describe_cluster(v1::DescribeClusterRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let topic = d.topics.iter().find(|t| t.name == "forged").unwrap();
+    let epoch_of = |id: i32| d.brokers.iter().find(|b| b.id == id).unwrap().epoch;
+    let fetch = |replica_id: i32, broker_epoch: i64| v1::ReplicaFetchRequest {
+        replica_id,
+        broker_epoch,
+        max_wait_ms: 0,
+        min_bytes: 0,
+        max_bytes: 1 << 20,
+        partitions: vec![v1::ReplicaFetchPartition {
+            topic_id: topic.id.clone(),
+            partition: 0,
+            current_leader_epoch: topic.partitions[0].leader_epoch,
+            fetch_offset: 0,
+            max_bytes: 1 << 20,
+        }],
+    };
+    let internal = cluster.nodes[leader as usize - 1].as_ref().unwrap().internal;
+    let mut replication =
+        v1::replication_client::ReplicationClient::connect(format!("http://{internal}"))
+            .await
+            .unwrap();
+    let refused = [
+        (fetch(follower, epoch_of(follower) + 1), tonic::Code::FailedPrecondition),
+        (fetch(follower, 0), tonic::Code::FailedPrecondition),
+        (fetch(99, 1), tonic::Code::PermissionDenied),
+        (fetch(leader, epoch_of(leader)), tonic::Code::InvalidArgument),
+    ];
+    for (req, code) in refused {
+        let shown = (req.replica_id, req.broker_epoch);
+        let status = replication.fetch(req).await.expect_err("a forged fetch was taken");
+        assert_eq!(status.code(), code, "{shown:?}: {status}");
+    }
+    // The follower's real epoch is taken.
+    let ok = replication
+        .fetch(fetch(follower, epoch_of(follower)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.partitions[0].error_code, 0);
+    cluster.shutdown().await;
 }

@@ -13,6 +13,12 @@ pub const VOTERS_ALLOWED: [usize; 3] = [1, 3, 5];
 pub const PRODUCER_ID_BLOCK: i32 = 1000;
 /// How often the leader checks broker leases.
 pub const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// A gap longer than this between two looks at the clock by the leader's timers (which look
+/// every `LEASE_CHECK_INTERVAL`) means the process was paused, and broker leases start afresh
+/// (see `leases`). Well above the interval, so a busy runtime's late timers are not a pause;
+/// short next to session timeouts, so a pause it misses ages a lease by little.
+pub const LEASE_PAUSE_GAP: Duration = Duration::from_millis(500);
+const _: () = assert!(LEASE_PAUSE_GAP.as_millis() >= 2 * LEASE_CHECK_INTERVAL.as_millis());
 /// Bound on a connection attempt to another coordinator.
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Bound on a request forwarded to the leader (a write waits for a quorum).

@@ -12,7 +12,7 @@
 //! does not place a topic on brokers it has not yet seen unfenced.
 
 use crate::config::{CoordinatorConfig, FORWARD_TIMEOUT};
-use crate::leases::Leases;
+use crate::leases::{Check, Leases};
 use crate::network::{PeerChannels, RaftRpc, call};
 use crate::store::state_machine::{Applied, SmData};
 use crate::types::{
@@ -27,6 +27,7 @@ use tokio::sync::{broadcast, watch};
 use tonic::Status;
 use tracing::{debug, info, warn};
 use weir_metadata::{Command, MetadataError, MetadataState, Reply};
+use weir_model::limits::{RAFT_MEMBERS_MAX, RAFT_NAME_BYTES_MAX};
 use weir_model::{BrokerEpoch, BrokerId};
 
 /// How long a write may wait for a quorum on the leader.
@@ -95,7 +96,7 @@ impl Core {
             config,
             data,
             applied_tx,
-            leases: Mutex::new(Leases::default()),
+            leases: Mutex::new(Leases::new(crate::config::LEASE_PAUSE_GAP)),
             channels,
             shutdown,
         }
@@ -128,6 +129,22 @@ impl Core {
     /// The Raft leader this coordinator knows of.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// What this coordinator knows of itself when it judges a peer's Raft request.
+    pub fn receiver(&self) -> crate::peer_input::Receiver {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        crate::peer_input::Receiver {
+            id: self.id,
+            term: m.current_term,
+            members: m
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect(),
+        }
     }
 
     /// The leader id as the wire carries it: -1 when unknown.
@@ -210,7 +227,7 @@ impl Core {
             .applied_index_at_least(Some(index), "forwarded write applied here")
             .await;
         if let Err(e) = waited {
-            debug!(index, error = %e, "answering before applying a forwarded write");
+            debug!(index, error = %weir_model::Chain(&e), "answering before applying a forwarded write");
         }
     }
 
@@ -396,7 +413,7 @@ impl Core {
                 .write_local(Command::UnfenceBroker { id, epoch })
                 .await?;
             if let Err(e) = written.result {
-                warn!(broker = id.get(), error = %e, "unfencing refused");
+                warn!(broker = id.get(), error = %weir_model::Chain(&e), "unfencing refused");
             } else {
                 info!(broker = id.get(), epoch = epoch.get(), "broker unfenced");
             }
@@ -431,6 +448,20 @@ impl Core {
     }
 
     async fn add_coordinator_local(&self, id: NodeId, addr: String) -> Result<u64, LocalError> {
+        // Followers refuse a membership past these bounds (`peer_input`), so the leader must
+        // never propose one: replication would stop at that entry.
+        if addr.len() > RAFT_NAME_BYTES_MAX {
+            return Err(LocalError::Failed(format!(
+                "coordinator address is {} bytes; at most {RAFT_NAME_BYTES_MAX}",
+                addr.len()
+            )));
+        }
+        let members = self.coordinators();
+        if members.len() >= RAFT_MEMBERS_MAX && !members.iter().any(|(m, _, _)| *m == id) {
+            return Err(LocalError::Failed(format!(
+                "the quorum already names {RAFT_MEMBERS_MAX} coordinators, the most it may"
+            )));
+        }
         info!(coordinator = id, addr = %addr, "adding coordinator as a learner");
         self.raft
             .add_learner(id, BasicNode { addr }, true)
@@ -499,8 +530,38 @@ impl Core {
     }
 
     /// The leader's periodic duties, until shutdown: initialise the cluster id, fence brokers
-    /// whose lease expired, and move leadership back to preferred replicas.
+    /// whose lease expired, and move leadership back to preferred replicas; and, beside them,
+    /// the timer that notices when this process was paused.
     pub async fn run_leader_duties(self: Arc<Self>) {
+        tokio::join!(self.clone().watch_for_pauses(), self.run_duties());
+    }
+
+    /// Looks at the clock every `LEASE_CHECK_INTERVAL` and never waits on anything else, so a
+    /// gap between two looks is a pause of the process, not a slow write of the duties (see
+    /// `leases`).
+    async fn watch_for_pauses(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.clone();
+        let mut tick = tokio::time::interval(crate::config::LEASE_CHECK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            let rearmed = self.leases().observe(Instant::now());
+            if let Some(gap) = rearmed {
+                warn!(
+                    gap_ms = gap.as_millis() as u64,
+                    "this coordinator did not run for a while (paused?); broker leases start afresh"
+                );
+            }
+        }
+    }
+
+    async fn run_duties(self: Arc<Self>) {
         let mut shutdown = self.shutdown.clone();
         let mut tick = tokio::time::interval(crate::config::LEASE_CHECK_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -549,26 +610,11 @@ impl Core {
                 .await
             {
                 Ok(Written { result: Ok(_), .. }) => info!(%cluster_id, "initialised the cluster"),
-                Ok(Written { result: Err(e), .. }) => debug!(error = %e, "cluster id already set"),
+                Ok(Written { result: Err(e), .. }) => debug!(error = %weir_model::Chain(&e), "cluster id already set"),
                 Err(e) => debug!(error = ?e, "could not initialise the cluster yet"),
             }
         }
-        let timeout = self.config.broker_session_timeout;
-        let expired = {
-            let mut leases = self.leases();
-            self.state(|s| leases.expired(s, now, timeout))
-        };
-        for (id, epoch) in expired {
-            warn!(
-                broker = id.get(),
-                epoch = epoch.get(),
-                timeout_ms = timeout.as_millis() as u64,
-                "broker lease expired; fencing"
-            );
-            if let Err(e) = self.write_local(Command::FenceBroker { id, epoch }).await {
-                warn!(broker = id.get(), error = ?e, "fencing failed");
-            }
-        }
+        self.fence_expired(now).await;
         if now.saturating_duration_since(*last_rebalance) >= self.config.leader_rebalance_interval {
             *last_rebalance = now;
             if self.state(|s| s.needs_preferred_election()) {
@@ -583,6 +629,43 @@ impl Core {
                     Ok(_) => {}
                     Err(e) => warn!(error = ?e, "preferred leader election failed"),
                 }
+            }
+        }
+    }
+
+    /// Fences the brokers whose lease expired at `now`, once a quorum has confirmed that this
+    /// coordinator still leads: a leader deposed while it was paused learns it here instead of
+    /// proposing fences for leases it could not renew.
+    async fn fence_expired(&self, now: Instant) {
+        let timeout = self.config.broker_session_timeout;
+        let check = {
+            let mut leases = self.leases();
+            self.state(|s| leases.check(s, now, timeout))
+        };
+        let expired = match check {
+            Check::Expired(expired) if expired.is_empty() => return,
+            Check::Expired(expired) => expired,
+            Check::Rearmed { gap } => {
+                warn!(
+                    gap_ms = gap.as_millis() as u64,
+                    "the lease check ran late (paused?); broker leases start afresh"
+                );
+                return;
+            }
+        };
+        if let Err(e) = self.read_index_local().await {
+            info!(error = ?e, "not fencing: leadership not confirmed");
+            return;
+        }
+        for (id, epoch) in expired {
+            warn!(
+                broker = id.get(),
+                epoch = epoch.get(),
+                timeout_ms = timeout.as_millis() as u64,
+                "broker lease expired; fencing"
+            );
+            if let Err(e) = self.write_local(Command::FenceBroker { id, epoch }).await {
+                warn!(broker = id.get(), error = ?e, "fencing failed");
             }
         }
     }

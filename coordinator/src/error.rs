@@ -27,6 +27,16 @@ pub enum CoordinatorError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the Raft state in {path} is unsafe to start from: {source}. It was written from a forged \
+         message before such messages were refused. Remove this coordinator from the quorum \
+         (Admin RemoveCoordinator), delete its data directory and add it again"
+    )]
+    UnsafeRaftState {
+        path: PathBuf,
+        #[source]
+        source: crate::peer_input::Refused,
+    },
     #[error("starting Raft: {0}")]
     Raft(String),
 }

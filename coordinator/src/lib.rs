@@ -25,6 +25,8 @@
 //! - `core`: what the services share: where a request runs (forwarding to the leader),
 //!   heartbeats, quorum changes, the leader's periodic duties.
 //! - `leases`: broker leases (leader only), pure.
+//! - `peer_input`: the bounds every Raft message from a peer (and the stored vote) is held
+//!   to before openraft sees it.
 //! - `convert`: metadata records to protobuf messages.
 //! - `service`: the three gRPC services.
 //! - [`error`]: [`CoordinatorError`], and the exit on a broken disk.
@@ -35,12 +37,14 @@ mod core;
 pub mod error;
 mod leases;
 mod network;
+mod peer_input;
 mod service;
 mod store;
 mod types;
 
 pub use config::{CoordinatorConfig, parse_peers};
 pub use error::CoordinatorError;
+pub use peer_input::Refused;
 pub use types::NodeId;
 
 use crate::core::Core;
@@ -100,13 +104,13 @@ impl CoordinatorHandle {
         let _ = self.shutdown.send(true);
         self.duties.abort();
         if let Err(e) = self.core.raft.shutdown().await {
-            warn!(error = %e, "Raft did not stop cleanly");
+            warn!(error = %weir_model::Chain(&e), "Raft did not stop cleanly");
         }
         let mut server = self.server;
         match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => warn!(error = %e, "gRPC server stopped with an error"),
-            Ok(Err(e)) => warn!(error = %e, "gRPC server task failed"),
+            Ok(Ok(Err(e))) => warn!(error = %weir_model::Chain(&e), "gRPC server stopped with an error"),
+            Ok(Err(e)) => warn!(error = %weir_model::Chain(&e), "gRPC server task failed"),
             Err(_) => {
                 warn!("in-flight gRPC requests did not finish in time; dropping them");
                 server.abort();
@@ -153,7 +157,8 @@ pub async fn start_with_listener(
         source,
     })?;
 
-    let log_store = LogStore::open(&config.data_dir)?;
+    let mut log_store = LogStore::open(&config.data_dir)?;
+    check_stored_state(&mut log_store, &config).await?;
     let state_machine =
         StateMachineStore::open(&config.data_dir).map_err(|source| CoordinatorError::Snapshot {
             path: config.data_dir.clone(),
@@ -189,29 +194,7 @@ pub async fn start_with_listener(
         shutdown_rx.clone(),
     ));
 
-    let max = config::GRPC_MESSAGE_BYTES_MAX;
-    let raft_service = RaftServer::new(service::raft::RaftService { core: core.clone() })
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-    let broker_service = BrokerControlServer::new(service::broker_control::BrokerControlService {
-        core: core.clone(),
-    })
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(max);
-    let admin_service = AdminServer::new(service::admin::AdminService { core: core.clone() })
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut stop = shutdown_rx;
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(raft_service)
-            .add_service(broker_service)
-            .add_service(admin_service)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            }),
-    );
+    let server = serve(&core, listener, shutdown_rx);
 
     if let Err(e) = bootstrap(&config, &raft, &advertised).await {
         // Leave nothing running behind a failed start.
@@ -229,6 +212,55 @@ pub async fn start_with_listener(
         server,
         duties,
     })
+}
+
+/// Refuses to start from a store whose vote or log is past the Raft ceilings (written by a
+/// forged message before they were enforced): openraft would panic at the first election, and
+/// again after every restart. See `peer_input::stored`.
+async fn check_stored_state(
+    store: &mut LogStore,
+    config: &CoordinatorConfig,
+) -> Result<(), CoordinatorError> {
+    use openraft::storage::RaftLogStorage;
+    let unreadable = |e: types::StorageError| CoordinatorError::Raft(e.to_string());
+    let vote = store.read_vote().await.map_err(unreadable)?;
+    let last = store.get_log_state().await.map_err(unreadable)?.last_log_id;
+    peer_input::stored(vote.as_ref(), last.as_ref()).map_err(|source| {
+        CoordinatorError::UnsafeRaftState {
+            path: config.data_dir.clone(),
+            source,
+        }
+    })
+}
+
+/// Serves the three gRPC services on `listener` until `stop` turns true.
+fn serve(
+    core: &Arc<Core>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<Result<(), tonic::transport::Error>> {
+    let max = config::GRPC_MESSAGE_BYTES_MAX;
+    let raft_service = RaftServer::new(service::raft::RaftService { core: core.clone() })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let broker_service = BrokerControlServer::new(service::broker_control::BrokerControlService {
+        core: core.clone(),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let admin_service = AdminServer::new(service::admin::AdminService { core: core.clone() })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(raft_service)
+            .add_service(broker_service)
+            .add_service(admin_service)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }),
+    )
 }
 
 /// On a fresh data directory, initialises the quorum with the initial voters (unless joining).
@@ -289,4 +321,42 @@ pub async fn run(
     info!("shutting down");
     handle.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::storage::RaftLogStorage;
+
+    /// A data directory whose stored vote is at term u64::MAX (written by a forged message
+    /// before the edge refused it) is refused at start with a clear error, not a panic at the
+    /// first election.
+    #[tokio::test]
+    async fn a_store_with_a_vote_past_the_ceiling_does_not_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CoordinatorConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..CoordinatorConfig::default()
+        };
+        {
+            let mut store = LogStore::open(dir.path()).unwrap();
+            store
+                .save_vote(&openraft::Vote::new_committed(u64::MAX, 2))
+                .await
+                .unwrap();
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let e = start_with_listener(config, listener).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CoordinatorError::UnsafeRaftState {
+                    source: Refused::TermAboveCeiling { .. },
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("delete its data directory"), "{e}");
+    }
 }

@@ -6,6 +6,7 @@
 //! reaches openraft as a `RemoteError`, as it expects. See `types` for why JSON.
 
 use crate::config::{GRPC_MESSAGE_BYTES_MAX, PEER_CONNECT_TIMEOUT};
+use crate::peer_input::{PeerAnswer, Refused};
 use crate::types::{NodeId, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -80,6 +81,12 @@ pub enum TransportError {
         addr: String,
         #[source]
         source: serde_json::Error,
+    },
+    #[error("refused the answer from {addr}: {source}")]
+    Refused {
+        addr: String,
+        #[source]
+        source: Refused,
     },
     #[error("decoding the answer from {addr}: {source}")]
     Decode {
@@ -192,7 +199,7 @@ impl Network {
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
         Req: Serialize,
-        Resp: DeserializeOwned,
+        Resp: DeserializeOwned + PeerAnswer,
         E: std::error::Error + DeserializeOwned,
     {
         let answer: Result<Resp, RaftError<NodeId, E>> =
@@ -205,6 +212,16 @@ impl Network {
                         RPCError::Network(NetworkError::new(&e))
                     }
                 })?;
+        // An absurd answer (a vote at term u64::MAX) must not reach openraft either: it is
+        // treated as a failed call, which openraft retries.
+        if let Err(source) = answer.check() {
+            let e = TransportError::Refused {
+                addr: self.addr.clone(),
+                source,
+            };
+            tracing::warn!(error = %weir_model::Chain(&e), "refused a peer's Raft answer");
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -7,25 +7,9 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 use std::time::Duration;
-use weir_coordinator::CoordinatorHandle;
 use weir_proto::v1 as pb;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Waits until exactly one coordinator leads and all agree on it; returns its index.
-async fn wait_for_leader(cluster: &[CoordinatorHandle]) -> usize {
-    wait_for("one agreed leader", WAIT, || {
-        let leaders: Vec<Option<u64>> = cluster.iter().map(|h| h.leader()).collect();
-        let leading: Vec<usize> = (0..cluster.len())
-            .filter(|i| cluster[*i].is_leader())
-            .collect();
-        async move {
-            let first = leaders[0]?;
-            (leaders.iter().all(|l| *l == Some(first)) && leading.len() == 1).then(|| leading[0])
-        }
-    })
-    .await
-}
 
 fn topic<'a>(d: &'a pb::DescribeClusterResponse, name: &str) -> Option<&'a pb::Topic> {
     d.topics.iter().find(|t| t.name == name)

@@ -6,86 +6,12 @@
 mod common;
 
 use common::*;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 use weir_proto::v1 as pb;
 
 const WAIT: Duration = Duration::from_secs(20);
 const SNAPSHOT_EVERY: u64 = 20;
-
-/// One coordinator process; killed when dropped so a failing test leaves nothing behind.
-struct Proc {
-    id: u64,
-    addr: String,
-    dir: PathBuf,
-    peers: String,
-    child: Option<Child>,
-    starts: u32,
-}
-
-impl Proc {
-    fn log_path(&self, start: u32) -> PathBuf {
-        self.dir.with_extension(format!("log.{start}"))
-    }
-
-    fn start(&mut self) {
-        self.starts += 1;
-        let log = File::create(self.log_path(self.starts)).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_weir-coordinator"))
-            .args(["--id", &self.id.to_string()])
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .args(["--listen", &self.addr, "--peers", &self.peers])
-            .args(["--snapshot-every", &SNAPSHOT_EVERY.to_string()])
-            .args(["--raft-heartbeat-interval-ms", "50"])
-            .args(["--election-timeout-min-ms", "300"])
-            .args(["--election-timeout-max-ms", "600"])
-            .env("WEIR_LOG", "info")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    /// SIGKILL, and reap.
-    fn kill9(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// SIGTERM, and wait for a clean exit.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        child.wait().unwrap()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path(self.starts)).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
 
 /// The index in the restarted coordinator's "loaded snapshot at index N" line.
 fn loaded_snapshot_index(log: &str) -> Option<u64> {
@@ -164,13 +90,10 @@ async fn a_coordinator_restarts_from_snapshot_plus_log() {
     let mut procs: Vec<Proc> = addrs
         .iter()
         .enumerate()
-        .map(|(i, addr)| Proc {
-            id: i as u64 + 1,
-            addr: addr.clone(),
-            dir: dir.path().join(format!("c{}", i + 1)),
-            peers: peers.clone(),
-            child: None,
-            starts: 0,
+        .map(|(i, addr)| {
+            let snapshot_every =
+                ["--snapshot-every", &SNAPSHOT_EVERY.to_string()].map(String::from);
+            Proc::new(i as u64 + 1, addr, dir.path(), &peers, &snapshot_every)
         })
         .collect();
     for p in &mut procs {

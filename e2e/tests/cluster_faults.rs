@@ -478,3 +478,196 @@ fn reassignment_under_load() {
         );
     }
 }
+
+/// Proves the empty-disk double fault loses nothing that survives anywhere: the last in-sync
+/// replica of a partition dies, comes back with an empty data directory, and is NOT elected
+/// (which would make the two other replicas truncate every committed record to match its
+/// empty log). The partition stays offline, the other replicas keep their logs byte for byte,
+/// and when the operator allows an unclean election a replica that still has its log leads,
+/// with every record acknowledged while all three were in sync.
+#[test]
+fn last_in_sync_replica_back_with_an_empty_disk() {
+    const EMPTIED: &str = "emptied";
+    let name = "last_in_sync_replica_back_with_an_empty_disk";
+    let Some(mut f) = Fixture::start(name, 3) else {
+        return;
+    };
+    let c = &mut f.cluster;
+    c.create_topic(EMPTIED, 1, 3, &[("min.insync.replicas", "1")], &[vec![1, 2, 3]])
+        .unwrap();
+    // Phase 1: records committed on all three replicas.
+    let w = Workload::start(&c.bootstrap(), EMPTIED, 1, INTERVAL).unwrap();
+    w.wait_acks_everywhere(200, Instant::now(), Duration::from_secs(20))
+        .unwrap();
+    let committed = w.finish(FINISH).unwrap();
+    assert!(committed.failures.is_empty(), "{:?}", committed.failures);
+    c.wait_replicas_identical(EMPTIED, REPLICAS_AGREE).unwrap();
+
+    // 2 and 3 die: 1 is the ISR alone and acknowledges records only it holds.
+    c.kill9(Node::Broker(2)).unwrap();
+    c.kill9(Node::Broker(3)).unwrap();
+    c.wait_for("the ISR shrunk to broker 1", FAILOVER, |d| {
+        let p = find_partition(d, EMPTIED, 0)?;
+        (p.leader == 1 && p.isr == [1]).then_some(())
+    })
+    .unwrap();
+    let kept: Vec<Vec<u8>> = [2, 3]
+        .iter()
+        .map(|&b| c.replica_log(b, EMPTIED, 0).unwrap())
+        .collect();
+    let alone: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", c.kafka_addr(1))
+        .set("acks", "all")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .unwrap();
+    for i in 0..20 {
+        let key = format!("k{i}");
+        let record = FutureRecord::to(EMPTIED)
+            .partition(0)
+            .payload("only-on-1")
+            .key(&key);
+        c.block_on(alone.send(record, Timeout::After(Duration::from_secs(10))))
+            .map_err(|(e, _)| e)
+            .expect("acknowledged by broker 1 alone");
+    }
+    drop(alone);
+
+    // 1 dies and its disk is lost; all three come back.
+    let fault_at = Instant::now();
+    c.kill9(Node::Broker(1)).unwrap();
+    std::fs::remove_dir_all(c.dir().join(Node::Broker(1).to_string())).unwrap();
+    for b in [2, 3, 1] {
+        c.restart(Node::Broker(b)).unwrap();
+    }
+    // Every broker is unfenced: each unfencing was a chance to elect, so the outcome is final.
+    c.wait_brokers_ready(REJOIN).unwrap();
+    let p = c.partition(EMPTIED, 0).unwrap();
+    assert_eq!(
+        (p.leader, p.isr.as_slice()),
+        (-1, &[][..]),
+        "broker 1 came back empty and must not lead: {p:?}"
+    );
+    for (b, before) in [2, 3].iter().zip(&kept) {
+        let now = c.replica_log(*b, EMPTIED, 0).unwrap();
+        assert!(
+            now == *before,
+            "broker {b}'s log changed while offline: {} bytes before, {} after",
+            before.len(),
+            now.len()
+        );
+    }
+    println!("[{name}] broker 1 back empty after {:?}: partition offline, replicas 2 and 3 intact", fault_at.elapsed());
+
+    // The operator's choice: an unclean election. It picks a replica that has its log.
+    c.admin_call("AlterConfigs", |mut a| async move {
+        a.alter_configs(weir_proto::v1::AlterConfigsRequest {
+            name: EMPTIED.into(),
+            set: [("unclean.leader.election.enable".into(), "true".into())].into(),
+            ..Default::default()
+        })
+        .await
+    })
+    .unwrap();
+    let leader = c.wait_leader_not(EMPTIED, 0, -1, FAILOVER).unwrap();
+    assert_ne!(leader, 1, "the empty replica was elected");
+    let stored = read_all(&c.bootstrap(), EMPTIED, 1, FINISH).unwrap();
+    let n = verify(&committed, &stored).unwrap();
+    println!("[{name}] broker {leader} leads; {n} records stored, every one committed while in sync");
+    // Broker 1 copies the log back and rejoins the ISR.
+    c.wait_topic_in_sync(EMPTIED, REJOIN).unwrap();
+    c.wait_replicas_identical(EMPTIED, REPLICAS_AGREE).unwrap();
+    c.assert_no_crashes().unwrap();
+}
+
+/// A small tmpfs mounted over a broker's data directory, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mounting a tmpfs at {}", dir.display());
+        SmallDisk(dir.to_path_buf())
+    }
+
+    /// Writes a filler file until the file system is full; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        loop {
+            match f.write_all(&chunk) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(28) => return path,
+                Err(e) => panic!("filling {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Proves: a full disk on one broker of three loses nothing and does not break an idempotent
+/// producer. The broker takes its log directory offline at the first failed write (every
+/// append refused alike with KAFKA_STORAGE_ERROR, said at ERROR), its leaderships move to
+/// in-sync followers, the librdkafka producer carries on there with no fatal error, and once
+/// space returns the broker comes back by itself and rejoins every ISR.
+#[test]
+fn disk_full_on_one_broker() {
+    let name = "disk_full_on_one_broker";
+    let Some(mut f) = Fixture::start(name, 3) else {
+        return;
+    };
+    // Broker 2, the preferred leader of partition 1, restarts on a 256 MiB disk of its own
+    // (an empty one: it copies its replicas back and rejoins the ISRs).
+    let c = &mut f.cluster;
+    c.kill9(Node::Broker(2)).unwrap();
+    let dir = c.dir().join(Node::Broker(2).to_string());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let disk = SmallDisk::mount(&dir, "256m");
+    c.restart(Node::Broker(2)).unwrap();
+    c.wait_brokers_ready(REJOIN).unwrap();
+    c.wait_topic_in_sync(TOPIC, REJOIN).unwrap();
+    c.wait_leader_is(TOPIC, 1, 2, REJOIN).unwrap();
+    let w = f.workload();
+    let c = &mut f.cluster;
+
+    let fault_at = Instant::now();
+    let filler = disk.fill();
+    let new = c.wait_leader_not(TOPIC, 1, 2, FAILOVER).unwrap();
+    println!(
+        "[{name}] broker 2's disk is full; broker {new} leads partition 1 after {:?}",
+        fault_at.elapsed()
+    );
+    w.wait_acks_everywhere(ACKS_FLOWING, Instant::now(), FAILOVER)
+        .unwrap();
+    let log = c.log(Node::Broker(2));
+    assert!(
+        log.contains("log directory offline") && log.contains("No space left on device"),
+        "broker 2 did not say why at ERROR:\n{}",
+        c.log_tails(40)
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    let freed_at = Instant::now();
+    c.wait_topic_in_sync(TOPIC, REJOIN).unwrap();
+    println!(
+        "[{name}] space back; broker 2 in every ISR again after {:?}",
+        freed_at.elapsed()
+    );
+    f.finish(name, w, fault_at, Some(1));
+    drop(disk);
+}

@@ -104,7 +104,7 @@ pub async fn run_with_client(
                 .with_graceful_shutdown(stop)
                 .await
             {
-                tracing::error!(error = %e, "HTTP server failed");
+                tracing::error!(error = %weir_model::Chain(&e), "HTTP server failed");
             }
         })
     };
@@ -148,7 +148,7 @@ pub async fn run_with_client(
     tokio::spawn(async move {
         for s in stores {
             if let Err(e) = s.await {
-                tracing::warn!(error = %e, "a controller stopped before its cache was filled");
+                tracing::warn!(error = %weir_model::Chain(&e), "a controller stopped before its cache was filled");
                 return;
             }
         }

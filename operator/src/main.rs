@@ -135,7 +135,7 @@ async fn shutdown_signal() {
                 s.recv().await;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                tracing::warn!(error = %weir_model::Chain(&e), "cannot listen for SIGTERM");
                 std::future::pending::<()>().await;
             }
         }

@@ -108,7 +108,7 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::warn!(error = %e, "cannot encode metrics");
+            tracing::warn!(error = %weir_model::Chain(&e), "cannot encode metrics");
         }
         out
     }

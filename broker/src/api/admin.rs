@@ -69,7 +69,7 @@ fn refusal(e: Option<v1::Error>) -> Result<(), Refusal> {
 }
 
 fn unreachable_refusal(e: crate::control::ControlError) -> Refusal {
-    tracing::warn!(error = %e, "admin request: coordinators unreachable");
+    tracing::warn!(error = %weir_model::Chain(&e), "admin request: coordinators unreachable");
     (ResponseError::RequestTimedOut, e.to_string())
 }
 

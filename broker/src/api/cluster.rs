@@ -87,7 +87,7 @@ pub async fn init_producer_id(
             r.producer_epoch = 0;
         }
         Err(e) => {
-            tracing::error!(error = %e, "allocating a producer id");
+            tracing::error!(error = %weir_model::Chain(&e), "allocating a producer id");
             r.error_code = ResponseError::CoordinatorNotAvailable.code();
             r.producer_id = ProducerId(-1);
             r.producer_epoch = -1;

@@ -20,7 +20,7 @@
 //! share [`FETCH_RESPONSE_BYTES_IN_FLIGHT_MAX`] over the whole broker process.
 
 use super::Ctx;
-use crate::state::{BrokerState, NotServed};
+use crate::state::BrokerState;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -225,10 +225,7 @@ fn read_partition(
         .leader_partition(topic.0.as_str(), fp.partition)
         .map_err(|e| {
             pd.high_watermark = -1;
-            match e {
-                NotServed::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
-                NotServed::NotLeader => ResponseError::NotLeaderOrFollower,
-            }
+            e.error()
         })?;
     let progress = *partition.progress.borrow();
     if ctx.version >= 9 && fp.current_leader_epoch >= 0 {

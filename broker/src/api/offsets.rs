@@ -51,10 +51,7 @@ fn check_epoch(current: i32, leader: LeaderEpoch) -> Option<ResponseError> {
 fn find(state: &BrokerState, topic: &str, partition: i32) -> Result<Arc<Partition>, ResponseError> {
     state
         .leader_partition(topic, partition)
-        .map_err(|e| match e {
-            NotServed::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
-            NotServed::NotLeader => ResponseError::NotLeaderOrFollower,
-        })
+        .map_err(NotServed::error)
 }
 
 pub async fn list_offsets(

@@ -85,6 +85,20 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
                     tr.partition_responses.push(pr);
                     continue;
                 }
+                Err(NotServed::Offline) => {
+                    fail(
+                        &mut pr,
+                        ResponseError::KafkaStorageError,
+                        format!(
+                            "{}-{} is offline on broker {}: its files cannot be opened",
+                            topic_data.name.0.as_str(),
+                            pd.index,
+                            state.me
+                        ),
+                    );
+                    tr.partition_responses.push(pr);
+                    continue;
+                }
                 Err(NotServed::NotLeader) => {
                     fail(
                         &mut pr,
@@ -178,7 +192,7 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
                         );
                     }
                     tracing::debug!(
-                        topic = %partition.topic, partition = partition.id.get(), error = %e,
+                        topic = %partition.topic, partition = partition.id.get(), error = %weir_model::Chain(&e),
                         "produce refused"
                     );
                     fail(&mut pr, storage_error_code(&e), e.to_string());
@@ -233,6 +247,12 @@ fn append_as_leader(
     now: Timestamp,
     expected: Option<LeaderEpoch>,
 ) -> Result<(AppendOutcome, LeaderEpoch), Refused> {
+    if let Some(reason) = state.log_dir.offline_reason() {
+        return Err(Refused::Replication(
+            ResponseError::KafkaStorageError,
+            format!("the log directory of broker {} is offline: {reason}", state.me),
+        ));
+    }
     let mut r = partition.replica();
     let epoch = r.epoch;
     if expected.is_some_and(|e| e != epoch) {
@@ -282,6 +302,11 @@ fn append_as_leader(
         }
         out
     };
+    if let Err(e) = &outcome {
+        state
+            .log_dir
+            .record(&format!("appending to {}-{}", partition.topic, partition.id), e);
+    }
     outcome.map(|o| (o, epoch)).map_err(Refused::Storage)
 }
 
@@ -309,7 +334,7 @@ pub(crate) fn append_as_leader_internal(
                     &e,
                 );
             }
-            tracing::warn!(error = %e, "group coordinator write failed");
+            tracing::warn!(error = %weir_model::Chain(&e), "group coordinator write failed");
             Err(GroupError::CoordinatorNotAvailable)
         }
     }

@@ -67,6 +67,7 @@ impl BrokerControl for BrokerControlService {
             internal_addr: r.internal_addr,
             rack: r.rack,
             incarnation: r.incarnation,
+            directory_id: r.directory_id,
         };
         let written = core.write(command).await?;
         let cluster_id = core.state(|s| s.cluster_id.clone());

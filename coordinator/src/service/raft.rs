@@ -1,12 +1,15 @@
 //! The `weir.v1.Raft` service: openraft's RPCs and forwarded requests, JSON in and out.
+//! Every Raft request passes `peer_input`'s checks first; a refused one gets `InvalidArgument`.
 
 use crate::core::Core;
+use crate::peer_input::{self, Refused};
 use crate::types::{ForwardRequest, TypeConfig};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
+use tracing::warn;
 use weir_proto::v1::RaftMessage;
 use weir_proto::v1::raft_server::Raft;
 
@@ -18,6 +21,12 @@ pub struct RaftService {
 fn decode<T: DeserializeOwned>(request: Request<RaftMessage>) -> Result<T, Status> {
     serde_json::from_slice(&request.into_inner().json)
         .map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
+}
+
+/// A peer's message that failed [`peer_input`]'s checks: refused before openraft sees it.
+fn refuse(rpc: &'static str, e: Refused) -> Status {
+    warn!(rpc, reason = %e, "refused a Raft message");
+    Status::invalid_argument(format!("{rpc} refused: {e}"))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
@@ -33,11 +42,14 @@ impl Raft for RaftService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let req: AppendEntriesRequest<TypeConfig> = decode(request)?;
+        peer_input::append_entries(&req, &self.core.receiver())
+            .map_err(|e| refuse("AppendEntries", e))?;
         encode(&self.core.raft.append_entries(req).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let req: VoteRequest<u64> = decode(request)?;
+        peer_input::vote(&req, &self.core.receiver()).map_err(|e| refuse("Vote", e))?;
         encode(&self.core.raft.vote(req).await)
     }
 
@@ -46,6 +58,8 @@ impl Raft for RaftService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let req: InstallSnapshotRequest<TypeConfig> = decode(request)?;
+        peer_input::install_snapshot(&req, &self.core.receiver())
+            .map_err(|e| refuse("InstallSnapshot", e))?;
         encode(&self.core.raft.install_snapshot(req).await)
     }
 

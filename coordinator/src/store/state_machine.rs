@@ -410,6 +410,7 @@ mod tests {
             internal_addr: "i:1".into(),
             rack: None,
             incarnation: format!("inc-{id}"),
+            directory_id: format!("dir-{id}"),
         })
     }
 

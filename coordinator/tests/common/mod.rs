@@ -4,8 +4,10 @@
 #![allow(dead_code)] // each test binary uses a subset
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -31,6 +33,21 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until exactly one coordinator leads and all agree on it; returns its index.
+pub async fn wait_for_leader(cluster: &[CoordinatorHandle]) -> usize {
+    wait_for("one agreed leader", Duration::from_secs(20), || {
+        let leaders: Vec<Option<u64>> = cluster.iter().map(|h| h.leader()).collect();
+        let leading: Vec<usize> = (0..cluster.len())
+            .filter(|i| cluster[*i].is_leader())
+            .collect();
+        async move {
+            let first = leaders[0]?;
+            (leaders.iter().all(|l| *l == Some(first)) && leading.len() == 1).then(|| leading[0])
+        }
+    })
+    .await
 }
 
 /// Fast Raft timings for tests on loopback.
@@ -114,6 +131,7 @@ pub async fn register_broker(addr: &str, id: i32) -> i64 {
                     internal_addr: format!("127.0.0.1:{}", 19000 + id),
                     rack: None,
                     incarnation: format!("incarnation-{id}"),
+                    directory_id: format!("directory-{id}"),
                 })
                 .await
                 .ok()?
@@ -186,4 +204,98 @@ pub fn create_topic_request(name: &str, partitions: i32, rf: i32) -> pb::CreateT
         assignment: Vec::new(),
         validate_only: false,
     }
+}
+
+/// One `weir-coordinator` process with fast Raft timings, logging to `<dir>/c<id>.log.<start>`;
+/// killed when dropped so a failing test leaves nothing behind.
+pub struct Proc {
+    pub id: u64,
+    pub addr: String,
+    pub dir: PathBuf,
+    peers: String,
+    args: Vec<String>,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Proc {
+    /// A coordinator (not started) with data in `<dir>/c<id>`, `--peers peers` and `args`.
+    pub fn new(id: u64, addr: &str, dir: &Path, peers: &str, args: &[String]) -> Proc {
+        Proc {
+            id,
+            addr: addr.to_string(),
+            dir: dir.join(format!("c{id}")),
+            peers: peers.to_string(),
+            args: args.to_vec(),
+            child: None,
+            starts: 0,
+        }
+    }
+
+    fn log_path(&self, start: u32) -> PathBuf {
+        self.dir.with_extension(format!("log.{start}"))
+    }
+
+    pub fn start(&mut self) {
+        self.starts += 1;
+        let log = File::create(self.log_path(self.starts)).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_weir-coordinator"))
+            .args(["--id", &self.id.to_string()])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--listen", &self.addr, "--peers", &self.peers])
+            .args(["--raft-heartbeat-interval-ms", "50"])
+            .args(["--election-timeout-min-ms", "300"])
+            .args(["--election-timeout-max-ms", "600"])
+            .args(&self.args)
+            .env("WEIR_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Sends `signal` (`TERM`, `STOP`, `CONT`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        self.child.take().expect("running").wait().unwrap()
+    }
+
+    /// The log of the latest start.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path(self.starts)).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_port_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
 }

@@ -110,7 +110,7 @@ impl Client {
         loop {
             match call().await {
                 Err(e) if e.is_retriable() && retry < self.inner.config.retries_max => {
-                    tracing::debug!(call = what, retry, error = %e, "retrying");
+                    tracing::debug!(call = what, retry, error = %weir_model::Chain(&e), "retrying");
                     tokio::time::sleep(self.inner.config.backoff(retry)).await;
                     retry += 1;
                 }
@@ -186,7 +186,7 @@ impl Client {
                     | Error::Io { .. }
                     | Error::Timeout { .. }),
                 ) => {
-                    tracing::debug!(broker, error = %e, "broker unreachable, trying the next");
+                    tracing::debug!(broker, error = %weir_model::Chain(&e), "broker unreachable, trying the next");
                     last = e;
                 }
                 Err(e) => return Err(e),

@@ -228,7 +228,7 @@ impl Client {
                     // A leader that hangs costs one timeout, not one per retry, and does not
                     // hide the rest of the group's status.
                     Err(e @ Error::Timeout { .. }) => {
-                        tracing::warn!(leader = %leader, error = %e, "no end offsets");
+                        tracing::warn!(leader = %leader, error = %weir_model::Chain(&e), "no end offsets");
                         pending.retain(|tp| !asked.contains(tp));
                     }
                     Err(e) => return Err(e),
@@ -563,7 +563,7 @@ fn described_group(
             let assignment = if consumer {
                 decode_assignment(&m.member_assignment).unwrap_or_else(|e| {
                     tracing::warn!(
-                        group, member = m.member_id.as_str(), error = %e,
+                        group, member = m.member_id.as_str(), error = %weir_model::Chain(&*e),
                         "assignment does not decode"
                     );
                     Vec::new()

@@ -18,6 +18,15 @@ type Outcome = Result<(Reply, Option<Changes>), MetadataError>;
 
 type Brokers = BTreeMap<BrokerId, BrokerRecord>;
 
+/// What a RegisterBroker command says about the broker.
+struct Registration<'a> {
+    kafka_addr: &'a str,
+    internal_addr: &'a str,
+    rack: Option<&'a str>,
+    incarnation: &'a str,
+    directory_id: &'a str,
+}
+
 impl MetadataState {
     /// Applies one command at log index `index`. Pure: the same state, index and command give
     /// the same result on every coordinator.
@@ -34,13 +43,17 @@ impl MetadataState {
                 internal_addr,
                 rack,
                 incarnation,
+                directory_id,
             } => self.register_broker(
                 index,
                 *id,
-                kafka_addr,
-                internal_addr,
-                rack.as_deref(),
-                incarnation,
+                Registration {
+                    kafka_addr,
+                    internal_addr,
+                    rack: rack.as_deref(),
+                    incarnation,
+                    directory_id,
+                },
             ),
             Command::FenceBroker { id, epoch } => self.fence_broker(*id, *epoch),
             Command::UnfenceBroker { id, epoch } => self.unfence_broker(*id, *epoch),
@@ -113,15 +126,7 @@ impl MetadataState {
         Ok((Reply::Done, Some(Changes::default())))
     }
 
-    fn register_broker(
-        &mut self,
-        index: u64,
-        id: BrokerId,
-        kafka_addr: &str,
-        internal_addr: &str,
-        rack: Option<&str>,
-        incarnation: &str,
-    ) -> Outcome {
+    fn register_broker(&mut self, index: u64, id: BrokerId, reg: Registration<'_>) -> Outcome {
         if id.0 < 0 {
             return Err(MetadataError::InvalidRequest(format!(
                 "broker id {id} is negative"
@@ -130,8 +135,8 @@ impl MetadataState {
         let epoch = i64::try_from(index).map_err(|e| {
             MetadataError::InvalidRequest(format!("log index {index} is not a broker epoch: {e}"))
         })?;
-        let restart = match self.brokers.get(&id) {
-            Some(current) if current.incarnation == incarnation => {
+        let (restart, disk_lost) = match self.brokers.get(&id) {
+            Some(current) if current.incarnation == reg.incarnation => {
                 return Ok((
                     Reply::BrokerRegistered {
                         epoch: current.epoch,
@@ -139,31 +144,86 @@ impl MetadataState {
                     None,
                 ));
             }
-            Some(_) => true,
-            None => false,
+            // An unknown directory (an older broker's record, or a broker that does not say)
+            // is not evidence of a lost disk.
+            Some(current) => (
+                true,
+                !current.directory_id.is_empty()
+                    && !reg.directory_id.is_empty()
+                    && current.directory_id != reg.directory_id,
+            ),
+            None => (false, false),
         };
         let epoch = BrokerEpoch(epoch);
         self.brokers.insert(
             id,
             BrokerRecord {
                 id,
-                kafka_addr: kafka_addr.to_string(),
-                internal_addr: internal_addr.to_string(),
-                rack: rack.map(str::to_string),
+                kafka_addr: reg.kafka_addr.to_string(),
+                internal_addr: reg.internal_addr.to_string(),
+                rack: reg.rack.map(str::to_string),
                 epoch,
-                incarnation: incarnation.to_string(),
+                incarnation: reg.incarnation.to_string(),
+                directory_id: reg.directory_id.to_string(),
                 fenced: true,
                 shutting_down: false,
             },
         );
         let mut changes = Changes::default();
         changes.brokers.insert(id);
-        if restart {
+        if disk_lost {
+            self.forget_lost_replica(id, &mut changes);
+        } else if restart {
             // The old incarnation's memory is gone: whatever it led or was in sync with must
             // be handled as if it had been fenced.
             self.fence_from_partitions(id, &mut changes);
         }
         Ok((Reply::BrokerRegistered { epoch }, Some(changes)))
+    }
+
+    /// Broker `id` came back with an empty data directory: it holds nothing it held before.
+    /// It leaves every ISR, the last member included (an empty ISR keeps the partition offline:
+    /// electing it would make the other replicas truncate what was committed), and is marked
+    /// `emptied` so that an unclean election prefers any replica that still has a log.
+    fn forget_lost_replica(&mut self, id: BrokerId, changes: &mut Changes) {
+        let brokers = &self.brokers;
+        for topic in self.topics.values_mut() {
+            let unclean = topic.unclean_leader_election();
+            let mut changed = false;
+            for p in &mut topic.partitions {
+                if !p.replicas.contains(&id) {
+                    continue;
+                }
+                let mut next = p.clone();
+                next.isr.retain(|b| *b != id);
+                if !next.emptied.contains(&id) {
+                    next.emptied.push(id);
+                }
+                if next.leader == Some(id) || next.leader.is_none() {
+                    next.leader = first_live_in_isr(&next, brokers);
+                    if next.leader.is_none() && unclean {
+                        elect_unclean(&mut next, brokers);
+                    }
+                }
+                let same_leader = next.leader.is_some() && next.leader == p.leader;
+                let committed = commit(p, next);
+                if same_leader {
+                    // The leader still remembers the fetch position of the lost replica's
+                    // old process and would propose it back into the ISR from that stale
+                    // position (found by the replication simulation; Kafka's KIP-903). A new
+                    // leader epoch makes it start over: it learns positions from fetches in
+                    // the new epoch only, and fetches of the old process are fenced.
+                    p.leader_epoch = LeaderEpoch(p.leader_epoch.0 + 1);
+                    if !committed {
+                        p.partition_epoch = PartitionEpoch(p.partition_epoch.0 + 1);
+                    }
+                }
+                changed |= committed || same_leader;
+            }
+            if changed {
+                changes.topics.insert(topic.name.clone());
+            }
+        }
     }
 
     fn fence_broker(&mut self, id: BrokerId, epoch: BrokerEpoch) -> Outcome {
@@ -773,6 +833,7 @@ fn new_partition(replicas: &[BrokerId], brokers: &Brokers) -> PartitionRecord {
         partition_epoch: PartitionEpoch(0),
         isr,
         reassignment: None,
+        emptied: Vec::new(),
     }
 }
 
@@ -784,10 +845,16 @@ fn first_live_in_isr(p: &PartitionRecord, brokers: &Brokers) -> Option<BrokerId>
         .copied()
 }
 
-/// Unclean election: the first live replica leads, alone in the ISR. Leaves the partition
-/// offline if no replica is live.
+/// Unclean election: the first live replica that still has its log leads, alone in the ISR.
+/// Leaves the partition offline if there is none: a replica that came back with an empty disk
+/// (`emptied`) is never elected, for every other replica would then truncate to nothing; the
+/// operator's remedy is a reassignment or deleting the topic.
 fn elect_unclean(p: &mut PartitionRecord, brokers: &Brokers) {
-    if let Some(b) = p.replicas.iter().find(|b| is_live_in(brokers, **b)) {
+    if let Some(b) = p
+        .replicas
+        .iter()
+        .find(|b| is_live_in(brokers, **b) && !p.emptied.contains(b))
+    {
         p.leader = Some(*b);
         p.isr = vec![*b];
     }
@@ -836,6 +903,9 @@ fn complete_reassignment(p: &mut PartitionRecord, brokers: &Brokers, unclean: bo
 fn commit(current: &mut PartitionRecord, mut next: PartitionRecord) -> bool {
     next.leader_epoch = current.leader_epoch;
     next.partition_epoch = current.partition_epoch;
+    // A replica back in the ISR has caught up: it holds a log again.
+    next.emptied
+        .retain(|b| !next.isr.contains(b) && next.replicas.contains(b));
     if next == *current {
         return false;
     }

@@ -39,8 +39,12 @@ impl PartitionRecord {
         if has_duplicates(&self.replicas) {
             return Err(format!("duplicate replicas {:?}", self.replicas));
         }
-        if self.isr.is_empty() {
-            return Err("empty ISR".to_string());
+        // Empty only while offline after the last in-sync replica lost its disk.
+        if self.isr.is_empty() && self.leader.is_some() {
+            return Err("empty ISR with a leader".to_string());
+        }
+        if let Some(b) = self.emptied.iter().find(|b| !self.replicas.contains(b)) {
+            return Err(format!("emptied replica {b} is not a replica"));
         }
         if has_duplicates(&self.isr) {
             return Err(format!("duplicate ISR members {:?}", self.isr));

@@ -15,6 +15,11 @@ pub struct BrokerRecord {
     pub epoch: BrokerEpoch,
     /// Random per process start; re-registering with the same one is idempotent.
     pub incarnation: String,
+    /// The id of the broker's data directory, made when the directory was first used (Kafka's
+    /// `directory.id`). A broker that comes back with another one lost its disk: it holds none
+    /// of the records it held. Empty when the broker did not say (older brokers).
+    #[serde(default)]
+    pub directory_id: String,
     pub fenced: bool,
     pub shutting_down: bool,
 }
@@ -28,9 +33,17 @@ pub struct PartitionRecord {
     pub leader: Option<BrokerId>,
     pub leader_epoch: LeaderEpoch,
     pub partition_epoch: PartitionEpoch,
+    /// Empty only while the partition is offline because its last in-sync replica came back
+    /// with an empty disk (KIP-966's empty ISR): no replica is known to hold every committed
+    /// record, so none is elected cleanly.
     pub isr: Vec<BrokerId>,
     /// Set while a reassignment runs.
     pub reassignment: Option<Reassignment>,
+    /// Replicas that came back with an empty data directory and have not been in the ISR since.
+    /// An unclean election never picks one of them while a replica outside this list is live:
+    /// electing an empty log would make every other replica truncate to nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emptied: Vec<BrokerId>,
 }
 
 /// A reassignment in progress: `target` is where the replicas are going.
@@ -90,13 +103,19 @@ pub enum Command {
     /// A broker process starts. A new broker, or a new incarnation of a known one, gets the
     /// command's log index as its epoch and starts fenced (a restarted one is first taken out
     /// of its leaderships and ISRs, as FenceBroker does); the same incarnation again is a
-    /// no-op. Replies BrokerRegistered with the current epoch.
+    /// no-op. A known broker whose `directory_id` changed lost its disk: it leaves every ISR,
+    /// even as the last member (the partition then stays offline rather than be led by an
+    /// empty log), and is marked `emptied` there. Replies BrokerRegistered with the current
+    /// epoch.
     RegisterBroker {
         id: BrokerId,
         kafka_addr: String,
         internal_addr: String,
         rack: Option<String>,
         incarnation: String,
+        /// The broker's data-directory id; empty when it did not send one.
+        #[serde(default)]
+        directory_id: String,
     },
     /// A broker's lease expired (proposed by the Raft leader, which tracks heartbeats). A stale
     /// epoch or an already fenced broker is a no-op.

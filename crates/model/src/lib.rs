@@ -7,13 +7,16 @@
 //!
 //! - [`ids`]: offsets, partition ids, leader epochs, producer ids and epochs, timestamps.
 //! - [`topic`]: validated topic names and topic ids.
+//! - [`error_chain`]: [`Chain`], an error and all its causes, for log lines.
 //! - [`limits`]: every bound the system enforces, with their relations checked at compile time.
 
+pub mod error_chain;
 pub mod ids;
 pub mod limits;
 pub mod topic;
 pub mod topic_config;
 
+pub use error_chain::Chain;
 pub use ids::{
     BrokerEpoch, BrokerId, CoordinatorId, LeaderEpoch, Offset, PartitionEpoch, PartitionId,
     ProducerEpoch, ProducerId, Timestamp,

@@ -54,11 +54,37 @@ pub const METADATA_REQUEST_TOPICS_MAX: usize = TOPICS_MAX;
 pub const AUTO_CREATE_TOPICS_PER_REQUEST_MAX: usize = 100;
 /// Records in one batch: a batch's header says how many, and we never trust it past this.
 pub const BATCH_RECORDS_MAX: i32 = 1 << 20;
-/// Largest a batch's records may decompress to when Weir looks inside a compressed batch
-/// (timestamp lookups); past it the lookup answers at batch level instead.
+/// Largest a batch's records may decompress to when Weir looks inside a compressed batch: a
+/// client's batch that expands further is refused at produce (a decompression bomb);
+/// timestamp lookups and the cleaner treat a stored one as opaque.
 pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Sequence windows kept per idempotent producer and partition (Kafka keeps 5 batches).
 pub const PRODUCER_BATCHES_RETAINED: usize = 5;
+
+/// Highest Raft term a coordinator accepts from a peer or from its own store. openraft
+/// computes `term + 1` when it starts an election, so a vote at `u64::MAX` (one forged
+/// message) would overflow and panic at the next election, and again after every restart
+/// because the vote is persisted. Real elections take at least a millisecond each, so 2^62
+/// terms are never reached honestly, and the 3 * 2^62 terms left above the ceiling can never be
+/// used up either.
+pub const RAFT_TERM_MAX: u64 = 1 << 62;
+/// Most terms a request may claim above the receiver's own. Each accepted message moves the
+/// receiver's term at most this far, so walking it up to [`RAFT_TERM_MAX`] takes 2^38 forged
+/// messages. An honest node partitioned away runs one election per election timeout
+/// (>= 300 ms in practice), so it needs weeks of isolation to exceed this; even then the
+/// quorum learns its term from its answers (which are only held to [`RAFT_TERM_MAX`]).
+pub const RAFT_TERM_STEP_MAX: u64 = 1 << 24;
+/// Highest Raft log index a coordinator accepts from a peer or from its own store; openraft
+/// computes `index + 1` freely. A log of 2^62 entries is as unreachable as the term.
+pub const RAFT_LOG_INDEX_MAX: u64 = 1 << 62;
+/// Coordinators (voters and learners) one Raft membership may name: at most five voters, plus
+/// learners being added.
+pub const RAFT_MEMBERS_MAX: usize = 16;
+/// Longest short string a Raft peer names: a coordinator's address, a snapshot's id.
+pub const RAFT_NAME_BYTES_MAX: usize = 512;
+/// Largest Raft snapshot a coordinator receives. The receiver buffers it in memory, and a chunk
+/// names the offset it is written at, so an unchecked offset would allocate that many bytes.
+pub const RAFT_SNAPSHOT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 
 const _: () = assert!(MESSAGE_BYTES_MAX_DEFAULT < REQUEST_BYTES_MAX_DEFAULT);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
@@ -76,3 +102,7 @@ const _: () = assert!(
 const _: () = assert!(FETCH_RESPONSE_BYTES_IN_FLIGHT_MAX <= u32::MAX as u64);
 const _: () = assert!(AUTO_CREATE_TOPICS_PER_REQUEST_MAX <= METADATA_REQUEST_TOPICS_MAX);
 const _: () = assert!(METADATA_REQUEST_TOPICS_MAX <= TOPICS_MAX);
+const _: () = assert!(RAFT_TERM_STEP_MAX < RAFT_TERM_MAX);
+const _: () = assert!(RAFT_TERM_MAX < u64::MAX / 2);
+const _: () = assert!(RAFT_LOG_INDEX_MAX < u64::MAX / 2);
+const _: () = assert!(RAFT_SNAPSHOT_BYTES_MAX < RAFT_LOG_INDEX_MAX);

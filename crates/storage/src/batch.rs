@@ -114,6 +114,16 @@ pub enum BatchError {
     },
     #[error("batch at byte {at}: records do not frame: {reason}")]
     BadRecords { at: usize, reason: &'static str },
+    /// A compressed batch whose records do not decompress: a damaged or cut stream, or one
+    /// expanding past [`weir_model::limits::DECOMPRESSED_BATCH_BYTES_MAX`]. Kafka answers
+    /// CORRUPT_MESSAGE here (KAFKA-3160); records that decompress but do not decode are
+    /// [`BatchError::BadRecords`], Kafka's INVALID_RECORD.
+    #[error("batch at byte {at}: {codec:?} records: {reason}")]
+    BadCompression {
+        at: usize,
+        codec: Compression,
+        reason: &'static str,
+    },
 }
 
 /// A parsed batch header. Fields are typed where Kafka has no sentinel; the producer fields
@@ -296,9 +306,18 @@ pub fn increment_sequence(sequence: i32, delta: i32) -> i32 {
 /// Splits the `records` bytes of one produce partition into batches and validates each: magic
 /// == 2, `batchLength` within the slice and the whole batch <= `max_batch_bytes`, CRC-32C,
 /// `recordsCount` in 1..=[`BATCH_RECORDS_MAX`] and == `lastOffsetDelta + 1`, timestamps
-/// (`maxTimestamp >= baseTimestamp` unless -1), and for uncompressed batches walks the varint
-/// record lengths to check they frame the records exactly. Never allocates sized by a length
-/// from the bytes: the only allocation is the returned headers, one per batch present.
+/// (`maxTimestamp >= baseTimestamp` unless -1), and then every record, as Kafka's
+/// `LogValidator` does: compressed batches are decompressed (bounded by
+/// [`weir_model::limits::DECOMPRESSED_BATCH_BYTES_MAX`]: a bomb is refused, not inflated), and in every batch
+/// exactly `recordsCount` records must frame the records section, each record's fields
+/// (attributes, timestamp delta, offset delta, key, value, headers) must fill it exactly,
+/// and offset deltas must run 0, 1, 2, ... A batch a consumer could not decode is refused
+/// here ([`BatchError::BadRecords`], CORRUPT_MESSAGE), never stored where it would block
+/// every consumer of the partition. A stream that does not decompress (damaged, cut short,
+/// or a bomb) is [`BatchError::BadCompression`].
+///
+/// Allocates only the returned headers and, per compressed batch, its decompressed records
+/// (bounded as above, freed before the next batch); never sized by a length from the bytes.
 pub fn validate_batches(
     records: &[u8],
     max_batch_bytes: u32,
@@ -314,14 +333,105 @@ pub fn validate_batches(
                 last_offset_delta: h.last_offset_delta,
             });
         }
+        let section = &records[at + BATCH_HEADER_BYTES..at + h.size_bytes()];
+        let bad = |reason| BatchError::BadRecords { at, reason };
+        match h.compression() {
+            Compression::None => check_records(section, h.records_count).map_err(bad)?,
+            codec => {
+                let inflated =
+                    crate::decompress::decompress_checked(codec, section).map_err(|e| {
+                        BatchError::BadCompression {
+                            at,
+                            codec,
+                            reason: e.reason(),
+                        }
+                    })?;
+                check_records(&inflated, h.records_count).map_err(bad)?;
+            }
+        }
         at += h.size_bytes();
     }
     Ok(headers)
 }
 
+/// Checks a producer's (decompressed) records section: exactly `count` records, each a
+/// zigzag-varint length and a body that [`check_record_body`] accepts, filling it exactly.
+/// Kafka's `DefaultRecord.readFrom` checks the same when its `LogValidator` iterates a batch.
+fn check_records(records: &[u8], count: i32) -> Result<(), &'static str> {
+    let mut pos = 0;
+    for index in 0..count {
+        let (len, n) = read_varint(&records[pos..]).ok_or("bad record length varint")?;
+        pos += n;
+        let len = usize::try_from(len).map_err(|_| "negative record length")?;
+        let body = records
+            .get(pos..pos + len)
+            .ok_or("record runs past the end of the batch")?;
+        check_record_body(body, index)?;
+        pos += len;
+    }
+    if pos != records.len() {
+        return Err("bytes left after the last record");
+    }
+    Ok(())
+}
+
+/// One record body (after its length): attributes i8, timestampDelta varlong, offsetDelta
+/// varint (must be `index`), key and value (varint length, -1 = null, then bytes), header
+/// count varint, then per header a key (length >= 0) and a value (-1 = null); nothing left.
+fn check_record_body(body: &[u8], index: i32) -> Result<(), &'static str> {
+    const SHORT: &str = "a record's fields run past its length";
+    let mut q = 1; // attributes
+    if body.is_empty() {
+        return Err(SHORT);
+    }
+    q += read_varlong(&body[q..]).ok_or(SHORT)?.1;
+    let (offset_delta, n) = read_varint(&body[q..]).ok_or(SHORT)?;
+    q += n;
+    if offset_delta != index {
+        return Err("record offset deltas do not run 0, 1, 2, ...");
+    }
+    // Skips a varint length and that many bytes (-1 = null when `nullable`).
+    let skip = |q: &mut usize, nullable: bool| -> Result<(), &'static str> {
+        let (len, n) = read_varint(body.get(*q..).ok_or(SHORT)?).ok_or(SHORT)?;
+        *q += n;
+        if len < 0 {
+            return if len == -1 && nullable {
+                Ok(())
+            } else {
+                Err("a negative length in a record")
+            };
+        }
+        *q = q
+            .checked_add(len as usize)
+            .filter(|e| *e <= body.len())
+            .ok_or(SHORT)?;
+        Ok(())
+    };
+    skip(&mut q, true)?; // key
+    skip(&mut q, true)?; // value
+    let (headers, n) = read_varint(body.get(q..).ok_or(SHORT)?).ok_or(SHORT)?;
+    q += n;
+    if headers < 0 {
+        return Err("a negative header count in a record");
+    }
+    // Each header takes at least two bytes, so a huge count fails fast at the body's end.
+    for _ in 0..headers {
+        skip(&mut q, false)?;
+        skip(&mut q, true)?;
+    }
+    if q != body.len() {
+        return Err("bytes left inside a record");
+    }
+    Ok(())
+}
+
 /// [`validate_batches`] for batches that come from a log (a follower's copy of its leader's):
-/// the same checks, except that a batch may hold fewer records than its offset range, as a
-/// batch the log cleaner rewrote does.
+/// header checks, CRC-32C and, for uncompressed batches, the record framing by length. A
+/// batch may hold fewer records than its offset range, as a batch the log cleaner rewrote
+/// does. Compressed records are not decompressed here, on purpose: the leader checked them at
+/// produce ([`validate_batches`]), the CRC proves these are the leader's bytes, and a cleaned
+/// batch legitimately breaks the producer-only rules (offset deltas with gaps). Refusing a
+/// batch the leader holds would also stall the follower for good, as it cannot skip it.
 pub fn validate_stored_batches(
     records: &[u8],
     max_batch_bytes: u32,
@@ -376,6 +486,28 @@ pub(crate) fn validate_batch_at(
             .map_err(|reason| BatchError::BadRecords { at, reason })?;
     }
     Ok(h)
+}
+
+/// Checks the CRC-32C of `batch`, one whole batch whose header parsed. `at` is only used in
+/// the error.
+pub(crate) fn check_crc(batch: &[u8], at: usize) -> Result<(), BatchError> {
+    if batch.len() < BATCH_HEADER_BYTES {
+        return Err(BatchError::Truncated {
+            at,
+            needed: BATCH_HEADER_BYTES,
+            available: batch.len(),
+        });
+    }
+    let stored = be_i32(batch, CRC_AT) as u32;
+    let computed = crc32c::crc32c(&batch[CRC_COVERS_FROM..]);
+    if computed != stored {
+        return Err(BatchError::CrcMismatch {
+            at,
+            stored,
+            computed,
+        });
+    }
+    Ok(())
 }
 
 /// Checks that `count` records, each a zigzag-varint length followed by that many bytes, fill
@@ -611,7 +743,7 @@ mod tests {
     }
 
     #[test]
-    fn compressed_batches_are_stored_without_walking_records() {
+    fn compressed_batches_validate_through_their_records() {
         let spec = BatchSpec {
             compression: Compression::Zstd,
             ..BatchSpec::default()
@@ -730,5 +862,143 @@ mod tests {
             body[17..21].copy_from_slice(&crc.to_be_bytes());
             let _ = validate_batches(&body, 1 << 20);
         }
+    }
+}
+
+#[cfg(test)]
+mod compressed_tests {
+    //! Client batches whose records a consumer could not decode are refused at produce.
+    use super::*;
+    use crate::testing::{BatchSpec, encode_batch};
+    use std::io::Write;
+
+    const CODECS: [Compression; 4] = [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    fn spec(compression: Compression) -> BatchSpec {
+        BatchSpec {
+            compression,
+            ..BatchSpec::default()
+        }
+    }
+
+    /// `batch` with its records section replaced by `section` and `recordsCount` /
+    /// `lastOffsetDelta` set to `count`, with a valid length and CRC: only the records are bad.
+    fn with_section(batch: &[u8], section: &[u8], count: i32) -> Vec<u8> {
+        let mut b = batch[..BATCH_HEADER_BYTES].to_vec();
+        b.extend_from_slice(section);
+        let len = (b.len() - BATCH_LENGTH_OVERHEAD) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+        b[57..61].copy_from_slice(&count.to_be_bytes());
+        let crc = crc32c::crc32c(&b[CRC_COVERS_FROM..]);
+        b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn refused(b: &[u8]) -> bool {
+        matches!(
+            validate_batches(b, u32::MAX),
+            Err(BatchError::BadRecords { .. } | BatchError::BadCompression { .. })
+        )
+    }
+
+    /// Proves: a valid batch of every codec passes, and so does the same batch stored.
+    #[test]
+    fn valid_compressed_batches_of_every_codec_validate() {
+        for codec in CODECS {
+            let b = encode_batch(&spec(codec), &[b"opaque", b"bytes", b""]);
+            let h = validate_batches(&b, 1 << 20).unwrap()[0];
+            assert_eq!(h.compression(), codec);
+        }
+    }
+
+    /// Proves: garbage in place of every codec's stream is refused (the CRC is valid: the
+    /// client computed it over the garbage).
+    #[test]
+    fn garbage_compressed_payloads_are_refused() {
+        let garbage: Vec<u8> = (0..300u32).map(|i| (i * 37 % 251) as u8).collect();
+        for codec in CODECS {
+            let good = encode_batch(&spec(codec), &[b"a", b"b"]);
+            let b = with_section(&good, &garbage, 2);
+            assert!(refused(&b), "{codec:?}: garbage accepted");
+        }
+    }
+
+    /// Proves: every codec's stream cut short is refused, at every cut.
+    #[test]
+    fn truncated_compressed_streams_are_refused() {
+        let values: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 50]).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        for codec in CODECS {
+            let good = encode_batch(&spec(codec), &refs);
+            let section = &good[BATCH_HEADER_BYTES..];
+            for cut in 0..section.len() {
+                let b = with_section(&good, &section[..cut], 20);
+                assert!(refused(&b), "{codec:?}: cut at {cut} of {}", section.len());
+            }
+        }
+    }
+
+    /// Proves: a stream that expands past DECOMPRESSED_BATCH_BYTES_MAX is refused without
+    /// being inflated further.
+    #[test]
+    fn decompression_bombs_are_refused() {
+        let zeros = vec![0u8; weir_model::limits::DECOMPRESSED_BATCH_BYTES_MAX + 1];
+        let zstd = zstd::encode_all(&zeros[..], 3).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&zeros).unwrap();
+        let gzip = gz.finish().unwrap();
+        for (codec, bomb) in [(Compression::Zstd, zstd), (Compression::Gzip, gzip)] {
+            let good = encode_batch(&spec(codec), &[b"a"]);
+            let b = with_section(&good, &bomb, 1);
+            assert!(
+                matches!(
+                    validate_batches(&b, u32::MAX),
+                    Err(BatchError::BadCompression { reason, .. }) if reason.contains("limit")
+                ),
+                "{codec:?}"
+            );
+        }
+    }
+
+    /// Proves: a header's record count that disagrees with the records is refused, compressed
+    /// or not, both more and fewer.
+    #[test]
+    fn wrong_record_counts_are_refused() {
+        for codec in CODECS.into_iter().chain([Compression::None]) {
+            let good = encode_batch(&spec(codec), &[b"a", b"b", b"c"]);
+            let section = good[BATCH_HEADER_BYTES..].to_vec();
+            for count in [1, 2, 4, 9] {
+                let b = with_section(&good, &section, count);
+                assert!(refused(&b), "{codec:?}: count {count} accepted");
+            }
+            assert!(!refused(&with_section(&good, &section, 3)));
+        }
+    }
+
+    /// Proves: records that frame by length but whose fields do not fill them, or whose offset
+    /// deltas do not run 0, 1, 2, are refused.
+    #[test]
+    fn record_fields_must_fill_the_record() {
+        let good = encode_batch(&BatchSpec::default(), &[b"ab", b"cd"]);
+        let section = good[BATCH_HEADER_BYTES..].to_vec();
+        // Record 1: length 1 | attributes 0 | tsDelta 0 | offsetDelta | key -1 | value 2 "ab" |
+        // headers 0. The second record's offsetDelta sits 3 bytes into it.
+        let first_len = section[0] as usize / 2 + 1;
+        let mut wrong_delta = section.clone();
+        wrong_delta[first_len + 3] = 2 * 5; // zigzag 5
+        assert!(refused(&with_section(&good, &wrong_delta, 2)));
+        let mut bad_value_len = section.clone();
+        bad_value_len[5] = 2 * 40; // value length 40 in a record of 8 bytes
+        assert!(refused(&with_section(&good, &bad_value_len, 2)));
+        let mut bad_headers = section.clone();
+        bad_headers[first_len - 1] = 2; // one header, but no bytes left for it
+        assert!(refused(&with_section(&good, &bad_headers, 2)));
+        assert!(!refused(&with_section(&good, &section, 2)));
     }
 }

@@ -321,7 +321,7 @@ impl Drop for CleanedGroup {
         if let Some(seg) = self.new.take()
             && let Err(e) = seg.delete_files()
         {
-            tracing::warn!(error = %e, "deleting an unfinished cleaned segment");
+            tracing::warn!(error = %weir_model::Chain(&e), "deleting an unfinished cleaned segment");
         }
     }
 }
@@ -436,6 +436,16 @@ impl<'a> BatchReader<'a> {
         self.fill(pos, size)?;
         self.pos = pos + size as u64;
         let at = (pos - self.buf_start) as usize;
+        // Sealed segments are not CRC-checked at open: without this, a damaged batch the
+        // cleaner rewrites would come out with a fresh, valid CRC over damaged records.
+        if let Err(e) = crate::batch::check_crc(&self.buf[at..at + size], at) {
+            return Err(StorageError::CorruptLog {
+                path: self.path.to_path_buf(),
+                position: pos,
+                expected_offset: h.base_offset,
+                reason: format!("a stored batch fails its check: {e}"),
+            });
+        }
         let read = self.bytes_read - before;
         Ok(Some((pos, h, &self.buf[at..at + size], read)))
     }

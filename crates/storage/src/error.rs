@@ -76,8 +76,26 @@ pub enum StorageError {
         found: u16,
         supported: u16,
     },
+    /// A metadata file that cannot be rebuilt is damaged (the cleaner's swap manifest, or a
+    /// segment the cleaner found damaged). Nothing was changed on disk.
     #[error("{path}: corrupt: {reason}")]
     CorruptMetadata { path: PathBuf, reason: String },
+    /// A segment file is damaged where no crash could have damaged it: a sealed segment (they
+    /// are fsynced when rolled), segments that overlap, the active segment after a clean close,
+    /// or the active segment with a valid batch after the damage (a torn tail has none). Also
+    /// returned by a read that meets a batch whose CRC-32C no longer matches (sealed segments
+    /// are not CRC-checked at open). [`crate::PartitionLog::open`] returns it having changed
+    /// nothing on disk: no truncation, no deleted segment, no rewritten metadata. The broker
+    /// takes the partition offline (KAFKA_STORAGE_ERROR); see [`StorageError::is_corruption`].
+    #[error(
+        "{path}: log damaged at byte {position} (the log expects offset {expected_offset} or later there): {reason}"
+    )]
+    CorruptLog {
+        path: PathBuf,
+        position: u64,
+        expected_offset: Offset,
+        reason: String,
+    },
     #[error(
         "a batch at byte {at} is a duplicate of one already in the log, and others came with it"
     )]
@@ -94,6 +112,17 @@ impl StorageError {
     /// True when the broker must stop rather than answer the request with an error.
     pub fn is_fatal(&self) -> bool {
         matches!(self, StorageError::Fatal { .. })
+    }
+
+    /// True when on-disk data of this partition is damaged beyond what recovery may repair
+    /// ([`StorageError::CorruptLog`], [`StorageError::CorruptMetadata`]): the partition must go
+    /// offline (KAFKA_STORAGE_ERROR) until an operator or re-replication fixes it, and the
+    /// process may go on serving other partitions. Retrying the open will fail the same way.
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            StorageError::CorruptLog { .. } | StorageError::CorruptMetadata { .. }
+        )
     }
 }
 

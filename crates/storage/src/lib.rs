@@ -21,7 +21,8 @@
 //!
 //! ```text
 //! records (&mut [u8] from the request)
-//!   -> validate_batches: header checks, CRC-32C once, varint record framing
+//!   -> validate_batches: header checks, CRC-32C once, every record's fields (compressed
+//!      batches decompressed within DECOMPRESSED_BATCH_BYTES_MAX to check them)
 //!   -> producer sequence check (Duplicate -> original offsets, nothing written)
 //!   -> roll the active segment if segment.bytes / segment.ms says so
 //!   -> patch baseOffset + partitionLeaderEpoch in place (outside the CRC; LogAppendTime
@@ -32,7 +33,14 @@
 //!
 //! Fetch path: segment by binary search on base offsets -> offset index binary search ->
 //! walk batch headers to the batch containing the fetch offset -> one positional read of up
-//! to `max_bytes` -> cut back to whole batches below the upper bound.
+//! to `max_bytes` -> cut back to whole batches below the upper bound -> CRC-32C of each
+//! (a damaged batch fails the read with `CorruptLog` instead of reaching a consumer).
+//!
+//! Damage on disk: recovery truncates only a torn tail of the active segment after a crash;
+//! anything else fails `PartitionLog::open` with `StorageError::CorruptLog`, leaving the
+//! files as they are ([`StorageError::is_corruption`]: the broker takes the partition offline).
+//! Metadata that can be rebuilt (indexes, `partition.meta`, the leader-epoch and cleaner
+//! checkpoints) is rebuilt. `tests/fault_injection.rs` damages every file type to prove it.
 
 // Tests may unwrap: a panic is the failure report.
 #![cfg_attr(test, allow(clippy::unwrap_used))]

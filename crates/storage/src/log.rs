@@ -13,7 +13,17 @@
 //! Durability: a segment is fsynced when it is rolled, so after a crash only the active
 //! (last) segment can hold a torn or unsynced tail. Open therefore verifies every batch of the
 //! active segment (CRC included) unless the previous close was clean, and checks the framing
-//! of the closed ones.
+//! of the closed ones and that each ends where the next begins. It truncates only a torn tail
+//! (see [`PartitionLog::open`]); other damage fails the open with
+//! [`StorageError::CorruptLog`] and changes nothing. Batches not CRC-checked at open are
+//! checked by the read that serves them.
+//!
+//! What no check can see, by Kafka's format: `baseOffset` and `partitionLeaderEpoch` lie
+//! outside the CRC. A damaged baseOffset is caught by the offset order (the next batch, or the
+//! next segment, or the clean-close marker), except in the last batch of the log after a
+//! crash, where it reads as a torn tail or moves that batch's offsets up (never down onto
+//! others). A damaged leader epoch goes unseen. Below the cleaner's clean offset a segment
+//! may end short of the next, so a cut exactly at a batch boundary there is unseen too.
 
 use crate::batch::{BATCH_HEADER_BYTES, BatchError};
 use crate::batch::{
@@ -27,7 +37,7 @@ use crate::meta::{
     self, CLEANER_SWAP_FILE, CleanerCheckpoint, PartitionMeta, SwapGroup, SwapManifest,
 };
 use crate::producer::{self, BatchMeta, Check, ProducerEntry, ProducerState};
-use crate::segment::{Segment, file_name, parse_log_name};
+use crate::segment::{Segment, WalkProblem, file_name, parse_log_name};
 use bytes::Bytes;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -232,7 +242,25 @@ pub struct Cleanable {
 impl PartitionLog {
     /// Opens (creating if absent) and recovers: walks every segment's batch headers (rebuilding
     /// indexes that do not match, producer state and the epoch cache), verifies the active
-    /// segment's batches unless the last close was clean, and truncates a torn or corrupt tail.
+    /// segment's batches unless the last close was clean, and truncates a torn tail.
+    ///
+    /// Recovery repairs only what a crash can break and what can be rebuilt:
+    /// - Only the active segment, only after an unclean shutdown, and only at a torn tail is
+    ///   ever truncated. A tail is torn when nothing valid follows the first bad batch; a
+    ///   whole, CRC-valid batch after it (at or past the expected offset) means damage.
+    /// - Damage (any problem in a sealed segment, overlapping segments, any problem in the
+    ///   active segment after a clean close, mid-file damage in the active segment) fails the
+    ///   open with [`StorageError::CorruptLog`], having changed nothing on disk: no truncation,
+    ///   no deleted segment, no rewritten metadata. Offsets are never reused.
+    /// - Index files, a damaged or missing `partition.meta` (log start = first segment's base,
+    ///   no clean-close marker, so the active segment is verified), a damaged leader-epoch
+    ///   checkpoint (rebuilt from batch headers) and a damaged cleaner checkpoint (dropped:
+    ///   the whole log counts as dirty again) are rebuilt, logged at ERROR.
+    /// - A file in a newer format version is [`StorageError::UnsupportedFormat`], never
+    ///   rewritten.
+    ///
+    /// Before any of that, a committed cleaner swap is finished (or an uncommitted one rolled
+    /// back): it is part of the log's history, not repair.
     pub fn open(
         dir: &Path,
         config: LogConfig,
@@ -242,52 +270,40 @@ impl PartitionLog {
         // Before the segments are listed: finish a committed cleaner swap, or roll back an
         // uncommitted one.
         recover_cleaner_leftovers(dir)?;
-        let mut bases = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io_err(dir, "listing"))? {
-            let entry = entry.map_err(io_err(dir, "listing"))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if let Some(base) = parse_log_name(name) {
-                bases.push(base);
-            } else if name.ends_with(".tmp") {
-                // A checkpoint write that did not reach its rename.
-                let p = entry.path();
-                fs::remove_file(&p).map_err(io_err(&p, "deleting"))?;
-            }
-        }
-        bases.sort();
-        let meta = match PartitionMeta::load(dir)? {
-            Some(m) => m,
-            None if bases.is_empty() => {
-                let m = PartitionMeta {
-                    log_start: Offset::ZERO,
-                    clean_end: None,
-                };
-                m.store(dir)?;
-                m
-            }
-            None => {
-                return Err(StorageError::CorruptMetadata {
-                    path: dir.join(meta::META_FILE),
-                    reason: "missing, but segments exist".into(),
-                });
-            }
-        };
+        let (bases, leftovers) = list_segments(dir)?;
+        let meta = load_or_rebuild_meta(dir, &bases)?;
+        let (cleaner_checkpoint, cleaner_checkpoint_damaged) = load_cleaner_checkpoint(dir)?;
         let mut log = PartitionLog {
             dir: dir.to_path_buf(),
             config,
             segments: Vec::with_capacity(bases.len().max(1)),
             log_start: meta.log_start,
             producers: ProducerState::default(),
-            epochs: EpochCache::from_entries(meta::load_epochs(dir)?),
+            epochs: load_or_rebuild_epochs(dir)?,
             unflushed_messages: 0,
             last_flush_ms: now.get(),
             closed: false,
-            cleaner_checkpoint: CleanerCheckpoint::load(dir)?,
+            cleaner_checkpoint,
             #[cfg(test)]
             crash_after_steps: None,
         };
-        log.recover(&bases, meta)?;
+        // Where the cleaner may have left a sealed segment ending short of the next one. With
+        // its checkpoint damaged that is unknown, so every segment is given the benefit.
+        let cleaned_below = if cleaner_checkpoint_damaged {
+            Offset(i64::MAX)
+        } else {
+            log.cleaner_checkpoint
+                .as_ref()
+                .map_or(Offset::ZERO, |c| c.clean_offset)
+        };
+        log.recover(&bases, meta, cleaned_below)?;
+        // Only now that the log is known to be sound does anything else on disk change.
+        for p in leftovers {
+            remove_if_exists(&p)?;
+        }
+        if cleaner_checkpoint_damaged {
+            remove_if_exists(&dir.join(meta::CLEANER_CHECKPOINT_FILE))?;
+        }
         // A crash may have lost a tail the checkpoint had counted as clean (it cannot, for
         // sealed segments are synced, but the checkpoint must never claim past the log).
         let log_end = log.log_end_offset();
@@ -303,62 +319,24 @@ impl PartitionLog {
         Ok(log)
     }
 
-    fn recover(&mut self, bases: &[Offset], meta: PartitionMeta) -> Result<(), StorageError> {
-        let interval = self.config.index_interval_bytes;
-        let mut epoch_starts: Vec<(LeaderEpoch, Offset)> = Vec::new();
-        let mut cut_after: Option<usize> = None;
-        for (i, &base) in bases.iter().enumerate() {
-            let active = i + 1 == bases.len();
-            let (mut seg, len) = Segment::open(&self.dir, base)?;
-            // Segments may leave gaps between them (the cleaner removed the records there),
-            // but never overlap.
-            if let Some(prev) = self.segments.last()
-                && prev.next_offset > base
-            {
-                tracing::warn!(segment = %seg.path().display(), expected = prev.next_offset.get(),
-                    "segment does not continue the log; dropping it and later segments");
-                cut_after = Some(i);
-                break;
-            }
-            let log_start = self.log_start;
-            let verify = active && meta.clean_end.is_none();
-            // After a clean close the active segment is only walked, not verified; if it does
-            // not end where the marker says, walk it again verifying, from the same state.
-            let retry = (active && !verify).then(|| (self.producers.clone(), epoch_starts.len()));
-            let mut end = seg.walk(len, verify, interval, |_, h| {
-                replay(&mut self.producers, &mut epoch_starts, h, log_start)
-            })?;
-            if let Some((producers, n)) = retry
-                && (end.problem.is_some() || Some(seg.next_offset) != meta.clean_end)
-            {
-                tracing::warn!(segment = %seg.path().display(),
-                    "clean-close marker does not match the log; verifying every batch");
-                self.producers = producers;
-                epoch_starts.truncate(n);
-                end = seg.walk(len, true, interval, |_, h| {
-                    replay(&mut self.producers, &mut epoch_starts, h, log_start)
-                })?;
-            }
-            if let Some(problem) = &end.problem {
-                tracing::warn!(segment = %seg.path().display(), valid_bytes = end.valid_bytes,
-                    problem = %problem, "truncating the log at a torn or corrupt batch");
-                seg.truncate_file(end.valid_bytes)?;
-                seg.repair_index_files()?;
-                self.segments.push(seg);
-                if !active {
-                    cut_after = Some(i + 1);
-                }
-                break;
-            }
+    /// `cleaned_below`: segments starting below it may have been rewritten by the cleaner.
+    fn recover(
+        &mut self,
+        bases: &[Offset],
+        meta: PartitionMeta,
+        cleaned_below: Offset,
+    ) -> Result<(), StorageError> {
+        // Read-only until every segment has been checked: damage must leave the disk as it is.
+        let Checked {
+            epoch_starts,
+            torn_at,
+        } = self.check_segments(bases, meta, cleaned_below)?;
+        if let Some(valid_bytes) = torn_at {
+            self.active_mut().truncate_file(valid_bytes)?;
+        }
+        for seg in &self.segments {
             if seg.repair_index_files()? {
                 tracing::info!(segment = %seg.path().display(), "rebuilt index files");
-            }
-            self.segments.push(seg);
-        }
-        if let Some(from) = cut_after {
-            for &base in &bases[from..] {
-                let (seg, _) = Segment::open(&self.dir, base)?;
-                seg.delete_files()?;
             }
         }
         if self.segments.is_empty() {
@@ -383,6 +361,55 @@ impl PartitionLog {
         self.epochs.truncate_from_start(self.log_start);
         self.producers.evict_below(self.log_start);
         Ok(())
+    }
+
+    /// Opens and walks every segment without changing any file, replaying batch headers into
+    /// producer state. Returns the epoch starts the batches carry, and where the active
+    /// segment's torn tail begins if it has one. Fails with [`StorageError::CorruptLog`] on
+    /// damage a crash cannot explain.
+    fn check_segments(
+        &mut self,
+        bases: &[Offset],
+        meta: PartitionMeta,
+        cleaned_below: Offset,
+    ) -> Result<Checked, StorageError> {
+        let interval = self.config.index_interval_bytes;
+        let mut epoch_starts: Vec<(LeaderEpoch, Offset)> = Vec::new();
+        let mut torn_at = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let active = i + 1 == bases.len();
+            let (mut seg, len) = Segment::open(&self.dir, base)?;
+            if let Some(prev) = self.segments.last() {
+                check_continues(prev, &seg, cleaned_below)?;
+            }
+            let log_start = self.log_start;
+            let verify = active && meta.clean_end.is_none();
+            let end = seg.walk(len, verify, interval, |_, h| {
+                replay(&mut self.producers, &mut epoch_starts, h, log_start)
+            })?;
+            if let Some(problem) = end.problem {
+                check_torn_tail(&seg, active, meta, end.valid_bytes, len, problem)?;
+                torn_at = Some(end.valid_bytes);
+            } else if let Some(clean_end) = meta.clean_end.filter(|_| active)
+                && seg.next_offset != clean_end
+            {
+                return Err(StorageError::CorruptLog {
+                    path: seg.path().to_path_buf(),
+                    position: end.valid_bytes,
+                    expected_offset: clean_end,
+                    reason: format!(
+                        "the log was closed cleanly ending at offset {clean_end}, but its \
+                         active segment ends at {}",
+                        seg.next_offset
+                    ),
+                });
+            }
+            self.segments.push(seg);
+        }
+        Ok(Checked {
+            epoch_starts,
+            torn_at,
+        })
     }
 
     fn store_meta(&self, clean_end: Option<Offset>) -> Result<(), StorageError> {
@@ -733,6 +760,10 @@ impl PartitionLog {
     /// Whole batches starting from the batch that contains `from`, up to `max_bytes` (but at
     /// least one whole batch when `min_one_batch`, even if larger), only batches whose last
     /// offset is below `upper`, from one segment. `from == log end` returns no bytes.
+    ///
+    /// Every batch returned has passed its CRC-32C here; one that fails is never served:
+    /// the read fails with [`StorageError::CorruptLog`] (`is_corruption()`), and the broker
+    /// takes the partition offline rather than hand consumers a batch they cannot decode.
     pub fn read(
         &self,
         from: Offset,
@@ -1390,6 +1421,172 @@ impl PartitionLog {
     /// Later changes through any handle are refused with [`StorageError::Closed`].
     pub fn retire(&mut self) {
         self.closed = true;
+    }
+}
+
+/// What the read-only pass of recovery found.
+struct Checked {
+    /// `(epoch, first offset)` for each rise of partitionLeaderEpoch along the batches.
+    epoch_starts: Vec<(LeaderEpoch, Offset)>,
+    /// Where the active segment's torn tail starts, if it has one.
+    torn_at: Option<u64>,
+}
+
+/// Checks that `seg` continues the log after `prev` (walked already): it must not start
+/// inside `prev`, and `prev` must end exactly where `seg` starts, because a roll starts the
+/// new segment at the old one's end. Only the cleaner leaves a sealed segment ending short
+/// (it drops the last batches of a segment it rewrites), and only below its clean offset
+/// (`cleaned_below`). Anything else means batches are missing from the end of `prev`, as
+/// when a sealed file is cut at a batch boundary, which its own framing cannot show.
+fn check_continues(
+    prev: &Segment,
+    seg: &Segment,
+    cleaned_below: Offset,
+) -> Result<(), StorageError> {
+    if prev.next_offset > seg.base {
+        return Err(StorageError::CorruptLog {
+            path: seg.path().to_path_buf(),
+            position: 0,
+            expected_offset: prev.next_offset,
+            reason: format!(
+                "the segment starts at offset {}, inside the segment before it",
+                seg.base
+            ),
+        });
+    }
+    if prev.next_offset < seg.base && prev.base >= cleaned_below {
+        return Err(StorageError::CorruptLog {
+            path: prev.path().to_path_buf(),
+            position: prev.size,
+            expected_offset: prev.next_offset,
+            reason: format!(
+                "the segment ends at offset {} but the next one starts at {}: batches are \
+                 missing from its end (the cleaner, which alone leaves such a gap, has not \
+                 cleaned here)",
+                prev.next_offset, seg.base
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Decides whether the walk of `seg` that stopped at `valid_bytes` with `problem` found a torn
+/// tail (Ok: cut there) or damage ([`StorageError::CorruptLog`]). Only the active segment
+/// after an unclean shutdown can have a torn tail: sealed segments were fsynced when rolled,
+/// and a clean close fsynced the active one before writing its marker.
+fn check_torn_tail(
+    seg: &Segment,
+    active: bool,
+    meta: PartitionMeta,
+    valid_bytes: u64,
+    len: u64,
+    problem: WalkProblem,
+) -> Result<(), StorageError> {
+    let damage = |reason: String| StorageError::CorruptLog {
+        path: seg.path().to_path_buf(),
+        position: valid_bytes,
+        expected_offset: seg.next_offset,
+        reason,
+    };
+    if !active {
+        return Err(damage(format!(
+            "{} (a sealed segment, fsynced when it was rolled: no crash tears it)",
+            problem.reason
+        )));
+    }
+    if let Some(clean_end) = meta.clean_end {
+        return Err(damage(format!(
+            "{} (the log was closed cleanly ending at offset {clean_end})",
+            problem.reason
+        )));
+    }
+    if problem.damage {
+        return Err(damage(problem.reason));
+    }
+    if let Some(at) = seg.find_valid_batch(valid_bytes + 1, len, seg.next_offset)? {
+        return Err(damage(format!(
+            "{}; a valid batch follows at byte {at}, so this is not a torn tail",
+            problem.reason
+        )));
+    }
+    tracing::warn!(segment = %seg.path().display(), valid_bytes, problem = %problem.reason,
+        "truncating the torn tail of the active segment");
+    Ok(())
+}
+
+/// The segments' base offsets, ascending, and the leftover `.tmp` files (checkpoint writes
+/// that did not reach their rename) to delete once the log is known to be sound.
+fn list_segments(dir: &Path) -> Result<(Vec<Offset>, Vec<PathBuf>), StorageError> {
+    let mut bases = Vec::new();
+    let mut leftovers = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir, "listing"))? {
+        let entry = entry.map_err(io_err(dir, "listing"))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = parse_log_name(name) {
+            bases.push(base);
+        } else if name.ends_with(".tmp") {
+            leftovers.push(entry.path());
+        }
+    }
+    bases.sort();
+    Ok((bases, leftovers))
+}
+
+/// `partition.meta`, or when it is damaged (or missing while segments exist) a rebuilt one:
+/// log start at the first segment's base (a DeleteRecords inside that segment is forgotten:
+/// records come back rather than go), and no clean-close marker, so that the active segment
+/// is verified. Stored by open only once the log is known to be sound. A newer format
+/// version stays an error: a file this build does not understand is never rewritten.
+fn load_or_rebuild_meta(dir: &Path, bases: &[Offset]) -> Result<PartitionMeta, StorageError> {
+    let rebuilt = PartitionMeta {
+        log_start: bases.first().copied().unwrap_or(Offset::ZERO),
+        clean_end: None,
+    };
+    match PartitionMeta::load(dir) {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) if bases.is_empty() => Ok(rebuilt),
+        Ok(None) => {
+            tracing::error!(dir = %dir.display(), log_start = rebuilt.log_start.get(),
+                "partition.meta is missing but segments exist; rebuilding it");
+            Ok(rebuilt)
+        }
+        Err(e @ StorageError::CorruptMetadata { .. }) => {
+            tracing::error!(dir = %dir.display(), error = %weir_model::Chain(&e), log_start = rebuilt.log_start.get(),
+                "partition.meta is damaged; rebuilding it, the active segment will be verified");
+            Ok(rebuilt)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The leader-epoch checkpoint, or an empty cache when it is damaged: recovery then rebuilds
+/// it from batch headers (every batch carries its partitionLeaderEpoch). Only an epoch started
+/// by a leader that then appended nothing is lost; the next epoch's start covers it.
+fn load_or_rebuild_epochs(dir: &Path) -> Result<EpochCache, StorageError> {
+    match meta::load_epochs(dir) {
+        Ok(entries) => Ok(EpochCache::from_entries(entries)),
+        Err(e @ StorageError::CorruptMetadata { .. }) => {
+            tracing::error!(dir = %dir.display(), error = %weir_model::Chain(&e),
+                "leader-epoch checkpoint is damaged; rebuilding it from batch headers");
+            Ok(EpochCache::default())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The cleaner checkpoint, or `None` (and `true`) when it is damaged: as if nothing had ever
+/// been cleaned, so the next round cleans the whole log again and tombstones are kept longer,
+/// never shorter. The damaged file is deleted once the log is known to be sound.
+fn load_cleaner_checkpoint(dir: &Path) -> Result<(Option<CleanerCheckpoint>, bool), StorageError> {
+    match CleanerCheckpoint::load(dir) {
+        Ok(cp) => Ok((cp, false)),
+        Err(e @ StorageError::CorruptMetadata { .. }) => {
+            tracing::error!(dir = %dir.display(), error = %weir_model::Chain(&e),
+                "cleaner checkpoint is damaged; dropping it, the whole log counts as dirty");
+            Ok((None, true))
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -1,5 +1,14 @@
 //! Small per-partition files written atomically (temp file, fsync, rename, fsync of the
 //! directory): the partition metadata and the leader-epoch checkpoint.
+//!
+//! Checksums: every file here has carried a CRC-32C since format version 1 (each layout
+//! below says what it covers), so damage is always detected and no format change was needed.
+//! What damage leads to is decided at open ([`crate::PartitionLog::open`]): `partition.meta`,
+//! the leader-epoch checkpoint and the cleaner checkpoint are rebuilt or dropped (all they
+//! hold can be recovered from the segments, or only errs on the safe side when lost); the
+//! cleaner's swap manifest cannot be (it is the commit record of a swap in progress), so its
+//! damage fails the open. A version this build does not know is never rebuilt over (see
+//! `check_version`).
 
 use crate::error::{StorageError, fatal_err, io_err};
 use std::fs::{self, File};
@@ -10,6 +19,28 @@ use weir_model::{LeaderEpoch, Offset};
 /// The on-disk format version this build writes and reads (segments, indexes and the files in
 /// this module together).
 pub const FORMAT_VERSION: u16 = 1;
+
+/// The version check every file here makes right after its magic. A version this build does
+/// not know is [`StorageError::UnsupportedFormat`] even when the file's checksum fails: a
+/// newer version may lay the file out differently (the checksum elsewhere), so a bad
+/// checksum cannot tell damage from a newer file, and a newer file must never be rebuilt
+/// over. Version 0 was never written (formats start at 1), so it is damage.
+fn check_version(path: &Path, version: u16) -> Result<(), StorageError> {
+    if version == 0 {
+        return Err(StorageError::CorruptMetadata {
+            path: path.to_path_buf(),
+            reason: "format version 0".into(),
+        });
+    }
+    if version != FORMAT_VERSION {
+        return Err(StorageError::UnsupportedFormat {
+            path: path.to_path_buf(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(())
+}
 
 pub(crate) const META_FILE: &str = "partition.meta";
 pub(crate) const EPOCH_FILE: &str = "leader-epoch.checkpoint";
@@ -60,14 +91,7 @@ impl PartitionMeta {
         if b.len() < 6 || &b[0..4] != META_MAGIC {
             return Err(corrupt("not a weir partition metadata file"));
         }
-        let version = u16::from_be_bytes([b[4], b[5]]);
-        if version != FORMAT_VERSION {
-            return Err(StorageError::UnsupportedFormat {
-                path: path.to_path_buf(),
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
+        check_version(path, u16::from_be_bytes([b[4], b[5]]))?;
         if b.len() != META_BYTES {
             return Err(corrupt("wrong size"));
         }
@@ -133,14 +157,7 @@ pub(crate) fn load_epochs(dir: &Path) -> Result<Vec<(LeaderEpoch, Offset)>, Stor
     if b.len() < 14 || &b[0..4] != b"WEPC" {
         return Err(corrupt("not a leader epoch checkpoint"));
     }
-    let version = u16::from_be_bytes([b[4], b[5]]);
-    if version != FORMAT_VERSION {
-        return Err(StorageError::UnsupportedFormat {
-            path: path.clone(),
-            found: version,
-            supported: FORMAT_VERSION,
-        });
-    }
+    check_version(&path, u16::from_be_bytes([b[4], b[5]]))?;
     let n = u32::from_be_bytes([b[6], b[7], b[8], b[9]]) as usize;
     // The count is checked against the file's real size before anything is sized by it.
     if b.len() != 14 + 12 * n {
@@ -236,14 +253,7 @@ impl CleanerCheckpoint {
         if b.len() < 22 || &b[0..4] != b"WECC" {
             return Err(corrupt("not a cleaner checkpoint"));
         }
-        let version = u16::from_be_bytes([b[4], b[5]]);
-        if version != FORMAT_VERSION {
-            return Err(StorageError::UnsupportedFormat {
-                path: path.to_path_buf(),
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
+        check_version(path, u16::from_be_bytes([b[4], b[5]]))?;
         let n = u32::from_be_bytes([b[14], b[15], b[16], b[17]]) as usize;
         // Checked against the real size before anything is sized by it.
         if n > CLEANER_HORIZON_ENTRIES_MAX || b.len() != 22 + 16 * n {
@@ -406,14 +416,7 @@ impl SwapManifest {
         if b.len() < 14 || &b[0..4] != b"WECS" {
             return Err(corrupt("not a cleaner swap manifest"));
         }
-        let version = u16::from_be_bytes([b[4], b[5]]);
-        if version != FORMAT_VERSION {
-            return Err(StorageError::UnsupportedFormat {
-                path: path.to_path_buf(),
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
+        check_version(path, u16::from_be_bytes([b[4], b[5]]))?;
         let end = b.len() - 4;
         let stored = u32::from_be_bytes([b[end], b[end + 1], b[end + 2], b[end + 3]]);
         if crc32c::crc32c(&b[..end]) != stored {

@@ -15,8 +15,9 @@
 //!   (u32). Non-decreasing, so a timestamp lookup is a binary search: every record before an
 //!   entry whose timestamp is < the target is older than the target.
 //!
-//! Index files carry no checksum: at open they are compared with the index rebuilt from the
-//! log's batch headers and rewritten when they differ. The in-memory copy serves lookups.
+//! Index files carry no checksum, and need none: at open they are compared with the index
+//! rebuilt from the log's batch headers and rewritten when they differ, so damage to them
+//! costs a rewrite, never a record. The in-memory copy serves lookups.
 
 use crate::batch::{BATCH_HEADER_BYTES, BatchHeader, validate_batch_at};
 use crate::error::{StorageError, fatal_err, io_err};
@@ -93,7 +94,33 @@ pub(crate) struct WalkEnd {
     /// Bytes of valid batches from the start of the file.
     pub valid_bytes: u64,
     /// Why the walk stopped before the end of the file, if it did.
-    pub problem: Option<String>,
+    pub problem: Option<WalkProblem>,
+}
+
+/// Why a walk stopped at `WalkEnd::valid_bytes`.
+#[derive(Debug)]
+pub(crate) struct WalkProblem {
+    pub reason: String,
+    /// The batch there is whole (and, in a verifying walk, passed its CRC) but breaks the
+    /// offset order: a crash cannot do that, only damage to its baseOffset or
+    /// lastOffsetDelta can. A torn write leaves a short or unchecksummed batch instead.
+    pub damage: bool,
+}
+
+impl WalkProblem {
+    fn torn_or_damage(reason: String) -> Option<WalkProblem> {
+        Some(WalkProblem {
+            reason,
+            damage: false,
+        })
+    }
+
+    fn damage(reason: String) -> Option<WalkProblem> {
+        Some(WalkProblem {
+            reason,
+            damage: true,
+        })
+    }
 }
 
 impl Segment {
@@ -291,45 +318,45 @@ impl Segment {
         while pos < len {
             let remaining = len - pos;
             if remaining < BATCH_HEADER_BYTES as u64 {
-                problem = Some(format!("{remaining} trailing bytes at {pos}"));
+                problem = WalkProblem::torn_or_damage(format!("{remaining} trailing bytes"));
                 break;
             }
             let h = match BatchHeader::parse(reader.bytes(pos, BATCH_HEADER_BYTES)?) {
                 Ok(h) => h,
                 Err(e) => {
-                    problem = Some(format!("at {pos}: {e}"));
+                    problem = WalkProblem::torn_or_damage(e.to_string());
                     break;
                 }
             };
             let size = h.size_bytes() as u64;
             if size > remaining {
-                problem = Some(format!(
-                    "batch at {pos} of {size} bytes is cut at {remaining}"
+                problem = WalkProblem::torn_or_damage(format!(
+                    "a batch of {size} bytes is cut at {remaining}"
                 ));
                 break;
             }
             if size > RECOVERY_BATCH_BYTES_MAX as u64 {
-                problem = Some(format!("batch at {pos} claims {size} bytes"));
+                problem = WalkProblem::torn_or_damage(format!("a batch claims {size} bytes"));
                 break;
             }
             if verify {
                 // size is bounded by the file and by RECOVERY_BATCH_BYTES_MAX above.
                 let bytes = reader.bytes(pos, size as usize)?;
                 if let Err(e) = validate_batch_at(bytes, pos as usize, RECOVERY_BATCH_BYTES_MAX) {
-                    problem = Some(e.to_string());
+                    problem = WalkProblem::torn_or_damage(e.to_string());
                     break;
                 }
             }
             // Offsets only increase; gaps are where the log cleaner removed records.
             if h.base_offset < self.next_offset {
-                problem = Some(format!(
-                    "batch at {pos} has base offset {}, expected at least {}",
-                    h.base_offset, self.next_offset
+                problem = WalkProblem::damage(format!(
+                    "a whole batch has base offset {}, below the end of the one before it",
+                    h.base_offset
                 ));
                 break;
             }
             if h.last_offset().get() - self.base.get() > u32::MAX as i64 {
-                problem = Some(format!("batch at {pos} overflows the segment's offsets"));
+                problem = WalkProblem::damage("a batch overflows the segment's offsets".into());
                 break;
             }
             on_batch(pos, &h);
@@ -347,6 +374,38 @@ impl Segment {
             valid_bytes: pos,
             problem,
         })
+    }
+
+    /// The first position in `[from, len)` where a whole batch passes every check (header,
+    /// size within the file, CRC-32C, record framing) and starts at or after `expected`. One
+    /// there proves the bytes before it are damage rather than a torn tail: a crash tears only
+    /// the end of what was being written. Rare path (recovery after a failed walk): tries
+    /// every byte position, but computes a CRC only where magic, length and offset fit.
+    pub fn find_valid_batch(
+        &self,
+        from: u64,
+        len: u64,
+        expected: Offset,
+    ) -> Result<Option<u64>, StorageError> {
+        let mut reader = ChunkReader::new(&self.file, &self.path, len);
+        let mut pos = from;
+        while pos + BATCH_HEADER_BYTES as u64 <= len {
+            let head = reader.bytes(pos, BATCH_HEADER_BYTES)?;
+            if let Ok(h) = BatchHeader::parse(head) {
+                let size = h.size_bytes() as u64;
+                if size <= len - pos
+                    && size <= RECOVERY_BATCH_BYTES_MAX as u64
+                    && h.base_offset >= expected
+                {
+                    let bytes = reader.bytes(pos, size as usize)?;
+                    if validate_batch_at(bytes, pos as usize, RECOVERY_BATCH_BYTES_MAX).is_ok() {
+                        return Ok(Some(pos));
+                    }
+                }
+            }
+            pos += 1;
+        }
+        Ok(None)
     }
 
     /// Byte position to start scanning from for `target`: the last index entry at or before it.
@@ -379,6 +438,12 @@ impl Segment {
 
     /// Whole batches from the one containing `from`, totalling at most `max_bytes` (at least
     /// the first one with `min_one_batch`), all with last offset < `upper`.
+    ///
+    /// Every batch's CRC-32C is checked before it is served: sealed segments are not verified
+    /// at open (that would read the whole log at every start), so this is where damage there
+    /// is found. A damaged batch is never served, which would make it a consumer's poison
+    /// pill; [`StorageError::CorruptLog`] takes the partition offline instead. Cheap: the
+    /// bytes are in memory already and CRC-32C runs at memory speed.
     pub fn read(
         &self,
         from: Offset,
@@ -389,6 +454,46 @@ impl Segment {
         let Some((start, first_size, first)) = self.find_batch(from)? else {
             return Ok(Vec::new());
         };
+        let buf = self.read_batches(start, first_size, first, max_bytes, upper, min_one_batch)?;
+        self.check_crcs(start, &buf)?;
+        Ok(buf)
+    }
+
+    /// Fails with [`StorageError::CorruptLog`] on the first batch in `buf` (read from `start`)
+    /// whose CRC-32C does not match.
+    fn check_crcs(&self, start: u64, buf: &[u8]) -> Result<(), StorageError> {
+        let mut at = 0usize;
+        while at < buf.len() {
+            let rest = &buf[at..];
+            let checked = BatchHeader::parse(rest).and_then(|h| {
+                let size = h.size_bytes().min(rest.len());
+                crate::batch::check_crc(&rest[..size], at).map(|()| h)
+            });
+            match checked {
+                Ok(h) => at += h.size_bytes(),
+                Err(e) => {
+                    let base = BatchHeader::parse(rest).map_or(self.base, |h| h.base_offset);
+                    return Err(StorageError::CorruptLog {
+                        path: self.path.clone(),
+                        position: start + at as u64,
+                        expected_offset: base,
+                        reason: format!("a stored batch fails its check: {e}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_batches(
+        &self,
+        start: u64,
+        first_size: u64,
+        first: BatchHeaderLite,
+        max_bytes: usize,
+        upper: Offset,
+        min_one_batch: bool,
+    ) -> Result<Vec<u8>, StorageError> {
         if first.last >= upper {
             return Ok(Vec::new());
         }

@@ -283,7 +283,7 @@ async fn mark_spread(cluster: &Cluster, ctx: &Context, brokers: i32) {
         )
         .await
     {
-        tracing::warn!(cluster = %cluster.name_any(), error = %e, "cannot record the spread");
+        tracing::warn!(cluster = %cluster.name_any(), error = %weir_model::Chain(&e), "cannot record the spread");
     }
 }
 
@@ -302,7 +302,7 @@ async fn start_moves(
         {
             Ok(()) => started += 1,
             Err(e) => {
-                tracing::warn!(cluster = %cluster.name_any(), topic = %m.topic, partition = m.partition, error = %e, "reassignment refused");
+                tracing::warn!(cluster = %cluster.name_any(), topic = %m.topic, partition = m.partition, error = %weir_model::Chain(&e), "reassignment refused");
             }
         }
     }
@@ -427,7 +427,7 @@ fn status(
 
 /// Logs a failed reconcile and retries it later.
 pub fn error_policy(cluster: Arc<Cluster>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(cluster = %cluster.name_any(), namespace = %namespace(&*cluster), error = %error, "cluster reconcile failed");
+    tracing::warn!(cluster = %cluster.name_any(), namespace = %namespace(&*cluster), error = %weir_model::Chain(&error), "cluster reconcile failed");
     ctx.metrics.error("cluster", error.kind());
     Action::requeue(ctx.timing.retry)
 }

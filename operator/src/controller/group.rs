@@ -95,7 +95,7 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
 }
 
 pub fn error_policy(group: Arc<ConsumerGroup>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(group = %group.name_any(), namespace = %namespace(&*group), error = %error, "consumer group reconcile failed");
+    tracing::warn!(group = %group.name_any(), namespace = %namespace(&*group), error = %weir_model::Chain(&error), "consumer group reconcile failed");
     ctx.metrics.error("consumergroup", error.kind());
     Action::requeue(ctx.timing.retry)
 }

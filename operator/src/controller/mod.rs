@@ -135,7 +135,7 @@ impl Context {
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            tracing::warn!(object = %obj.meta().name.clone().unwrap_or_default(), reason, error = %e, "cannot publish event");
+            tracing::warn!(object = %obj.meta().name.clone().unwrap_or_default(), reason, error = %weir_model::Chain(&e), "cannot publish event");
         }
     }
 }

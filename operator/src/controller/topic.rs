@@ -392,7 +392,7 @@ async fn cleanup(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
 }
 
 pub fn error_policy(topic: Arc<Topic>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(topic = %topic.name_any(), namespace = %namespace(&*topic), error = %error, "topic reconcile failed");
+    tracing::warn!(topic = %topic.name_any(), namespace = %namespace(&*topic), error = %weir_model::Chain(&error), "topic reconcile failed");
     ctx.metrics.error("topic", error.kind());
     Action::requeue(ctx.timing.retry)
 }

@@ -124,6 +124,89 @@ fn the_last_isr_member_stays_while_offline_and_leads_again_when_unfenced() {
 }
 
 #[test]
+fn the_last_isr_member_back_with_an_empty_disk_is_never_elected() {
+    let mut c = Cluster::with_brokers(3);
+    c.create("t", &[&[1, 2, 3]]);
+    // 2 and 3 fall out of the ISR, then 1, the last member, dies.
+    c.fence(2);
+    c.fence(3);
+    c.fence(1);
+    assert_eq!(c.shape("t", 0).0, None);
+    assert_eq!(c.p("t", 0).isr, bs(&[1]));
+    // 1 comes back with another data directory: it holds nothing, so it leaves the ISR even
+    // as its last member, and the partition stays offline whoever is live.
+    c.register_in(1, "after-disk-loss", "dir-1-new");
+    assert_eq!(c.p("t", 0).isr, Vec::<BrokerId>::new());
+    assert_eq!(c.p("t", 0).emptied, bs(&[1]));
+    c.unfence(1);
+    c.register(2, "back");
+    c.unfence(2);
+    assert_eq!(c.p("t", 0).leader, None);
+    assert!(c.state.check_invariants().is_ok());
+    // Unclean election, once allowed, picks a replica that still has its log, not 1.
+    c.ok(Command::AlterConfigs {
+        name: t("t"),
+        configs: [(
+            "unclean.leader.election.enable".to_string(),
+            "true".to_string(),
+        )]
+        .into(),
+    });
+    assert_eq!(c.shape("t", 0).0, Some(2));
+    assert_eq!(c.p("t", 0).isr, bs(&[2]));
+    // 1 rejoins the ISR once it has caught up, and is no longer marked empty.
+    c.alter_isr("t", 0, &[2, 1]).expect("ISR expansion");
+    assert_eq!(c.p("t", 0).emptied, Vec::<BrokerId>::new());
+}
+
+#[test]
+fn a_lost_disk_restarts_the_leadership_of_partitions_it_stays_out_of_the_isr_of() {
+    let mut c = Cluster::with_brokers(3);
+    c.create("t", &[&[1, 2, 3]]);
+    // 3 is already out of the ISR and marked; it loses its disk again: leader 1's memory of
+    // its fetch position is stale all the same, so the leader epoch moves on.
+    c.register_in(3, "new-disk", "dir-3-new");
+    assert_eq!(c.shape("t", 0), (Some(1), vec![1, 2], 1, 1));
+    c.register_in(3, "newer-disk", "dir-3-newer");
+    assert_eq!(c.shape("t", 0), (Some(1), vec![1, 2], 2, 2));
+    assert!(c.state.check_invariants().is_ok());
+}
+
+#[test]
+fn a_restart_with_the_same_or_an_unknown_directory_is_not_a_lost_disk() {
+    let mut c = Cluster::with_brokers(3);
+    c.create("t", &[&[1, 2, 3]]);
+    c.fence(2);
+    c.fence(3);
+    c.fence(1);
+    // Same directory: 1 still holds every committed record and leads again.
+    c.register_in(1, "again", "dir-1");
+    c.unfence(1);
+    assert_eq!(c.shape("t", 0).0, Some(1));
+    // A broker that does not say (an older one) is taken at its word, as before.
+    c.fence(1);
+    c.register_in(1, "older", "");
+    c.unfence(1);
+    assert_eq!(c.shape("t", 0).0, Some(1));
+    assert!(c.p("t", 0).emptied.is_empty());
+}
+
+#[test]
+fn a_follower_back_with_an_empty_disk_leaves_the_isr_and_is_marked() {
+    let mut c = Cluster::with_brokers(3);
+    c.create("t", &[&[1, 2, 3]]);
+    c.register_in(3, "new-disk", "dir-3-new");
+    // Leader 1 stays, at a new epoch: it forgets where 3's old process had fetched to.
+    assert_eq!(c.shape("t", 0), (Some(1), vec![1, 2], 1, 1));
+    assert_eq!(c.p("t", 0).emptied, bs(&[3]));
+    // Another lost disk, of the leader: 2 leads, 1 is marked too.
+    c.register_in(1, "new-disk", "dir-1-new");
+    assert_eq!(c.shape("t", 0).0, Some(2));
+    assert_eq!(c.p("t", 0).isr, bs(&[2]));
+    assert_eq!(c.p("t", 0).emptied, bs(&[3, 1]));
+}
+
+#[test]
 fn unclean_election_picks_the_first_live_replica_alone_in_the_isr() {
     let mut c = Cluster::with_brokers(3);
     c.create_with("t", &[&[1, 2, 3]], unclean());

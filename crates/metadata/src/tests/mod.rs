@@ -74,12 +74,18 @@ impl Cluster {
     }
 
     pub fn register(&mut self, id: i32, incarnation: &str) -> BrokerEpoch {
+        self.register_in(id, incarnation, &format!("dir-{id}"))
+    }
+
+    /// Registers with the data directory `directory_id` (another one than before: a lost disk).
+    pub fn register_in(&mut self, id: i32, incarnation: &str, directory_id: &str) -> BrokerEpoch {
         match self.ok(Command::RegisterBroker {
             id: b(id),
             kafka_addr: format!("b{id}:9092"),
             internal_addr: format!("b{id}:9093"),
             rack: None,
             incarnation: incarnation.to_string(),
+            directory_id: directory_id.to_string(),
         }) {
             (Reply::BrokerRegistered { epoch }, _) => epoch,
             other => panic!("unexpected {other:?}"),

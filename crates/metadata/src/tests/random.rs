@@ -184,6 +184,13 @@ fn resolve(state: &MetadataState, brokers: u8, op: &Op) -> Command {
             internal_addr: "i".into(),
             rack: None,
             incarnation: incarnation.to_string(),
+            // Incarnation 2 comes back with another data directory (a lost disk), and 0 does
+            // not say which it has.
+            directory_id: match incarnation {
+                0 => String::new(),
+                2 => format!("dir-{n}-new"),
+                _ => format!("dir-{n}"),
+            },
         },
         Op::Fence { broker: n, epoch } => Command::FenceBroker {
             id: broker(*n),
@@ -316,10 +323,15 @@ fn check_step(
     // No partition stays offline that could lead: without unclean election while an ISR
     // member is live, with it while any replica is.
     for (topic, i, p) in after.partitions() {
-        let candidates = if topic.unclean_leader_election() {
-            &p.replicas
+        // A replica back with an empty disk is never a candidate while it is marked.
+        let candidates: Vec<BrokerId> = if topic.unclean_leader_election() {
+            p.replicas
+                .iter()
+                .filter(|b| !p.emptied.contains(b))
+                .copied()
+                .collect()
         } else {
-            &p.isr
+            p.isr.clone()
         };
         prop_assert!(
             p.leader.is_some() || !candidates.iter().any(|b| after.is_live(*b)),
@@ -365,7 +377,27 @@ fn check_step(
         .map(|(_, t)| t.id)
         .collect();
     prop_assert_eq!(&removed, &changes.removed_topics);
-    // Epochs: +1 for each change, the leader epoch only when the leader changed.
+    // A broker back with another data directory: the leaders of its partitions start over.
+    let lost_disk = match command {
+        Command::RegisterBroker {
+            id,
+            incarnation,
+            directory_id,
+            ..
+        } => before
+            .brokers
+            .get(id)
+            .is_some_and(|b| {
+                b.incarnation != *incarnation
+                    && !b.directory_id.is_empty()
+                    && !directory_id.is_empty()
+                    && b.directory_id != *directory_id
+            })
+            .then_some(*id),
+        _ => None,
+    };
+    // Epochs: +1 for each change, the leader epoch only when the leader changed or a replica
+    // lost its disk under the same leader.
     for (name, old) in &before.topics {
         let Some(new) = after.topics.get(name) else {
             continue;
@@ -396,15 +428,33 @@ fn check_step(
                     p.isr
                 );
             }
-            let changed = (&p.replicas, p.leader, &p.isr, &p.reassignment)
-                != (&q.replicas, q.leader, &q.isr, &q.reassignment);
+            let restarted = q.leader.is_some()
+                && q.leader == p.leader
+                && lost_disk.is_some_and(|id| p.replicas.contains(&id));
+            let changed = restarted
+                || (&p.replicas, p.leader, &p.isr, &p.reassignment, &p.emptied)
+                    != (&q.replicas, q.leader, &q.isr, &q.reassignment, &q.emptied);
+            // A marked replica is never elected while it is marked, and only a lost disk marks.
+            if let Some(leader) = q.leader {
+                prop_assert!(
+                    !q.emptied.contains(&leader),
+                    "{leader} leads with an empty log"
+                );
+            }
+            let marked = q.emptied.iter().any(|b| !p.emptied.contains(b));
+            prop_assert!(
+                !marked || matches!(command, Command::RegisterBroker { .. }),
+                "marked {:?} -> {:?}",
+                p.emptied,
+                q.emptied
+            );
             prop_assert_eq!(
                 q.partition_epoch.0,
                 p.partition_epoch.0 + i32::from(changed)
             );
             prop_assert_eq!(
                 q.leader_epoch.0,
-                p.leader_epoch.0 + i32::from(p.leader != q.leader)
+                p.leader_epoch.0 + i32::from(p.leader != q.leader || restarted)
             );
         }
     }

@@ -82,6 +82,11 @@ pub struct RegisterBrokerRequest {
     /// Random per process start: a re-registration from the same process is idempotent.
     #[prost(string, tag = "5")]
     pub incarnation: ::prost::alloc::string::String,
+    /// The id of the broker's data directory, made when it was first used (Kafka's directory.id).
+    /// A known broker that registers with another one lost its disk: it leaves every ISR, and is
+    /// not elected until it has caught up again. Empty: unknown (no such check).
+    #[prost(string, tag = "6")]
+    pub directory_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterBrokerResponse {

@@ -482,3 +482,37 @@ fn timestamp_lookups_see_inside_compressed_batches() {
         );
     }
 }
+
+/// Proves: a client's gzip batch whose payload is garbage (with a CRC the client computed over
+/// it) is refused as a corrupt batch (CORRUPT_MESSAGE) and nothing is appended.
+#[test]
+fn a_compressed_batch_that_does_not_decode_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW).unwrap();
+    let spec = BatchSpec {
+        compression: Compression::Gzip,
+        ..BatchSpec::default()
+    };
+    let good = encode_batch(&spec, &[b"a", b"b"]);
+    let mut b = good[..crate::BATCH_HEADER_BYTES].to_vec();
+    b.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xde, 0xad, 0xbe, 0xef]);
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    let e = log.append(&mut b, LeaderEpoch(0), NOW).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StorageError::CorruptBatch(crate::BatchError::BadCompression {
+                codec: Compression::Gzip,
+                ..
+            })
+        ),
+        "{e}"
+    );
+    assert_eq!(log.log_end_offset(), Offset(0));
+    let mut good = good;
+    log.append(&mut good, LeaderEpoch(0), NOW).unwrap();
+    assert_eq!(read_all(&log).len(), 2);
+}
