@@ -132,6 +132,7 @@ mod tests {
                 target: vec![BrokerId(3), BrokerId(1)],
                 original: vec![BrokerId(1), BrokerId(2)],
             }),
+            emptied: Vec::new(),
         };
         let pb = partition(2, &p);
         assert_eq!(pb.partition, 2);
