@@ -105,7 +105,10 @@ fn parse(bytes: &[u8]) -> Result<DirectoryMeta, String> {
     let mut version = None;
     let mut node_id = None;
     let mut directory_id = None;
-    for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (k, v) = line
             .split_once('=')
             .ok_or_else(|| format!("not key=value: {line:?}"))?;
@@ -118,7 +121,11 @@ fn parse(bytes: &[u8]) -> Result<DirectoryMeta, String> {
     }
     match version {
         Some(VERSION) => {}
-        Some(v) => return Err(format!("version {v} is not supported (this build reads {VERSION})")),
+        Some(v) => {
+            return Err(format!(
+                "version {v} is not supported (this build reads {VERSION})"
+            ));
+        }
         None => return Err("no valid version".into()),
     }
     Ok(DirectoryMeta {

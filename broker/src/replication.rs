@@ -574,7 +574,11 @@ async fn fetch_round(
                 Err(e) if e.is_fatal() => {
                     crate::error::fatal(&format!("replicating {}-{}", p.topic, p.id), &e)
                 }
-                Err(e) if state.log_dir.record(&format!("replicating {}-{}", p.topic, p.id), &e) => {
+                Err(e)
+                    if state
+                        .log_dir
+                        .record(&format!("replicating {}-{}", p.topic, p.id), &e) =>
+                {
                     continue;
                 }
                 Err(e) => {

@@ -90,7 +90,11 @@ pub async fn heartbeat_loop(state: Arc<BrokerState>, mut every: Duration) {
             Ok(r) => match r.error.filter(|e| e.code != 0) {
                 Some(e) if e.code == STALE_BROKER_EPOCH || e.code == BROKER_ID_NOT_REGISTERED => {
                     tracing::warn!(reason = %e.message, "the coordinators do not know this incarnation; registering again");
-                    let incarnation = state.incarnation.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let incarnation = state
+                        .incarnation
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
                     match register(&state, &incarnation).await {
                         Ok(d) if d != every => {
                             every = d;
@@ -143,8 +147,12 @@ pub async fn watch_loop(state: Arc<BrokerState>, first: tokio::sync::oneshot::Se
                         tokio::task::spawn_blocking(move || s.apply_update(&update)).await;
                     match applied {
                         Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::error!(error = %weir_model::Chain(&e), "applying a metadata update"),
-                        Err(e) => tracing::error!(error = %weir_model::Chain(&e), "metadata update task"),
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %weir_model::Chain(&e), "applying a metadata update")
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %weir_model::Chain(&e), "metadata update task")
+                        }
                     }
                     if let Some(tx) = first.take() {
                         let _ = tx.send(());

@@ -347,7 +347,8 @@ impl BrokerState {
         let mut first_error = None;
         let mut wanted = HashMap::new();
         let mut offline = HashMap::new();
-        let was_offline = std::mem::take(&mut *self.offline.write().unwrap_or_else(|p| p.into_inner()));
+        let was_offline =
+            std::mem::take(&mut *self.offline.write().unwrap_or_else(|p| p.into_inner()));
         for topic in view.topics.values() {
             for info in &topic.partitions {
                 if !info.replicas.contains(&self.me) {
@@ -744,7 +745,9 @@ fn claim_partition_dir(dir: &Path, topic: &TopicInfo, id: PartitionId) -> Result
         }
         TopicIdFile::Damaged(reason) => Err(BrokerError::DataDirMeta {
             path: id_file,
-            reason: format!("damaged ({reason}); the partition stays offline until it is repaired or removed"),
+            reason: format!(
+                "damaged ({reason}); the partition stays offline until it is repaired or removed"
+            ),
         }),
     }
 }
@@ -851,14 +854,30 @@ mod tests {
         let p = open(data.path(), &old).unwrap();
         p.log.write().unwrap().close().unwrap();
         let dir = partition_dir(data.path(), &old.name, PartitionId(0));
-        let before: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        let before: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
 
         let new = topic("orders", 2);
         open(data.path(), &new).unwrap();
-        let aside = logs_dir(data.path()).join(aside_name(&old.name, PartitionId(0), old.id, STRAY_SUFFIX));
-        let kept: Vec<_> = std::fs::read_dir(&aside).unwrap().flatten().map(|e| e.file_name()).collect();
-        assert_eq!(kept.len(), before.len(), "every file of the old log is kept");
-        assert_eq!(read_topic_id(&dir.join(TOPIC_ID_FILE)).unwrap(), TopicIdFile::Valid(new.id));
+        let aside =
+            logs_dir(data.path()).join(aside_name(&old.name, PartitionId(0), old.id, STRAY_SUFFIX));
+        let kept: Vec<_> = std::fs::read_dir(&aside)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            kept.len(),
+            before.len(),
+            "every file of the old log is kept"
+        );
+        assert_eq!(
+            read_topic_id(&dir.join(TOPIC_ID_FILE)).unwrap(),
+            TopicIdFile::Valid(new.id)
+        );
         // Kept across restarts: only `-delete` directories are removed at start-up.
         remove_deleted_dirs(&logs_dir(data.path())).unwrap();
         assert!(aside.exists());
@@ -879,14 +898,27 @@ mod tests {
         bad[3] = if bad[3] == b'0' { b'1' } else { b'0' };
         std::fs::write(&id_file, &bad).unwrap();
         let e = open(data.path(), &t).err().expect("refused");
-        assert!(e.to_string().contains("topic.id") && e.to_string().contains("checksum"), "{e}");
+        assert!(
+            e.to_string().contains("topic.id") && e.to_string().contains("checksum"),
+            "{e}"
+        );
         assert_eq!(std::fs::read(&id_file).unwrap(), bad, "nothing rewritten");
-        assert!(std::fs::read_dir(id_file.parent().unwrap()).unwrap().count() > 1, "nothing removed");
+        assert!(
+            std::fs::read_dir(id_file.parent().unwrap())
+                .unwrap()
+                .count()
+                > 1,
+            "nothing removed"
+        );
 
         std::fs::write(&id_file, t.id.to_uuid_string()).unwrap();
         let p = open(data.path(), &t).unwrap();
         p.log.write().unwrap().close().unwrap();
-        assert_eq!(std::fs::read(&id_file).unwrap(), good, "rewritten with a checksum");
+        assert_eq!(
+            std::fs::read(&id_file).unwrap(),
+            good,
+            "rewritten with a checksum"
+        );
     }
 
     /// Proves: the names of set-aside directories fit NAME_MAX even for a 249-character topic

@@ -529,20 +529,32 @@ async fn forged_replica_fetches_are_refused() {
             max_bytes: 1 << 20,
         }],
     };
-    let internal = cluster.nodes[leader as usize - 1].as_ref().unwrap().internal;
+    let internal = cluster.nodes[leader as usize - 1]
+        .as_ref()
+        .unwrap()
+        .internal;
     let mut replication =
         v1::replication_client::ReplicationClient::connect(format!("http://{internal}"))
             .await
             .unwrap();
     let refused = [
-        (fetch(follower, epoch_of(follower) + 1), tonic::Code::FailedPrecondition),
+        (
+            fetch(follower, epoch_of(follower) + 1),
+            tonic::Code::FailedPrecondition,
+        ),
         (fetch(follower, 0), tonic::Code::FailedPrecondition),
         (fetch(99, 1), tonic::Code::PermissionDenied),
-        (fetch(leader, epoch_of(leader)), tonic::Code::InvalidArgument),
+        (
+            fetch(leader, epoch_of(leader)),
+            tonic::Code::InvalidArgument,
+        ),
     ];
     for (req, code) in refused {
         let shown = (req.replica_id, req.broker_epoch);
-        let status = replication.fetch(req).await.expect_err("a forged fetch was taken");
+        let status = replication
+            .fetch(req)
+            .await
+            .expect_err("a forged fetch was taken");
         assert_eq!(status.code(), code, "{shown:?}: {status}");
     }
     // The follower's real epoch is taken.

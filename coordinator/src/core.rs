@@ -610,7 +610,9 @@ impl Core {
                 .await
             {
                 Ok(Written { result: Ok(_), .. }) => info!(%cluster_id, "initialised the cluster"),
-                Ok(Written { result: Err(e), .. }) => debug!(error = %weir_model::Chain(&e), "cluster id already set"),
+                Ok(Written { result: Err(e), .. }) => {
+                    debug!(error = %weir_model::Chain(&e), "cluster id already set")
+                }
                 Err(e) => debug!(error = ?e, "could not initialise the cluster yet"),
             }
         }

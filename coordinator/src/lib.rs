@@ -109,7 +109,9 @@ impl CoordinatorHandle {
         let mut server = self.server;
         match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => warn!(error = %weir_model::Chain(&e), "gRPC server stopped with an error"),
+            Ok(Ok(Err(e))) => {
+                warn!(error = %weir_model::Chain(&e), "gRPC server stopped with an error")
+            }
             Ok(Err(e)) => warn!(error = %weir_model::Chain(&e), "gRPC server task failed"),
             Err(_) => {
                 warn!("in-flight gRPC requests did not finish in time; dropping them");

@@ -493,8 +493,14 @@ fn last_in_sync_replica_back_with_an_empty_disk() {
         return;
     };
     let c = &mut f.cluster;
-    c.create_topic(EMPTIED, 1, 3, &[("min.insync.replicas", "1")], &[vec![1, 2, 3]])
-        .unwrap();
+    c.create_topic(
+        EMPTIED,
+        1,
+        3,
+        &[("min.insync.replicas", "1")],
+        &[vec![1, 2, 3]],
+    )
+    .unwrap();
     // Phase 1: records committed on all three replicas.
     let w = Workload::start(&c.bootstrap(), EMPTIED, 1, INTERVAL).unwrap();
     w.wait_acks_everywhere(200, Instant::now(), Duration::from_secs(20))
@@ -557,7 +563,10 @@ fn last_in_sync_replica_back_with_an_empty_disk() {
             now.len()
         );
     }
-    println!("[{name}] broker 1 back empty after {:?}: partition offline, replicas 2 and 3 intact", fault_at.elapsed());
+    println!(
+        "[{name}] broker 1 back empty after {:?}: partition offline, replicas 2 and 3 intact",
+        fault_at.elapsed()
+    );
 
     // The operator's choice: an unclean election. It picks a replica that has its log.
     c.admin_call("AlterConfigs", |mut a| async move {
@@ -573,7 +582,9 @@ fn last_in_sync_replica_back_with_an_empty_disk() {
     assert_ne!(leader, 1, "the empty replica was elected");
     let stored = read_all(&c.bootstrap(), EMPTIED, 1, FINISH).unwrap();
     let n = verify(&committed, &stored).unwrap();
-    println!("[{name}] broker {leader} leads; {n} records stored, every one committed while in sync");
+    println!(
+        "[{name}] broker {leader} leads; {n} records stored, every one committed while in sync"
+    );
     // Broker 1 copies the log back and rejoins the ISR.
     c.wait_topic_in_sync(EMPTIED, REJOIN).unwrap();
     c.wait_replicas_identical(EMPTIED, REPLICAS_AGREE).unwrap();

@@ -250,7 +250,10 @@ fn append_as_leader(
     if let Some(reason) = state.log_dir.offline_reason() {
         return Err(Refused::Replication(
             ResponseError::KafkaStorageError,
-            format!("the log directory of broker {} is offline: {reason}", state.me),
+            format!(
+                "the log directory of broker {} is offline: {reason}",
+                state.me
+            ),
         ));
     }
     let mut r = partition.replica();
@@ -303,9 +306,10 @@ fn append_as_leader(
         out
     };
     if let Err(e) = &outcome {
-        state
-            .log_dir
-            .record(&format!("appending to {}-{}", partition.topic, partition.id), e);
+        state.log_dir.record(
+            &format!("appending to {}-{}", partition.topic, partition.id),
+            e,
+        );
     }
     outcome.map(|o| (o, epoch)).map_err(Refused::Storage)
 }
