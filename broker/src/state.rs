@@ -897,7 +897,7 @@ mod tests {
         let mut bad = good.clone();
         bad[3] = if bad[3] == b'0' { b'1' } else { b'0' };
         std::fs::write(&id_file, &bad).unwrap();
-        let e = open(data.path(), &t).err().expect("refused");
+        let e = open(data.path(), &t).expect_err("refused");
         assert!(
             e.to_string().contains("topic.id") && e.to_string().contains("checksum"),
             "{e}"
