@@ -134,7 +134,10 @@ impl ReplicationService {
                     );
                 }
                 // A returning follower joins the ISR the moment a fetch shows it caught up.
-                if let Some(isr) = l.expansion_after_fetch(replica) {
+                if let Some(isr) = l
+                    .expansion_after_fetch(replica)
+                    .and_then(|isr| crate::session::eligible_isr(&self.state, l.isr(), isr))
+                {
                     l.propose(isr.clone());
                     proposal = Some((l.partition_epoch(), isr));
                 }

@@ -186,13 +186,13 @@ pub async fn isr_loop(state: Arc<BrokerState>) {
                 let mut r = p.replica();
                 let epoch = r.epoch;
                 match &mut r.role {
-                    Role::Leader(l) => {
-                        l.isr_change(now, state.config.replica_lag_time_max_ms)
-                            .map(|isr| {
-                                l.propose(isr.clone());
-                                (epoch, l.partition_epoch(), isr)
-                            })
-                    }
+                    Role::Leader(l) => l
+                        .isr_change(now, state.config.replica_lag_time_max_ms)
+                        .and_then(|isr| eligible_isr(&state, l.isr(), isr))
+                        .map(|isr| {
+                            l.propose(isr.clone());
+                            (epoch, l.partition_epoch(), isr)
+                        }),
                     Role::Follower { .. } => None,
                 }
             };
@@ -390,4 +390,27 @@ pub async fn reregister(state: &BrokerState) {
             }
         }
     }
+}
+
+/// `proposed` without the additions the coordinators would refuse: brokers fenced or in
+/// controlled shutdown (Kafka's KIP-841 eligibility). A dead follower that was caught up when it
+/// died still looks caught up to the leader until `replica.lag.time.max.ms` passes; proposing
+/// it would count it for the high watermark (the maximal ISR) and stall acks=all for that long.
+/// `None` when nothing is left to change.
+pub fn eligible_isr(
+    state: &BrokerState,
+    current: &[BrokerId],
+    proposed: Vec<BrokerId>,
+) -> Option<Vec<BrokerId>> {
+    let view = state.view();
+    let eligible = |b: &BrokerId| {
+        current.contains(b)
+            || view
+                .brokers
+                .get(b)
+                .is_some_and(|i| !i.fenced && !i.shutting_down)
+    };
+    let isr: Vec<BrokerId> = proposed.into_iter().filter(eligible).collect();
+    let same = isr.len() == current.len() && isr.iter().all(|b| current.contains(b));
+    (!same).then_some(isr)
 }
