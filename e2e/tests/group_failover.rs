@@ -157,8 +157,15 @@ fn group_rides_through_coordinator_kill(
 
     let tracker = Tracker::new();
     let mut config = member_config(bootstrap, GROUP);
-    // A dead broker costs a reconnect back-off of at most half a second, not ten.
+    // A dead broker costs a reconnect back-off of at most half a second, not ten. Sessions
+    // outlast the coordinator's absence (Kafka's default, 45 s): a single node killed with
+    // `kill -9` recovers its logs before it serves again, which took 10 s on a loaded 2-core
+    // machine; with 6 s sessions Kafka expires both members meanwhile, and one is handed the
+    // other's partitions before the other learns it lost them, which is not what this
+    // scenario checks.
     config
+        .set("session.timeout.ms", "45000")
+        .set("max.poll.interval.ms", "60000")
         .set("reconnect.backoff.ms", "50")
         .set("reconnect.backoff.max.ms", "500")
         .set("topic.metadata.refresh.interval.ms", "1000");
