@@ -294,6 +294,26 @@ fn cluster_objects_scale_and_drain_against_a_real_control_plane() {
     workload
         .wait_acks_everywhere(5, Instant::now(), Duration::from_secs(30))
         .expect("writes flow");
+    // Every status the operator writes is seen through a watch, not only at each poll below:
+    // the drain of six small partitions can start and finish between two polls.
+    let watched_draining = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let seen = watched_draining.clone();
+        let api = clusters.clone();
+        rt.spawn(async move {
+            use futures::StreamExt;
+            use kube::runtime::{WatchStreamExt, watcher};
+            let config = watcher::Config::default().fields("metadata.name=demo");
+            let mut events = std::pin::pin!(watcher(api, config).applied_objects());
+            while let Some(next) = events.next().await {
+                if let Ok(c) = next
+                    && c.status.is_some_and(|s| s.draining_brokers.contains(&2))
+                {
+                    seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        })
+    };
     rt.block_on(async {
         let patch = serde_json::json!({ "spec": { "brokers": { "replicas": 2 } } });
         clusters
@@ -335,6 +355,20 @@ fn cluster_objects_scale_and_drain_against_a_real_control_plane() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    if !saw_draining {
+        // The watch may not have been polled since the status changed: give it a moment.
+        saw_draining = rt
+            .block_on(wait_for(
+                Duration::from_secs(10),
+                "the watch sees drainingBrokers",
+                || {
+                    let seen = watched_draining.clone();
+                    async move { seen.load(std::sync::atomic::Ordering::SeqCst).then_some(()) }
+                },
+            ))
+            .is_ok();
+    }
+    watch.abort();
     assert!(saw_draining, "status.drainingBrokers never showed broker 2");
     rt.block_on(async {
         wait_for(
