@@ -700,7 +700,11 @@ fn aside_name(topic: &TopicName, partition: PartitionId, id: TopicId, suffix: &s
 #[derive(Debug, PartialEq, Eq)]
 enum TopicIdFile {
     Missing,
-    Valid(TopicId),
+    /// `checksummed` is false for a file written before the checksum (a bare UUID).
+    Valid {
+        id: TopicId,
+        checksummed: bool,
+    },
     Damaged(String),
 }
 
@@ -710,7 +714,8 @@ fn read_topic_id(path: &Path) -> Result<TopicIdFile, std::io::Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TopicIdFile::Missing),
         Err(e) => return Err(e),
     };
-    let text = if bytes.windows(7).any(|w| w == b"crc32c=") {
+    let checksummed = bytes.windows(7).any(|w| w == b"crc32c=");
+    let text = if checksummed {
         match crate::data_dir::checked_body(&bytes) {
             Ok(body) => body.to_string(),
             Err(reason) => return Ok(TopicIdFile::Damaged(reason)),
@@ -719,29 +724,38 @@ fn read_topic_id(path: &Path) -> Result<TopicIdFile, std::io::Error> {
         String::from_utf8_lossy(&bytes).into_owned()
     };
     Ok(match TopicId::parse(text.trim()) {
-        Some(id) => TopicIdFile::Valid(id),
+        Some(id) => TopicIdFile::Valid { id, checksummed },
         None => TopicIdFile::Damaged(format!("not a topic id: {:?}", text.trim())),
     })
 }
 
 /// Checks that `dir` holds topic `topic`'s log. The log of another topic of the same name (one
 /// deleted and re-created while this broker was down) is set aside as `-stray`, never deleted:
-/// a mistaken id must not cost data. A damaged id file leaves the partition offline.
-fn claim_partition_dir(dir: &Path, topic: &TopicInfo, id: PartitionId) -> Result<(), BrokerError> {
+/// a mistaken id must not cost data. A damaged id file leaves the partition offline. Returns
+/// whether the id file is to be (re)written, with a checksum: it is missing or has none.
+fn claim_partition_dir(
+    dir: &Path,
+    topic: &TopicInfo,
+    id: PartitionId,
+) -> Result<bool, BrokerError> {
     let io = |source| BrokerError::DataDir {
         path: dir.to_path_buf(),
         source,
     };
     let id_file = dir.join(TOPIC_ID_FILE);
     match read_topic_id(&id_file).map_err(io)? {
-        TopicIdFile::Missing => Ok(()),
-        TopicIdFile::Valid(found) if found == topic.id => Ok(()),
-        TopicIdFile::Valid(found) => {
+        TopicIdFile::Missing => Ok(true),
+        TopicIdFile::Valid {
+            id: found,
+            checksummed,
+        } if found == topic.id => Ok(!checksummed),
+        TopicIdFile::Valid { id: found, .. } => {
             let aside = dir.with_file_name(aside_name(&topic.name, id, found, STRAY_SUFFIX));
             tracing::error!(dir = %dir.display(), found = %found.to_uuid_string(),
                 wanted = %topic.id.to_uuid_string(), aside = %aside.display(),
                 "the log belongs to another topic of the same name; setting it aside (remove it once it is not needed)");
-            std::fs::rename(dir, &aside).map_err(io)
+            std::fs::rename(dir, &aside).map_err(io)?;
+            Ok(true)
         }
         TopicIdFile::Damaged(reason) => Err(BrokerError::DataDirMeta {
             path: id_file,
@@ -760,20 +774,15 @@ fn open_partition(
     now: Timestamp,
 ) -> Result<Partition, BrokerError> {
     let dir = partition_dir(data_dir, &topic.name, id);
-    claim_partition_dir(&dir, topic, id)?;
-    let id_file = dir.join(TOPIC_ID_FILE);
+    let write_id = claim_partition_dir(&dir, topic, id)?;
     let log = PartitionLog::open(&dir, config, now).map_err(|source| BrokerError::Storage {
         topic: topic.name.to_string(),
         partition: id.get(),
         source,
     })?;
-    let checksummed = std::fs::read(&id_file)
-        .map(|b| b.windows(7).any(|w| w == b"crc32c="))
-        .unwrap_or(false);
-    if !checksummed {
-        // New, or an older file without a checksum: (re)written with one.
+    if write_id {
         let body = crate::data_dir::with_crc(format!("{}\n", topic.id.to_uuid_string()));
-        crate::data_dir::write_atomically(&id_file, &body)?;
+        crate::data_dir::write_atomically(&dir.join(TOPIC_ID_FILE), &body)?;
     }
     let (progress, _) = watch::channel(Progress {
         epoch: LeaderEpoch(-1),
@@ -876,7 +885,10 @@ mod tests {
         );
         assert_eq!(
             read_topic_id(&dir.join(TOPIC_ID_FILE)).unwrap(),
-            TopicIdFile::Valid(new.id)
+            TopicIdFile::Valid {
+                id: new.id,
+                checksummed: true
+            }
         );
         // Kept across restarts: only `-delete` directories are removed at start-up.
         remove_deleted_dirs(&logs_dir(data.path())).unwrap();
