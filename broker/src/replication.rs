@@ -668,20 +668,7 @@ async fn truncate_divergent(
             }
             let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
             let end = log.log_end_offset();
-            let target = if e.leader_epoch < 0 {
-                // The leader knows no epoch at or below ours (its log starts later, or is
-                // empty): keep what is known committed, as Kafka does.
-                r.high_watermark.min(end)
-            } else if e.leader_epoch == latest.get() {
-                Offset(e.end_offset).min(end)
-            } else {
-                // The leader's answer is for an older epoch: cut where that epoch ends on
-                // either side, whichever is first.
-                let here = log
-                    .end_offset_for_epoch(LeaderEpoch(e.leader_epoch))
-                    .map_or(end, |(_, o)| o);
-                Offset(e.end_offset).min(here).min(end)
-            };
+            let target = truncation_target(&log, e, latest, r.high_watermark);
             if target < r.high_watermark && !unclean_allowed(state, &p) {
                 // A leader elected from the ISR holds every committed record, so this can only
                 // be a leader that should not lead (one that lost its disk, say). Truncating
@@ -720,6 +707,31 @@ async fn truncate_divergent(
         pending = again;
     }
     Ok(())
+}
+
+/// Where a follower at `latest` cuts its log, given the leader's answer `e` (KIP-101/279):
+/// never past its own end.
+fn truncation_target(
+    log: &weir_storage::PartitionLog,
+    e: &v1::EpochEndOffset,
+    latest: LeaderEpoch,
+    high_watermark: Offset,
+) -> Offset {
+    let end = log.log_end_offset();
+    if e.leader_epoch < 0 {
+        // The leader knows no epoch at or below ours (its log starts later, or is empty):
+        // keep what is known committed, as Kafka does.
+        high_watermark.min(end)
+    } else if e.leader_epoch == latest.get() {
+        Offset(e.end_offset).min(end)
+    } else {
+        // The leader's answer is for an older epoch: cut where that epoch ends on either
+        // side, whichever is first.
+        let here = log
+            .end_offset_for_epoch(LeaderEpoch(e.leader_epoch))
+            .map_or(end, |(_, o)| o);
+        Offset(e.end_offset).min(here).min(end)
+    }
 }
 
 /// Whether the partition's topic allows unclean leader election: then a leader may lack
