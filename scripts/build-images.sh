@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds Weir's container images: static binaries, then one FROM-scratch image each.
+# Builds Weir's container images from the release binaries the tests run: one FROM-scratch image
+# each, holding the binary and the few shared libraries it loads (as distroless images do).
 #
 #   scripts/build-images.sh [--no-operator]
 #
@@ -9,23 +10,26 @@
 #   localhost/weir/operator:VERSION      operator/Containerfile, only when the workspace has
 #                                        the weir-operator package (and not --no-operator)
 #
-# The binaries are linked statically against glibc (crt-static) for
-# x86_64-unknown-linux-gnu. The explicit --target puts them in
-# target/x86_64-unknown-linux-gnu/release, so they do not invalidate the ordinary release
-# build in target/release (RUSTFLAGS with --target reach only the target's crates, not build
-# scripts and proc macros). Each image is built from a temporary context holding just its
-# binary and an empty data directory, not the repository.
+# The binaries are $CARGO_TARGET_DIR/release/<name>, from `cargo build --release --workspace
+# --all-targets`, which this script runs first (a no-op when they are up to date). That is the
+# build scripts/test.sh and `cargo test --release --workspace` use, so the images cost no
+# compile of their own. They link glibc dynamically: each image gets the program interpreter and
+# the NEEDED libraries `ldd` resolves (libc, libm, libgcc_s: about 3 MB), copied from this
+# machine at the paths the binary looks for them. docs/ci.md has the measurements behind
+# choosing this over a second, static (crt-static) build. Each image is built from a temporary
+# context holding just its binary, its libraries and an empty data directory, not the
+# repository.
 #
 # Engine: $WEIR_CONTAINER_ENGINE (podman or docker), else podman, else docker. As root on
 # this machine kind podman needs scripts/podman-setup.sh first (for running containers; a
 # FROM-scratch build with only COPY steps runs none).
 #
-# Environment: WEIR_CONTAINER_ENGINE, CARGO_TARGET_DIR.
+# Environment: WEIR_CONTAINER_ENGINE, CARGO_TARGET_DIR, WEIR_SKIP_CARGO_BUILD=1 (the caller
+# has just built the workspace, as scripts/test.sh has).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-TRIPLE=x86_64-unknown-linux-gnu
 REGISTRY=localhost/weir
 WITH_OPERATOR=1
 
@@ -66,26 +70,35 @@ if ((WITH_OPERATOR)) &&
     images+=("operator weir-operator weir-operator operator/Containerfile -")
 fi
 
-# --- static binaries ---------------------------------------------------------------------
-packages=()
-for i in "${images[@]}"; do
-    read -r _ package _ _ _ <<<"$i"
-    packages+=(-p "$package")
-done
-log "cargo build --release --target $TRIPLE ${packages[*]} (static)"
+# --- binaries ----------------------------------------------------------------------------
 t0=$SECONDS
-RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release --target "$TRIPLE" "${packages[@]}" --bins
-log "static binaries built in $((SECONDS - t0)) s"
-OUT=${CARGO_TARGET_DIR:-$ROOT/target}/$TRIPLE/release
+if [[ ${WEIR_SKIP_CARGO_BUILD:-0} != 1 ]]; then
+    # With scripts/test.sh's wrapper, so this build and the tests' are one and the same.
+    export RUSTC_WORKSPACE_WRAPPER=${RUSTC_WORKSPACE_WRAPPER:-clippy-driver}
+    log "cargo build --release --workspace --all-targets"
+    cargo build --release --workspace --all-targets
+fi
+OUT=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
-# A binary with a program interpreter or NEEDED libraries would not start in an empty image.
-for i in "${images[@]}"; do
-    read -r _ _ bin _ _ <<<"$i"
-    if readelf --program-headers --dynamic "$OUT/$bin" | grep -Eq 'INTERP|\(NEEDED\)'; then
-        die "$OUT/$bin is not static: $(readelf --dynamic "$OUT/$bin" | grep NEEDED | tr -s ' ')"
-    fi
-done
+# Copies $1's program interpreter and the shared libraries it needs into the context $2, at the
+# absolute paths the dynamic loader looks for them (/lib64/ld-linux-x86-64.so.2,
+# /lib/x86_64-linux-gnu/...). A library ldd cannot find would leave a binary that does not
+# start, so that fails the build here.
+copy_libraries() {
+    local bin=$1 ctx=$2 line lib
+    [[ -x $bin ]] || die "$bin is missing: cargo build --release --workspace --all-targets"
+    while read -r line; do
+        case $line in
+            *"not found"*) die "$bin: a library is missing on this machine: $line" ;;
+            linux-vdso.so.*) continue ;; # the kernel's, not a file
+            *" => "*) lib=${line#* => }; lib=${lib%% (*} ;;
+            /*) lib=${line%% (*} ;;
+            *) die "$bin: unexpected ldd line: $line" ;;
+        esac
+        mkdir -p "$ctx$(dirname "$lib")"
+        cp -L "$lib" "$ctx$lib"
+    done < <(ldd "$bin")
+}
 
 # --- images ------------------------------------------------------------------------------
 build_args=()
@@ -100,6 +113,7 @@ for i in "${images[@]}"; do
     read -r name _ bin containerfile data <<<"$i"
     rm -rf "${ctx:?}"/*
     cp "$OUT/$bin" "$ctx/$bin"
+    copy_libraries "$OUT/$bin" "$ctx"
     if [[ $data == data ]]; then
         # /var/lib as root's, data/ as the user's /var/lib/weir (see broker/Containerfile).
         mkdir -p "$ctx/var/lib" "$ctx/data"

@@ -16,9 +16,11 @@
 #   "$(scripts/controlplane.sh bin)/kubectl" --kubeconfig "$kubeconfig" apply -f ...
 # Ports are picked at random among free ones, so several control planes can run side by side.
 #
-# Binaries: ${WEIR_CACHE:-~/.cache/weir}/controlplane-v1.36.3/bin/{kube-apiserver,
-#   kube-controller-manager,etcd,kubectl,helm}; outside the clone so clones and worktrees share
-#   them. The Go module and build caches stay where Go puts them (~/go/pkg/mod, ~/.cache/go-build).
+# Binaries: ${WEIR_CACHE:-~/.cache/weir}/controlplane-v1.36.3-<hash>/bin/{kube-apiserver,
+#   kube-controller-manager,etcd,kubectl,helm}, all from one `go build` in one Go module
+#   (e2e/controlplane); <hash> covers its go.sum and the command list, so a change rebuilds.
+#   Outside the clone so clones and worktrees share them. The Go module and build caches stay
+#   where Go puts them (GOMODCACHE, GOCACHE: ~/go/pkg/mod, ~/.cache/go-build).
 # Layout of DIR after `start`:
 #   kubeconfig          admin (client certificate, group system:masters)
 #   ports               ETCD_PORT=..., APISERVER_PORT=..., ... (shell syntax, for `source`)
@@ -32,10 +34,20 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KUBE_VERSION=v1.36.3
-HELM_VERSION=v3.22.0
 CACHE=${WEIR_CACHE:-${WEIR_CACHE_DIR:-$HOME/.cache/weir}}
-BIN=$CACHE/controlplane-$KUBE_VERSION/bin
-BINARIES=(kube-apiserver kube-controller-manager etcd kubectl helm)
+HELM_VERSION=v3.21.4
+# The commands built, by Go package; the binary is named after the package's last element.
+GO_PACKAGES=(
+    k8s.io/kubernetes/cmd/kube-apiserver
+    k8s.io/kubernetes/cmd/kube-controller-manager
+    k8s.io/kubernetes/cmd/kubectl
+    ./cmd/etcd
+    helm.sh/helm/v3/cmd/helm
+)
+BINARIES=("${GO_PACKAGES[@]##*/}")
+# Keyed by what decides the binaries: the module's go.sum and this list. A change builds into a
+# new directory; the old one stays until removed (a running control plane may use it).
+BIN=$CACHE/controlplane-$KUBE_VERSION-$(cat "$ROOT/e2e/controlplane/go.sum" <(printf '%s\n' "${GO_PACKAGES[@]}" "$HELM_VERSION") | sha256sum | cut -c1-12)/bin
 # Started in this order, stopped in the reverse one.
 PROCESSES=(etcd kube-apiserver kube-controller-manager)
 READY_TIMEOUT=${CONTROLPLANE_READY_TIMEOUT:-120}
@@ -58,10 +70,10 @@ build() {
         return
     fi
     need go "Go 1.26 or newer; only the Go module proxy is needed"
-    log "building ${missing[*]} into $BIN (cold: tens of minutes on 2 cores)"
-    local started=$SECONDS staging=$CACHE/controlplane-$KUBE_VERSION/bin.partial
+    log "building ${missing[*]} into $BIN (cold: about ten minutes on 2 cores)"
+    local started=$SECONDS staging=$BIN.partial
     rm -rf "$staging"
-    mkdir -p "$staging" "$BIN"
+    mkdir -p "$staging"
 
     # Common flags: static binaries (no C toolchain needed, as upstream builds them), no
     # absolute paths, no symbol tables or DWARF (about a third of the size), no VCS stamping of
@@ -71,10 +83,10 @@ build() {
     local goflags=(-p 2 -trimpath -buildvcs=false -mod=readonly)
     export CGO_ENABLED=0
 
-    # The version Kubernetes's own build stamps (hack/lib/version.sh). Without it the binaries
-    # call themselves v0.0.0-master, which kubectl's skew warning and helm's kubeVersion
-    # constraints would trip over.
-    local kv=() key val
+    # One -ldflags for every command: -X of a variable a binary does not link is ignored.
+    # Kubernetes's version (hack/lib/version.sh): without it the binaries call themselves
+    # v0.0.0-master, which kubectl's skew warning and helm's kubeVersion constraints trip over.
+    local x=() key val
     for key in gitVersion gitMajor gitMinor gitTreeState buildDate; do
         case $key in
             gitVersion) val=$KUBE_VERSION ;;
@@ -83,40 +95,29 @@ build() {
             gitTreeState) val=clean ;;
             buildDate) val=1970-01-01T00:00:00Z ;; # reproducible: the version names the source
         esac
-        kv+=("-X k8s.io/component-base/version.$key=$val" "-X k8s.io/client-go/pkg/version.$key=$val")
+        x+=("-X k8s.io/component-base/version.$key=$val" "-X k8s.io/client-go/pkg/version.$key=$val")
     done
+    # helm's, as its Makefile sets them: without the k8sVersion ones `helm template` reports
+    # Capabilities.KubeVersion v1.20 and `helm lint` checks deprecations against 1.20. Its k8s.io
+    # libraries are the control plane's (one module), so the Kubernetes version is theirs too.
+    local minor=${KUBE_VERSION#v1.}
+    minor=${minor%%.*}
+    x+=("-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+        "-X helm.sh/helm/v3/internal/version.gitTreeState=clean")
+    for key in lint/rules chartutil; do
+        x+=("-X helm.sh/helm/v3/pkg/$key.k8sVersionMajor=1" "-X helm.sh/helm/v3/pkg/$key.k8sVersionMinor=$minor")
+    done
+
+    # One `go build` of every command: one module (e2e/controlplane/go.mod), one dependency
+    # graph compiled once, packages of all the commands scheduled together.
     (
         cd "$ROOT/e2e/controlplane"
-        go build "${goflags[@]}" -ldflags="-s -w ${kv[*]}" -o "$staging/" \
-            k8s.io/kubernetes/cmd/kube-apiserver \
-            k8s.io/kubernetes/cmd/kube-controller-manager \
-            k8s.io/kubernetes/cmd/kubectl \
-            ./cmd/etcd
-    )
-
-    # helm is its own module (it needs k8s.io/* v0.37, see e2e/controlplane/helm/go.mod). The
-    # -X flags are those of helm's Makefile: without the k8sVersion ones, `helm template`
-    # reports Capabilities.KubeVersion v1.20 and `helm lint` checks deprecations against 1.20.
-    (
-        cd "$ROOT/e2e/controlplane/helm"
-        local client_go major minor
-        client_go=$(go list -m -f '{{.Version}}' k8s.io/client-go) # v0.37.0 -> Kubernetes 1.37
-        major=1
-        minor=${client_go#v0.}
-        minor=${minor%%.*}
-        go build "${goflags[@]}" -o "$staging/" -ldflags="-s -w \
-            -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
-            -X helm.sh/helm/v3/internal/version.gitTreeState=clean \
-            -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major \
-            -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor \
-            -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major \
-            -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor" \
-            helm.sh/helm/v3/cmd/helm
+        go build "${goflags[@]}" -ldflags="-s -w ${x[*]}" -o "$staging/" "${GO_PACKAGES[@]}"
     )
 
     # Move in only once everything built, so a half-done build is never taken for a whole one.
-    for name in "${BINARIES[@]}"; do mv -f "$staging/$name" "$BIN/$name"; done
-    rmdir "$staging"
+    rm -rf "$BIN"
+    mv -f "$staging" "$BIN"
     log "built in $((SECONDS - started))s: $(du -sh "$BIN" | cut -f1) in $BIN"
 }
 

@@ -103,7 +103,7 @@ elif ! command -v "$engine" >/dev/null; then
     missing+=("$engine (WEIR_CONTAINER_ENGINE)")
 fi
 if [[ $SKIP_BUILD != 1 ]]; then
-    for tool in cargo readelf; do
+    for tool in cargo ldd; do
         command -v "$tool" >/dev/null || missing+=("$tool (scripts/build-images.sh; or SKIP_BUILD=1)")
     done
 fi

@@ -1,6 +1,6 @@
 //! Weir's container images as a cluster: three coordinators and three brokers started from
-//! `localhost/weir/coordinator` and `localhost/weir/broker` (FROM scratch, static binaries,
-//! nonroot) on a private podman network, with librdkafka on the host as the client.
+//! `localhost/weir/coordinator` and `localhost/weir/broker` (FROM scratch: the release binaries
+//! and glibc, nonroot) on a private podman network, with librdkafka on the host as the client.
 //!
 //! ```text
 //!   test process ── podman bridge 10.X.Y.1 ─┬─ coordinator-0  10.X.Y.10:9190 ┐ Raft peers by

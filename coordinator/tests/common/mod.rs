@@ -2,6 +2,7 @@
 //! fake brokers, and waiting on a condition with a deadline.
 
 #![allow(dead_code)] // each test binary uses a subset
+#![allow(clippy::unwrap_used)] // test code panics on purpose
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -4,7 +4,7 @@
 //! answers two questions: how is a group doing ([`Client::describe_group`]: state, members and
 //! their assignments, and per partition the committed offset, the end offset and the lag), and
 //! which groups exist ([`Client::list_groups`]). It reads and never changes anything, so every
-//! call may be retried. librdkafka is not an option: the operator is a static binary.
+//! call may be retried. librdkafka is not an option: the operator carries no C library but glibc.
 //!
 //! - [`config`]: [`ClientConfig`] and its limits (response size, timeout, retries).
 //! - `connection`: one TCP connection: framing, correlation ids, ApiVersions negotiation.

@@ -54,7 +54,10 @@ pub mod log;
 mod meta;
 mod producer;
 mod segment;
-#[cfg(any(test, feature = "testing"))]
+// Always compiled, not behind a feature: a feature only tests turn on would give `cargo test`
+// another weir-storage, and a rebuild of every crate above it (docs/ci.md). Unused code costs
+// the binaries nothing.
+#[doc(hidden)]
 pub mod testing;
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! A tiny RecordBatch v2 encoder and decoder for tests (this crate's and the broker's, through
-//! the `testing` feature). Records carry a key (null unless given), a value (or null: a
-//! tombstone) and no headers; compressed batches are compressed as Kafka's clients frame them.
+//! A tiny RecordBatch v2 encoder and decoder for tests (this crate's unit and integration
+//! tests). Records carry a key (null unless given), a value (or null: a tombstone) and no
+//! headers; compressed batches are compressed as Kafka's clients frame them.
 
 use crate::batch::{BATCH_HEADER_BYTES, BatchHeader, Compression, RecordIter};
 use weir_model::{Offset, ProducerEpoch, ProducerId, Timestamp};

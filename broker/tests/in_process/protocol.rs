@@ -2,9 +2,7 @@
 //! with a response that decodes, and produce/fetch/list-offsets agree with each other.
 #![allow(clippy::unwrap_used)] // test helpers panic on purpose
 
-mod common;
-
-use common::{TestBroker, batch, batch_with_producer};
+use crate::common::{TestBroker, batch, batch_with_producer};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -113,7 +111,7 @@ async fn fetch_long_poll_wakes_on_append() {
     c.create_topic("lp", 1).await;
     let addr = b.addr;
     let waiter = tokio::spawn(async move {
-        let mut c2 = common::Client::connect(addr).await;
+        let mut c2 = crate::common::Client::connect(addr).await;
         let started = std::time::Instant::now();
         let p = c2.fetch("lp", 0, 0, 20_000, 1).await;
         (p, started.elapsed())

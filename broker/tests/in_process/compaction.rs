@@ -5,10 +5,8 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use bytes::{Bytes, BytesMut};
-use common::TestBroker;
+use crate::common::TestBroker;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::*;
@@ -60,7 +58,7 @@ fn batch(round: usize, compression: Compression, keyless: bool) -> Bytes {
 
 /// Every record from offset 0 up to the high watermark, as a consumer reads them: fetching
 /// from the offset after the last batch seen (which steps over the gaps compaction leaves).
-async fn read_all(c: &mut common::Client, topic: &str) -> (Vec<Record>, i64) {
+async fn read_all(c: &mut crate::common::Client, topic: &str) -> (Vec<Record>, i64) {
     let mut out = Vec::new();
     let mut next = 0i64;
     loop {

@@ -3,9 +3,7 @@
 //! `e2e/tests/cluster_faults.rs`; these check the mechanics quickly and precisely.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Client, batch};
+use crate::common::{Client, batch};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;

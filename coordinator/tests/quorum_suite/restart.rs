@@ -3,9 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test code panics on purpose
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::time::Duration;
 use weir_proto::v1 as pb;

@@ -3,9 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test code panics on purpose
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -4,9 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // test code panics on purpose
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::{BasicNode, CommittedLeaderId, LogId, Membership, SnapshotMeta, StoredMembership};
 use std::collections::{BTreeMap, BTreeSet};

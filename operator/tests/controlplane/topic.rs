@@ -1,8 +1,6 @@
 //! The Topic and ConsumerGroup controllers against a real Kubernetes control plane and a real
 //! Weir cluster (processes), and the gRPC `ClusterAdmin` against real coordinators.
 
-mod support;
-
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use rdkafka::Message;
@@ -11,7 +9,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use support::*;
+use crate::support::*;
 use weir_operator::admin::{ClusterAdmin, GrpcAdmin, TopicView};
 use weir_operator::crd::{Cluster, ConsumerGroup, Topic};
 

@@ -2,9 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // test code panics on purpose
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::HashMap;
 use std::time::Duration;
 use weir_proto::v1 as pb;
