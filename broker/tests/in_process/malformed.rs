@@ -3,8 +3,8 @@
 //! hang, and the broker keeps serving other clients and the data it already holds.
 #![allow(clippy::unwrap_used)] // test helpers panic on purpose
 
-use bytes::{BufMut, BytesMut};
 use crate::common::{Client, TestBroker, batch};
+use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::Compression;

@@ -5,13 +5,13 @@
 //! No kubelet runs, so pods stay Pending; the Weir processes stand in for the pods the broker
 //! StatefulSet would run, with the same broker ids (pod ordinals 0, 1, 2).
 
+use crate::support::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use std::time::{Duration, Instant};
-use crate::support::*;
 use weir_e2e::cluster::{Node, TestCluster};
 use weir_e2e::workload::{Workload, read_all, verify};
 use weir_operator::crd::Cluster;

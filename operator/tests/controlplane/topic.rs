@@ -1,6 +1,7 @@
 //! The Topic and ConsumerGroup controllers against a real Kubernetes control plane and a real
 //! Weir cluster (processes), and the gRPC `ClusterAdmin` against real coordinators.
 
+use crate::support::*;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use rdkafka::Message;
@@ -9,7 +10,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use crate::support::*;
 use weir_operator::admin::{ClusterAdmin, GrpcAdmin, TopicView};
 use weir_operator::crd::{Cluster, ConsumerGroup, Topic};
 
