@@ -311,6 +311,7 @@ group.initial.rebalance.delay.ms=0
                 f"-Dlog4j2.configurationFile={node}/log4j2.properties", f"-Dkafka.logs.dir={node}/logs", *args]
 
     def start(self, timeout=180):
+        # "--cluster-id=ID": an id starting with '-' (1 in 64) is not taken for an option.
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         t0 = time.time()
         for i in (1, 2, 3):
@@ -319,7 +320,7 @@ group.initial.rebalance.delay.ms=0
             (node / "server.properties").write_text(self.config(i))
             (node / "log4j2.properties").write_text(LOG4J2)
             # Static voters (controller.quorum.voters): no --standalone / --initial-controllers.
-            argv = self.java(i, "kafka.tools.StorageTool", "format", "--cluster-id", cluster_id,
+            argv = self.java(i, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                              "--config", str(node / "server.properties"))
             self.commands.append(argv)
             with open(node / "format.log", "wb") as f:

@@ -174,13 +174,22 @@ cmd_start() {
 
     local cp="$LIBS/*"
     if [[ ! -f $data/kraft-logs/meta.properties ]]; then
-        local cluster_id=${KAFKA_CLUSTER_ID:-$("$PYTHON" -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())')}
+        # Never starting with '-', as Kafka's own Uuid.randomUuid() ensures: kafka-storage's
+        # argument parser takes "--cluster-id -3Un..." for a missing value (1 run in 64 failed).
+        local cluster_id=${KAFKA_CLUSTER_ID:-$("$PYTHON" -c '
+import base64, uuid
+while True:
+    id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    if not id.startswith("-"):
+        print(id)
+        break
+')}
         log "formatting $data/kraft-logs (cluster id $cluster_id)"
         # shellcheck disable=SC2086
         if ! java $KAFKA_HEAP_OPTS $KAFKA_JVM_OPTS -cp "$cp" \
             -Dlog4j2.configurationFile="$data/log4j2.properties" \
             kafka.tools.StorageTool format --standalone \
-            --cluster-id "$cluster_id" --config "$data/server.properties" >>"$logfile" 2>&1; then
+            --cluster-id="$cluster_id" --config "$data/server.properties" >>"$logfile" 2>&1; then
             tail -n 30 "$logfile" >&2
             die "formatting KRaft storage failed; see $logfile"
         fi

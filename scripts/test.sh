@@ -32,14 +32,14 @@ QUICK_PHASES=(rust-build test-crates test-e2e test-operator doctests)
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2; }
 run=("${PHASES[@]}")
-QUICK=0
+QUICK=0 ONLY=0
 case ${1:-} in
     "") ;;
     --quick) QUICK=1; run=("${QUICK_PHASES[@]}") ;;
     --only)
         [[ -n ${2:-} && " ${PHASES[*]} " == *" $2 "* ]] ||
             { echo "test.sh: --only takes one of: ${PHASES[*]}" >&2; exit 2; }
-        run=("$2") ;;
+        run=("$2") ONLY=1 ;;
     --list) printf '%s\n' "${PHASES[@]}"; exit 0 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "test.sh: unknown argument $1 (--quick, --only PHASE, --list)" >&2; exit 2 ;;
@@ -87,24 +87,44 @@ phase_go-tools() {
     scripts/controlplane.sh build
 }
 
+BUILT=0
 phase_rust-build() {
     step "cargo build --release --workspace --all-targets: binaries and test binaries, once"
-    cargo build --release --workspace --all-targets
+    # --timings: each crate's compile time, in $TARGET/cargo-timings/cargo-timing.html.
+    cargo build --release --workspace --all-targets --timings
     # Compiles nothing (the same units, features and profile as above); it lists the test
     # binaries for the suites. A unit compiled here would be a second build of the graph.
     cargo test --release --workspace --no-run --message-format=json >"$TESTS_JSON.partial"
+    # Enforced: a dev-dependency that turns on a feature the build does not would make `cargo
+    # test` compile part of the graph again, silently (docs/ci.md says how to align it).
+    python3 -c '
+import json, sys
+again = sorted({m["target"]["name"] for m in map(json.loads, open(sys.argv[1]))
+                if m.get("reason") == "compiler-artifact" and not m.get("fresh")})
+if again:
+    sys.exit("test.sh: cargo test compiled again what the build had built (features differ "
+             "between build and test, see docs/ci.md): " + ", ".join(again))
+' "$TESTS_JSON.partial"
     mv "$TESTS_JSON.partial" "$TESTS_JSON"
+    BUILT=1
+}
+
+# A phase run alone (--only) builds first, so it never runs binaries older than the sources;
+# when the build is up to date that takes seconds. In a whole run the rust-build phase did it.
+ensure_built() {
+    if ((ONLY && !BUILT)) || [[ ! -f $TESTS_JSON ]]; then phase_rust-build; fi
 }
 
 phase_images() {
     step "container images from the release binaries (podman, FROM scratch)"
     # e2e/tests/containers.rs runs them as a cluster.
+    ensure_built
     WEIR_SKIP_CARGO_BUILD=1 scripts/build-images.sh
 }
 
-# $@: run-test-binaries.py's selection. Builds first when run alone (--only).
+# $@: run-test-binaries.py's selection.
 run_tests() {
-    [[ -f $TESTS_JSON ]] || phase_rust-build
+    ensure_built
     scripts/run-test-binaries.py "$TESTS_JSON" "$@"
 }
 
@@ -140,7 +160,7 @@ phase_helm() {
 phase_python() {
     step "real-client suite (kcat, kafka-python, confluent-kafka, Java, franz-go) against Weir and Kafka"
     [[ -n $PY ]] || phase_install
-    [[ -x $WEIR_BIN ]] || phase_rust-build
+    ensure_built
     "$PY" -m pytest e2e/python --targets kafka,weir --weir-bin "$WEIR_BIN" -q
 }
 
