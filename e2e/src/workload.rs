@@ -412,6 +412,36 @@ impl Outcome {
 /// What a partition holds: (offset, value) in offset order.
 pub type Stored = BTreeMap<i32, Vec<(i64, String)>>;
 
+/// The end offset of `topic`/`partition`, asked again while leadership is moving: the
+/// coordinators may have elected a leader that has not applied the change yet, and it answers
+/// NOT_LEADER_OR_FOLLOWER (librdkafka returns that instead of retrying).
+fn end_offset(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    deadline: Instant,
+) -> anyhow::Result<i64> {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok((_, high)) => return Ok(high),
+            Err(e)
+                if Instant::now() < deadline
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(Code::NotLeaderForPartition | Code::LeaderNotAvailable)
+                    ) =>
+            {
+                // Back off before asking again; librdkafka refreshes its metadata meanwhile.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("end offset of {topic}/{partition}"));
+            }
+        }
+    }
+}
+
 /// Reads partitions `0..partitions` of `topic` from the beginning to their end offsets (as
 /// the leaders report them when this starts).
 pub fn read_all(
@@ -430,11 +460,9 @@ pub fn read_all(
         .context("creating the consumer")?;
     let mut ends = HashMap::new();
     let mut tpl = TopicPartitionList::new();
+    let deadline = Instant::now() + timeout;
     for p in 0..partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .with_context(|| format!("end offset of {topic}/{p}"))?;
-        ends.insert(p, high);
+        ends.insert(p, end_offset(&consumer, topic, p, deadline)?);
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
@@ -443,7 +471,6 @@ pub fn read_all(
         ends.iter()
             .all(|(p, &end)| stored[p].last().map_or(end <= 0, |&(o, _)| o + 1 >= end))
     };
-    let deadline = Instant::now() + timeout;
     while !done(&stored) {
         if Instant::now() >= deadline {
             let got: Vec<(i32, Option<i64>, i64)> = ends
