@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The checks (CI runs them through scripts/test.sh): formatting, and every rustc and clippy
-# lint of the workspace's crates with warnings as errors. Changes no source file.
+# The checks (CI runs them through scripts/test.sh): formatting, the crates' structure, and
+# every rustc and clippy lint of the workspace's crates with warnings as errors. Changes no
+# source file.
 #
 # Clippy runs inside the release build (RUSTC_WORKSPACE_WRAPPER=clippy-driver, the mechanism
 # `cargo clippy` itself uses, but for a full build instead of a check-only one), and
@@ -8,12 +9,16 @@
 # the warnings it recorded for each crate, and the checks cost seconds instead of a second,
 # check-mode compile of every dependency (docs/ci.md). Run alone, this builds what is missing.
 #
+# scripts/check-structure.py then checks what the compilers do not: no import circle inside a
+# crate, and no function over 80 lines.
+#
 # Warnings of the vendored kafka-protocol (a path dependency outside the workspace, not ours
 # to lint) are not counted.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cargo fmt --all -- --check
+python3 scripts/check-structure.py
 
 export RUSTC_WORKSPACE_WRAPPER=${RUSTC_WORKSPACE_WRAPPER:-clippy-driver}
 members=$(cargo metadata --no-deps --format-version 1)

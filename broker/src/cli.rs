@@ -66,7 +66,7 @@ pub struct BrokerArgs {
     )]
     pub controlled_shutdown_timeout_ms: u64,
     #[command(flatten)]
-    pub log_cleaner: crate::log_cleaner::LogCleanerArgs,
+    pub log_cleaner: crate::config::LogCleanerArgs,
     /// Serve Prometheus metrics (partitions led here, consumer groups and their lag) at
     /// `http://ADDR/metrics`. Not served unless set.
     #[arg(long, env = "WEIR_METRICS_ADDR")]
@@ -169,30 +169,6 @@ impl BrokerArgs {
     }
 }
 
-/// Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
 /// The binary: parse flags, log to stderr (filter from `WEIR_LOG`), run until a signal.
 pub fn main() -> std::process::ExitCode {
     use clap::Parser;
@@ -222,7 +198,7 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match runtime.block_on(crate::run(config, shutdown_signal())) {
+    match runtime.block_on(crate::run(config, weir_process::shutdown_signal())) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             let mut msg = format!("weir-broker: {e}");

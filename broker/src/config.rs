@@ -3,6 +3,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use weir_model::limits;
+use weir_storage::CleanerConfig;
+use weir_storage::cleaner::{
+    DEDUPE_BUFFER_BYTES_DEFAULT, DEDUPE_BUFFER_BYTES_MAX, DEDUPE_BUFFER_BYTES_MIN,
+    IO_BUFFER_BYTES_DEFAULT, IO_BUFFER_BYTES_MAX, IO_BUFFER_BYTES_MIN, IO_BYTES_PER_SECOND_MIN,
+};
+
+/// Kafka's `log.cleaner.backoff.ms`.
+pub const BACKOFF_MS_DEFAULT: u64 = 15_000;
 
 /// Everything a broker needs to start. Built by the binaries from flags and environment.
 #[derive(Clone, Debug)]
@@ -49,7 +57,7 @@ pub struct BrokerConfig {
     /// How long a SIGTERM waits for leaderships to move away before exiting anyway.
     pub controlled_shutdown_timeout_ms: u64,
     /// Log compaction (`log.cleaner.*`): on, its backoff and its limits.
-    pub log_cleaner: crate::log_cleaner::LogCleanerSettings,
+    pub log_cleaner: LogCleanerSettings,
     /// Consumer-group coordination.
     pub groups: GroupSettings,
     /// Where `/metrics` (Prometheus) is served; not served when unset.
@@ -123,9 +131,72 @@ impl BrokerConfig {
             replica_lag_time_max_ms: 30_000,
             min_insync_replicas: 1,
             controlled_shutdown_timeout_ms: 30_000,
-            log_cleaner: crate::log_cleaner::LogCleanerSettings::default(),
+            log_cleaner: LogCleanerSettings::default(),
             groups: GroupSettings::default(),
             metrics_addr: None,
+        }
+    }
+}
+
+/// The cleaner's broker-wide settings (Kafka's `log.cleaner.*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogCleanerSettings {
+    /// `log.cleaner.enable`.
+    pub enable: bool,
+    /// Wait between passes when no partition is due.
+    pub backoff_ms: u64,
+    /// Memory, read buffer and I/O rate limits of a round.
+    pub limits: CleanerConfig,
+}
+
+impl Default for LogCleanerSettings {
+    fn default() -> Self {
+        LogCleanerSettings {
+            enable: true,
+            backoff_ms: BACKOFF_MS_DEFAULT,
+            limits: CleanerConfig::default(),
+        }
+    }
+}
+
+/// The `weir-broker` flags of the log cleaner.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogCleanerArgs {
+    /// Compact topics whose cleanup.policy includes compact (`log.cleaner.enable`).
+    #[arg(long, env = "WEIR_LOG_CLEANER_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub log_cleaner_enable: bool,
+    /// Milliseconds to wait between cleaner passes when no log is due (`log.cleaner.backoff.ms`).
+    #[arg(long, env = "WEIR_LOG_CLEANER_BACKOFF_MS", default_value_t = BACKOFF_MS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub log_cleaner_backoff_ms: u64,
+    /// Bytes per second the cleaner may read plus write (`log.cleaner.io.max.bytes.per.second`).
+    /// Default: unlimited.
+    #[arg(long, env = "WEIR_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND",
+          value_parser = clap::value_parser!(u64).range(IO_BYTES_PER_SECOND_MIN..))]
+    pub log_cleaner_io_max_bytes_per_second: Option<u64>,
+    /// Memory of the cleaner's key -> offset map: 24-byte slots, 3/4 usable, so about 32 bytes a
+    /// key (`log.cleaner.dedupe.buffer.size`).
+    #[arg(long, env = "WEIR_LOG_CLEANER_DEDUPE_BUFFER_BYTES", default_value_t = DEDUPE_BUFFER_BYTES_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(DEDUPE_BUFFER_BYTES_MIN as u64..=DEDUPE_BUFFER_BYTES_MAX as u64))]
+    pub log_cleaner_dedupe_buffer_bytes: u64,
+    /// The cleaner's read and write buffer (`log.cleaner.io.buffer.size`).
+    #[arg(long, env = "WEIR_LOG_CLEANER_IO_BUFFER_BYTES", default_value_t = IO_BUFFER_BYTES_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(IO_BUFFER_BYTES_MIN as u64..=IO_BUFFER_BYTES_MAX as u64))]
+    pub log_cleaner_io_buffer_bytes: u64,
+}
+
+impl LogCleanerArgs {
+    pub fn settings(&self) -> LogCleanerSettings {
+        LogCleanerSettings {
+            enable: self.log_cleaner_enable,
+            backoff_ms: self.log_cleaner_backoff_ms,
+            limits: CleanerConfig {
+                dedupe_buffer_bytes: usize::try_from(self.log_cleaner_dedupe_buffer_bytes)
+                    .unwrap_or(DEDUPE_BUFFER_BYTES_MAX),
+                io_buffer_bytes: usize::try_from(self.log_cleaner_io_buffer_bytes)
+                    .unwrap_or(IO_BUFFER_BYTES_MAX),
+                io_max_bytes_per_second: self.log_cleaner_io_max_bytes_per_second,
+            },
         }
     }
 }

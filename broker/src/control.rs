@@ -16,9 +16,6 @@ use weir_proto::v1::broker_control_client::BrokerControlClient;
 /// paused or cut-off coordinator must not hold a request for long).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// The largest metadata message accepted (a full update of a large cluster); tonic's default
-/// of 4 MiB would cut a cluster of tens of thousands of partitions off.
-const METADATA_MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -112,11 +109,13 @@ impl ControlClient {
     }
 
     pub fn broker(channel: Channel) -> BrokerControlClient<Channel> {
-        BrokerControlClient::new(channel).max_decoding_message_size(METADATA_MESSAGE_BYTES_MAX)
+        BrokerControlClient::new(channel)
+            .max_decoding_message_size(weir_model::limits::METADATA_MESSAGE_BYTES_MAX)
     }
 
     pub fn admin(channel: Channel) -> AdminClient<Channel> {
-        AdminClient::new(channel).max_decoding_message_size(METADATA_MESSAGE_BYTES_MAX)
+        AdminClient::new(channel)
+            .max_decoding_message_size(weir_model::limits::METADATA_MESSAGE_BYTES_MAX)
     }
 }
 

@@ -1,7 +1,9 @@
 //! The broker's errors, and the one place where internal errors become Kafka error codes.
 
+use crate::partition::{AppendError, NotServed, WaitError};
 use kafka_protocol::ResponseError;
 use std::path::PathBuf;
+use weir_group::GroupError;
 use weir_storage::{BatchError, StorageError};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,68 @@ pub fn storage_error_code(e: &StorageError) -> ResponseError {
     }
 }
 
+/// The Kafka error code for a partition this broker cannot serve.
+pub fn not_served_code(e: NotServed) -> ResponseError {
+    match e {
+        NotServed::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        NotServed::NotLeader => ResponseError::NotLeaderOrFollower,
+        NotServed::Offline => ResponseError::KafkaStorageError,
+    }
+}
+
+/// The Kafka error code for a refused append as leader.
+pub fn append_error_code(e: &AppendError) -> ResponseError {
+    match e {
+        AppendError::LogDirOffline { .. } => ResponseError::KafkaStorageError,
+        AppendError::EpochMoved { .. } | AppendError::NotLeader { .. } => {
+            ResponseError::NotLeaderOrFollower
+        }
+        AppendError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        AppendError::Storage(e) => storage_error_code(e),
+    }
+}
+
+/// The Kafka error code for an acks=all wait that ended unacknowledged. A leadership lost
+/// while waiting is NOT_LEADER_OR_FOLLOWER: the client retries on the new leader, which dedupes
+/// an idempotent producer's batch if it already has it.
+pub fn wait_error_code(e: &WaitError) -> ResponseError {
+    match e {
+        WaitError::LeadershipMoved { .. } | WaitError::NoLongerHosted { .. } => {
+            ResponseError::NotLeaderOrFollower
+        }
+        WaitError::NotEnoughReplicasAfterAppend { .. } => {
+            ResponseError::NotEnoughReplicasAfterAppend
+        }
+        WaitError::TimedOut { .. } => ResponseError::RequestTimedOut,
+    }
+}
+
+/// The Kafka error code for a group coordinator error: the same names, one to one.
+pub fn group_error_code(e: GroupError) -> ResponseError {
+    match e {
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
+        GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::RequestTimedOut => ResponseError::RequestTimedOut,
+        GroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch,
+        GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
+        GroupError::InvalidRequest => ResponseError::InvalidRequest,
+    }
+}
+
 /// As Kafka sorts them: damage in transit (bad CRC, cut short) is CORRUPT_MESSAGE, which
 /// clients retry; a batch that is well-formed but wrong is INVALID_RECORD, which they do not.
 fn batch_error_code(e: &BatchError) -> ResponseError {
@@ -101,19 +165,6 @@ fn batch_error_code(e: &BatchError) -> ResponseError {
 /// limp on, because acknowledged data may not be on disk.
 pub fn is_fatal(e: &StorageError) -> bool {
     e.is_fatal()
-}
-
-/// Stops the process on a broken environment, with a message saying why.
-pub fn fatal(context: &str, e: &dyn std::error::Error) -> ! {
-    let mut msg = format!("fatal: {context}: {e}");
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    tracing::error!("{msg}");
-    eprintln!("{msg}");
-    std::process::exit(70)
 }
 
 #[cfg(test)]
@@ -276,5 +327,165 @@ mod tests {
             op: "w",
             source: io()
         }));
+    }
+
+    /// Every group coordinator error, named in a match so that a new one fails to compile here.
+    fn all_group_errors() -> Vec<GroupError> {
+        use GroupError as G;
+        let all = vec![
+            G::UnknownMemberId,
+            G::IllegalGeneration,
+            G::RebalanceInProgress,
+            G::InconsistentGroupProtocol,
+            G::InvalidSessionTimeout,
+            G::MemberIdRequired,
+            G::FencedInstanceId,
+            G::GroupMaxSizeReached,
+            G::NonEmptyGroup,
+            G::GroupIdNotFound,
+            G::CoordinatorNotAvailable,
+            G::NotCoordinator,
+            G::CoordinatorLoadInProgress,
+            G::OffsetMetadataTooLarge,
+            G::GroupSubscribedToTopic,
+            G::InvalidGroupId,
+            G::RequestTimedOut,
+            G::FencedMemberEpoch,
+            G::StaleMemberEpoch,
+            G::InvalidRequest,
+        ];
+        for e in &all {
+            match e {
+                G::UnknownMemberId
+                | G::IllegalGeneration
+                | G::RebalanceInProgress
+                | G::InconsistentGroupProtocol
+                | G::InvalidSessionTimeout
+                | G::MemberIdRequired
+                | G::FencedInstanceId
+                | G::GroupMaxSizeReached
+                | G::NonEmptyGroup
+                | G::GroupIdNotFound
+                | G::CoordinatorNotAvailable
+                | G::NotCoordinator
+                | G::CoordinatorLoadInProgress
+                | G::OffsetMetadataTooLarge
+                | G::GroupSubscribedToTopic
+                | G::InvalidGroupId
+                | G::RequestTimedOut
+                | G::FencedMemberEpoch
+                | G::StaleMemberEpoch
+                | G::InvalidRequest => {}
+            }
+        }
+        all
+    }
+
+    /// Proves: each group error becomes the Kafka error of the same name, all of them.
+    #[test]
+    fn group_errors_map_to_the_kafka_codes_of_their_names() {
+        for e in all_group_errors() {
+            assert_eq!(
+                format!("{e:?}"),
+                format!("{:?}", group_error_code(e)),
+                "{e}"
+            );
+        }
+    }
+
+    /// Proves: the partition's refusals carry the codes clients act on: NOT_LEADER_OR_FOLLOWER
+    /// (refresh metadata, retry on the new leader), NOT_ENOUGH_REPLICAS(_AFTER_APPEND),
+    /// REQUEST_TIMED_OUT, KAFKA_STORAGE_ERROR.
+    #[test]
+    fn partition_errors_map_to_kafka_codes() {
+        use weir_model::{BrokerId, PartitionId, TopicName};
+        let topic = || TopicName::new("t").unwrap();
+        let partition = PartitionId(0);
+        let appends = [
+            (
+                AppendError::LogDirOffline {
+                    broker: BrokerId(1),
+                    reason: "full".into(),
+                },
+                ResponseError::KafkaStorageError,
+            ),
+            (
+                AppendError::EpochMoved {
+                    topic: topic(),
+                    partition,
+                    epoch: LeaderEpoch(3),
+                },
+                ResponseError::NotLeaderOrFollower,
+            ),
+            (
+                AppendError::NotLeader {
+                    broker: BrokerId(1),
+                    topic: topic(),
+                    partition,
+                },
+                ResponseError::NotLeaderOrFollower,
+            ),
+            (
+                AppendError::NotEnoughReplicas {
+                    topic: topic(),
+                    partition,
+                    isr: 1,
+                    min_insync: 2,
+                },
+                ResponseError::NotEnoughReplicas,
+            ),
+            (
+                AppendError::Storage(StorageError::RecordTooLarge { size: 2, max: 1 }),
+                ResponseError::MessageTooLarge,
+            ),
+        ];
+        for (e, want) in appends {
+            assert_eq!(append_error_code(&e), want, "{e}");
+        }
+        let waits = [
+            (
+                WaitError::LeadershipMoved {
+                    topic: topic(),
+                    partition,
+                },
+                ResponseError::NotLeaderOrFollower,
+            ),
+            (
+                WaitError::NoLongerHosted {
+                    topic: topic(),
+                    partition,
+                },
+                ResponseError::NotLeaderOrFollower,
+            ),
+            (
+                WaitError::NotEnoughReplicasAfterAppend {
+                    topic: topic(),
+                    partition,
+                    isr: 1,
+                    min_insync: 2,
+                },
+                ResponseError::NotEnoughReplicasAfterAppend,
+            ),
+            (
+                WaitError::TimedOut {
+                    topic: topic(),
+                    partition,
+                },
+                ResponseError::RequestTimedOut,
+            ),
+        ];
+        for (e, want) in waits {
+            assert_eq!(wait_error_code(&e), want, "{e}");
+        }
+        for (e, want) in [
+            (
+                NotServed::UnknownTopicOrPartition,
+                ResponseError::UnknownTopicOrPartition,
+            ),
+            (NotServed::NotLeader, ResponseError::NotLeaderOrFollower),
+            (NotServed::Offline, ResponseError::KafkaStorageError),
+        ] {
+            assert_eq!(not_served_code(e), want);
+        }
     }
 }

@@ -18,9 +18,9 @@
 //! replicated to the ISR (acks=all on P), so a committed offset survives the loss of the
 //! coordinator's broker.
 
-use crate::api::produce::{append_as_leader_internal, wait_for_isr};
 use crate::config::GroupSettings;
-use crate::state::{BrokerState, NotServed, Partition};
+use crate::partition::{Acks, AppendError, NotServed, Partition, WaitError};
+use crate::state::BrokerState;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -35,6 +35,7 @@ use weir_group::{
     Effects, Group, GroupConfig, GroupError, GroupId, JoinResponse, Reply, SyncResponse, Waiter,
 };
 use weir_model::{LeaderEpoch, Offset, Timestamp};
+use weir_storage::AppendOutcome;
 
 /// The internal topic holding committed offsets and group metadata (Kafka's name, so tools
 /// that know it find it).
@@ -84,6 +85,13 @@ pub struct Coordinator {
     started: Instant,
 }
 
+/// The `__consumer_offsets` partition of `group`, if the topic exists.
+pub fn partition_of(state: &BrokerState, group: &str) -> Option<i32> {
+    let view = state.view();
+    let n = view.topic(OFFSETS_TOPIC)?.partitions.len();
+    Some(weir_group::partition_for(group, n as i32))
+}
+
 /// The clock the groups run on: monotonic ms for timers, wall ms for stored timestamps.
 #[derive(Clone, Copy, Debug)]
 pub struct Now {
@@ -121,13 +129,6 @@ impl Coordinator {
         }
     }
 
-    /// The `__consumer_offsets` partition of `group`, if the topic exists.
-    pub fn partition_of(&self, state: &BrokerState, group: &str) -> Option<i32> {
-        let view = state.view();
-        let n = view.topic(OFFSETS_TOPIC)?.partitions.len();
-        Some(weir_group::partition_for(group, n as i32))
-    }
-
     /// Locks the shard coordinating `group`, loading it first if this broker just became its
     /// leader. NOT_COORDINATOR when another broker leads it.
     pub async fn shard(
@@ -138,9 +139,7 @@ impl Coordinator {
         if group.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
-        let index = self
-            .partition_of(state, group)
-            .ok_or(GroupError::CoordinatorNotAvailable)?;
+        let index = partition_of(state, group).ok_or(GroupError::CoordinatorNotAvailable)?;
         self.shard_at(state, index).await
     }
 
@@ -522,7 +521,7 @@ pub fn append(
         tracing::error!(error = %weir_model::Chain(&*e), "encoding a __consumer_offsets batch");
         GroupError::CoordinatorNotAvailable
     })?;
-    let last = append_as_leader_internal(state, &partition, &mut buf, epoch)?;
+    let last = append_own(state, &partition, &mut buf, epoch)?;
     state.notify_appended();
     Ok(Appended {
         partition,
@@ -531,20 +530,56 @@ pub fn append(
     })
 }
 
+/// Appends a batch the coordinator wrote itself as leader at `epoch`, with acks=all's
+/// `min.insync.replicas` check; returns the last offset.
+fn append_own(
+    state: &BrokerState,
+    partition: &Partition,
+    batch: &mut [u8],
+    epoch: LeaderEpoch,
+) -> Result<Offset, GroupError> {
+    let now = Timestamp::now();
+    match partition.append_as_leader(&state.log_dir, state.me, batch, Acks::All, now, Some(epoch)) {
+        Ok((AppendOutcome::Appended { last_offset, .. }, _))
+        | Ok((AppendOutcome::Duplicate { last_offset, .. }, _)) => Ok(last_offset),
+        Err(e @ AppendError::NotEnoughReplicas { .. }) => {
+            tracing::warn!(error = %e, "group coordinator write refused");
+            Err(GroupError::CoordinatorNotAvailable)
+        }
+        Err(
+            AppendError::LogDirOffline { .. }
+            | AppendError::EpochMoved { .. }
+            | AppendError::NotLeader { .. },
+        ) => Err(GroupError::NotCoordinator),
+        Err(AppendError::Storage(e)) => {
+            if crate::error::is_fatal(&e) {
+                weir_process::fatal(
+                    &format!("appending to {}-{}", partition.topic, partition.id),
+                    &e,
+                );
+            }
+            tracing::warn!(error = %weir_model::Chain(&e), "group coordinator write failed");
+            Err(GroupError::CoordinatorNotAvailable)
+        }
+    }
+}
+
 /// Waits until the ISR has everything up to `last` (what makes a commit durable).
 pub async fn persisted(a: &Appended) -> Result<(), GroupError> {
     let deadline = tokio::time::Instant::now() + PERSIST_TIMEOUT;
-    wait_for_isr(&a.partition, a.last, a.epoch, deadline)
+    a.partition
+        .wait_for_isr(a.last, a.epoch, deadline)
         .await
-        .map_err(|(code, msg)| {
-            tracing::debug!(error = %msg, "group write not replicated");
-            match code {
-                kafka_protocol::ResponseError::RequestTimedOut => GroupError::RequestTimedOut,
-                kafka_protocol::ResponseError::NotEnoughReplicasAfterAppend
-                | kafka_protocol::ResponseError::NotEnoughReplicas => {
+        .map_err(|e| {
+            tracing::debug!(error = %e, "group write not replicated");
+            match e {
+                WaitError::TimedOut { .. } => GroupError::RequestTimedOut,
+                WaitError::NotEnoughReplicasAfterAppend { .. } => {
                     GroupError::CoordinatorNotAvailable
                 }
-                _ => GroupError::NotCoordinator,
+                WaitError::LeadershipMoved { .. } | WaitError::NoLongerHosted { .. } => {
+                    GroupError::NotCoordinator
+                }
             }
         })
 }
@@ -555,8 +590,7 @@ fn load(partition: &Partition, now: Now) -> Result<BTreeMap<String, Group>, Grou
     let log = partition.log.read().unwrap_or_else(|e| e.into_inner());
     let end = log.log_end_offset();
     let mut from = log.log_start_offset();
-    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    let mut stored: BTreeMap<String, Option<records::GroupValue>> = BTreeMap::new();
+    let mut loaded = Loaded::default();
     while from < end {
         let read = log.read(from, LOAD_READ_BYTES, end, true).map_err(|e| {
             tracing::error!(error = %weir_model::Chain(&e), "reading __consumer_offsets to load groups");
@@ -570,52 +604,8 @@ fn load(partition: &Partition, now: Now) -> Result<BTreeMap<String, Group>, Grou
             tracing::error!(error = %weir_model::Chain(&*e), "decoding __consumer_offsets");
             GroupError::CoordinatorLoadInProgress
         })?;
-        for set in sets {
-            for r in set.records {
-                if r.control {
-                    continue;
-                }
-                let Some(key) = r.key.as_deref() else {
-                    continue;
-                };
-                let key = match records::decode_key(key) {
-                    Ok(k) => k,
-                    Err(e) => {
-                        tracing::warn!(offset = r.offset, error = %weir_model::Chain(&e), "skipping an unreadable __consumer_offsets key");
-                        continue;
-                    }
-                };
-                let group = key.group().to_string();
-                let g = groups
-                    .entry(group.clone())
-                    .or_insert_with(|| Group::new(GroupId(group.clone()), now.wall));
-                match key {
-                    RecordKey::Offset {
-                        topic, partition, ..
-                    } => {
-                        let value = match r.value.as_deref().map(records::decode_offset_value) {
-                            None => None,
-                            Some(Ok(v)) => Some(v),
-                            Some(Err(e)) => {
-                                tracing::warn!(offset = r.offset, error = %weir_model::Chain(&e), "skipping an unreadable offset record");
-                                continue;
-                            }
-                        };
-                        g.set_offset(&topic, partition, value, r.offset);
-                    }
-                    RecordKey::Group { .. } => {
-                        let value = match r.value.as_deref().map(records::decode_group_value) {
-                            None => None,
-                            Some(Ok(v)) => Some(v),
-                            Some(Err(e)) => {
-                                tracing::warn!(offset = r.offset, error = %weir_model::Chain(&e), "skipping an unreadable group record");
-                                continue;
-                            }
-                        };
-                        stored.insert(group, value);
-                    }
-                }
-            }
+        for r in sets.iter().flat_map(|set| &set.records) {
+            loaded.apply(r, now);
         }
         // Step by batches, not records: after compaction a batch may end past its last
         // record, or hold none.
@@ -624,31 +614,84 @@ fn load(partition: &Partition, now: Now) -> Result<BTreeMap<String, Group>, Grou
         }
         from = read.next_offset;
     }
-    for (id, value) in stored {
-        let g = groups
-            .entry(id.clone())
-            .or_insert_with(|| Group::new(GroupId(id.clone()), now.wall));
-        match value {
-            Some(v) => g.load(v, now.mono),
-            None => {
-                // The group was deleted; offsets written after the deletion (a commit from
-                // outside the group) stay.
-                g.load(
-                    records::GroupValue {
-                        protocol_type: String::new(),
-                        generation: 0,
-                        protocol: None,
-                        leader: None,
-                        state_timestamp: now.wall,
-                        members: Vec::new(),
-                    },
-                    now.mono,
-                );
+    Ok(loaded.finish(now))
+}
+
+/// Groups as read so far from `__consumer_offsets`: offsets applied as they come, the last
+/// group record of each group kept for the end.
+#[derive(Default)]
+struct Loaded {
+    groups: BTreeMap<String, Group>,
+    stored: BTreeMap<String, Option<records::GroupValue>>,
+}
+
+impl Loaded {
+    /// Applies one record; an unreadable one is skipped with a warning.
+    fn apply(&mut self, r: &Record, now: Now) {
+        if r.control {
+            return;
+        }
+        let Some(key) = r.key.as_deref() else {
+            return;
+        };
+        let key = match records::decode_key(key) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(offset = r.offset, error = %weir_model::Chain(&e), "skipping an unreadable __consumer_offsets key");
+                return;
             }
+        };
+        let group = key.group().to_string();
+        let g = self
+            .groups
+            .entry(group.clone())
+            .or_insert_with(|| Group::new(GroupId(group.clone()), now.wall));
+        match key {
+            RecordKey::Offset {
+                topic, partition, ..
+            } => match r.value.as_deref().map(records::decode_offset_value) {
+                None => g.set_offset(&topic, partition, None, r.offset),
+                Some(Ok(v)) => g.set_offset(&topic, partition, Some(v), r.offset),
+                Some(Err(e)) => {
+                    tracing::warn!(offset = r.offset, error = %weir_model::Chain(&e), "skipping an unreadable offset record");
+                }
+            },
+            RecordKey::Group { .. } => match r.value.as_deref().map(records::decode_group_value) {
+                None => {
+                    self.stored.insert(group, None);
+                }
+                Some(Ok(v)) => {
+                    self.stored.insert(group, Some(v));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(offset = r.offset, error = %weir_model::Chain(&e), "skipping an unreadable group record");
+                }
+            },
         }
     }
-    groups.retain(|_, g| !g.is_unused());
-    Ok(groups)
+
+    /// Gives each group its last stored state; drops the groups left with nothing.
+    fn finish(mut self, now: Now) -> BTreeMap<String, Group> {
+        for (id, value) in self.stored {
+            let g = self
+                .groups
+                .entry(id.clone())
+                .or_insert_with(|| Group::new(GroupId(id.clone()), now.wall));
+            // None: the group was deleted; offsets written after the deletion (a commit from
+            // outside the group) stay.
+            let value = value.unwrap_or_else(|| records::GroupValue {
+                protocol_type: String::new(),
+                generation: 0,
+                protocol: None,
+                leader: None,
+                state_timestamp: now.wall,
+                members: Vec::new(),
+            });
+            g.load(value, now.mono);
+        }
+        self.groups.retain(|_, g| !g.is_unused());
+        self.groups
+    }
 }
 
 /// An offset commit's records, ready to append.
@@ -665,18 +708,18 @@ pub fn offset_record(
 }
 
 /// The timer loop; also loads the partitions this broker comes to lead.
-pub async fn run(state: Arc<BrokerState>) {
+pub async fn run(state: Arc<BrokerState>, groups: Arc<Coordinator>) {
     let mut version = state.subscribe_view();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => state.groups.tick(&state).await,
+            _ = tick.tick() => groups.tick(&state).await,
             changed = version.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                state.groups.load_led(&state).await;
+                groups.load_led(&state).await;
             }
         }
     }

@@ -1,32 +1,43 @@
 //! Weir's broker: the Apache Kafka wire protocol over Weir's storage engine.
 //!
 //! ```text
-//!  client ──TCP──▶ server (framing, limits, in-order responses)
+//!  client ──TCP──▶ server (limits, in-order responses) ◀── frame (size prefix, header)
 //!                    │
 //!                    ▼
-//!                  api::dispatch ──▶ produce ──▶ PartitionLog::append ──▶ wait for the ISR
+//!                  api::dispatch ──▶ produce ──▶ partition: append as leader, acks=all wait
 //!                    │           ──▶ fetch   ◀── PartitionLog::read, up to the high watermark
+//!                    │           ──▶ groups  ──▶ groups (coordinator runtime) ──▶ partition
 //!                    │           ──▶ metadata ◀── cluster view;  admin ──▶ coordinators (gRPC)
 //!                    ▼
-//!                  state: hosted partitions ─▶ log + replica role (leader / follower)
+//!                  state: hosted partitions ─▶ partition: log + replica role (leader / follower)
 //!
 //!  coordinators ──watch──▶ session ──▶ state.apply_update (open logs, set roles)
 //!  followers ──gRPC Fetch──▶ replication (leader side); fetchers (follower side)
 //! ```
 //!
-//! Modules:
-//! - [`config`]: what the binaries parse flags into.
-//! - [`server`]: the listener, connection framing and limits.
-//! - `api`: one module per family of Kafka APIs; wire types stop there.
-//! - [`state`]: hosted partitions, their logs and replication roles; producer ids.
+//! The modules, lowest first; each uses only modules above it in this list (no import
+//! circles: `scripts/check-structure.py` checks it):
+//! - [`config`], [`cli`]: what the binaries parse flags into; the `weir-broker` binary's flags.
+//! - [`frame`]: Kafka's request framing, shared with `weir bench sink`.
 //! - [`cluster`]: the cluster view from the coordinators' watch stream.
 //! - [`control`]: the gRPC client of the coordinators, with failover.
-//! - [`session`]: registration, heartbeats, the metadata watch, ISR proposals, controlled
-//!   shutdown.
-//! - [`replication`]: the leader's Replication service and the followers' fetchers.
-//! - [`cli`]: the `weir-broker` binary's flags.
 //! - [`topic_config`]: topic config keys, validation, mapping to storage configs.
-//! - [`error`]: errors, and the single mapping to Kafka error codes.
+//! - [`log_dir`]: the log directory's health (a failed write takes it offline).
+//! - [`partition`]: one hosted partition: its log and replica role; append as leader and the
+//!   acks=all wait, with their domain errors.
+//! - [`error`]: errors, and the mapping of storage and partition errors to Kafka error codes.
+//! - [`data_dir`]: the data directory's identity files.
+//! - [`state`]: the hosted partitions, reconciled from metadata; producer ids.
+//! - [`session`]: registration, heartbeats, the metadata watch, ISR proposals, controlled
+//!   shutdown, and the reaction to a failed log directory.
+//! - [`replication`]: the leader's Replication service and the followers' fetchers.
+//! - [`log_cleaner`]: compaction, on a thread of its own.
+//! - [`groups`]: the group coordinator's runtime, writing through [`partition`].
+//! - [`services`]: what connections are served from: the partitions and the group coordinator.
+//! - [`metrics`]: `/metrics`, `/livez`, `/readyz`.
+//! - `api`: one module per family of Kafka APIs; wire types stop there. Only [`server`]
+//!   uses it.
+//! - [`server`]: the listener, connections and their limits.
 
 pub mod api;
 pub mod cli;
@@ -35,14 +46,16 @@ pub mod config;
 pub mod control;
 pub mod data_dir;
 pub mod error;
+pub mod frame;
 pub mod groups;
 pub mod log_cleaner;
 pub mod log_dir;
 pub mod metrics;
+pub mod partition;
 pub mod replication;
 pub mod server;
+pub mod services;
 pub mod session;
-pub mod sink;
 pub mod state;
 pub mod topic_config;
 
@@ -57,12 +70,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
+use weir_model::limits;
 
 /// A started broker: registered with the coordinators, following their metadata, replication
 /// listener up; Kafka listener bound but not yet serving.
 #[derive(Debug)]
 pub struct Broker {
     state: Arc<BrokerState>,
+    groups: Arc<groups::Coordinator>,
     listener: TcpListener,
     local_addr: SocketAddr,
     internal_addr: SocketAddr,
@@ -79,28 +94,13 @@ impl Broker {
             path: config.data_dir.clone(),
             source,
         })?;
-        let listener = TcpListener::bind(config.kafka_addr)
-            .await
-            .map_err(|source| BrokerError::Bind {
-                addr: config.kafka_addr,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| BrokerError::Bind {
-            addr: config.kafka_addr,
-            source,
-        })?;
-        let internal = TcpListener::bind(config.internal_addr)
-            .await
-            .map_err(|source| BrokerError::BindInternal {
-                addr: config.internal_addr,
-                source,
-            })?;
-        let internal_addr = internal
-            .local_addr()
-            .map_err(|source| BrokerError::BindInternal {
-                addr: config.internal_addr,
-                source,
-            })?;
+        let Listeners {
+            kafka: listener,
+            kafka_addr: local_addr,
+            internal,
+            internal_addr,
+            metrics,
+        } = Listeners::bind(&config).await?;
         let (host, port) = match &config.advertised_kafka_addr {
             Some(a) => {
                 split_host_port(a).unwrap_or((local_addr.ip().to_string(), local_addr.port()))
@@ -111,41 +111,13 @@ impl Broker {
             .advertised_internal_addr
             .clone()
             .unwrap_or_else(|| internal_addr.to_string());
-        let metrics = match config.metrics_addr {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| BrokerError::BindMetrics { addr, source })?,
-            ),
-            None => None,
-        };
         let control = Arc::new(control::ControlClient::new(&config.coordinators)?);
         let state = Arc::new(tokio::task::block_in_place(|| {
             BrokerState::open(config, control, host, i32::from(port), internal_advertised)
         })?);
-        let mut background = Vec::new();
+        let groups = Arc::new(groups::Coordinator::new(state.config.groups.clone()));
         // Replication server first: followers may fetch as soon as metadata names us leader.
-        let service = replication::ReplicationService {
-            state: state.clone(),
-        };
-        background.push(tokio::spawn(async move {
-            // No Nagle: a follower's fetch and the leader's answer are small writes, and a
-            // delayed ACK would hold each for ~40 ms, making followers trail the ISR.
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(internal).with_nodelay(Some(true));
-            let result = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .add_service(
-                    weir_proto::v1::replication_server::ReplicationServer::new(service)
-                        .max_decoding_message_size(64 * 1024 * 1024)
-                        .max_encoding_message_size(64 * 1024 * 1024),
-                )
-                .serve_with_incoming(incoming)
-                .await;
-            if let Err(e) = result {
-                tracing::error!(error = %weir_model::Chain(&e), "replication server stopped");
-            }
-        }));
+        let mut background = vec![serve_replication(state.clone(), internal)];
         let incarnation = state
             .incarnation
             .lock()
@@ -155,31 +127,23 @@ impl Broker {
         let (first_tx, first_rx) = tokio::sync::oneshot::channel();
         background.push(tokio::spawn(session::watch_loop(state.clone(), first_tx)));
         background.push(tokio::spawn(session::heartbeat_loop(state.clone(), every)));
-        background.push(tokio::spawn(log_dir::run(state.clone())));
+        background.push(tokio::spawn(session::log_dir_loop(state.clone())));
         background.push(tokio::spawn(session::isr_loop(state.clone())));
         background.push(tokio::spawn(replication::run_fetchers(state.clone())));
-        background.push(tokio::spawn(groups::run(state.clone())));
+        background.push(tokio::spawn(groups::run(state.clone(), groups.clone())));
         if let Some(listener) = metrics {
             if let Ok(addr) = listener.local_addr() {
                 info!(addr = %addr, "serving Prometheus metrics at /metrics");
             }
-            background.push(tokio::spawn(metrics::serve(state.clone(), listener)));
+            let svc = services::Services {
+                state: state.clone(),
+                groups: groups.clone(),
+            };
+            background.push(tokio::spawn(metrics::serve(svc, listener)));
         }
         // The watch loop only ends with the process, so the sender is never dropped unsent.
         let _ = first_rx.await;
-        // Serve once the coordinators count this broker live: before that, it is in no ISR
-        // and leads nothing, and a topic created now could not be placed on it.
-        while !state
-            .wait_for_view(Duration::from_secs(10), |v| {
-                v.brokers.get(&state.me).is_some_and(|b| !b.fenced)
-            })
-            .await
-        {
-            info!(
-                broker = state.me.get(),
-                "waiting for the coordinators to unfence this broker"
-            );
-        }
+        wait_until_unfenced(&state).await;
         info!(
             broker = state.me.get(),
             internal = %internal_addr,
@@ -187,6 +151,7 @@ impl Broker {
         );
         Ok(Broker {
             state,
+            groups,
             listener,
             local_addr,
             internal_addr,
@@ -217,6 +182,7 @@ impl Broker {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), BrokerError> {
         let Broker {
             state,
+            groups,
             listener,
             local_addr,
             background,
@@ -246,9 +212,9 @@ impl Broker {
                         drop(stream);
                         continue;
                     };
-                    let state = state.clone();
+                    let svc = services::Services { state: state.clone(), groups: groups.clone() };
                     tasks.spawn(async move {
-                        server::serve_connection(state, stream).await;
+                        server::serve_connection(svc, stream).await;
                         drop(permit);
                     });
                 }
@@ -310,15 +276,100 @@ async fn housekeeping(state: Arc<BrokerState>) {
                             source,
                             topic,
                             partition,
-                        } if error::is_fatal(&source) => {
-                            error::fatal(&format!("housekeeping {topic}-{partition}"), &source)
-                        }
+                        } if error::is_fatal(&source) => weir_process::fatal(
+                            &format!("housekeeping {topic}-{partition}"),
+                            &source,
+                        ),
                         e => warn!(error = %weir_model::Chain(&e), "housekeeping"),
                     }
                 }
             }
             Err(e) => warn!(error = %weir_model::Chain(&e), "housekeeping task"),
         }
+    }
+}
+
+/// The listeners, bound before anything else so that a port in use fails the start at once.
+struct Listeners {
+    kafka: TcpListener,
+    kafka_addr: SocketAddr,
+    internal: TcpListener,
+    internal_addr: SocketAddr,
+    metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(config: &BrokerConfig) -> Result<Listeners, BrokerError> {
+        let bind_err = |source| BrokerError::Bind {
+            addr: config.kafka_addr,
+            source,
+        };
+        let kafka = TcpListener::bind(config.kafka_addr)
+            .await
+            .map_err(bind_err)?;
+        let kafka_addr = kafka.local_addr().map_err(bind_err)?;
+        let internal_err = |source| BrokerError::BindInternal {
+            addr: config.internal_addr,
+            source,
+        };
+        let internal = TcpListener::bind(config.internal_addr)
+            .await
+            .map_err(internal_err)?;
+        let internal_addr = internal.local_addr().map_err(internal_err)?;
+        let metrics = match config.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| BrokerError::BindMetrics { addr, source })?,
+            ),
+            None => None,
+        };
+        Ok(Listeners {
+            kafka,
+            kafka_addr,
+            internal,
+            internal_addr,
+            metrics,
+        })
+    }
+}
+
+/// Serves the Replication gRPC service (the leader's side) on `internal`.
+fn serve_replication(state: Arc<BrokerState>, internal: TcpListener) -> JoinHandle<()> {
+    let service = replication::ReplicationService { state };
+    tokio::spawn(async move {
+        // No Nagle: a follower's fetch and the leader's answer are small writes, and a
+        // delayed ACK would hold each for ~40 ms, making followers trail the ISR.
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(internal).with_nodelay(Some(true));
+        let result = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(
+                weir_proto::v1::replication_server::ReplicationServer::new(service)
+                    .max_decoding_message_size(limits::REPLICATION_MESSAGE_BYTES_MAX)
+                    .max_encoding_message_size(limits::REPLICATION_MESSAGE_BYTES_MAX),
+            )
+            .serve_with_incoming(incoming)
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %weir_model::Chain(&e), "replication server stopped");
+        }
+    })
+}
+
+/// Returns once the coordinators count this broker live: before that, it is in no ISR and
+/// leads nothing, and a topic created now could not be placed on it.
+async fn wait_until_unfenced(state: &BrokerState) {
+    while !state
+        .wait_for_view(Duration::from_secs(10), |v| {
+            v.brokers.get(&state.me).is_some_and(|b| !b.fenced)
+        })
+        .await
+    {
+        info!(
+            broker = state.me.get(),
+            "waiting for the coordinators to unfence this broker"
+        );
     }
 }
 

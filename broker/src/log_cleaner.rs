@@ -19,87 +19,20 @@
 //! Why a thread and not a task: a round is blocking file I/O for as long as the copy takes,
 //! and the throttle sleeps; a thread of its own keeps both off the runtime's workers.
 
-use crate::state::{BrokerState, Partition};
+use crate::config::LogCleanerSettings;
+use crate::partition::Partition;
+use crate::state::BrokerState;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use weir_model::{Timestamp, TopicId};
-use weir_storage::cleaner::{
-    DEDUPE_BUFFER_BYTES_DEFAULT, DEDUPE_BUFFER_BYTES_MAX, DEDUPE_BUFFER_BYTES_MIN,
-    IO_BUFFER_BYTES_DEFAULT, IO_BUFFER_BYTES_MAX, IO_BUFFER_BYTES_MIN, IO_BYTES_PER_SECOND_MIN,
-};
-use weir_storage::{CleanOutcome, Cleaner, CleanerConfig, StorageError};
+use weir_storage::{CleanOutcome, Cleaner, StorageError};
 
-/// Kafka's `log.cleaner.backoff.ms`.
-pub const BACKOFF_MS_DEFAULT: u64 = 15_000;
 /// A partition whose round failed (a corrupt batch, say) is left alone this long, so one bad
 /// partition neither spins the cleaner nor starves the others.
 const FAILED_PARTITION_RETRY: Duration = Duration::from_secs(600);
-
-/// The cleaner's broker-wide settings (Kafka's `log.cleaner.*`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogCleanerSettings {
-    /// `log.cleaner.enable`.
-    pub enable: bool,
-    /// Wait between passes when no partition is due.
-    pub backoff_ms: u64,
-    /// Memory, read buffer and I/O rate limits of a round.
-    pub limits: CleanerConfig,
-}
-
-impl Default for LogCleanerSettings {
-    fn default() -> Self {
-        LogCleanerSettings {
-            enable: true,
-            backoff_ms: BACKOFF_MS_DEFAULT,
-            limits: CleanerConfig::default(),
-        }
-    }
-}
-
-/// The `weir-broker` flags of the log cleaner.
-#[derive(Debug, Clone, clap::Args)]
-pub struct LogCleanerArgs {
-    /// Compact topics whose cleanup.policy includes compact (`log.cleaner.enable`).
-    #[arg(long, env = "WEIR_LOG_CLEANER_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
-    pub log_cleaner_enable: bool,
-    /// Milliseconds to wait between cleaner passes when no log is due (`log.cleaner.backoff.ms`).
-    #[arg(long, env = "WEIR_LOG_CLEANER_BACKOFF_MS", default_value_t = BACKOFF_MS_DEFAULT,
-          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    pub log_cleaner_backoff_ms: u64,
-    /// Bytes per second the cleaner may read plus write (`log.cleaner.io.max.bytes.per.second`).
-    /// Default: unlimited.
-    #[arg(long, env = "WEIR_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND",
-          value_parser = clap::value_parser!(u64).range(IO_BYTES_PER_SECOND_MIN..))]
-    pub log_cleaner_io_max_bytes_per_second: Option<u64>,
-    /// Memory of the cleaner's key -> offset map: 24-byte slots, 3/4 usable, so about 32 bytes a
-    /// key (`log.cleaner.dedupe.buffer.size`).
-    #[arg(long, env = "WEIR_LOG_CLEANER_DEDUPE_BUFFER_BYTES", default_value_t = DEDUPE_BUFFER_BYTES_DEFAULT as u64,
-          value_parser = clap::value_parser!(u64).range(DEDUPE_BUFFER_BYTES_MIN as u64..=DEDUPE_BUFFER_BYTES_MAX as u64))]
-    pub log_cleaner_dedupe_buffer_bytes: u64,
-    /// The cleaner's read and write buffer (`log.cleaner.io.buffer.size`).
-    #[arg(long, env = "WEIR_LOG_CLEANER_IO_BUFFER_BYTES", default_value_t = IO_BUFFER_BYTES_DEFAULT as u64,
-          value_parser = clap::value_parser!(u64).range(IO_BUFFER_BYTES_MIN as u64..=IO_BUFFER_BYTES_MAX as u64))]
-    pub log_cleaner_io_buffer_bytes: u64,
-}
-
-impl LogCleanerArgs {
-    pub fn settings(&self) -> LogCleanerSettings {
-        LogCleanerSettings {
-            enable: self.log_cleaner_enable,
-            backoff_ms: self.log_cleaner_backoff_ms,
-            limits: CleanerConfig {
-                dedupe_buffer_bytes: usize::try_from(self.log_cleaner_dedupe_buffer_bytes)
-                    .unwrap_or(DEDUPE_BUFFER_BYTES_MAX),
-                io_buffer_bytes: usize::try_from(self.log_cleaner_io_buffer_bytes)
-                    .unwrap_or(IO_BUFFER_BYTES_MAX),
-                io_max_bytes_per_second: self.log_cleaner_io_max_bytes_per_second,
-            },
-        }
-    }
-}
 
 /// The running cleaner thread; [`LogCleaner::stop`] ends it.
 #[derive(Debug)]
@@ -215,7 +148,7 @@ fn clean_dirtiest(
         // Removed (topic deleted, broker closing) while the round ran.
         Err(StorageError::Closed { .. }) => false,
         Err(e) if e.is_fatal() => {
-            crate::error::fatal(&format!("cleaning {}-{}", p.topic, p.id), &e)
+            weir_process::fatal(&format!("cleaning {}-{}", p.topic, p.id), &e)
         }
         Err(e) => {
             tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %weir_model::Chain(&e),

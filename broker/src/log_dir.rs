@@ -16,8 +16,6 @@
 //! - **Any other error:** the disk cannot be trusted; the directory stays offline until an
 //!   operator has looked at it and restarts the broker.
 
-use crate::state::BrokerState;
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use weir_storage::StorageError;
@@ -30,10 +28,12 @@ const PROBE_FILE: &str = "space-probe.tmp";
 
 const _: () = assert!(PROBE_BYTES > weir_model::limits::MESSAGE_BYTES_MAX_DEFAULT as usize);
 
+/// Why the directory went offline.
 #[derive(Debug, Clone)]
-struct Failure {
-    reason: String,
-    no_space: bool,
+pub struct Failure {
+    pub reason: String,
+    /// ENOSPC or EDQUOT: the directory comes back once the probe finds space.
+    pub no_space: bool,
 }
 
 /// Whether the log directory takes writes. Shared by every partition.
@@ -73,6 +73,21 @@ impl LogDirHealth {
         true
     }
 
+    /// Waits for the next failure to be recorded, and returns it.
+    pub async fn failed(&self) -> Failure {
+        loop {
+            self.changed.notified().await;
+            if let Some(f) = self.lock().clone() {
+                return f;
+            }
+        }
+    }
+
+    /// Brings the directory back online (the probe found space).
+    pub fn clear(&self) {
+        *self.lock() = None;
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Failure>> {
         self.failure.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -95,7 +110,7 @@ fn is_no_space(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Writes, fsyncs and removes a probe file: whether the directory takes writes again.
-fn probe(dir: &std::path::Path) -> std::io::Result<()> {
+pub fn probe(dir: &std::path::Path) -> std::io::Result<()> {
     use std::io::Write;
     let path = dir.join(PROBE_FILE);
     let result = (|| {
@@ -106,37 +121,6 @@ fn probe(dir: &std::path::Path) -> std::io::Result<()> {
     // Removed whatever happened: a half-written probe must not keep the space it took.
     let _ = std::fs::remove_file(&path);
     result
-}
-
-/// Reacts to the directory going offline: moves leaderships away, then waits for space to
-/// return (ENOSPC only) and brings the broker back. Runs for the life of the broker.
-pub async fn run(state: Arc<BrokerState>) {
-    loop {
-        state.log_dir.changed.notified().await;
-        let Some(failure) = state.log_dir.lock().clone() else {
-            continue;
-        };
-        state.notify_appended();
-        crate::session::controlled_shutdown(&state).await;
-        if !failure.no_space {
-            tracing::error!(reason = %failure.reason,
-                "the log directory stays offline until an operator restarts the broker");
-            return;
-        }
-        let dir = state.config.data_dir.clone();
-        loop {
-            tokio::time::sleep(PROBE_INTERVAL).await;
-            let d = dir.clone();
-            match tokio::task::spawn_blocking(move || probe(&d)).await {
-                Ok(Ok(())) => break,
-                Ok(Err(e)) => tracing::debug!(error = %weir_model::Chain(&e), "still no space"),
-                Err(e) => tracing::warn!(error = %weir_model::Chain(&e), "space probe"),
-            }
-        }
-        *state.log_dir.lock() = None;
-        tracing::info!("space is back: the log directory is online; registering again");
-        crate::session::reregister(&state).await;
-    }
 }
 
 #[cfg(test)]

@@ -13,10 +13,12 @@
 //! values are a snapshot per scrape rather than instruments updated on the hot path, which is
 //! what client libraries are for.
 
-use crate::state::{BrokerState, Role};
+use crate::groups::{Coordinator, GroupSnapshot};
+use crate::partition::Role;
+use crate::services::Services;
+use crate::state::BrokerState;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use weir_model::{BrokerId, TopicId};
@@ -26,18 +28,18 @@ use weir_proto::v1;
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Serves `/metrics`, `/livez` and `/readyz` until the task is aborted.
-pub async fn serve(state: Arc<BrokerState>, listener: TcpListener) {
+pub async fn serve(svc: Services, listener: TcpListener) {
     let app = axum::Router::new()
         .route(
             "/metrics",
             axum::routing::get(
-                |axum::extract::State(state): axum::extract::State<Arc<BrokerState>>| async move {
+                |axum::extract::State(svc): axum::extract::State<Services>| async move {
                     (
                         [(
                             axum::http::header::CONTENT_TYPE,
                             "text/plain; version=0.0.4; charset=utf-8",
                         )],
-                        render(&state).await,
+                        render(&svc.state, &svc.groups).await,
                     )
                 },
             ),
@@ -47,7 +49,8 @@ pub async fn serve(state: Arc<BrokerState>, listener: TcpListener) {
         .route(
             "/readyz",
             axum::routing::get(
-                |axum::extract::State(state): axum::extract::State<Arc<BrokerState>>| async move {
+                |axum::extract::State(svc): axum::extract::State<Services>| async move {
+                    let state = &svc.state;
                     let ready = match state.log_dir.offline_reason() {
                         Some(reason) => Err(format!("log directory offline: {reason}")),
                         None => state.view().readiness(state.me),
@@ -59,14 +62,14 @@ pub async fn serve(state: Arc<BrokerState>, listener: TcpListener) {
                 },
             ),
         )
-        .with_state(state);
+        .with_state(svc);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %weir_model::Chain(&e), "metrics server stopped");
     }
 }
 
 /// The whole exposition, as text.
-pub async fn render(state: &BrokerState) -> String {
+pub async fn render(state: &BrokerState, coordinator: &Coordinator) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let view = state.view();
     let me = state.me.get().to_string();
@@ -84,8 +87,19 @@ pub async fn render(state: &BrokerState) -> String {
         )],
     );
 
-    // Partitions led here.
-    let mut hw_local: HashMap<(String, i32), i64> = HashMap::new();
+    let hw_local = render_partitions(&mut out, state);
+    let groups = coordinator.snapshot().await;
+    let hw_all = group_watermarks(state, &view, &groups, hw_local).await;
+    render_groups(&mut out, &groups, &hw_all);
+    out
+}
+
+/// A partition's high watermark by (topic, partition).
+type Watermarks = HashMap<(String, i32), i64>;
+
+/// The partitions led here; returns their high watermarks.
+fn render_partitions(out: &mut String, state: &BrokerState) -> Watermarks {
+    let mut hw_local: Watermarks = HashMap::new();
     let mut hws = Vec::new();
     let mut starts = Vec::new();
     let mut ends = Vec::new();
@@ -117,46 +131,48 @@ pub async fn render(state: &BrokerState) -> String {
         isr.push((labels.clone(), isr_len as i64));
         under.push((labels, i64::from(isr_len < replicas)));
     }
-    metric(
-        &mut out,
-        "weir_partition_high_watermark",
-        "gauge",
-        "High watermark of a partition led by this broker.",
-        &hws,
-    );
-    metric(
-        &mut out,
-        "weir_partition_log_start_offset",
-        "gauge",
-        "First offset of a partition led by this broker.",
-        &starts,
-    );
-    metric(
-        &mut out,
-        "weir_partition_log_end_offset",
-        "gauge",
-        "Log end offset of a partition led by this broker.",
-        &ends,
-    );
-    metric(
-        &mut out,
-        "weir_partition_isr_size",
-        "gauge",
-        "In-sync replicas of a partition led by this broker.",
-        &isr,
-    );
-    metric(
-        &mut out,
-        "weir_partition_under_replicated",
-        "gauge",
-        "1 when a partition led by this broker has fewer in-sync replicas than replicas.",
-        &under,
-    );
+    for (name, help, samples) in [
+        (
+            "weir_partition_high_watermark",
+            "High watermark of a partition led by this broker.",
+            &hws,
+        ),
+        (
+            "weir_partition_log_start_offset",
+            "First offset of a partition led by this broker.",
+            &starts,
+        ),
+        (
+            "weir_partition_log_end_offset",
+            "Log end offset of a partition led by this broker.",
+            &ends,
+        ),
+        (
+            "weir_partition_isr_size",
+            "In-sync replicas of a partition led by this broker.",
+            &isr,
+        ),
+        (
+            "weir_partition_under_replicated",
+            "1 when a partition led by this broker has fewer in-sync replicas than replicas.",
+            &under,
+        ),
+    ] {
+        metric(out, name, "gauge", help, samples);
+    }
+    hw_local
+}
 
-    // Groups coordinated here.
-    let groups = state.groups.snapshot().await;
+/// The high watermarks of every partition the groups coordinated here have offsets for: those
+/// led here, and the others asked of their leaders.
+async fn group_watermarks(
+    state: &BrokerState,
+    view: &crate::cluster::ClusterView,
+    groups: &[GroupSnapshot],
+    hw_local: Watermarks,
+) -> Watermarks {
     let mut wanted: BTreeMap<BrokerId, Vec<(TopicId, String, i32)>> = BTreeMap::new();
-    for g in &groups {
+    for g in groups {
         for (t, p, _) in &g.offsets {
             if hw_local.contains_key(&(t.clone(), *p)) {
                 continue;
@@ -177,6 +193,11 @@ pub async fn render(state: &BrokerState) -> String {
             hw_all.insert((t, p), hw);
         }
     }
+    hw_all
+}
+
+/// The groups coordinated here: members, generation, state, committed offsets and lag.
+fn render_groups(out: &mut String, groups: &[GroupSnapshot], hw_all: &Watermarks) {
     let mut members = Vec::new();
     let mut generation = Vec::new();
     let mut states = Vec::new();
@@ -184,7 +205,7 @@ pub async fn render(state: &BrokerState) -> String {
     let mut lag = Vec::new();
     let mut lag_sum = Vec::new();
     let mut lag_max = Vec::new();
-    for g in &groups {
+    for g in groups {
         let gl = vec![("group", g.id.clone())];
         members.push((gl.clone(), g.members as i64));
         generation.push((gl.clone(), i64::from(g.generation)));
@@ -214,56 +235,45 @@ pub async fn render(state: &BrokerState) -> String {
             lag_max.push((gl, max));
         }
     }
-    metric(
-        &mut out,
-        "weir_group_members",
-        "gauge",
-        "Members of a consumer group coordinated by this broker.",
-        &members,
-    );
-    metric(
-        &mut out,
-        "weir_group_generation",
-        "gauge",
-        "Generation of a consumer group.",
-        &generation,
-    );
-    metric(
-        &mut out,
-        "weir_group_state",
-        "gauge",
-        "1 for the state a consumer group is in.",
-        &states,
-    );
-    metric(
-        &mut out,
-        "weir_group_committed_offset",
-        "gauge",
-        "Committed offset of a group for a partition.",
-        &committed,
-    );
-    metric(
-        &mut out,
-        "weir_group_lag",
-        "gauge",
-        "High watermark minus committed offset, per group and partition.",
-        &lag,
-    );
-    metric(
-        &mut out,
-        "weir_group_lag_sum",
-        "gauge",
-        "Lag of a group summed over its partitions.",
-        &lag_sum,
-    );
-    metric(
-        &mut out,
-        "weir_group_lag_max",
-        "gauge",
-        "Largest lag of a group over its partitions.",
-        &lag_max,
-    );
-    out
+    for (name, help, samples) in [
+        (
+            "weir_group_members",
+            "Members of a consumer group coordinated by this broker.",
+            &members,
+        ),
+        (
+            "weir_group_generation",
+            "Generation of a consumer group.",
+            &generation,
+        ),
+        (
+            "weir_group_state",
+            "1 for the state a consumer group is in.",
+            &states,
+        ),
+        (
+            "weir_group_committed_offset",
+            "Committed offset of a group for a partition.",
+            &committed,
+        ),
+        (
+            "weir_group_lag",
+            "High watermark minus committed offset, per group and partition.",
+            &lag,
+        ),
+        (
+            "weir_group_lag_sum",
+            "Lag of a group summed over its partitions.",
+            &lag_sum,
+        ),
+        (
+            "weir_group_lag_max",
+            "Largest lag of a group over its partitions.",
+            &lag_max,
+        ),
+    ] {
+        metric(out, name, "gauge", help, samples);
+    }
 }
 
 /// High watermarks from another broker; partitions it does not answer for are left out (their
@@ -293,7 +303,7 @@ async fn remote_watermarks(
         let req = v1::WatermarksRequest {
             partitions: parts
                 .iter()
-                .take(crate::replication::WATERMARKS_MAX)
+                .take(weir_model::limits::WATERMARKS_MAX)
                 .map(|(id, _, p)| v1::WatermarkPartition {
                     topic_id: id.to_uuid_string(),
                     partition: *p,

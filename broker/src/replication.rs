@@ -12,15 +12,21 @@
 //! A fetch response is applied only if the partition is still following at the epoch the
 //! request was made for: a partition that became leader meanwhile never takes a late copy.
 
-use crate::state::{BrokerState, Partition, Role, mono_ms};
+use crate::partition::{Partition, Role};
+use crate::state::{BrokerState, mono_ms};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
+use weir_model::limits::{
+    REPLICA_FETCH_BYTES_MAX, REPLICA_FETCH_PARTITION_BYTES_MAX, REPLICATION_MESSAGE_BYTES_MAX,
+    WATERMARKS_MAX,
+};
 use weir_model::{BrokerId, LeaderEpoch, Offset, Timestamp, TopicId};
 use weir_proto::v1;
 use weir_proto::v1::replication_client::ReplicationClient;
+use weir_replication::follower;
 
 const NONE: i32 = 0;
 const OFFSET_OUT_OF_RANGE: i32 = 1;
@@ -30,9 +36,6 @@ const KAFKA_STORAGE_ERROR: i32 = 56;
 const FENCED_LEADER_EPOCH: i32 = 74;
 const UNKNOWN_LEADER_EPOCH: i32 = 75;
 
-/// Largest reply to one replica fetch, and per partition.
-const FETCH_BYTES_MAX: i32 = 16 * 1024 * 1024;
-const PARTITION_FETCH_BYTES_MAX: i32 = 4 * 1024 * 1024;
 /// How long a leader holds a fetch with no new data.
 const FETCH_WAIT_MS: i32 = 500;
 
@@ -116,48 +119,7 @@ impl ReplicationService {
         };
         let fetch_offset = Offset(fp.fetch_offset);
         if record {
-            let mut r = p.replica();
-            let epoch = r.epoch;
-            let mut moved = false;
-            let mut proposal = None;
-            if epoch.get() == fp.current_leader_epoch
-                && let Role::Leader(l) = &mut r.role
-                && fetch_offset <= l.log_end()
-            {
-                moved = l.on_fetch(replica, fetch_offset, mono_ms());
-                if !l.isr().contains(&replica) {
-                    tracing::debug!(
-                        topic = %p.topic, partition = p.id.get(), replica = replica.get(),
-                        fetch_offset = fetch_offset.get(), high_watermark = l.high_watermark().get(),
-                        log_end = l.log_end().get(), pending = ?l.pending(),
-                        "fetch from a replica outside the ISR"
-                    );
-                }
-                // A returning follower joins the ISR the moment a fetch shows it caught up.
-                if let Some(isr) = l
-                    .expansion_after_fetch(replica)
-                    .and_then(|isr| crate::session::eligible_isr(&self.state, l.isr(), isr))
-                {
-                    l.propose(isr.clone());
-                    proposal = Some((l.partition_epoch(), isr));
-                }
-            }
-            if moved || proposal.is_some() {
-                p.publish(&r);
-            }
-            drop(r);
-            if moved {
-                self.state.notify_appended();
-            }
-            if let Some((partition_epoch, isr)) = proposal {
-                crate::session::alter_partition(
-                    self.state.clone(),
-                    p.clone(),
-                    epoch,
-                    partition_epoch,
-                    isr,
-                );
-            }
+            self.record_fetch(&p, replica, fp.current_leader_epoch, fetch_offset);
         }
         let log = p.log.read().unwrap_or_else(|e| e.into_inner());
         let end = log.log_end_offset();
@@ -183,6 +145,59 @@ impl ReplicationService {
         }
         out
     }
+
+    /// Records a follower's fetch position as the leader's: the high watermark may move, and a
+    /// follower that has caught up is proposed back into the ISR.
+    fn record_fetch(
+        &self,
+        p: &Arc<Partition>,
+        replica: BrokerId,
+        current_leader_epoch: i32,
+        fetch_offset: Offset,
+    ) {
+        let mut r = p.replica();
+        let epoch = r.epoch;
+        let mut moved = false;
+        let mut proposal = None;
+        if epoch.get() == current_leader_epoch
+            && let Role::Leader(l) = &mut r.role
+            && fetch_offset <= l.log_end()
+        {
+            moved = l.on_fetch(replica, fetch_offset, mono_ms());
+            if !l.isr().contains(&replica) {
+                tracing::debug!(
+                    topic = %p.topic, partition = p.id.get(), replica = replica.get(),
+                    fetch_offset = fetch_offset.get(), high_watermark = l.high_watermark().get(),
+                    log_end = l.log_end().get(), pending = ?l.pending(),
+                    "fetch from a replica outside the ISR"
+                );
+            }
+            // A returning follower joins the ISR the moment a fetch shows it caught up.
+            if let Some(isr) = l
+                .expansion_after_fetch(replica)
+                .and_then(|isr| crate::session::eligible_isr(&self.state, l.isr(), isr))
+            {
+                l.propose(isr.clone());
+                proposal = Some((l.partition_epoch(), isr));
+            }
+        }
+        if moved || proposal.is_some() {
+            p.publish(&r);
+        }
+        drop(r);
+        if moved {
+            self.state.notify_appended();
+        }
+        if let Some((partition_epoch, isr)) = proposal {
+            crate::session::alter_partition(
+                self.state.clone(),
+                p.clone(),
+                epoch,
+                partition_epoch,
+                isr,
+            );
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -200,13 +215,13 @@ impl v1::replication_server::Replication for ReplicationService {
         let mut first = true;
         loop {
             appends.borrow_and_update();
-            let mut remaining = req.max_bytes.clamp(0, FETCH_BYTES_MAX) as usize;
+            let mut remaining = req.max_bytes.clamp(0, REPLICA_FETCH_BYTES_MAX) as usize;
             let mut partitions = Vec::with_capacity(req.partitions.len().min(4096));
             let mut bytes = 0usize;
             let mut errored = false;
             for fp in req.partitions.iter().take(4096) {
-                let max =
-                    (fp.max_bytes.clamp(0, PARTITION_FETCH_BYTES_MAX) as usize).min(remaining);
+                let max = (fp.max_bytes.clamp(0, REPLICA_FETCH_PARTITION_BYTES_MAX) as usize)
+                    .min(remaining);
                 let d = self.read_one(replica, fp, max, first);
                 remaining = remaining.saturating_sub(d.records.len());
                 bytes += d.records.len();
@@ -300,9 +315,6 @@ impl v1::replication_server::Replication for ReplicationService {
     }
 }
 
-/// Partitions answered per Watermarks call; a caller with more asks again.
-pub const WATERMARKS_MAX: usize = 10_000;
-
 /// A running fetcher: what it copies, and its task.
 type Fetcher = (
     tokio::sync::watch::Sender<Vec<Arc<Partition>>>,
@@ -386,20 +398,8 @@ async fn fetch_from(
             continue;
         };
         if client.as_ref().is_none_or(|(a, _)| *a != addr) {
-            match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
-                Ok(e) => {
-                    // A paused or cut-off leader must not hold a fetch for ever: every call
-                    // has a deadline past the long-poll wait.
-                    let ch = e
-                        .connect_timeout(Duration::from_millis(500))
-                        .timeout(Duration::from_millis(FETCH_WAIT_MS as u64 + 2_000))
-                        .tcp_nodelay(true)
-                        .connect_lazy();
-                    // A response holds up to FETCH_BYTES_MAX of batches plus framing.
-                    let c = ReplicationClient::new(ch)
-                        .max_decoding_message_size(FETCH_BYTES_MAX as usize + (1 << 20));
-                    client = Some((addr.clone(), c));
-                }
+            match replication_client(&addr) {
+                Ok(c) => client = Some((addr.clone(), c)),
                 Err(e) => {
                     tracing::error!(leader = leader.get(), addr, error = %weir_model::Chain(&e), "bad leader address");
                     if partitions.changed().await.is_err() {
@@ -450,6 +450,22 @@ async fn fetch_from(
     }
 }
 
+/// A client of the leader's Replication service at `addr`, connecting on first use.
+fn replication_client(
+    addr: &str,
+) -> Result<ReplicationClient<tonic::transport::Channel>, tonic::transport::Error> {
+    let e = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?;
+    // A paused or cut-off leader must not hold a fetch for ever: every call has a deadline
+    // past the long-poll wait.
+    let ch = e
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_millis(FETCH_WAIT_MS as u64 + 2_000))
+        .tcp_nodelay(true)
+        .connect_lazy();
+    // A response holds up to REPLICA_FETCH_BYTES_MAX of batches plus framing.
+    Ok(ReplicationClient::new(ch).max_decoding_message_size(REPLICATION_MESSAGE_BYTES_MAX))
+}
+
 /// The epoch a follower replica is at, if it still follows `leader`.
 fn following(p: &Partition, leader: BrokerId) -> Option<LeaderEpoch> {
     let r = p.replica();
@@ -489,13 +505,41 @@ async fn fetch_round(
         truncate_divergent(state, client, &check, copying).await?;
     }
     // 2. Fetch from the log end of every validated partition.
+    let (req, asked) = fetch_request(state, leader, partitions, copying);
+    if asked.is_empty() {
+        // Nothing to fetch now (divergence checks pending an epoch the leader does not know
+        // yet): try again shortly.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        return Ok(());
+    }
+    let resp = client.fetch(req).await?.into_inner();
+    let mut appended = false;
+    for (d, (p, epoch)) in resp.partitions.iter().zip(asked.iter()) {
+        if d.partition == p.id.get() {
+            appended |= apply_fetched(state, leader, p, *epoch, d, copying);
+        }
+    }
+    if appended {
+        state.notify_appended();
+    }
+    Ok(())
+}
+
+/// The fetch for every partition whose divergence check is done at its current epoch, from
+/// its log end; with the partitions asked for, in order.
+fn fetch_request(
+    state: &BrokerState,
+    leader: BrokerId,
+    partitions: &[Arc<Partition>],
+    copying: &HashMap<(TopicId, i32), Copying>,
+) -> (v1::ReplicaFetchRequest, Vec<(Arc<Partition>, LeaderEpoch)>) {
     let mut asked = Vec::new();
     let mut req = v1::ReplicaFetchRequest {
         replica_id: state.me.get(),
         broker_epoch: state.broker_epoch(),
         max_wait_ms: FETCH_WAIT_MS,
         min_bytes: 1,
-        max_bytes: FETCH_BYTES_MAX,
+        max_bytes: REPLICA_FETCH_BYTES_MAX,
         partitions: Vec::new(),
     };
     for p in partitions {
@@ -519,94 +563,95 @@ async fn fetch_round(
             partition: p.id.get(),
             current_leader_epoch: epoch.get(),
             fetch_offset: end.get(),
-            max_bytes: PARTITION_FETCH_BYTES_MAX,
+            max_bytes: REPLICA_FETCH_PARTITION_BYTES_MAX,
         });
         asked.push((p.clone(), epoch));
     }
-    if asked.is_empty() {
-        // Nothing to fetch now (divergence checks pending an epoch the leader does not know
-        // yet): try again shortly.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        return Ok(());
-    }
-    let resp = client.fetch(req).await?.into_inner();
+    (req, asked)
+}
+
+/// Applies the leader's answer for one partition: resets below the leader's log start,
+/// appends the records, follows the log start and the high watermark (never past the log
+/// end). Returns whether records were appended.
+fn apply_fetched(
+    state: &BrokerState,
+    leader: BrokerId,
+    p: &Partition,
+    epoch: LeaderEpoch,
+    d: &v1::ReplicaFetchPartitionData,
+    copying: &mut HashMap<(TopicId, i32), Copying>,
+) -> bool {
     let mut appended = false;
-    for (d, (p, epoch)) in resp.partitions.iter().zip(asked.iter()) {
-        if d.partition != p.id.get() {
-            continue;
-        }
-        match d.error_code {
-            NONE => {}
-            OFFSET_OUT_OF_RANGE => {
-                // Below the leader's log start (retention moved on): start over there.
-                // Above its end cannot happen after the divergence check; re-check then.
-                let r = p.replica();
-                if r.epoch != *epoch {
-                    continue;
-                }
-                let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
-                if log.log_end_offset().get() < d.log_start_offset {
-                    tracing::info!(topic = %p.topic, partition = p.id.get(), start = d.log_start_offset, "behind the leader's log start; resetting");
-                    if let Err(e) = log.reset_to(Offset(d.log_start_offset)) {
+    match d.error_code {
+        NONE => {}
+        OFFSET_OUT_OF_RANGE => {
+            // Below the leader's log start (retention moved on): start over there.
+            // Above its end cannot happen after the divergence check; re-check then.
+            let r = p.replica();
+            if r.epoch != epoch {
+                return false;
+            }
+            let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
+            let leader_start = Offset(d.log_start_offset);
+            match follower::out_of_range(log.log_end_offset(), leader_start) {
+                follower::OutOfRange::ResetTo(start) => {
+                    tracing::info!(topic = %p.topic, partition = p.id.get(), start = start.get(), "behind the leader's log start; resetting");
+                    if let Err(e) = log.reset_to(start) {
                         tracing::error!(error = %weir_model::Chain(&e), "resetting a follower log");
                     }
-                } else {
+                }
+                follower::OutOfRange::Recheck => {
                     copying.remove(&(p.topic_id, p.id.get()));
                 }
-                continue;
             }
-            code => {
-                // Not leader / stale epoch: metadata will move this partition; a new check then.
-                tracing::debug!(topic = %p.topic, partition = p.id.get(), code, "leader refused fetch");
-                if code == FENCED_LEADER_EPOCH || code == NOT_LEADER_OR_FOLLOWER {
-                    copying.remove(&(p.topic_id, p.id.get()));
-                }
-                continue;
+            return false;
+        }
+        code => {
+            // Not leader / stale epoch: metadata will move this partition; a new check then.
+            tracing::debug!(topic = %p.topic, partition = p.id.get(), code, "leader refused fetch");
+            if code == FENCED_LEADER_EPOCH || code == NOT_LEADER_OR_FOLLOWER {
+                copying.remove(&(p.topic_id, p.id.get()));
             }
-        }
-        let mut r = p.replica();
-        // Still following this leader at this epoch? A promotion meanwhile must not take it.
-        if r.epoch != *epoch || !matches!(r.role, Role::Follower { leader: Some(l) } if l == leader)
-        {
-            continue;
-        }
-        let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
-        if !d.records.is_empty() {
-            match log.append_replicated(&d.records, Timestamp::now()) {
-                Ok(_) => appended = true,
-                Err(e) if e.is_fatal() => {
-                    crate::error::fatal(&format!("replicating {}-{}", p.topic, p.id), &e)
-                }
-                Err(e)
-                    if state
-                        .log_dir
-                        .record(&format!("replicating {}-{}", p.topic, p.id), &e) =>
-                {
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %weir_model::Chain(&e), "replicated append refused; re-checking divergence");
-                    copying.remove(&(p.topic_id, p.id.get()));
-                    continue;
-                }
-            }
-        }
-        if d.log_start_offset > log.log_start_offset().get() {
-            let target = Offset(d.log_start_offset.min(log.log_end_offset().get()));
-            if let Err(e) = log.delete_records_before(target) {
-                tracing::warn!(error = %weir_model::Chain(&e), "following the leader's log start");
-            }
-        }
-        let hw = Offset(d.high_watermark).min(log.log_end_offset());
-        if hw > r.high_watermark {
-            r.high_watermark = hw;
-            p.publish(&r);
+            return false;
         }
     }
-    if appended {
-        state.notify_appended();
+    let mut r = p.replica();
+    // Still following this leader at this epoch? A promotion meanwhile must not take it.
+    if r.epoch != epoch || !matches!(r.role, Role::Follower { leader: Some(l) } if l == leader) {
+        return false;
     }
-    Ok(())
+    let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
+    if !d.records.is_empty() {
+        match log.append_replicated(&d.records, Timestamp::now()) {
+            Ok(_) => appended = true,
+            Err(e) if e.is_fatal() => {
+                weir_process::fatal(&format!("replicating {}-{}", p.topic, p.id), &e)
+            }
+            Err(e)
+                if state
+                    .log_dir
+                    .record(&format!("replicating {}-{}", p.topic, p.id), &e) =>
+            {
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %weir_model::Chain(&e), "replicated append refused; re-checking divergence");
+                copying.remove(&(p.topic_id, p.id.get()));
+                return false;
+            }
+        }
+    }
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    if let Some(target) = follower::log_start(Offset(d.log_start_offset), start, end)
+        && let Err(e) = log.delete_records_before(target)
+    {
+        tracing::warn!(error = %weir_model::Chain(&e), "following the leader's log start");
+    }
+    if let Some(hw) = follower::high_watermark(Offset(d.high_watermark), end, r.high_watermark) {
+        r.high_watermark = hw;
+        p.publish(&r);
+    }
+    appended
 }
 
 /// KIP-101 with the KIP-279 refinement: ask the leader where our latest epoch ends on its log;
@@ -657,48 +702,17 @@ async fn truncate_divergent(
         let resp = client.epoch_end_offsets(req).await?.into_inner();
         let mut again = Vec::new();
         for (e, (p, epoch, latest)) in resp.partitions.iter().zip(ask) {
-            if e.error_code != NONE {
-                // The leader does not know this epoch yet (UNKNOWN_LEADER_EPOCH) or is no
-                // longer leader: the next round or new metadata sorts it out.
-                continue;
-            }
-            let r = p.replica();
-            if r.epoch != epoch {
-                continue;
-            }
-            let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
-            let end = log.log_end_offset();
-            let target = truncation_target(&log, e, latest, r.high_watermark);
-            if target < r.high_watermark && !unclean_allowed(state, &p) {
-                // A leader elected from the ISR holds every committed record, so this can only
-                // be a leader that should not lead (one that lost its disk, say). Truncating
-                // would destroy acknowledged records: keep them, copy nothing, and say so.
-                tracing::error!(
-                    topic = %p.topic, partition = p.id.get(), leader_epoch = epoch.get(),
-                    high_watermark = r.high_watermark.get(), to = target.get(),
-                    "refusing to truncate below the high watermark: the leader lacks committed records"
-                );
-                continue;
-            }
-            if target < end {
-                tracing::info!(
-                    topic = %p.topic, partition = p.id.get(), from = end.get(), to = target.get(),
-                    epoch = epoch.get(), "truncating a divergent tail to the leader's epoch end offset"
-                );
-                if let Err(err) = log.truncate_to(target) {
-                    tracing::error!(error = %weir_model::Chain(&err), "truncating a follower log");
-                    continue;
+            match apply_epoch_end(state, &p, epoch, latest, e) {
+                Checked::Validated => {
+                    copying.insert(
+                        (p.topic_id, p.id.get()),
+                        Copying {
+                            validated_epoch: Some(epoch),
+                        },
+                    );
                 }
-                drop(log);
-                drop(r);
-                again.push((p.clone(), epoch));
-            } else {
-                copying.insert(
-                    (p.topic_id, p.id.get()),
-                    Copying {
-                        validated_epoch: Some(epoch),
-                    },
-                );
+                Checked::Truncated => again.push((p.clone(), epoch)),
+                Checked::Undecided => {}
             }
         }
         if again.is_empty() {
@@ -709,28 +723,70 @@ async fn truncate_divergent(
     Ok(())
 }
 
-/// Where a follower at `latest` cuts its log, given the leader's answer `e` (KIP-101/279):
-/// never past its own end.
-fn truncation_target(
-    log: &weir_storage::PartitionLog,
-    e: &v1::EpochEndOffset,
+/// What a divergence check decided for one partition.
+enum Checked {
+    /// The logs agree up to this follower's end: fetch from there.
+    Validated,
+    /// A divergent tail was cut: ask again, for the epoch now latest here.
+    Truncated,
+    /// Nothing to do now (the epoch moved on, or truncating would lose committed records).
+    Undecided,
+}
+
+/// Applies the leader's epoch end offset for one partition (KIP-101/279): truncates a
+/// divergent tail, but never below the high watermark unless the topic allows unclean
+/// election.
+fn apply_epoch_end(
+    state: &BrokerState,
+    p: &Partition,
+    epoch: LeaderEpoch,
     latest: LeaderEpoch,
-    high_watermark: Offset,
-) -> Offset {
+    e: &v1::EpochEndOffset,
+) -> Checked {
+    if e.error_code != NONE {
+        // The leader does not know this epoch yet (UNKNOWN_LEADER_EPOCH) or is no
+        // longer leader: the next round or new metadata sorts it out.
+        return Checked::Undecided;
+    }
+    let r = p.replica();
+    if r.epoch != epoch {
+        return Checked::Undecided;
+    }
+    let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
     let end = log.log_end_offset();
-    if e.leader_epoch < 0 {
-        // The leader knows no epoch at or below ours (its log starts later, or is empty):
-        // keep what is known committed, as Kafka does.
-        high_watermark.min(end)
-    } else if e.leader_epoch == latest.get() {
-        Offset(e.end_offset).min(end)
-    } else {
-        // The leader's answer is for an older epoch: cut where that epoch ends on either
-        // side, whichever is first.
-        let here = log
-            .end_offset_for_epoch(LeaderEpoch(e.leader_epoch))
-            .map_or(end, |(_, o)| o);
-        Offset(e.end_offset).min(here).min(end)
+    let local = follower::Local {
+        latest,
+        log_end: end,
+        high_watermark: r.high_watermark,
+        unclean_allowed: unclean_allowed(state, p),
+    };
+    // The wire's -1: the leader knows no epoch at or below ours.
+    let answer = follower::EpochEnd {
+        epoch: (e.leader_epoch >= 0).then_some(LeaderEpoch(e.leader_epoch)),
+        end_offset: Offset(e.end_offset),
+    };
+    let end_here = |epoch| log.end_offset_for_epoch(epoch).map(|(_, o)| o);
+    match follower::divergence(local, answer, end_here) {
+        follower::Divergence::Agree => Checked::Validated,
+        follower::Divergence::Refuse { target } => {
+            tracing::error!(
+                topic = %p.topic, partition = p.id.get(), leader_epoch = epoch.get(),
+                high_watermark = r.high_watermark.get(), to = target.get(),
+                "refusing to truncate below the high watermark: the leader lacks committed records"
+            );
+            Checked::Undecided
+        }
+        follower::Divergence::TruncateTo(target) => {
+            tracing::info!(
+                topic = %p.topic, partition = p.id.get(), from = end.get(), to = target.get(),
+                epoch = epoch.get(), "truncating a divergent tail to the leader's epoch end offset"
+            );
+            if let Err(err) = log.truncate_to(target) {
+                tracing::error!(error = %weir_model::Chain(&err), "truncating a follower log");
+                return Checked::Undecided;
+            }
+            Checked::Truncated
+        }
     }
 }
 

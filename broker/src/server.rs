@@ -16,43 +16,28 @@
 //! frames and stalls can neither hold the shared budget nor make the broker allocate for it.
 
 use crate::api;
-use crate::state::BrokerState;
-use bytes::{Buf, Bytes, BytesMut};
+use crate::frame::{ConnectionError, read_frame_size};
+use crate::services::Services;
+use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{Instrument, debug, info_span};
-use weir_model::limits::{CONNECTION_IN_FLIGHT_MAX, FRAME_READ_AHEAD_BYTES, FRAME_READ_MS_MAX};
-
-/// A connection with nothing to say for this long is closed (Kafka's `connections.max.idle.ms`).
-const CONNECTION_IDLE_MS_MAX: u64 = 10 * 60 * 1000;
-
-/// Why a connection was closed by the broker.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectionError {
-    #[error("socket")]
-    Io(#[from] std::io::Error),
-    #[error("frame of {size} bytes is outside 1..={max}")]
-    FrameSize { size: i64, max: u32 },
-    #[error("idle for {CONNECTION_IDLE_MS_MAX} ms")]
-    Idle,
-    #[error("a frame of {size} bytes did not arrive within {FRAME_READ_MS_MAX} ms")]
-    SlowFrame { size: usize },
-    #[error("bad request: {0}")]
-    Protocol(String),
-}
+use weir_model::limits::{
+    CONNECTION_IDLE_MS_MAX, CONNECTION_IN_FLIGHT_MAX, FRAME_READ_AHEAD_BYTES, FRAME_READ_MS_MAX,
+};
 
 /// Serves one client connection until it closes or misbehaves.
-pub async fn serve_connection(state: Arc<BrokerState>, stream: TcpStream) {
+pub async fn serve_connection(svc: Services, stream: TcpStream) {
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     let span = info_span!("connection", peer = %peer);
     async move {
-        if let Err(e) = connection(state, stream, &peer).await {
+        if let Err(e) = connection(svc, stream, &peer).await {
             debug!(error = %e, "connection closed");
         }
     }
@@ -60,11 +45,7 @@ pub async fn serve_connection(state: Arc<BrokerState>, stream: TcpStream) {
     .await
 }
 
-async fn connection(
-    state: Arc<BrokerState>,
-    stream: TcpStream,
-    peer: &str,
-) -> Result<(), ConnectionError> {
+async fn connection(svc: Services, stream: TcpStream, peer: &str) -> Result<(), ConnectionError> {
     // Kafka's client host as groups report it: "/" and the peer's IP.
     let client_host: Arc<str> = match peer.rsplit_once(':') {
         Some((ip, _)) => format!("/{}", ip.trim_matches(|c| c == '[' || c == ']')).into(),
@@ -73,13 +54,13 @@ async fn connection(
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Queued>(CONNECTION_IN_FLIGHT_MAX);
-    let max = state.config.request_bytes_max;
+    let max = svc.state.config.request_bytes_max;
     // Bytes read ahead of the handler are bounded per connection (one maximum-size request)
     // and across connections (`queued_request_bytes_max`), as well as by count: a client that
     // pipelines large requests behind a long poll waits instead of filling memory.
     let budgets = Budgets {
         connection: Arc::new(Semaphore::new(max as usize)),
-        global: state.request_memory.clone(),
+        global: svc.state.request_memory.clone(),
     };
     // Set when the client has closed (or broken) its side: handlers stop optional work such as
     // auto-creating topics, whose answer nobody may read.
@@ -96,7 +77,7 @@ async fn connection(
         let mut out = BytesMut::with_capacity(64 * 1024);
         while let Some(Queued { frame, _permits }) = rx.recv().await {
             out.clear();
-            match api::dispatch(&state, frame, &mut out, &peer_info).await {
+            match api::dispatch(&svc, frame, &mut out, &peer_info).await {
                 // A client that stops reading is closed after the idle limit rather than
                 // pinning this connection and its response buffer for ever. A fetch's share of
                 // the response memory is held until its bytes are written.
@@ -237,73 +218,4 @@ async fn read_frame_body_budgeted(
         }
     }
     Ok(Some((buf.freeze(), held)))
-}
-
-/// Reads one size-prefixed frame. `None` on a clean close between frames.
-pub(crate) async fn read_frame(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
-    max: u32,
-) -> Result<Option<Bytes>, ConnectionError> {
-    match read_frame_size(rd, max).await? {
-        Some(size) => Ok(Some(read_frame_body(rd, size).await?)),
-        None => Ok(None),
-    }
-}
-
-/// Reads a frame's size prefix and checks it against `max`. `None` on a clean close.
-async fn read_frame_size(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
-    max: u32,
-) -> Result<Option<usize>, ConnectionError> {
-    let idle = Duration::from_millis(CONNECTION_IDLE_MS_MAX);
-    let mut len = [0u8; 4];
-    match tokio::time::timeout(idle, rd.read_exact(&mut len)).await {
-        Err(_) => return Err(ConnectionError::Idle),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Ok(Err(e)) => return Err(e.into()),
-        Ok(Ok(_)) => {}
-    }
-    let size = i32::from_be_bytes(len);
-    if size <= 0 || size as u32 > max {
-        return Err(ConnectionError::FrameSize {
-            size: size.into(),
-            max,
-        });
-    }
-    Ok(Some(size as usize))
-}
-
-/// Reads a frame's body of `size` bytes (already checked against the limit).
-async fn read_frame_body(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
-    size: usize,
-) -> Result<Bytes, ConnectionError> {
-    let idle = Duration::from_millis(CONNECTION_IDLE_MS_MAX);
-    let mut buf = BytesMut::with_capacity(size.min(FRAME_READ_AHEAD_BYTES));
-    while buf.len() < size {
-        if buf.capacity() == buf.len() {
-            buf.reserve((size - buf.len()).min(FRAME_READ_AHEAD_BYTES.max(buf.len())));
-        }
-        let want = size - buf.len();
-        let mut limited = (&mut *rd).take(want as u64);
-        let n = tokio::time::timeout(idle, limited.read_buf(&mut buf))
-            .await
-            .map_err(|_| ConnectionError::Idle)??;
-        if n == 0 {
-            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-        }
-    }
-    Ok(buf.freeze())
-}
-
-/// The first 8 bytes of every request: API key, version, correlation id.
-pub fn peek_header(frame: &Bytes) -> Result<(i16, i16, i32), ConnectionError> {
-    if frame.len() < 8 {
-        return Err(ConnectionError::Protocol(format!(
-            "request of {} bytes is shorter than a request header",
-            frame.len()
-        )));
-    }
-    let mut b = &frame[..8];
-    Ok((b.get_i16(), b.get_i16(), b.get_i32()))
 }

@@ -1,10 +1,11 @@
 //! The broker's membership in the cluster: registration, heartbeats that keep its lease, the
 //! metadata watch it follows, the ISR changes it proposes as a leader, and controlled
-//! shutdown.
+//! shutdown, and what the broker does when its log directory fails.
 
 use crate::control::ControlClient;
 use crate::error::BrokerError;
-use crate::state::{BrokerState, Partition, Role, mono_ms};
+use crate::partition::{Partition, Role};
+use crate::state::{BrokerState, mono_ms};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -389,6 +390,35 @@ pub async fn reregister(state: &BrokerState) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Reacts to the log directory going offline: moves leaderships away, then waits for space
+/// to return (ENOSPC only) and brings the broker back. Runs for the life of the broker.
+pub async fn log_dir_loop(state: Arc<BrokerState>) {
+    loop {
+        let failure = state.log_dir.failed().await;
+        state.notify_appended();
+        controlled_shutdown(&state).await;
+        if !failure.no_space {
+            tracing::error!(reason = %failure.reason,
+                "the log directory stays offline until an operator restarts the broker");
+            return;
+        }
+        let dir = state.config.data_dir.clone();
+        // Probing is periodic by nature: nothing signals that space came back.
+        loop {
+            tokio::time::sleep(crate::log_dir::PROBE_INTERVAL).await;
+            let d = dir.clone();
+            match tokio::task::spawn_blocking(move || crate::log_dir::probe(&d)).await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => tracing::debug!(error = %weir_model::Chain(&e), "still no space"),
+                Err(e) => tracing::warn!(error = %weir_model::Chain(&e), "space probe"),
+            }
+        }
+        state.log_dir.clear();
+        tracing::info!("space is back: the log directory is online; registering again");
+        reregister(&state).await;
     }
 }
 

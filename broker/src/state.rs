@@ -10,6 +10,7 @@ use crate::cluster::{ClusterView, PartitionInfo, TopicInfo};
 use crate::config::BrokerConfig;
 use crate::control::ControlClient;
 use crate::error::BrokerError;
+use crate::partition::{NotServed, Partition, Progress, Replica, Role};
 use crate::topic_config;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -18,118 +19,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::watch;
+use weir_model::limits;
 use weir_model::{BrokerId, LeaderEpoch, Offset, PartitionId, Timestamp, TopicId, TopicName};
 use weir_replication::LeaderState;
 use weir_storage::{LogConfig, PartitionLog};
-
-/// What a partition replica is doing now.
-#[derive(Debug)]
-pub enum Role {
-    Leader(LeaderState),
-    /// Copying from `leader` (None: the partition is offline, waiting for one).
-    Follower {
-        leader: Option<BrokerId>,
-    },
-}
-
-/// A hosted partition's replication state, behind the partition's `replica` mutex.
-#[derive(Debug)]
-pub struct Replica {
-    pub role: Role,
-    pub epoch: LeaderEpoch,
-    /// The highest offset known committed. Leaders compute it; followers learn it from the
-    /// leader (capped at their own log end).
-    pub high_watermark: Offset,
-    /// `min.insync.replicas` of the topic.
-    pub min_insync: usize,
-}
-
-/// What acks=all waiters and fetches watch: changes whenever the watermark, the epoch or the
-/// role does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Progress {
-    pub epoch: LeaderEpoch,
-    pub leader: bool,
-    pub high_watermark: Offset,
-    pub isr_len: usize,
-}
-
-/// One partition this broker is a replica of.
-#[derive(Debug)]
-pub struct Partition {
-    pub topic: TopicName,
-    pub topic_id: TopicId,
-    pub id: PartitionId,
-    /// Appends take the write lock, reads the read lock; storage calls are synchronous and
-    /// short (page-cache writes, positional reads), so a std lock is right here.
-    pub log: RwLock<PartitionLog>,
-    pub replica: Mutex<Replica>,
-    pub progress: watch::Sender<Progress>,
-}
-
-impl Partition {
-    pub fn replica(&self) -> std::sync::MutexGuard<'_, Replica> {
-        self.replica.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Publishes the replica's progress to waiters (after a change under the replica lock).
-    pub fn publish(&self, r: &Replica) {
-        let p = progress_of(r);
-        self.progress.send_if_modified(|cur| {
-            if *cur == p {
-                false
-            } else {
-                *cur = p;
-                true
-            }
-        });
-    }
-
-    /// The high watermark, for reads.
-    pub fn high_watermark(&self) -> Offset {
-        self.progress.borrow().high_watermark
-    }
-}
-
-fn progress_of(r: &Replica) -> Progress {
-    match &r.role {
-        Role::Leader(l) => Progress {
-            epoch: r.epoch,
-            leader: true,
-            high_watermark: l.high_watermark(),
-            isr_len: l.isr().len(),
-        },
-        Role::Follower { .. } => Progress {
-            epoch: r.epoch,
-            leader: false,
-            high_watermark: r.high_watermark,
-            isr_len: 0,
-        },
-    }
-}
-
-/// Why a partition cannot be served here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotServed {
-    UnknownTopicOrPartition,
-    NotLeader,
-    /// This broker is a replica, but the partition's files could not be opened (damaged,
-    /// unreadable): KAFKA_STORAGE_ERROR, as Kafka answers for a partition on an offline log
-    /// directory, rather than a silent NOT_LEADER that clients retry for ever.
-    Offline,
-}
-
-impl NotServed {
-    /// The Kafka error a client is given.
-    pub fn error(self) -> kafka_protocol::ResponseError {
-        use kafka_protocol::ResponseError as E;
-        match self {
-            NotServed::UnknownTopicOrPartition => E::UnknownTopicOrPartition,
-            NotServed::NotLeader => E::NotLeaderOrFollower,
-            NotServed::Offline => E::KafkaStorageError,
-        }
-    }
-}
 
 /// Everything the request handlers share.
 #[derive(Debug)]
@@ -167,8 +60,6 @@ pub struct BrokerState {
     producer_ids: tokio::sync::Mutex<Range<i64>>,
     /// Where the replica fetchers learn which partitions to copy from which leader.
     pub follow: watch::Sender<BTreeMap<BrokerId, Vec<Arc<Partition>>>>,
-    /// The consumer groups this broker coordinates.
-    pub groups: crate::groups::Coordinator,
 }
 
 impl BrokerState {
@@ -201,7 +92,6 @@ impl BrokerState {
             .min(tokio::sync::Semaphore::MAX_PERMITS);
         Ok(BrokerState {
             me: BrokerId(config.node_id),
-            groups: crate::groups::Coordinator::new(config.groups.clone()),
             request_memory: Arc::new(tokio::sync::Semaphore::new(queued)),
             config,
             control,
@@ -420,9 +310,27 @@ impl BrokerState {
         now: Timestamp,
         mono: u64,
     ) -> Result<Arc<Partition>, BrokerError> {
+        let p = self.open_or_reconfigure(topic, info, now)?;
+        let min_insync = topic
+            .configs
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(self.config.min_insync_replicas)
+            .max(1);
+        self.take_role(&p, topic, info, min_insync, mono);
+        Ok(p)
+    }
+
+    /// The hosted partition, its log config brought up to date; opened if it is new here.
+    fn open_or_reconfigure(
+        &self,
+        topic: &TopicInfo,
+        info: &PartitionInfo,
+        now: Timestamp,
+    ) -> Result<Arc<Partition>, BrokerError> {
         let log_config = topic_config::log_config(&self.config.log_defaults, &topic.configs);
         let existing = self.local_partition(topic.id, info.index);
-        let p = match existing {
+        Ok(match existing {
             Some(p) => {
                 p.log
                     .write()
@@ -444,18 +352,23 @@ impl BrokerState {
                     .insert((topic.id, info.index), p.clone());
                 p
             }
-        };
-        let min_insync = topic
-            .configs
-            .get("min.insync.replicas")
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(self.config.min_insync_replicas)
-            .max(1);
+        })
+    }
+
+    /// Becomes leader or follower as metadata says, at its epoch (never an older one).
+    fn take_role(
+        &self,
+        p: &Partition,
+        topic: &TopicInfo,
+        info: &PartitionInfo,
+        min_insync: usize,
+        mono: u64,
+    ) {
         let mut r = p.replica();
         r.min_insync = min_insync;
         // A lagging coordinator may stream an older state after a reconnect; never go back.
         if info.leader_epoch < r.epoch {
-            return Ok(p.clone());
+            return;
         }
         if info.leader == Some(self.me) {
             match &mut r.role {
@@ -513,8 +426,6 @@ impl BrokerState {
         }
         r.epoch = info.leader_epoch;
         p.publish(&r);
-        drop(r);
-        Ok(p)
     }
 
     fn remove_partition(&self, p: &Partition) -> Result<(), BrokerError> {
@@ -683,14 +594,12 @@ const TOPIC_ID_FILE: &str = "topic.id";
 /// `-stray` ones are kept for an operator (Kafka 3.7+ names stray logs the same way).
 const DELETE_SUFFIX: &str = "-delete";
 const STRAY_SUFFIX: &str = "-stray";
-/// Longest file name the file systems Weir runs on accept (NAME_MAX).
-const FILE_NAME_BYTES_MAX: usize = 255;
 
 /// `<topic>-<partition>.<topic id hex><suffix>`, with the topic name cut short so that the
 /// whole fits in NAME_MAX, as Kafka does: a 249-character topic name plus the rest would not.
 fn aside_name(topic: &TopicName, partition: PartitionId, id: TopicId, suffix: &str) -> String {
     let tail = format!("-{partition}.{}{suffix}", id.to_hex());
-    let keep = FILE_NAME_BYTES_MAX.saturating_sub(tail.len());
+    let keep = limits::FILE_NAME_BYTES_MAX.saturating_sub(tail.len());
     // Topic names are ASCII, so any byte index is a character boundary.
     let name = topic.as_str();
     format!("{}{tail}", &name[..name.len().min(keep)])
@@ -941,7 +850,7 @@ mod tests {
         let id = TopicId([0xab; 16]);
         for suffix in [DELETE_SUFFIX, STRAY_SUFFIX] {
             let n = aside_name(&name, PartitionId(9999), id, suffix);
-            assert!(n.len() <= FILE_NAME_BYTES_MAX, "{} bytes", n.len());
+            assert!(n.len() <= limits::FILE_NAME_BYTES_MAX, "{} bytes", n.len());
             assert!(n.ends_with(&format!("-9999.{}{suffix}", id.to_hex())));
         }
         let data = tempfile::tempdir().unwrap();

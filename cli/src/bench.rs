@@ -197,7 +197,7 @@ async fn sink(args: SinkArgs) -> Result<()> {
     );
     eprintln!("  try:  weir bench produce --brokers {addr}    Ctrl-C stops it.");
     tokio::select! {
-        served = weir_broker::sink::run_sink(listener, args.partitions) => {
+        served = crate::sink::run_sink(listener, args.partitions) => {
             served.map_err(|e| Error::io(format!("serving the sink on {addr}"), e))
         }
         _ = crate::client::shutdown_signal() => Ok(()),
@@ -304,13 +304,8 @@ fn bench_payload(size: usize) -> Vec<u8> {
         .collect()
 }
 
-fn bench_produce(
-    connection: &Connection,
-    args: &ProduceArgs,
-    partitions: usize,
-    stop: &AtomicBool,
-) -> Result<Report> {
-    assert!(args.record_size <= BENCH_RECORD_BYTES_MAX);
+/// The client settings of every bench producer.
+fn producer_config(connection: &Connection, args: &ProduceArgs) -> ClientConfig {
     let mut config = connection.client_config();
     config
         .set("acks", args.acks.as_rdkafka())
@@ -326,7 +321,17 @@ fn bench_produce(
         config.set("batch.num.messages", records.to_string());
     }
     connection.apply_overrides(&mut config);
+    config
+}
 
+fn bench_produce(
+    connection: &Connection,
+    args: &ProduceArgs,
+    partitions: usize,
+    stop: &AtomicBool,
+) -> Result<Report> {
+    assert!(args.record_size <= BENCH_RECORD_BYTES_MAX);
+    let config = producer_config(connection, args);
     let producers = u64::from(args.producers);
     let deadline = args
         .duration_secs
@@ -447,22 +452,8 @@ fn run_producer(
     stop: &AtomicBool,
 ) -> Result<Outcome> {
     let topic = args.topic.as_str();
-    let context = BenchContext {
-        start: Instant::now(),
-        latency_micros: Mutex::new(new_histogram()?),
-        delivered: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        first_failure: Mutex::new(None),
-    };
-    let producer: BaseProducer<BenchContext> = config
-        .create_with_context(context)
-        .map_err(|e| Error::kafka("creating the producer", e))?;
+    let (producer, epoch_ms_at_start) = bench_producer(config)?;
     let ctx = producer.context();
-    let epoch_ms_at_start = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .map_err(|e| Error::invalid("reading the clock", e.to_string()))?
-        - i64::try_from(ctx.start.elapsed().as_millis()).unwrap_or(0);
 
     let mut payload = bench_payload(args.record_size);
     let rate_interval_nanos = share.rate.map(|r| 1e9 / r);
@@ -494,26 +485,11 @@ fn run_producer(
         // The record's CreateTime from the same clock reading: librdkafka would otherwise call
         // gettimeofday per record (3% of the sender's time in a profile).
         let timestamp_ms = epoch_ms_at_start + (sent_at / 1_000_000) as i64;
-        let mut record: BaseRecord<'_, (), [u8], usize> =
-            BaseRecord::with_opaque_to(topic, sent_at)
-                .payload(&payload[..])
-                .timestamp(timestamp_ms);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(QUEUE_FULL_POLL);
-                }
-                Err((error, _)) => {
-                    send_errors += 1;
-                    ctx.first_failure
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .get_or_insert_with(|| error.to_string());
-                    break;
-                }
-            }
+        let record: BaseRecord<'_, (), [u8], usize> = BaseRecord::with_opaque_to(topic, sent_at)
+            .payload(&payload[..])
+            .timestamp(timestamp_ms);
+        if !send(&producer, record) {
+            send_errors += 1;
         }
         sent += 1;
     }
@@ -543,23 +519,67 @@ fn run_producer(
     })
 }
 
-fn bench_consume(connection: &Connection, args: &ConsumeArgs, stop: &AtomicBool) -> Result<Report> {
-    let topic = args.topic.as_str();
-    let mut config = consumer_config(connection);
-    // librdkafka postpones a partition's next fetch by fetch.queue.backoff.ms (1000) when its
-    // local queue is over queued.min.messages; a reader this fast empties the queue long
-    // before that. Measured on 2 cores against Apache Kafka 4.3, 100-byte records:
-    // 1000 ms: 0.37 M records/s, 50 ms: 1.66 M/s, 10 ms: 2.0 M/s, 1 ms: 2.0 M/s.
-    config.set("fetch.queue.backoff.ms", "10");
-    connection.apply_overrides(&mut config);
-    let consumer: BaseConsumer<CliContext> = config
-        .create_with_context(CliContext)
-        .map_err(|e| Error::kafka("creating the consumer", e))?;
-    let partitions = partitions_of(&consumer, connection, topic, None)?;
+/// A bench producer, and the wall clock (ms) at its context's start, from which record
+/// timestamps are computed without a clock call per record.
+fn bench_producer(config: &ClientConfig) -> Result<(BaseProducer<BenchContext>, i64)> {
+    let context = BenchContext {
+        start: Instant::now(),
+        latency_micros: Mutex::new(new_histogram()?),
+        delivered: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        first_failure: Mutex::new(None),
+    };
+    let producer: BaseProducer<BenchContext> = config
+        .create_with_context(context)
+        .map_err(|e| Error::kafka("creating the producer", e))?;
+    let ctx = producer.context();
+    let epoch_ms_at_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .map_err(|e| Error::invalid("reading the clock", e.to_string()))?
+        - i64::try_from(ctx.start.elapsed().as_millis()).unwrap_or(0);
+    Ok((producer, epoch_ms_at_start))
+}
+
+/// Hands a record to librdkafka, serving delivery reports while its queue is full. False
+/// when it was refused (the first refusal is kept for the report).
+#[inline]
+fn send(
+    producer: &BaseProducer<BenchContext>,
+    mut record: BaseRecord<'_, (), [u8], usize>,
+) -> bool {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return true,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(QUEUE_FULL_POLL);
+            }
+            Err((error, _)) => {
+                producer
+                    .context()
+                    .first_failure
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .get_or_insert_with(|| error.to_string());
+                return false;
+            }
+        }
+    }
+}
+
+/// Assigns every non-empty partition of `topic` from its beginning; returns where each ends
+/// and how many records there are in all.
+fn assign_all(
+    consumer: &BaseConsumer<CliContext>,
+    connection: &Connection,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<(BTreeMap<i32, i64>, i64)> {
     let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
     let mut available = 0i64;
-    for &p in &partitions {
+    for &p in partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, connection.request_timeout)
             .map_err(|e| Error::kafka(format!("reading the offsets of {topic}/{p}"), e))?;
@@ -577,10 +597,27 @@ fn bench_consume(connection: &Connection, args: &ConsumeArgs, stop: &AtomicBool)
             format!("the topic is empty; fill it first with `weir bench produce -t {topic}`"),
         ));
     }
-    let wanted = args.records.unwrap_or(u64::MAX);
     consumer
         .assign(&assignment)
         .map_err(|e| Error::kafka(format!("assigning the partitions of {topic}"), e))?;
+    Ok((remaining, available))
+}
+
+fn bench_consume(connection: &Connection, args: &ConsumeArgs, stop: &AtomicBool) -> Result<Report> {
+    let topic = args.topic.as_str();
+    let mut config = consumer_config(connection);
+    // librdkafka postpones a partition's next fetch by fetch.queue.backoff.ms (1000) when its
+    // local queue is over queued.min.messages; a reader this fast empties the queue long
+    // before that. Measured on 2 cores against Apache Kafka 4.3, 100-byte records:
+    // 1000 ms: 0.37 M records/s, 50 ms: 1.66 M/s, 10 ms: 2.0 M/s, 1 ms: 2.0 M/s.
+    config.set("fetch.queue.backoff.ms", "10");
+    connection.apply_overrides(&mut config);
+    let consumer: BaseConsumer<CliContext> = config
+        .create_with_context(CliContext)
+        .map_err(|e| Error::kafka("creating the consumer", e))?;
+    let partitions = partitions_of(&consumer, connection, topic, None)?;
+    let (mut remaining, available) = assign_all(&consumer, connection, topic, &partitions)?;
+    let wanted = args.records.unwrap_or(u64::MAX);
 
     let start = Instant::now();
     let mut last_progress = start;

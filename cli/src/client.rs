@@ -210,7 +210,7 @@ pub fn one_result(
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM. Once this has run, SIGTERM no longer kills the
 /// process by default, so every long-running command must select on it.
-pub use weir_broker::cli::shutdown_signal;
+pub use weir_process::shutdown_signal;
 
 /// A flag raised by Ctrl-C (SIGINT) or SIGTERM, for loops on blocking threads that stop
 /// cleanly: flush output, print a summary. Must be called inside the tokio runtime.

@@ -72,42 +72,9 @@ fn consume(
 
     // Stop at the high watermark as of now: only without --count and --follow.
     let bounded = args.count.is_none() && !args.follow;
-    let mut stop_at: BTreeMap<i32, i64> = BTreeMap::new();
-    if bounded {
-        for &p in &partitions {
-            let (_low, high) = consumer
-                .fetch_watermarks(topic, p, connection.request_timeout)
-                .map_err(|e| Error::kafka(format!("reading the end offset of {topic}/{p}"), e))?;
-            stop_at.insert(p, high);
-        }
-    }
-
-    let starts = start_offsets(&consumer, connection, topic, &partitions, args.from)?;
-    let mut assignment = TopicPartitionList::new();
-    for (&p, &start) in &starts {
-        if bounded {
-            let end = stop_at[&p];
-            // Nothing to read: the start is at or past the end we stop at.
-            let empty = match start {
-                Offset::End => true,
-                Offset::Offset(o) => o >= end,
-                _ => end == 0,
-            };
-            if empty {
-                stop_at.remove(&p);
-                continue;
-            }
-        }
-        assignment
-            .add_partition_offset(topic, p, start)
-            .map_err(|e| Error::kafka(format!("assigning {topic}/{p}"), e))?;
-    }
-    if bounded && stop_at.is_empty() {
+    let Some(mut stop_at) = assign(&consumer, connection, args, &partitions, bounded)? else {
         return Ok(());
-    }
-    consumer
-        .assign(&assignment)
-        .map_err(|e| Error::kafka(format!("assigning the partitions of {topic}"), e))?;
+    };
 
     let idle_limit = args
         .timeout_ms
@@ -115,27 +82,10 @@ fn consume(
         .or(bounded.then_some(connection.request_timeout));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    if output == OutputFormat::Table {
-        writeln!(
-            out,
-            "{}",
-            table_line(
-                "PARTITION",
-                "OFFSET",
-                "TIMESTAMP",
-                "KEY",
-                "HEADERS",
-                "VALUE"
-            )
-        )
-        .map_err(|e| Error::io("writing to stdout", e))?;
-    }
+    write_header(&mut out, output)?;
     let mut received = 0u64;
     let mut last_progress = Instant::now();
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
+    while !stop.load(Ordering::Relaxed) {
         // Flush before blocking, so records show up as they arrive in --follow.
         let mut polled = consumer.poll(Duration::ZERO);
         if polled.is_none() {
@@ -146,24 +96,7 @@ fn consume(
             None => {
                 let idle = last_progress.elapsed();
                 if let Some(limit) = idle_limit.filter(|limit| idle >= *limit) {
-                    let timeout_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
-                    if let Some(wanted) = args.count {
-                        return Err(Error::Incomplete {
-                            received,
-                            wanted,
-                            timeout_ms,
-                        });
-                    }
-                    if bounded {
-                        return Err(Error::invalid(
-                            format!("reading {topic} to its end"),
-                            format!(
-                                "received {received} record(s), then nothing for {timeout_ms} ms; the partitions not finished: {:?}",
-                                stop_at.keys().collect::<Vec<_>>()
-                            ),
-                        ));
-                    }
-                    break;
+                    return idle_end(args, bounded, received, &stop_at, limit, &mut out);
                 }
             }
             Some(Ok(message)) => {
@@ -212,6 +145,105 @@ fn consume(
     }
     out.flush().map_err(|e| Error::io("writing to stdout", e))?;
     Ok(())
+}
+
+/// Assigns the partitions from where `--from` says. When `bounded`, returns the end offset of
+/// each partition with something to read (None: nothing to read at all).
+fn assign(
+    consumer: &BaseConsumer<CliContext>,
+    connection: &Connection,
+    args: &ConsumeArgs,
+    partitions: &[i32],
+    bounded: bool,
+) -> Result<Option<BTreeMap<i32, i64>>> {
+    let topic = args.topic.as_str();
+    let mut stop_at: BTreeMap<i32, i64> = BTreeMap::new();
+    if bounded {
+        for &p in partitions {
+            let (_low, high) = consumer
+                .fetch_watermarks(topic, p, connection.request_timeout)
+                .map_err(|e| Error::kafka(format!("reading the end offset of {topic}/{p}"), e))?;
+            stop_at.insert(p, high);
+        }
+    }
+
+    let starts = start_offsets(consumer, connection, topic, partitions, args.from)?;
+    let mut assignment = TopicPartitionList::new();
+    for (&p, &start) in &starts {
+        if bounded {
+            let end = stop_at[&p];
+            // Nothing to read: the start is at or past the end we stop at.
+            let empty = match start {
+                Offset::End => true,
+                Offset::Offset(o) => o >= end,
+                _ => end == 0,
+            };
+            if empty {
+                stop_at.remove(&p);
+                continue;
+            }
+        }
+        assignment
+            .add_partition_offset(topic, p, start)
+            .map_err(|e| Error::kafka(format!("assigning {topic}/{p}"), e))?;
+    }
+    if bounded && stop_at.is_empty() {
+        return Ok(None);
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|e| Error::kafka(format!("assigning the partitions of {topic}"), e))?;
+    Ok(Some(stop_at))
+}
+
+fn write_header(out: &mut impl Write, output: OutputFormat) -> Result<()> {
+    if output == OutputFormat::Table {
+        writeln!(
+            out,
+            "{}",
+            table_line(
+                "PARTITION",
+                "OFFSET",
+                "TIMESTAMP",
+                "KEY",
+                "HEADERS",
+                "VALUE"
+            )
+        )
+        .map_err(|e| Error::io("writing to stdout", e))?;
+    }
+    Ok(())
+}
+
+/// Nothing came for `limit`: with --count or a bounded read that is an error; with --follow
+/// and --timeout-ms, the end.
+fn idle_end(
+    args: &ConsumeArgs,
+    bounded: bool,
+    received: u64,
+    stop_at: &BTreeMap<i32, i64>,
+    limit: Duration,
+    out: &mut impl Write,
+) -> Result<()> {
+    let topic = args.topic.as_str();
+    let timeout_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+    if let Some(wanted) = args.count {
+        return Err(Error::Incomplete {
+            received,
+            wanted,
+            timeout_ms,
+        });
+    }
+    if bounded {
+        return Err(Error::invalid(
+            format!("reading {topic} to its end"),
+            format!(
+                "received {received} record(s), then nothing for {timeout_ms} ms; the partitions not finished: {:?}",
+                stop_at.keys().collect::<Vec<_>>()
+            ),
+        ));
+    }
+    out.flush().map_err(|e| Error::io("writing to stdout", e))
 }
 
 /// A consumer for manual assignment: no group membership, no commits, no auto-created topics.

@@ -75,25 +75,7 @@ pub async fn run(args: DevArgs, brokers: u16) -> anyhow::Result<()> {
                 .checked_add(i as u16)
                 .context("--kafka-addr port too high for this many brokers")?,
         );
-        let mut config =
-            weir_broker::BrokerConfig::new(args.data_dir.join(format!("broker-{}", i + 1)), addr);
-        config.node_id = i as i32 + 1;
-        config.coordinators = vec![coordinator_addr.clone()];
-        config.advertised_kafka_addr = args.advertised_kafka_addr.clone();
-        config.default_partitions = args.default_partitions;
-        config.auto_create_topics = args.auto_create_topics;
-        config.log_defaults.flush_messages = args.flush_messages;
-        config.log_defaults.flush_ms = args.flush_ms;
-        config.controlled_shutdown_timeout_ms = 5_000;
-        config.groups = groups.clone();
-        if let Some(mut m) = args.metrics_addr {
-            m.set_port(
-                m.port()
-                    .checked_add(i as u16)
-                    .context("--metrics-addr port too high for this many brokers")?,
-            );
-            config.metrics_addr = Some(m);
-        }
+        let config = broker_config(&args, i, addr, &coordinator_addr, &groups)?;
         let broker = weir_broker::Broker::start(config)
             .await
             .with_context(|| format!("starting broker {} on {addr}", i + 1))?;
@@ -101,25 +83,7 @@ pub async fn run(args: DevArgs, brokers: u16) -> anyhow::Result<()> {
     }
     let addrs: Vec<String> = started.iter().map(|b| b.advertised_addr()).collect();
     let bootstrap = addrs.join(",");
-    if brokers == 1 {
-        eprintln!(
-            "Weir is running (local mode: one coordinator and one broker, data in {})",
-            args.data_dir.display()
-        );
-    } else {
-        eprintln!(
-            "Weir is running (local cluster: one coordinator and {brokers} brokers, data in {})",
-            args.data_dir.display()
-        );
-    }
-    eprintln!("  Kafka listener(s): {bootstrap}");
-    eprintln!("  coordinator (gRPC): {coordinator_addr}");
-    eprintln!("  try:  kcat -b {} -L", addrs[0]);
-    eprintln!(
-        "        weir produce -t demo --brokers {}   (then: weir consume -t demo --brokers {} --from beginning)",
-        addrs[0], addrs[0]
-    );
-    eprintln!("  Ctrl-C stops it.");
+    print_banner(&args, brokers, &addrs, &bootstrap, &coordinator_addr);
 
     // Ctrl-C or SIGTERM: every broker stops accepting, hands over leaderships, flushes and
     // closes its logs; then the coordinator stops.
@@ -149,4 +113,63 @@ pub async fn run(args: DevArgs, brokers: u16) -> anyhow::Result<()> {
     result?;
     eprintln!("Weir stopped cleanly.");
     Ok(())
+}
+
+/// Broker `i` (0-based) of the local cluster, listening on `addr`.
+fn broker_config(
+    args: &DevArgs,
+    i: usize,
+    addr: std::net::SocketAddr,
+    coordinator_addr: &str,
+    groups: &weir_broker::config::GroupSettings,
+) -> anyhow::Result<weir_broker::BrokerConfig> {
+    let mut config =
+        weir_broker::BrokerConfig::new(args.data_dir.join(format!("broker-{}", i + 1)), addr);
+    config.node_id = i as i32 + 1;
+    config.coordinators = vec![coordinator_addr.to_string()];
+    config.advertised_kafka_addr = args.advertised_kafka_addr.clone();
+    config.default_partitions = args.default_partitions;
+    config.auto_create_topics = args.auto_create_topics;
+    config.log_defaults.flush_messages = args.flush_messages;
+    config.log_defaults.flush_ms = args.flush_ms;
+    config.controlled_shutdown_timeout_ms = 5_000;
+    config.groups = groups.clone();
+    if let Some(mut m) = args.metrics_addr {
+        m.set_port(
+            m.port()
+                .checked_add(i as u16)
+                .context("--metrics-addr port too high for this many brokers")?,
+        );
+        config.metrics_addr = Some(m);
+    }
+    Ok(config)
+}
+
+/// What is running, and how to try it.
+fn print_banner(
+    args: &DevArgs,
+    brokers: usize,
+    addrs: &[String],
+    bootstrap: &str,
+    coordinator_addr: &str,
+) {
+    if brokers == 1 {
+        eprintln!(
+            "Weir is running (local mode: one coordinator and one broker, data in {})",
+            args.data_dir.display()
+        );
+    } else {
+        eprintln!(
+            "Weir is running (local cluster: one coordinator and {brokers} brokers, data in {})",
+            args.data_dir.display()
+        );
+    }
+    eprintln!("  Kafka listener(s): {bootstrap}");
+    eprintln!("  coordinator (gRPC): {coordinator_addr}");
+    eprintln!("  try:  kcat -b {} -L", addrs[0]);
+    eprintln!(
+        "        weir produce -t demo --brokers {}   (then: weir consume -t demo --brokers {} --from beginning)",
+        addrs[0], addrs[0]
+    );
+    eprintln!("  Ctrl-C stops it.");
 }

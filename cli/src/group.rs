@@ -327,130 +327,160 @@ fn render_description(
     rows: &[PartitionRow],
     total_lag: i64,
 ) -> Result<()> {
-    let member = |row: &PartitionRow| row.owner.map(|i| &group.members[i]);
     match output {
-        OutputFormat::Json => print_json(&json!({
-            "group": group.name,
-            "state": group.state,
-            "protocol_type": non_empty(&group.protocol_type),
-            "protocol": non_empty(&group.protocol),
-            "coordinator": coordinator.map(|c| json!({"id": c.id, "host": c.host, "port": c.port})),
-            "members": group.members.iter().map(|m| json!({
-                "member_id": m.id,
-                "client_id": m.client_id,
-                "host": m.host,
-                "assignment": match &m.assignment {
-                    Some(Ok(a)) => Value::Array(a.topics.iter().map(|t| json!({
-                        "topic": t.topic, "partitions": t.partitions,
-                    })).collect()),
-                    _ => Value::Null,
-                },
-                "assignment_error": match &m.assignment {
-                    Some(Err(e)) => Value::String(e.clone()),
-                    _ => Value::Null,
-                },
-            })).collect::<Vec<_>>(),
-            "partitions": rows.iter().map(|r| json!({
-                "topic": r.topic,
-                "partition": r.partition,
-                "committed": r.committed,
-                "log_end": r.log_end,
-                "lag": r.lag(),
-                "member_id": member(r).map(|m| &m.id),
-                "client_id": member(r).map(|m| &m.client_id),
-                "host": member(r).map(|m| &m.host),
-            })).collect::<Vec<_>>(),
-            "total_lag": total_lag,
-            "note": group.members_hidden().then_some(NOT_CLASSIC),
-        })),
-        OutputFormat::Table => {
-            let coordinator = match coordinator {
-                Some(Coordinator {
-                    id: Some(id),
-                    host,
-                    port: Some(port),
-                }) => {
-                    format!("{id} ({host}:{port})")
-                }
-                Some(c) => c.host.clone(),
-                None => "unknown".to_string(),
-            };
-            let members = if group.members_hidden() {
-                "members unknown".to_string()
-            } else {
-                format!("{} member(s)", group.members.len())
-            };
-            let mut text = format!(
-                "group {}: {}, protocol {} ({}), coordinator {coordinator}, {members}, total lag {total_lag}\n",
-                group.name,
-                group.state,
-                dash(&group.protocol),
-                dash(&group.protocol_type),
-            );
-            if group.members_hidden() {
-                text.push_str(&format!("note: {NOT_CLASSIC}\n"));
-            }
-            if rows.is_empty() {
-                text.push_str("\nno committed offsets and no assigned partitions\n");
-            } else {
-                let mut table = Table::new(vec![
-                    "TOPIC",
-                    "PARTITION",
-                    "COMMITTED",
-                    "LOG-END",
-                    "LAG",
-                    "MEMBER",
-                    "CLIENT-ID",
-                    "HOST",
-                ]);
-                let or_dash = |n: Option<i64>| n.map_or_else(|| "-".to_string(), |n| n.to_string());
-                for r in rows {
-                    let m = member(r);
-                    table.row(vec![
-                        r.topic.clone(),
-                        r.partition.to_string(),
-                        or_dash(r.committed),
-                        or_dash(r.log_end),
-                        or_dash(r.lag()),
-                        m.map_or_else(|| "-".to_string(), |m| m.id.clone()),
-                        m.map_or_else(|| "-".to_string(), |m| m.client_id.clone()),
-                        m.map_or_else(|| "-".to_string(), |m| m.host.clone()),
-                    ]);
-                }
-                text.push('\n');
-                text.push_str(&table.render());
-            }
-            if !group.members.is_empty() {
-                let mut table = Table::new(vec!["MEMBER", "CLIENT-ID", "HOST", "ASSIGNMENT"]);
-                for m in &group.members {
-                    let assignment = match &m.assignment {
-                        Some(Ok(a)) if a.topics.is_empty() => "none".to_string(),
-                        Some(Ok(a)) => a
-                            .topics
-                            .iter()
-                            .map(|t| {
-                                let ps: Vec<String> =
-                                    t.partitions.iter().map(i32::to_string).collect();
-                                format!("{}:{}", t.topic, ps.join(","))
-                            })
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                        Some(Err(e)) => format!("(not decodable: {e})"),
-                        None => format!("(protocol type {})", dash(&group.protocol_type)),
-                    };
-                    table.row(vec![
-                        m.id.clone(),
-                        m.client_id.clone(),
-                        m.host.clone(),
-                        assignment,
-                    ]);
-                }
-                text.push('\n');
-                text.push_str(&table.render());
-            }
-            print(&text)
-        }
+        OutputFormat::Json => description_json(group, coordinator, rows, total_lag),
+        OutputFormat::Table => description_table(group, coordinator, rows, total_lag),
     }
+}
+
+fn description_json(
+    group: &GroupDescription,
+    coordinator: Option<&Coordinator>,
+    rows: &[PartitionRow],
+    total_lag: i64,
+) -> Result<()> {
+    let member = |row: &PartitionRow| row.owner.map(|i| &group.members[i]);
+    print_json(&json!({
+        "group": group.name,
+        "state": group.state,
+        "protocol_type": non_empty(&group.protocol_type),
+        "protocol": non_empty(&group.protocol),
+        "coordinator": coordinator.map(|c| json!({"id": c.id, "host": c.host, "port": c.port})),
+        "members": group.members.iter().map(|m| json!({
+            "member_id": m.id,
+            "client_id": m.client_id,
+            "host": m.host,
+            "assignment": match &m.assignment {
+                Some(Ok(a)) => Value::Array(a.topics.iter().map(|t| json!({
+                    "topic": t.topic, "partitions": t.partitions,
+                })).collect()),
+                _ => Value::Null,
+            },
+            "assignment_error": match &m.assignment {
+                Some(Err(e)) => Value::String(e.clone()),
+                _ => Value::Null,
+            },
+        })).collect::<Vec<_>>(),
+        "partitions": rows.iter().map(|r| json!({
+            "topic": r.topic,
+            "partition": r.partition,
+            "committed": r.committed,
+            "log_end": r.log_end,
+            "lag": r.lag(),
+            "member_id": member(r).map(|m| &m.id),
+            "client_id": member(r).map(|m| &m.client_id),
+            "host": member(r).map(|m| &m.host),
+        })).collect::<Vec<_>>(),
+        "total_lag": total_lag,
+        "note": group.members_hidden().then_some(NOT_CLASSIC),
+    }))
+}
+
+fn description_table(
+    group: &GroupDescription,
+    coordinator: Option<&Coordinator>,
+    rows: &[PartitionRow],
+    total_lag: i64,
+) -> Result<()> {
+    let coordinator = match coordinator {
+        Some(Coordinator {
+            id: Some(id),
+            host,
+            port: Some(port),
+        }) => {
+            format!("{id} ({host}:{port})")
+        }
+        Some(c) => c.host.clone(),
+        None => "unknown".to_string(),
+    };
+    let members = if group.members_hidden() {
+        "members unknown".to_string()
+    } else {
+        format!("{} member(s)", group.members.len())
+    };
+    let mut text = format!(
+        "group {}: {}, protocol {} ({}), coordinator {coordinator}, {members}, total lag {total_lag}\n",
+        group.name,
+        group.state,
+        dash(&group.protocol),
+        dash(&group.protocol_type),
+    );
+    if group.members_hidden() {
+        text.push_str(&format!("note: {NOT_CLASSIC}\n"));
+    }
+    text.push_str(&rows_table(group, rows));
+    text.push_str(&members_table(group));
+    print(&text)
+}
+
+/// The partitions: committed offset, log end, lag and owner.
+fn rows_table(group: &GroupDescription, rows: &[PartitionRow]) -> String {
+    let member = |row: &PartitionRow| row.owner.map(|i| &group.members[i]);
+    let mut text = String::new();
+    if rows.is_empty() {
+        text.push_str("\nno committed offsets and no assigned partitions\n");
+    } else {
+        let mut table = Table::new(vec![
+            "TOPIC",
+            "PARTITION",
+            "COMMITTED",
+            "LOG-END",
+            "LAG",
+            "MEMBER",
+            "CLIENT-ID",
+            "HOST",
+        ]);
+        let or_dash = |n: Option<i64>| n.map_or_else(|| "-".to_string(), |n| n.to_string());
+        for r in rows {
+            let m = member(r);
+            table.row(vec![
+                r.topic.clone(),
+                r.partition.to_string(),
+                or_dash(r.committed),
+                or_dash(r.log_end),
+                or_dash(r.lag()),
+                m.map_or_else(|| "-".to_string(), |m| m.id.clone()),
+                m.map_or_else(|| "-".to_string(), |m| m.client_id.clone()),
+                m.map_or_else(|| "-".to_string(), |m| m.host.clone()),
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&table.render());
+    }
+    text
+}
+
+/// The members and their assignments.
+fn members_table(group: &GroupDescription) -> String {
+    let mut text = String::new();
+    if !group.members.is_empty() {
+        let mut table = Table::new(vec!["MEMBER", "CLIENT-ID", "HOST", "ASSIGNMENT"]);
+        for m in &group.members {
+            let assignment = match &m.assignment {
+                Some(Ok(a)) if a.topics.is_empty() => "none".to_string(),
+                Some(Ok(a)) => a
+                    .topics
+                    .iter()
+                    .map(|t| {
+                        let ps: Vec<String> = t.partitions.iter().map(i32::to_string).collect();
+                        format!("{}:{}", t.topic, ps.join(","))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                Some(Err(e)) => format!("(not decodable: {e})"),
+                None => format!("(protocol type {})", dash(&group.protocol_type)),
+            };
+            table.row(vec![
+                m.id.clone(),
+                m.client_id.clone(),
+                m.host.clone(),
+                assignment,
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&table.render());
+    }
+    text
 }
 
 /// Waits (bounded) for librdkafka's statistics to name the coordinator's address, and finds
@@ -553,11 +583,13 @@ struct PlannedReset {
     next: Move,
 }
 
-fn reset_offsets(connection: &Connection, output: OutputFormat, args: &ResetArgs) -> Result<()> {
-    let group = args.group.as_str();
-    let to = args.target();
-    let consumer = Arc::new(group_consumer(connection, group, false)?);
-    let metadata = fetch_metadata(consumer.client(), connection, None)?;
+/// Refuses a reset while the group has members (they would overwrite it); warns when they
+/// cannot be seen (a KIP-848 group).
+fn ensure_group_idle(
+    consumer: &BaseConsumer<GroupContext>,
+    connection: &Connection,
+    group: &str,
+) -> Result<()> {
     if let Some(description) = describe_groups(consumer.client(), connection, Some(group))?
         .into_iter()
         .find(|g| g.name == group)
@@ -569,6 +601,15 @@ fn reset_offsets(connection: &Connection, output: OutputFormat, args: &ResetArgs
             );
         }
     }
+    Ok(())
+}
+
+fn reset_offsets(connection: &Connection, output: OutputFormat, args: &ResetArgs) -> Result<()> {
+    let group = args.group.as_str();
+    let to = args.target();
+    let consumer = Arc::new(group_consumer(connection, group, false)?);
+    let metadata = fetch_metadata(consumer.client(), connection, None)?;
+    ensure_group_idle(&consumer, connection, group)?;
 
     let (partitions, committed) = if args.all_topics {
         let committed =

@@ -27,6 +27,7 @@ mod error;
 mod group;
 mod output;
 mod produce;
+mod sink;
 mod topic;
 
 use clap::{Parser, Subcommand};

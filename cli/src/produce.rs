@@ -139,16 +139,7 @@ fn produce(
     mut input: impl BufRead,
 ) -> Result<()> {
     let topic = args.topic.as_str();
-    let mut config = connection.client_config();
-    config
-        .set("acks", args.acks.as_rdkafka())
-        .set("message.timeout.ms", args.delivery_timeout_ms.to_string())
-        .set("compression.type", args.compression.as_rdkafka())
-        .set("linger.ms", args.linger_ms.to_string());
-    connection.apply_overrides(&mut config);
-    let producer: ThreadedProducer<ProduceContext> = config
-        .create_with_context(ProduceContext::default())
-        .map_err(|e| Error::kafka("creating the producer", e))?;
+    let producer = create_producer(connection, args)?;
 
     let metadata = fetch_metadata(producer.client(), connection, Some(topic))?;
     check_target(&metadata, topic, args.partition)?;
@@ -163,26 +154,10 @@ fn produce(
     let mut line_number = 0usize;
     let mut sent = 0u64;
     loop {
-        line.clear();
-        let read = (&mut input)
-            .take(LINE_BYTES_MAX + 1)
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::io("reading stdin", e))?;
-        if read == 0 {
+        if !read_line(&mut input, &mut line, line_number + 1)? {
             break;
         }
         line_number += 1;
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-        } else if line.len() as u64 > LINE_BYTES_MAX {
-            return Err(Error::invalid(
-                format!("line {line_number} of stdin"),
-                format!("it is longer than {LINE_BYTES_MAX} bytes"),
-            ));
-        }
         let (key, value) = split_key(&line, separator);
         let mut record = BaseRecord::with_opaque_to(topic, line_number).payload(value);
         if let Some(key) = key {
@@ -201,19 +176,7 @@ fn produce(
             }
             record = record.headers(headers);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(QUEUE_FULL_WAIT);
-                }
-                Err((error, _)) => {
-                    lock(&producer).fail(line_number, &error);
-                    break;
-                }
-            }
-        }
+        send(&producer, record, line_number);
         sent += 1;
     }
 
@@ -234,15 +197,92 @@ fn produce(
 
     let stats = lock(&producer);
     let attempted = stats.delivered + stats.failed;
-    let summary = match output {
+    let summary = summary(output, topic, &stats);
+    eprintln!("{summary}");
+    match &stats.first_failure {
+        None => Ok(()),
+        Some(first) => Err(Error::Delivery {
+            failed: stats.failed,
+            total: attempted,
+            first: first.clone(),
+        }),
+    }
+}
+
+/// Hands a record to the producer, waiting while its queue is full; a refusal is counted
+/// against the record's line.
+fn send(
+    producer: &ThreadedProducer<ProduceContext>,
+    mut record: BaseRecord<'_, [u8], [u8], usize>,
+    line_number: usize,
+) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(QUEUE_FULL_WAIT);
+            }
+            Err((error, _)) => {
+                lock(producer).fail(line_number, &error);
+                return;
+            }
+        }
+    }
+}
+
+fn create_producer(
+    connection: &Connection,
+    args: &ProduceArgs,
+) -> Result<ThreadedProducer<ProduceContext>> {
+    let mut config = connection.client_config();
+    config
+        .set("acks", args.acks.as_rdkafka())
+        .set("message.timeout.ms", args.delivery_timeout_ms.to_string())
+        .set("compression.type", args.compression.as_rdkafka())
+        .set("linger.ms", args.linger_ms.to_string());
+    connection.apply_overrides(&mut config);
+    config
+        .create_with_context(ProduceContext::default())
+        .map_err(|e| Error::kafka("creating the producer", e))
+}
+
+/// Reads line `line_number` of the input into `line`, without its line ending; false at the
+/// end. A line longer than the limit is refused, not split.
+fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>, line_number: usize) -> Result<bool> {
+    line.clear();
+    let read = (&mut *input)
+        .take(LINE_BYTES_MAX + 1)
+        .read_until(b'\n', line)
+        .map_err(|e| Error::io("reading stdin", e))?;
+    if read == 0 {
+        return Ok(false);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    } else if line.len() as u64 > LINE_BYTES_MAX {
+        return Err(Error::invalid(
+            format!("line {line_number} of stdin"),
+            format!("it is longer than {LINE_BYTES_MAX} bytes"),
+        ));
+    }
+    Ok(true)
+}
+
+/// What was produced, as the output format shows it.
+fn summary(output: OutputFormat, topic: &str, stats: &Stats) -> String {
+    match output {
         OutputFormat::Json => {
             let partitions: Vec<_> = stats
-                .partitions
-                .iter()
-                .map(|(p, (first, last, n))| {
-                    json!({ "partition": p, "first_offset": first, "last_offset": last, "records": n })
-                })
-                .collect();
+            .partitions
+            .iter()
+            .map(|(p, (first, last, n))| {
+                json!({ "partition": p, "first_offset": first, "last_offset": last, "records": n })
+            })
+            .collect();
             json!({
                 "topic": topic,
                 "records": stats.delivered,
@@ -260,15 +300,6 @@ fn produce(
                 String::new()
             }
         ),
-    };
-    eprintln!("{summary}");
-    match &stats.first_failure {
-        None => Ok(()),
-        Some(first) => Err(Error::Delivery {
-            failed: stats.failed,
-            total: attempted,
-            first: first.clone(),
-        }),
     }
 }
 

@@ -14,7 +14,7 @@ use rdkafka::admin::{
     TopicReplication,
 };
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::metadata::{Metadata, MetadataTopic};
+use rdkafka::metadata::{Metadata, MetadataPartition, MetadataTopic};
 use serde_json::json;
 use std::collections::BTreeMap;
 use weir_model::TopicName;
@@ -178,96 +178,111 @@ async fn describe(admin: &Admin, output: OutputFormat, args: DescribeArgs) -> Re
     let mut partitions: Vec<_> = topic.partitions().iter().collect();
     partitions.sort_by_key(|p| p.id());
     match output {
-        OutputFormat::Json => {
-            let partitions: Vec<_> = partitions
-                .iter()
-                .map(|p| {
-                    json!({
-                        "partition": p.id(),
-                        "leader": (p.leader() >= 0).then_some(p.leader()),
-                        "replicas": p.replicas(),
-                        "isr": p.isr(),
-                        "under_replicated": p.isr().len() < p.replicas().len(),
-                        "error": p.error().map(|e| RDKafkaErrorCode::from(e).to_string()),
-                    })
-                })
-                .collect();
-            let configs: Vec<_> = configs
-                .iter()
-                .map(|c| {
-                    json!({
-                        "name": c.name,
-                        "value": c.value,
-                        "source": source_name(&c.source),
-                        "default": c.is_default,
-                        "read_only": c.is_read_only,
-                        "sensitive": c.is_sensitive,
-                    })
-                })
-                .collect();
-            print_json(&json!({
-                "topic": name,
-                "partitions": partitions,
-                "replication_factor": replication_factor(topic),
-                "configs": configs,
-            }))
-        }
-        OutputFormat::Table => {
-            let mut text = format!(
-                "topic {name}: {} partition(s), replication factor {}\n\n",
-                partitions.len(),
-                replication_factor(topic)
-            );
-            let mut table = Table::new(vec![
-                "PARTITION",
-                "LEADER",
-                "REPLICAS",
-                "ISR",
-                "UNDER-REPLICATED",
-                "ERROR",
-            ]);
-            for p in &partitions {
-                table.row(vec![
-                    p.id().to_string(),
-                    if p.leader() >= 0 {
-                        p.leader().to_string()
-                    } else {
-                        "none".to_string()
-                    },
-                    join_ids(p.replicas()),
-                    join_ids(p.isr()),
-                    if p.isr().len() < p.replicas().len() {
-                        "yes".to_string()
-                    } else {
-                        String::new()
-                    },
-                    p.error()
-                        .map(|e| RDKafkaErrorCode::from(e).to_string())
-                        .unwrap_or_default(),
-                ]);
-            }
-            text.push_str(&table.render());
-            let shown: Vec<&ConfigEntry> = configs
-                .iter()
-                .filter(|c| args.all_configs || !c.is_default)
-                .collect();
-            if shown.is_empty() {
-                text.push_str("\nall configs at their defaults (--all-configs lists them)\n");
-            } else {
-                let mut table = Table::new(vec!["CONFIG", "VALUE", "SOURCE"]);
-                for c in shown {
-                    table.row(vec![
-                        c.name.clone(),
-                        c.value.clone().unwrap_or_else(|| "(sensitive)".to_string()),
-                        source_name(&c.source).to_string(),
-                    ]);
-                }
-                text.push('\n');
-                text.push_str(&table.render());
-            }
-            print(&text)
-        }
+        OutputFormat::Json => describe_json(name, topic, &partitions, &configs),
+        OutputFormat::Table => describe_table(name, topic, &partitions, &configs, args.all_configs),
     }
+}
+
+fn describe_json(
+    name: &str,
+    topic: &MetadataTopic,
+    partitions: &[&MetadataPartition],
+    configs: &[ConfigEntry],
+) -> Result<()> {
+    let partitions: Vec<_> = partitions
+        .iter()
+        .map(|p| {
+            json!({
+                "partition": p.id(),
+                "leader": (p.leader() >= 0).then_some(p.leader()),
+                "replicas": p.replicas(),
+                "isr": p.isr(),
+                "under_replicated": p.isr().len() < p.replicas().len(),
+                "error": p.error().map(|e| RDKafkaErrorCode::from(e).to_string()),
+            })
+        })
+        .collect();
+    let configs: Vec<_> = configs
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "value": c.value,
+                "source": source_name(&c.source),
+                "default": c.is_default,
+                "read_only": c.is_read_only,
+                "sensitive": c.is_sensitive,
+            })
+        })
+        .collect();
+    print_json(&json!({
+        "topic": name,
+        "partitions": partitions,
+        "replication_factor": replication_factor(topic),
+        "configs": configs,
+    }))
+}
+
+fn describe_table(
+    name: &str,
+    topic: &MetadataTopic,
+    partitions: &[&MetadataPartition],
+    configs: &[ConfigEntry],
+    all_configs: bool,
+) -> Result<()> {
+    let mut text = format!(
+        "topic {name}: {} partition(s), replication factor {}\n\n",
+        partitions.len(),
+        replication_factor(topic)
+    );
+    let mut table = Table::new(vec![
+        "PARTITION",
+        "LEADER",
+        "REPLICAS",
+        "ISR",
+        "UNDER-REPLICATED",
+        "ERROR",
+    ]);
+    for p in partitions {
+        table.row(vec![
+            p.id().to_string(),
+            if p.leader() >= 0 {
+                p.leader().to_string()
+            } else {
+                "none".to_string()
+            },
+            join_ids(p.replicas()),
+            join_ids(p.isr()),
+            if p.isr().len() < p.replicas().len() {
+                "yes".to_string()
+            } else {
+                String::new()
+            },
+            p.error()
+                .map(|e| RDKafkaErrorCode::from(e).to_string())
+                .unwrap_or_default(),
+        ]);
+    }
+    text.push_str(&table.render());
+    let shown: Vec<&ConfigEntry> = configs
+        .iter()
+        .filter(|c| all_configs || !c.is_default)
+        .collect();
+    if shown.is_empty() {
+        text.push_str("\nall configs at their defaults (--all-configs lists them)\n");
+    } else {
+        let mut table = Table::new(vec!["CONFIG", "VALUE", "SOURCE"]);
+        for c in shown {
+            table.row(vec![
+                c.name.clone(),
+                c.value.clone().unwrap_or_else(|| "(sensitive)".to_string()),
+                source_name(&c.source).to_string(),
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&table.render());
+    }
+    print(&text)
 }
 
 async fn alter(admin: &Admin, output: OutputFormat, args: AlterArgs) -> Result<()> {
@@ -277,85 +292,14 @@ async fn alter(admin: &Admin, output: OutputFormat, args: AlterArgs) -> Result<(
         .map_err(|e| Error::invalid(format!("topic {name}"), e.to_string()))?;
     let mut changes = Vec::new();
 
-    if let Some(wanted) = args.partitions {
-        if wanted < current_partitions {
-            return Err(Error::invalid(
-                format!("--partitions {wanted}"),
-                format!(
-                    "topic {name} has {current_partitions} partitions; partitions can be added, never removed"
-                ),
-            ));
-        }
-        if wanted > current_partitions {
-            let count = usize::try_from(wanted)
-                .map_err(|e| Error::invalid("--partitions", e.to_string()))?;
-            let new_partitions = NewPartitions::new(name, count);
-            let what = format!("adding partitions to {name}");
-            let results = admin
-                .call(
-                    &what,
-                    admin
-                        .client
-                        .create_partitions([&new_partitions], &admin.connection.admin_options()),
-                )
-                .await?;
-            one_result(results, &what)?.map_err(|code| Error::Broker { what, code })?;
-            changes.push(json!({ "partitions": { "from": current_partitions, "to": wanted } }));
-        }
+    if let Some(wanted) = args.partitions
+        && add_partitions(admin, name, current_partitions, wanted).await?
+    {
+        changes.push(json!({ "partitions": { "from": current_partitions, "to": wanted } }));
     }
 
     if !args.configs.is_empty() || !args.delete_configs.is_empty() {
-        let current = describe_configs(admin, name).await?;
-        let mut dynamic = BTreeMap::new();
-        for entry in current
-            .iter()
-            .filter(|e| e.source == ConfigSource::DynamicTopic)
-        {
-            let value = entry.value.clone().ok_or_else(|| {
-                Error::invalid(
-                    format!("altering {name}"),
-                    format!(
-                        "config {} is sensitive, so AlterConfigs would drop it; change it with a tool that has IncrementalAlterConfigs",
-                        entry.name
-                    ),
-                )
-            })?;
-            dynamic.insert(entry.name.clone(), value);
-        }
-        let known: std::collections::HashSet<&str> =
-            current.iter().map(|e| e.name.as_str()).collect();
-        for key in &args.delete_configs {
-            if !known.contains(key.as_str()) {
-                return Err(Error::invalid(
-                    format!("--delete-config {key}"),
-                    format!(
-                        "topic {name} has no config {key}; `weir topic describe {name} --all-configs` lists them"
-                    ),
-                ));
-            }
-            dynamic.remove(key);
-        }
-        for kv in &args.configs {
-            dynamic.insert(kv.key.clone(), kv.value.clone());
-        }
-        let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
-        for (k, v) in &dynamic {
-            alter = alter.set(k, v);
-        }
-        let what = format!("altering configs of {name}");
-        let results = admin
-            .call(
-                &what,
-                admin
-                    .client
-                    .alter_configs([&alter], &admin.connection.admin_options()),
-            )
-            .await?;
-        match results.into_iter().next() {
-            Some(Ok(_)) => {}
-            Some(Err((_, code))) => return Err(Error::Broker { what, code }),
-            None => return Err(Error::invalid(what, "the broker returned no result")),
-        }
+        alter_configs(admin, name, &args).await?;
         for kv in &args.configs {
             changes.push(json!({ "set": { "name": kv.key, "value": kv.value } }));
         }
@@ -385,6 +329,96 @@ async fn alter(admin: &Admin, output: OutputFormat, args: AlterArgs) -> Result<(
             print(&text)
         }
     }
+}
+
+/// Grows the topic to `wanted` partitions; refuses to shrink it. Returns whether it grew.
+async fn add_partitions(
+    admin: &Admin,
+    name: &str,
+    current_partitions: i32,
+    wanted: i32,
+) -> Result<bool> {
+    if wanted < current_partitions {
+        return Err(Error::invalid(
+            format!("--partitions {wanted}"),
+            format!(
+                "topic {name} has {current_partitions} partitions; partitions can be added, never removed"
+            ),
+        ));
+    }
+    if wanted == current_partitions {
+        return Ok(false);
+    }
+    let count =
+        usize::try_from(wanted).map_err(|e| Error::invalid("--partitions", e.to_string()))?;
+    let new_partitions = NewPartitions::new(name, count);
+    let what = format!("adding partitions to {name}");
+    let results = admin
+        .call(
+            &what,
+            admin
+                .client
+                .create_partitions([&new_partitions], &admin.connection.admin_options()),
+        )
+        .await?;
+    one_result(results, &what)?.map_err(|code| Error::Broker { what, code })?;
+    Ok(true)
+}
+
+/// Sets and deletes topic configs, keeping the other dynamic ones (AlterConfigs replaces the
+/// whole set).
+async fn alter_configs(admin: &Admin, name: &str, args: &AlterArgs) -> Result<()> {
+    let current = describe_configs(admin, name).await?;
+    let mut dynamic = BTreeMap::new();
+    for entry in current
+        .iter()
+        .filter(|e| e.source == ConfigSource::DynamicTopic)
+    {
+        let value = entry.value.clone().ok_or_else(|| {
+            Error::invalid(
+                format!("altering {name}"),
+                format!(
+                    "config {} is sensitive, so AlterConfigs would drop it; change it with a tool that has IncrementalAlterConfigs",
+                    entry.name
+                ),
+            )
+        })?;
+        dynamic.insert(entry.name.clone(), value);
+    }
+    let known: std::collections::HashSet<&str> = current.iter().map(|e| e.name.as_str()).collect();
+    for key in &args.delete_configs {
+        if !known.contains(key.as_str()) {
+            return Err(Error::invalid(
+                format!("--delete-config {key}"),
+                format!(
+                    "topic {name} has no config {key}; `weir topic describe {name} --all-configs` lists them"
+                ),
+            ));
+        }
+        dynamic.remove(key);
+    }
+    for kv in &args.configs {
+        dynamic.insert(kv.key.clone(), kv.value.clone());
+    }
+    let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
+    for (k, v) in &dynamic {
+        alter = alter.set(k, v);
+    }
+    let what = format!("altering configs of {name}");
+    let results = admin
+        .call(
+            &what,
+            admin
+                .client
+                .alter_configs([&alter], &admin.connection.admin_options()),
+        )
+        .await?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => {}
+        Some(Err((_, code))) => return Err(Error::Broker { what, code }),
+        None => return Err(Error::invalid(what, "the broker returned no result")),
+    }
+    Ok(())
 }
 
 async fn delete(admin: &Admin, output: OutputFormat, args: DeleteArgs) -> Result<()> {

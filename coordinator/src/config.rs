@@ -23,13 +23,12 @@ const _: () = assert!(LEASE_PAUSE_GAP.as_millis() >= 2 * LEASE_CHECK_INTERVAL.as
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Bound on a request forwarded to the leader (a write waits for a quorum).
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest gRPC message the coordinator accepts or sends (a full metadata update for
-/// `TOPICS_MAX` topics fits).
-pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Size of one InstallSnapshot chunk (sent as a JSON array of numbers: up to ~4 bytes each).
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
 
-const _: () = assert!(SNAPSHOT_CHUNK_BYTES as usize * 4 + 4096 < GRPC_MESSAGE_BYTES_MAX);
+const _: () = assert!(
+    SNAPSHOT_CHUNK_BYTES as usize * 4 + 4096 < weir_model::limits::COORDINATOR_MESSAGE_BYTES_MAX
+);
 
 /// A coordinator's configuration. `Default` gives a single-voter quorum on `127.0.0.1` with an
 /// ephemeral port and data in `./weir-coordinator-data`, as `weir dev` wants.
@@ -154,6 +153,14 @@ fn range_err(flag: &'static str, value: impl ToString, allowed: &str) -> ConfigE
 impl CoordinatorConfig {
     /// Checks the configuration, saying what is allowed when it is refused.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_peers()?;
+        self.validate_broker_sessions()?;
+        self.validate_metadata_defaults()?;
+        self.validate_raft_timing()
+    }
+
+    /// The addresses, and the voters of a new quorum.
+    fn validate_peers(&self) -> Result<(), ConfigError> {
         check_addr("--listen", &self.listen)?;
         if let Some(a) = &self.advertised_addr {
             check_addr("--advertised-addr", a)?;
@@ -177,6 +184,11 @@ impl CoordinatorConfig {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Broker leases: the heartbeat comes well within the session.
+    fn validate_broker_sessions(&self) -> Result<(), ConfigError> {
         let ms = |d: Duration| d.as_millis();
         if self.broker_session_timeout.is_zero() {
             return Err(range_err(
@@ -204,6 +216,11 @@ impl CoordinatorConfig {
                 &format!("at most {}", i32::MAX),
             ));
         }
+        Ok(())
+    }
+
+    /// Snapshots and the defaults of new topics.
+    fn validate_metadata_defaults(&self) -> Result<(), ConfigError> {
         if self.snapshot_every == 0 {
             return Err(range_err("--snapshot-every", 0, "at least 1 log entry"));
         }
@@ -221,6 +238,12 @@ impl CoordinatorConfig {
                 &format!("from 1 to {}", i16::MAX),
             ));
         }
+        Ok(())
+    }
+
+    /// Raft's heartbeat comes well within the election timeout, whose range is not empty.
+    fn validate_raft_timing(&self) -> Result<(), ConfigError> {
+        let ms = |d: Duration| d.as_millis();
         if self.leader_rebalance_interval.is_zero() {
             return Err(range_err(
                 "--leader-rebalance-interval-ms",

@@ -40,17 +40,3 @@ pub enum CoordinatorError {
     #[error("starting Raft: {0}")]
     Raft(String),
 }
-
-/// Stops the process on a broken environment (an fsync or a durable commit failed): Raft's
-/// promises rest on the disk, so carrying on could lose committed metadata.
-pub fn fatal(context: &str, e: &dyn std::error::Error) -> ! {
-    let mut msg = format!("fatal: {context}: {e}");
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    tracing::error!("{msg}");
-    eprintln!("{msg}");
-    std::process::exit(70)
-}

@@ -241,7 +241,7 @@ fn serve(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<Result<(), tonic::transport::Error>> {
-    let max = config::GRPC_MESSAGE_BYTES_MAX;
+    let max = weir_model::limits::COORDINATOR_MESSAGE_BYTES_MAX;
     let raft_service = RaftServer::new(service::raft::RaftService { core: core.clone() })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);

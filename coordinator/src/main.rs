@@ -92,24 +92,6 @@ impl Flags {
     }
 }
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %weir_model::Chain(&e), "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
-}
-
 fn main() -> ExitCode {
     // openraft logs every vote and election at info; its warnings are what an operator needs.
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
@@ -136,7 +118,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(weir_coordinator::run(config, shutdown_signal())) {
+    match runtime.block_on(weir_coordinator::run(
+        config,
+        weir_process::shutdown_signal(),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("weir-coordinator: {e}");

@@ -5,7 +5,7 @@
 //! JSON `Result<response, RaftError>` so a refusal by the remote Raft (not a transport error)
 //! reaches openraft as a `RemoteError`, as it expects. See `types` for why JSON.
 
-use crate::config::{GRPC_MESSAGE_BYTES_MAX, PEER_CONNECT_TIMEOUT};
+use crate::config::PEER_CONNECT_TIMEOUT;
 use crate::peer_input::{PeerAnswer, Refused};
 use crate::types::{NodeId, TypeConfig};
 use openraft::error::{
@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
+use weir_model::limits::COORDINATOR_MESSAGE_BYTES_MAX;
 use weir_proto::v1::RaftMessage;
 use weir_proto::v1::raft_client::RaftClient;
 
@@ -54,8 +55,8 @@ impl PeerChannels {
             }
         };
         Ok(RaftClient::new(channel)
-            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX))
+            .max_decoding_message_size(COORDINATOR_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(COORDINATOR_MESSAGE_BYTES_MAX))
     }
 }
 

@@ -221,9 +221,7 @@ impl TestCluster {
 
     /// The network, directories and command lines; no process yet.
     fn prepare(config: ClusterConfig) -> anyhow::Result<TestCluster> {
-        let coordinator_bin = config.coordinator_bin.clone();
-        let broker_bin = config.broker_bin.clone();
-        for bin in [&coordinator_bin, &broker_bin] {
+        for bin in [&config.coordinator_bin, &config.broker_bin] {
             if !bin.exists() {
                 bail!(
                     "{} does not exist: build it (cargo build --release -p weir-coordinator -p weir-broker) or set WEIR_COORDINATOR_BIN / WEIR_BROKER_BIN",
@@ -240,81 +238,7 @@ impl TestCluster {
             .build()
             .context("tokio runtime for the Admin client")?;
 
-        let coordinator_addr = |i: usize| format!("{}:{COORDINATOR_PORT}", net.ip(i));
-        let peers = (0..config.coordinators)
-            .map(|i| format!("{}={}", i + 1, coordinator_addr(i)))
-            .collect::<Vec<_>>()
-            .join(",");
-        let coordinators = (0..config.coordinators)
-            .map(coordinator_addr)
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut procs = BTreeMap::new();
-        for i in 0..config.coordinators {
-            let node = Node::Coordinator(i as i32 + 1);
-            let data = dir.path().join(node.to_string());
-            let mut args = vec![
-                "--id".to_string(),
-                (i + 1).to_string(),
-                "--data-dir".into(),
-                data.display().to_string(),
-                "--listen".into(),
-                coordinator_addr(i),
-                "--peers".into(),
-                peers.clone(),
-                "--broker-session-timeout-ms".into(),
-                config.broker_session_timeout_ms.to_string(),
-            ];
-            args.extend(config.coordinator_args.iter().cloned());
-            procs.insert(
-                node,
-                Proc {
-                    node,
-                    host: i,
-                    bin: coordinator_bin.clone(),
-                    args,
-                    log: dir.path().join("logs").join(format!("{node}.log")),
-                    child: None,
-                    state: State::Down,
-                    starts: 0,
-                },
-            );
-        }
-        for b in 0..config.brokers {
-            let host = config.coordinators + b;
-            let id = b as i32 + config.first_broker_id;
-            let node = Node::Broker(id);
-            let data = dir.path().join(node.to_string());
-            let ip = net.ip(host);
-            let mut args = vec![
-                "--id".to_string(),
-                id.to_string(),
-                "--data-dir".into(),
-                data.display().to_string(),
-                "--kafka-addr".into(),
-                format!("{ip}:{KAFKA_PORT}"),
-                "--advertised-kafka-addr".into(),
-                format!("{ip}:{KAFKA_PORT}"),
-                "--internal-addr".into(),
-                format!("{ip}:{INTERNAL_PORT}"),
-                "--coordinators".into(),
-                coordinators.clone(),
-            ];
-            args.extend(config.broker_args.iter().cloned());
-            procs.insert(
-                node,
-                Proc {
-                    node,
-                    host,
-                    bin: broker_bin.clone(),
-                    args,
-                    log: dir.path().join("logs").join(format!("{node}.log")),
-                    child: None,
-                    state: State::Down,
-                    starts: 0,
-                },
-            );
-        }
+        let procs = processes(&config, &net, dir.path());
 
         Ok(TestCluster {
             procs,
@@ -1198,6 +1122,86 @@ impl TestCluster {
             }
         }
     }
+}
+
+/// The cluster's processes, not started: coordinators on the first hosts, then brokers.
+fn processes(config: &ClusterConfig, net: &Network, dir: &std::path::Path) -> BTreeMap<Node, Proc> {
+    let coordinator_addr = |i: usize| format!("{}:{COORDINATOR_PORT}", net.ip(i));
+    let peers = (0..config.coordinators)
+        .map(|i| format!("{}={}", i + 1, coordinator_addr(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let coordinators = (0..config.coordinators)
+        .map(coordinator_addr)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut procs = BTreeMap::new();
+    for i in 0..config.coordinators {
+        let node = Node::Coordinator(i as i32 + 1);
+        let data = dir.join(node.to_string());
+        let mut args = vec![
+            "--id".to_string(),
+            (i + 1).to_string(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--listen".into(),
+            coordinator_addr(i),
+            "--peers".into(),
+            peers.clone(),
+            "--broker-session-timeout-ms".into(),
+            config.broker_session_timeout_ms.to_string(),
+        ];
+        args.extend(config.coordinator_args.iter().cloned());
+        procs.insert(
+            node,
+            Proc {
+                node,
+                host: i,
+                bin: config.coordinator_bin.clone(),
+                args,
+                log: dir.join("logs").join(format!("{node}.log")),
+                child: None,
+                state: State::Down,
+                starts: 0,
+            },
+        );
+    }
+    for b in 0..config.brokers {
+        let host = config.coordinators + b;
+        let id = b as i32 + config.first_broker_id;
+        let node = Node::Broker(id);
+        let data = dir.join(node.to_string());
+        let ip = net.ip(host);
+        let mut args = vec![
+            "--id".to_string(),
+            id.to_string(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--kafka-addr".into(),
+            format!("{ip}:{KAFKA_PORT}"),
+            "--advertised-kafka-addr".into(),
+            format!("{ip}:{KAFKA_PORT}"),
+            "--internal-addr".into(),
+            format!("{ip}:{INTERNAL_PORT}"),
+            "--coordinators".into(),
+            coordinators.clone(),
+        ];
+        args.extend(config.broker_args.iter().cloned());
+        procs.insert(
+            node,
+            Proc {
+                node,
+                host,
+                bin: config.broker_bin.clone(),
+                args,
+                log: dir.join("logs").join(format!("{node}.log")),
+                child: None,
+                state: State::Down,
+                starts: 0,
+            },
+        );
+    }
+    procs
 }
 
 #[cfg(test)]

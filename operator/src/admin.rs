@@ -161,8 +161,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Replies larger than this are refused; a DescribeCluster of 10 000 partitions is ~1 MiB.
 const RESPONSE_BYTES_MAX: usize = 64 << 20;
-/// Cached clients; a reconcile of a cluster whose coordinator list changed drops the oldest.
-const CLIENTS_MAX: usize = 256;
 
 /// Talks to the coordinators' `Admin` gRPC service, trying each address in turn.
 #[derive(Debug, Default)]
@@ -180,7 +178,7 @@ impl AdminFactory for GrpcAdminFactory {
             return c.clone();
         }
         let client = Arc::new(GrpcAdmin::new(coordinators.to_vec()));
-        if clients.len() >= CLIENTS_MAX {
+        if clients.len() >= weir_model::limits::OPERATOR_CLIENTS_MAX {
             clients.remove(0);
         }
         clients.push((coordinators.to_vec(), client.clone()));

@@ -496,43 +496,9 @@ pub fn coordinator_statefulset(cluster: &Cluster, defaults: &Defaults) -> Statef
 /// go away hold no replica (see `controller::cluster`).
 pub fn broker_statefulset(cluster: &Cluster, defaults: &Defaults, replicas: i32) -> StatefulSet {
     let names = Names::of(cluster);
-    let service = names.role(Role::Broker);
     let kafka_port = cluster.spec.listeners.kafka.port;
-    let host = format!("$(POD_NAME).{service}.{}.svc", names.namespace);
-    let mut env_vars = vec![
-        field_env("POD_NAME", "metadata.name"),
-        field_env(
-            "WEIR_BROKER_ID",
-            &format!("metadata.labels['{POD_INDEX_LABEL}']"),
-        ),
-        env("WEIR_DATA_DIR", DATA_DIR),
-        env("WEIR_KAFKA_ADDR", format!("0.0.0.0:{kafka_port}")),
-        env("WEIR_ADVERTISED_KAFKA_ADDR", format!("{host}:{kafka_port}")),
-        env(
-            "WEIR_INTERNAL_ADDR",
-            format!("0.0.0.0:{BROKER_INTERNAL_PORT}"),
-        ),
-        env(
-            "WEIR_ADVERTISED_INTERNAL_ADDR",
-            format!("{host}:{BROKER_INTERNAL_PORT}"),
-        ),
-        env(
-            "WEIR_COORDINATORS",
-            names
-                .coordinator_addrs(cluster.spec.coordinators.replicas)
-                .join(","),
-        ),
-        env("WEIR_METRICS_ADDR", format!("0.0.0.0:{BROKER_HTTP_PORT}")),
-    ];
+    let env_vars = broker_env(cluster, &names);
     let rack = cluster.spec.brokers.rack.as_ref();
-    if let Some(rack) = rack {
-        // The pod's copy of its node's topology label (Kubernetes' PodTopologyLabels
-        // admission copies the zone and region labels onto pods).
-        env_vars.push(field_env(
-            "WEIR_RACK",
-            &format!("metadata.labels['{}']", rack.topology_key),
-        ));
-    }
     let http_probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -595,6 +561,48 @@ pub fn broker_statefulset(cluster: &Cluster, defaults: &Defaults, replicas: i32)
         template,
         &cluster.spec.brokers.storage,
     )
+}
+
+/// The broker's environment: its id and data directory, its listeners and the addresses it
+/// advertises (its pod's DNS name), the coordinators, and its rack when racks are on.
+fn broker_env(cluster: &Cluster, names: &Names) -> Vec<EnvVar> {
+    let service = names.role(Role::Broker);
+    let kafka_port = cluster.spec.listeners.kafka.port;
+    let host = format!("$(POD_NAME).{service}.{}.svc", names.namespace);
+    let mut env_vars = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env(
+            "WEIR_BROKER_ID",
+            &format!("metadata.labels['{POD_INDEX_LABEL}']"),
+        ),
+        env("WEIR_DATA_DIR", DATA_DIR),
+        env("WEIR_KAFKA_ADDR", format!("0.0.0.0:{kafka_port}")),
+        env("WEIR_ADVERTISED_KAFKA_ADDR", format!("{host}:{kafka_port}")),
+        env(
+            "WEIR_INTERNAL_ADDR",
+            format!("0.0.0.0:{BROKER_INTERNAL_PORT}"),
+        ),
+        env(
+            "WEIR_ADVERTISED_INTERNAL_ADDR",
+            format!("{host}:{BROKER_INTERNAL_PORT}"),
+        ),
+        env(
+            "WEIR_COORDINATORS",
+            names
+                .coordinator_addrs(cluster.spec.coordinators.replicas)
+                .join(","),
+        ),
+        env("WEIR_METRICS_ADDR", format!("0.0.0.0:{BROKER_HTTP_PORT}")),
+    ];
+    if let Some(rack) = cluster.spec.brokers.rack.as_ref() {
+        // The pod's copy of its node's topology label (Kubernetes' PodTopologyLabels
+        // admission copies the zone and region labels onto pods).
+        env_vars.push(field_env(
+            "WEIR_RACK",
+            &format!("metadata.labels['{}']", rack.topology_key),
+        ));
+    }
+    env_vars
 }
 
 /// A role's StatefulSet around its pod template: named like its headless Service, pods

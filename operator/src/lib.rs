@@ -108,24 +108,7 @@ pub async fn run_with_client(
             }
         })
     };
-    let reporter = Reporter {
-        controller: "weir-operator".into(),
-        instance: config.instance.clone(),
-    };
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        defaults: config.defaults.clone(),
-        admins: Arc::new(admin::GrpcAdminFactory::default()),
-        groups: Arc::new(group_reader::KafkaGroupReader {
-            request_timeout: std::time::Duration::from_secs(10),
-        }),
-        recorder: Recorder::new(client.clone(), reporter),
-        metrics: metrics.clone(),
-        timing: config.timing.clone(),
-        coordinator_overrides: config.coordinator_overrides.clone(),
-        bootstrap_overrides: config.bootstrap_overrides.clone(),
-        seen: Default::default(),
-    });
+    let ctx = Arc::new(context(&client, &config, metrics.clone()));
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -159,6 +142,32 @@ pub async fn run_with_client(
     let _ = http.await;
     tracing::info!("weir-operator stopped");
     Ok(())
+}
+
+/// What every reconcile is given: clients, defaults, the event recorder and metrics.
+fn context(
+    client: &kube::Client,
+    config: &OperatorConfig,
+    metrics: Arc<metrics::Metrics>,
+) -> Context {
+    let reporter = Reporter {
+        controller: "weir-operator".into(),
+        instance: config.instance.clone(),
+    };
+    Context {
+        client: client.clone(),
+        defaults: config.defaults.clone(),
+        admins: Arc::new(admin::GrpcAdminFactory::default()),
+        groups: Arc::new(group_reader::KafkaGroupReader {
+            request_timeout: std::time::Duration::from_secs(10),
+        }),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics,
+        timing: config.timing.clone(),
+        coordinator_overrides: config.coordinator_overrides.clone(),
+        bootstrap_overrides: config.bootstrap_overrides.clone(),
+        seen: Default::default(),
+    }
 }
 
 fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>

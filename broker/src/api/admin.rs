@@ -41,9 +41,8 @@ const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// How long an admin request may take end to end (the coordinators' commit plus this broker
-/// seeing it).
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// One step of an admin request: the coordinators' commit, or this broker seeing it.
+const ADMIN_TIMEOUT: Duration = Duration::from_millis(weir_model::limits::ADMIN_WAIT_MS_MAX);
 
 fn check_partitions(n: i32) -> Result<(), Refusal> {
     if (1..=PARTITIONS_PER_TOPIC_MAX).contains(&n) {
@@ -216,73 +215,9 @@ pub async fn create_topics(
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut res = CreatableTopicResult::default().with_name(t.name.clone());
-        let outcome: Result<Created, Refusal> = async {
-            if dupes.contains(&name) {
-                return Err((ResponseError::InvalidRequest, format!("topic '{name}' appears more than once in the request")));
-            }
-            let assignment: Vec<v1::ReplicaList> = t
-                .assignments
-                .iter()
-                .map(|a| v1::ReplicaList { replicas: a.broker_ids.iter().map(|b| b.0).collect() })
-                .collect();
-            if !assignment.is_empty() && (t.num_partitions != -1 || t.replication_factor != -1) {
-                return Err((ResponseError::InvalidRequest, "give either replica assignments or partitions and replication factor, not both".into()));
-            }
-            let partitions = if !assignment.is_empty() {
-                assignment.len() as i32
-            } else if t.num_partitions == -1 {
-                state.config.default_partitions
-            } else {
-                t.num_partitions
-            };
-            check_partitions(partitions)?;
-            let configs = topic_config::validate_all(
-                t.configs.iter().map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str()))),
-            )
-            .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
-            let rf = if !assignment.is_empty() { assignment[0].replicas.len() as i32 } else { i32::from(t.replication_factor) };
-            let creq = v1::CreateTopicRequest {
-                name: name.clone(),
-                partitions: if assignment.is_empty() { partitions } else { -1 },
-                replication_factor: if assignment.is_empty() { i32::from(t.replication_factor) } else { -1 },
-                configs: configs.clone().into_iter().collect(),
-                assignment,
-                validate_only: req.validate_only,
-            };
-            let info = create_topic(state, creq).await?;
-            Ok((info, partitions, rf, configs))
-        }
-        .await;
+        let outcome = create_one(state, &t, req.validate_only, dupes.contains(&name)).await;
         match outcome {
-            Ok((info, partitions, rf, configs)) => {
-                if ctx.version >= 5 {
-                    res.num_partitions = info
-                        .as_ref()
-                        .map_or(partitions, |i| i.partitions.len() as i32);
-                    res.replication_factor =
-                        info.as_ref()
-                            .and_then(|i| i.partitions.first())
-                            .map_or(rf, |p| p.replicas.len() as i32)
-                            .clamp(-1, i32::from(i16::MAX)) as i16;
-                    let configs = info.as_ref().map_or(configs, |i| i.configs.clone());
-                    res.configs = Some(
-                        effective_configs(state, &configs)
-                            .into_iter()
-                            .map(|(k, v, source)| {
-                                CreatableTopicConfigs::default()
-                                    .with_name(str_bytes(k))
-                                    .with_value(Some(str_bytes(v)))
-                                    .with_config_source(source)
-                            })
-                            .collect(),
-                    );
-                }
-                if ctx.version >= 7
-                    && let Some(i) = &info
-                {
-                    res.topic_id = uuid_of(i.id);
-                }
-            }
+            Ok(created) => fill_created(state, ctx, &mut res, created),
             Err((code, msg)) => {
                 res.error_code = code.code();
                 res.error_message = Some(str_bytes(msg));
@@ -295,6 +230,105 @@ pub async fn create_topics(
         r.topics.push(res);
     }
     r
+}
+
+/// Checks one topic of a CreateTopics request and asks the coordinators to create it.
+async fn create_one(
+    state: &BrokerState,
+    t: &create_topics_request::CreatableTopic,
+    validate_only: bool,
+    duplicate: bool,
+) -> Result<Created, Refusal> {
+    let name = t.name.0.to_string();
+    if duplicate {
+        return Err((
+            ResponseError::InvalidRequest,
+            format!("topic '{name}' appears more than once in the request"),
+        ));
+    }
+    let assignment: Vec<v1::ReplicaList> = t
+        .assignments
+        .iter()
+        .map(|a| v1::ReplicaList {
+            replicas: a.broker_ids.iter().map(|b| b.0).collect(),
+        })
+        .collect();
+    if !assignment.is_empty() && (t.num_partitions != -1 || t.replication_factor != -1) {
+        return Err((
+            ResponseError::InvalidRequest,
+            "give either replica assignments or partitions and replication factor, not both".into(),
+        ));
+    }
+    let partitions = if !assignment.is_empty() {
+        assignment.len() as i32
+    } else if t.num_partitions == -1 {
+        state.config.default_partitions
+    } else {
+        t.num_partitions
+    };
+    check_partitions(partitions)?;
+    let configs = topic_config::validate_all(
+        t.configs
+            .iter()
+            .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str()))),
+    )
+    .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
+    let rf = if !assignment.is_empty() {
+        assignment[0].replicas.len() as i32
+    } else {
+        i32::from(t.replication_factor)
+    };
+    let creq = v1::CreateTopicRequest {
+        name: name.clone(),
+        partitions: if assignment.is_empty() {
+            partitions
+        } else {
+            -1
+        },
+        replication_factor: if assignment.is_empty() {
+            i32::from(t.replication_factor)
+        } else {
+            -1
+        },
+        configs: configs.clone().into_iter().collect(),
+        assignment,
+        validate_only,
+    };
+    let info = create_topic(state, creq).await?;
+    Ok((info, partitions, rf, configs))
+}
+
+/// What CreateTopics v5+ reports of a created topic: its partitions, replication factor and
+/// effective configs (and its id from v7).
+fn fill_created(state: &BrokerState, ctx: &Ctx, res: &mut CreatableTopicResult, created: Created) {
+    let (info, partitions, rf, configs) = created;
+    if ctx.version >= 5 {
+        res.num_partitions = info
+            .as_ref()
+            .map_or(partitions, |i| i.partitions.len() as i32);
+        res.replication_factor = info
+            .as_ref()
+            .and_then(|i| i.partitions.first())
+            .map_or(rf, |p| p.replicas.len() as i32)
+            .clamp(-1, i32::from(i16::MAX)) as i16;
+        let configs = info.as_ref().map_or(configs, |i| i.configs.clone());
+        res.configs = Some(
+            effective_configs(state, &configs)
+                .into_iter()
+                .map(|(k, v, source)| {
+                    CreatableTopicConfigs::default()
+                        .with_name(str_bytes(k))
+                        .with_value(Some(str_bytes(v)))
+                        .with_config_source(source)
+                })
+                .collect(),
+        );
+    }
+    if ctx.version >= 7
+        && let Some(i) = &info
+    {
+        res.topic_id = uuid_of(i.id);
+    }
 }
 
 /// Every topic config with its effective value and source, in key order.
@@ -529,55 +563,19 @@ pub async fn describe_configs(
                 .as_ref()
                 .is_none_or(|keys| keys.iter().any(|w| w.as_str() == k))
         };
+        let include = Include {
+            synonyms: req.include_synonyms,
+            documentation: req.include_documentation && ctx.version >= 3,
+            types: ctx.version >= 3,
+        };
         let entry =
             |name: &str, value: String, source: i8, read_only: bool, kind: i8, doc: &str| {
-                let mut e = DescribeConfigsResourceResult::default()
-                    .with_name(str_bytes(name))
-                    .with_value(Some(str_bytes(value.clone())))
-                    .with_read_only(read_only)
-                    .with_config_source(source);
-                if req.include_synonyms {
-                    e.synonyms = vec![
-                        DescribeConfigsSynonym::default()
-                            .with_name(str_bytes(name))
-                            .with_value(Some(str_bytes(value)))
-                            .with_source(source),
-                    ];
-                }
-                if ctx.version >= 3 {
-                    e.config_type = kind;
-                    if req.include_documentation {
-                        e.documentation = Some(str_bytes(doc));
-                    }
-                }
-                e
+                describe_entry(name, value, source, read_only, kind, doc, include)
             };
         match res.resource_type {
-            RESOURCE_TOPIC => match state.view().topic(res.resource_name.as_str()) {
-                None => {
-                    out.error_code = ResponseError::UnknownTopicOrPartition.code();
-                    out.error_message = Some(str_bytes(format!(
-                        "topic '{}' does not exist",
-                        res.resource_name.as_str()
-                    )));
-                }
-                Some(t) => {
-                    for (k, v, source) in effective_configs(state, &t.configs) {
-                        if !wanted(&k) {
-                            continue;
-                        }
-                        let key = TOPIC_CONFIG_KEYS.iter().find(|c| c.name == k);
-                        out.configs.push(entry(
-                            &k,
-                            v,
-                            source,
-                            false,
-                            key.map_or(2, |c| c.kind as i8),
-                            key.map_or("", |c| c.doc),
-                        ));
-                    }
-                }
-            },
+            RESOURCE_TOPIC => {
+                describe_topic(state, res.resource_name.as_str(), &wanted, &entry, &mut out)
+            }
             RESOURCE_BROKER => {
                 let name = res.resource_name.as_str();
                 if !name.is_empty() && name != state.config.node_id.to_string() {
@@ -611,6 +609,78 @@ pub async fn describe_configs(
         r.results.push(out);
     }
     r
+}
+
+/// What a DescribeConfigs request asks to be included with each config.
+#[derive(Clone, Copy)]
+struct Include {
+    synonyms: bool,
+    documentation: bool,
+    types: bool,
+}
+
+fn describe_entry(
+    name: &str,
+    value: String,
+    source: i8,
+    read_only: bool,
+    kind: i8,
+    doc: &str,
+    include: Include,
+) -> DescribeConfigsResourceResult {
+    let mut e = DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value.clone())))
+        .with_read_only(read_only)
+        .with_config_source(source);
+    if include.synonyms {
+        e.synonyms = vec![
+            DescribeConfigsSynonym::default()
+                .with_name(str_bytes(name))
+                .with_value(Some(str_bytes(value)))
+                .with_source(source),
+        ];
+    }
+    if include.types {
+        e.config_type = kind;
+    }
+    if include.documentation {
+        e.documentation = Some(str_bytes(doc));
+    }
+    e
+}
+
+/// Makes one config's result: name, value, source, read-only, type, documentation.
+type Entry<'a> = dyn Fn(&str, String, i8, bool, i8, &str) -> DescribeConfigsResourceResult + 'a;
+
+/// A topic's effective configs, those asked for.
+fn describe_topic(
+    state: &BrokerState,
+    topic: &str,
+    wanted: &dyn Fn(&str) -> bool,
+    entry: &Entry<'_>,
+    out: &mut DescribeConfigsResult,
+) {
+    let view = state.view();
+    let Some(t) = view.topic(topic) else {
+        out.error_code = ResponseError::UnknownTopicOrPartition.code();
+        out.error_message = Some(str_bytes(format!("topic '{topic}' does not exist")));
+        return;
+    };
+    for (k, v, source) in effective_configs(state, &t.configs) {
+        if !wanted(&k) {
+            continue;
+        }
+        let key = TOPIC_CONFIG_KEYS.iter().find(|c| c.name == k);
+        out.configs.push(entry(
+            &k,
+            v,
+            source,
+            false,
+            key.map_or(2, |c| c.kind as i8),
+            key.map_or("", |c| c.doc),
+        ));
+    }
 }
 
 /// The outcome of altering one resource's configs: `change` computes the new set of
@@ -721,6 +791,7 @@ pub async fn incremental_alter_configs(
 ) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
     let mut r = IncrementalAlterConfigsResponse::default();
+    let defaults = &state.config.log_defaults;
     for res in req.resources {
         let outcome = alter_resource(
             state,
@@ -730,79 +801,14 @@ pub async fn incremental_alter_configs(
             |current| {
                 let mut next = current.clone();
                 for c in &res.configs {
-                    let key = c.name.as_str();
                     let value = c.value.as_ref().map(|v| v.as_str());
-                    match c.config_operation {
-                        // SET
-                        0 => {
-                            let v = value.ok_or_else(|| {
-                                (
-                                    ResponseError::InvalidConfig,
-                                    format!("SET {key} needs a value"),
-                                )
-                            })?;
-                            let v = topic_config::validate(key, v)
-                                .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
-                            next.insert(key.to_string(), v);
-                        }
-                        // DELETE: back to the default.
-                        1 => {
-                            topic_config::validate(
-                                key,
-                                &topic_config::default_value(key, &state.config.log_defaults),
-                            )
-                            .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
-                            next.remove(key);
-                        }
-                        // APPEND / SUBTRACT apply to list configs.
-                        op @ (2 | 3) => {
-                            let is_list = TOPIC_CONFIG_KEYS
-                                .iter()
-                                .any(|k| k.name == key && k.kind == topic_config::ConfigKind::List);
-                            if !is_list {
-                                return Err((
-                                    ResponseError::InvalidConfig,
-                                    format!(
-                                        "{key} is not a list; APPEND and SUBTRACT apply to list configs only"
-                                    ),
-                                ));
-                            }
-                            let base = next.get(key).cloned().unwrap_or_else(|| {
-                                topic_config::default_value(key, &state.config.log_defaults)
-                            });
-                            let mut items: Vec<String> = base
-                                .split(',')
-                                .map(str::trim)
-                                .filter(|s| !s.is_empty())
-                                .map(String::from)
-                                .collect();
-                            for v in value
-                                .unwrap_or_default()
-                                .split(',')
-                                .map(str::trim)
-                                .filter(|s| !s.is_empty())
-                            {
-                                if op == 2 {
-                                    if !items.iter().any(|i| i == v) {
-                                        items.push(v.to_string());
-                                    }
-                                } else {
-                                    items.retain(|i| i != v);
-                                }
-                            }
-                            let v = topic_config::validate(key, &items.join(","))
-                                .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
-                            next.insert(key.to_string(), v);
-                        }
-                        other => {
-                            return Err((
-                                ResponseError::InvalidRequest,
-                                format!(
-                                    "config operation {other} is not one of 0 (SET), 1 (DELETE), 2 (APPEND), 3 (SUBTRACT)"
-                                ),
-                            ));
-                        }
-                    }
+                    apply_config_op(
+                        &mut next,
+                        c.name.as_str(),
+                        c.config_operation,
+                        value,
+                        defaults,
+                    )?;
                 }
                 Ok(next)
             },
@@ -818,4 +824,86 @@ pub async fn incremental_alter_configs(
         r.responses.push(out);
     }
     r
+}
+
+/// Applies one IncrementalAlterConfigs operation to a topic's configs: 0 SET, 1 DELETE (back
+/// to the default), 2 APPEND and 3 SUBTRACT (list configs only).
+fn apply_config_op(
+    next: &mut BTreeMap<String, String>,
+    key: &str,
+    op: i8,
+    value: Option<&str>,
+    defaults: &weir_storage::LogConfig,
+) -> Result<(), Refusal> {
+    let invalid = |e: topic_config::ConfigError| (ResponseError::InvalidConfig, e.to_string());
+    match op {
+        0 => {
+            let v = value.ok_or_else(|| {
+                (
+                    ResponseError::InvalidConfig,
+                    format!("SET {key} needs a value"),
+                )
+            })?;
+            next.insert(
+                key.to_string(),
+                topic_config::validate(key, v).map_err(invalid)?,
+            );
+        }
+        1 => {
+            topic_config::validate(key, &topic_config::default_value(key, defaults))
+                .map_err(invalid)?;
+            next.remove(key);
+        }
+        2 | 3 => {
+            let is_list = TOPIC_CONFIG_KEYS
+                .iter()
+                .any(|k| k.name == key && k.kind == topic_config::ConfigKind::List);
+            if !is_list {
+                return Err((
+                    ResponseError::InvalidConfig,
+                    format!("{key} is not a list; APPEND and SUBTRACT apply to list configs only"),
+                ));
+            }
+            let base = next
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| topic_config::default_value(key, defaults));
+            let items = list_op(&base, value.unwrap_or_default(), op == 2);
+            next.insert(
+                key.to_string(),
+                topic_config::validate(key, &items).map_err(invalid)?,
+            );
+        }
+        other => {
+            return Err((
+                ResponseError::InvalidRequest,
+                format!(
+                    "config operation {other} is not one of 0 (SET), 1 (DELETE), 2 (APPEND), 3 (SUBTRACT)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A comma-separated list with `values` appended (each once) or subtracted.
+fn list_op(base: &str, values: &str, append: bool) -> String {
+    let split = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let mut items = split(base);
+    for v in split(values) {
+        if append {
+            if !items.contains(&v) {
+                items.push(v);
+            }
+        } else {
+            items.retain(|i| *i != v);
+        }
+    }
+    items.join(",")
 }

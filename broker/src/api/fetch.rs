@@ -225,7 +225,7 @@ fn read_partition(
         .leader_partition(topic.0.as_str(), fp.partition)
         .map_err(|e| {
             pd.high_watermark = -1;
-            e.error()
+            crate::error::not_served_code(e)
         })?;
     let progress = *partition.progress.borrow();
     if ctx.version >= 9 && fp.current_leader_epoch >= 0 {

@@ -7,6 +7,7 @@
 
 use super::{Ctx, str_bytes};
 use crate::groups::{self, OFFSETS_TOPIC};
+use crate::services::Services;
 use crate::state::BrokerState;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -29,7 +30,6 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 use weir_group::records::OffsetValue;
 use weir_group::{
@@ -43,33 +43,8 @@ const SYNC_WAIT_MAX: Duration = Duration::from_secs(300);
 /// How long FindCoordinator waits for a new `__consumer_offsets` partition to get a leader.
 const COORDINATOR_WAIT: Duration = Duration::from_secs(5);
 
-pub(crate) fn code(e: GroupError) -> ResponseError {
-    match e {
-        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
-        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
-        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
-        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
-        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
-        GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
-        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
-        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
-        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
-        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
-        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
-        GroupError::NotCoordinator => ResponseError::NotCoordinator,
-        GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
-        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
-        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
-        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
-        GroupError::RequestTimedOut => ResponseError::RequestTimedOut,
-        GroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch,
-        GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
-        GroupError::InvalidRequest => ResponseError::InvalidRequest,
-    }
-}
-
 fn err(e: GroupError) -> i16 {
-    code(e).code()
+    crate::error::group_error_code(e).code()
 }
 
 fn opt_str(s: &Option<StrBytes>) -> Option<String> {
@@ -80,10 +55,11 @@ fn opt_str(s: &Option<StrBytes>) -> Option<String> {
 // FindCoordinator
 
 pub async fn find_coordinator(
-    state: &Arc<BrokerState>,
+    svc: &Services,
     ctx: &Ctx,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
+    let state = &svc.state;
     let keys: Vec<StrBytes> = if ctx.version >= 4 {
         req.coordinator_keys.clone()
     } else {
@@ -142,7 +118,7 @@ async fn locate(
     super::admin::ensure_offsets_topic(state)
         .await
         .map_err(|(_, msg)| (ResponseError::CoordinatorNotAvailable, msg))?;
-    let index = state.groups.partition_of(state, key).ok_or((
+    let index = crate::groups::partition_of(state, key).ok_or((
         ResponseError::CoordinatorNotAvailable,
         "__consumer_offsets is being created".to_string(),
     ))?;
@@ -167,12 +143,8 @@ async fn locate(
 // -------------------------------------------------------------------------------------------
 // JoinGroup
 
-pub async fn join_group(
-    state: &Arc<BrokerState>,
-    ctx: &Ctx,
-    req: JoinGroupRequest,
-) -> JoinGroupResponse {
-    let r = join(state, ctx, &req).await;
+pub async fn join_group(svc: &Services, ctx: &Ctx, req: JoinGroupRequest) -> JoinGroupResponse {
+    let r = join(svc, ctx, &req).await;
     let mut resp = JoinGroupResponse::default()
         .with_error_code(r.error.map_or(0, err))
         .with_generation_id(r.generation)
@@ -204,14 +176,34 @@ pub async fn join_group(
     resp
 }
 
-async fn join(state: &Arc<BrokerState>, ctx: &Ctx, req: &JoinGroupRequest) -> JoinResponse {
+/// The wire request as the group state machine takes it.
+fn join_request(ctx: &Ctx, req: &JoinGroupRequest, rebalance_timeout_ms: i32) -> JoinRequest {
+    JoinRequest {
+        member_id: req.member_id.to_string(),
+        instance_id: opt_str(&req.group_instance_id),
+        client_id: ctx.client_id.to_string(),
+        client_host: ctx.client_host.to_string(),
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect(),
+        session_timeout_ms: req.session_timeout_ms,
+        rebalance_timeout_ms,
+        require_known_member_id: ctx.version >= 4,
+    }
+}
+
+async fn join(svc: &Services, ctx: &Ctx, req: &JoinGroupRequest) -> JoinResponse {
+    let state = &svc.state;
     let fail = |e: GroupError| JoinResponse {
         error: Some(e),
         generation: -1,
         member_id: req.member_id.to_string(),
         ..JoinResponse::default()
     };
-    let coordinator = &state.groups;
+    let coordinator = &*svc.groups;
     let group = req.group_id.0.to_string();
     let mut shard = match coordinator.shard(state, &group).await {
         Ok(s) => s,
@@ -231,21 +223,7 @@ async fn join(state: &Arc<BrokerState>, ctx: &Ctx, req: &JoinGroupRequest) -> Jo
     } else {
         req.session_timeout_ms
     };
-    let join = JoinRequest {
-        member_id: req.member_id.to_string(),
-        instance_id: opt_str(&req.group_instance_id),
-        client_id: ctx.client_id.to_string(),
-        client_host: ctx.client_host.to_string(),
-        protocol_type: req.protocol_type.to_string(),
-        protocols: req
-            .protocols
-            .iter()
-            .map(|p| (p.name.to_string(), p.metadata.clone()))
-            .collect(),
-        session_timeout_ms: req.session_timeout_ms,
-        rebalance_timeout_ms,
-        require_known_member_id: ctx.version >= 4,
-    };
+    let join = join_request(ctx, req, rebalance_timeout_ms);
     let new_member_id = format!("{}-{}", ctx.client_id.as_str(), uuid::Uuid::new_v4());
     let g = shard
         .groups
@@ -299,12 +277,8 @@ async fn join(state: &Arc<BrokerState>, ctx: &Ctx, req: &JoinGroupRequest) -> Jo
 // -------------------------------------------------------------------------------------------
 // SyncGroup
 
-pub async fn sync_group(
-    state: &Arc<BrokerState>,
-    ctx: &Ctx,
-    req: SyncGroupRequest,
-) -> SyncGroupResponse {
-    let r = sync(state, &req).await;
+pub async fn sync_group(svc: &Services, ctx: &Ctx, req: SyncGroupRequest) -> SyncGroupResponse {
+    let r = sync(svc, &req).await;
     let mut resp = SyncGroupResponse::default()
         .with_error_code(r.error.map_or(0, err))
         .with_assignment(r.assignment);
@@ -315,12 +289,13 @@ pub async fn sync_group(
     resp
 }
 
-async fn sync(state: &Arc<BrokerState>, req: &SyncGroupRequest) -> SyncResponse {
+async fn sync(svc: &Services, req: &SyncGroupRequest) -> SyncResponse {
+    let state = &svc.state;
     let fail = |e: GroupError| SyncResponse {
         error: Some(e),
         ..SyncResponse::default()
     };
-    let coordinator = &state.groups;
+    let coordinator = &*svc.groups;
     let group = req.group_id.0.to_string();
     let mut shard = match coordinator.shard(state, &group).await {
         Ok(s) => s,
@@ -359,40 +334,8 @@ async fn sync(state: &Arc<BrokerState>, req: &SyncGroupRequest) -> SyncResponse 
             generation,
             assignments,
         } => {
-            // The leader's assignment is answered only once it is replicated: a coordinator
-            // that fails over after answering must still know every member's assignment.
             let value = weir_group::records::encode_group_value(&g.value_with(&assignments));
-            let key = weir_group::records::encode_group_key(&group);
-            let appended = groups::append(state, &shard, vec![(key, Some(value))]);
-            let index = shard.index;
-            let result = match appended {
-                Ok(a) => {
-                    drop(shard);
-                    groups::persisted(&a).await
-                }
-                Err(e) => {
-                    drop(shard);
-                    Err(e)
-                }
-            };
-            // Relock: if this broker lost the partition meanwhile, unloading it answered every
-            // waiter (this one too) with NOT_COORDINATOR.
-            if let Ok(mut shard) = coordinator.shard(state, &group).await
-                && shard.index == index
-            {
-                let now = coordinator.now();
-                if let Some(g) = shard.groups.get_mut(&group) {
-                    let effects = g.sync_persisted(
-                        &coordinator.config,
-                        generation,
-                        assignments,
-                        result,
-                        now.mono,
-                        now.wall,
-                    );
-                    let _ = coordinator.apply(state, &shard, &group, effects);
-                }
-            }
+            persist_assignments(svc, shard, &group, value, generation, assignments).await;
         }
     }
     match tokio::time::timeout(SYNC_WAIT_MAX, rx).await {
@@ -404,15 +347,52 @@ async fn sync(state: &Arc<BrokerState>, req: &SyncGroupRequest) -> SyncResponse 
     }
 }
 
+/// Persists the leader's assignments, then tells the group the outcome. The assignment is
+/// answered only once it is replicated: a coordinator that fails over after answering must
+/// still know every member's assignment.
+async fn persist_assignments(
+    svc: &Services,
+    shard: tokio::sync::OwnedMutexGuard<groups::Shard>,
+    group: &str,
+    value: Bytes,
+    generation: i32,
+    assignments: BTreeMap<String, Bytes>,
+) {
+    let (state, coordinator) = (&svc.state, &*svc.groups);
+    let key = weir_group::records::encode_group_key(group);
+    let appended = groups::append(state, &shard, vec![(key, Some(value))]);
+    let index = shard.index;
+    drop(shard);
+    let result = match appended {
+        Ok(a) => groups::persisted(&a).await,
+        Err(e) => Err(e),
+    };
+    // Relock: if this broker lost the partition meanwhile, unloading it answered every
+    // waiter (this one too) with NOT_COORDINATOR.
+    if let Ok(mut shard) = coordinator.shard(state, group).await
+        && shard.index == index
+    {
+        let now = coordinator.now();
+        if let Some(g) = shard.groups.get_mut(group) {
+            let effects = g.sync_persisted(
+                &coordinator.config,
+                generation,
+                assignments,
+                result,
+                now.mono,
+                now.wall,
+            );
+            let _ = coordinator.apply(state, &shard, group, effects);
+        }
+    }
+}
+
 // -------------------------------------------------------------------------------------------
 // Heartbeat, LeaveGroup
 
-pub async fn heartbeat(
-    state: &Arc<BrokerState>,
-    _ctx: &Ctx,
-    req: HeartbeatRequest,
-) -> HeartbeatResponse {
-    let coordinator = &state.groups;
+pub async fn heartbeat(svc: &Services, _ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
+    let state = &svc.state;
+    let coordinator = &*svc.groups;
     let group = req.group_id.0.to_string();
     let result = match coordinator.shard(state, &group).await {
         Err(e) => Err(e),
@@ -429,12 +409,9 @@ pub async fn heartbeat(
     HeartbeatResponse::default().with_error_code(result.err().map_or(0, err))
 }
 
-pub async fn leave_group(
-    state: &Arc<BrokerState>,
-    ctx: &Ctx,
-    req: LeaveGroupRequest,
-) -> LeaveGroupResponse {
-    let coordinator = &state.groups;
+pub async fn leave_group(svc: &Services, ctx: &Ctx, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    let state = &svc.state;
+    let coordinator = &*svc.groups;
     let group = req.group_id.0.to_string();
     let who: Vec<(String, Option<String>)> = if ctx.version >= 3 {
         req.members
@@ -495,15 +472,16 @@ pub async fn leave_group(
 // OffsetCommit, OffsetFetch, OffsetDelete
 
 pub async fn offset_commit(
-    state: &Arc<BrokerState>,
+    svc: &Services,
     _ctx: &Ctx,
     req: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
+    let state = &svc.state;
     let view = state.view();
     // Per partition: Ok(value to write) or the error to answer.
     let mut items: Vec<CommitItem> = Vec::new();
     let now_wall = weir_model::Timestamp::now().get();
-    let max_meta = state.groups.config.offset_metadata_max_bytes;
+    let max_meta = svc.groups.config.offset_metadata_max_bytes;
     for t in &req.topics {
         let info = view.topic(t.name.0.as_str());
         let parts = t
@@ -536,7 +514,7 @@ pub async fn offset_commit(
         items.push((t.name.clone(), parts));
     }
     let group = req.group_id.0.to_string();
-    let outcome = commit(state, &req, &group, &items).await;
+    let outcome = commit(svc, &req, &group, &items).await;
     let mut resp = OffsetCommitResponse::default();
     for (name, parts) in items {
         let partitions = parts
@@ -568,12 +546,13 @@ type CommitItems = [CommitItem];
 type DeleteItem = (TopicName, Vec<(i32, Option<GroupError>)>);
 
 async fn commit(
-    state: &Arc<BrokerState>,
+    svc: &Services,
     req: &OffsetCommitRequest,
     group: &str,
     items: &CommitItems,
 ) -> Result<(), GroupError> {
-    let coordinator = &state.groups;
+    let state = &svc.state;
+    let coordinator = &*svc.groups;
     let mut shard = coordinator.shard(state, group).await?;
     let now = coordinator.now();
     let generation = req.generation_id_or_member_epoch;
@@ -640,46 +619,13 @@ async fn commit(
 }
 
 pub async fn offset_fetch(
-    state: &Arc<BrokerState>,
+    svc: &Services,
     ctx: &Ctx,
     req: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
     let mut resp = OffsetFetchResponse::default();
     if ctx.version >= 8 {
-        for g in &req.groups {
-            let wanted: Option<Vec<(String, Vec<i32>)>> = g.topics.as_ref().map(|ts| {
-                ts.iter()
-                    .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
-                    .collect()
-            });
-            let (error, found) = fetch(state, g.group_id.0.as_str(), wanted).await;
-            let topics = found
-                .into_iter()
-                .map(|(name, parts)| {
-                    OffsetFetchResponseTopics::default()
-                        .with_name(super::topic_name(name))
-                        .with_partitions(
-                            parts
-                                .into_iter()
-                                .map(|(i, v)| {
-                                    let (o, e, m) = fetched(v);
-                                    OffsetFetchResponsePartitions::default()
-                                        .with_partition_index(i)
-                                        .with_committed_offset(o)
-                                        .with_committed_leader_epoch(e)
-                                        .with_metadata(Some(str_bytes(m)))
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
-            resp.groups.push(
-                OffsetFetchResponseGroup::default()
-                    .with_group_id(g.group_id.clone())
-                    .with_topics(topics)
-                    .with_error_code(error.map_or(0, err)),
-            );
-        }
+        resp.groups = offset_fetch_groups(svc, &req).await;
         return resp;
     }
     let wanted: Option<Vec<(String, Vec<i32>)>> = req.topics.as_ref().map(|ts| {
@@ -687,7 +633,7 @@ pub async fn offset_fetch(
             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let (error, found) = fetch(state, req.group_id.0.as_str(), wanted).await;
+    let (error, found) = fetch(svc, req.group_id.0.as_str(), wanted).await;
     resp.topics = found
         .into_iter()
         .map(|(name, parts)| {
@@ -721,6 +667,49 @@ pub async fn offset_fetch(
     resp
 }
 
+/// OffsetFetch v8+: any number of groups in one request.
+async fn offset_fetch_groups(
+    svc: &Services,
+    req: &OffsetFetchRequest,
+) -> Vec<OffsetFetchResponseGroup> {
+    let mut out = Vec::new();
+    for g in &req.groups {
+        let wanted: Option<Vec<(String, Vec<i32>)>> = g.topics.as_ref().map(|ts| {
+            ts.iter()
+                .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+                .collect()
+        });
+        let (error, found) = fetch(svc, g.group_id.0.as_str(), wanted).await;
+        let topics = found
+            .into_iter()
+            .map(|(name, parts)| {
+                OffsetFetchResponseTopics::default()
+                    .with_name(super::topic_name(name))
+                    .with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|(i, v)| {
+                                let (o, e, m) = fetched(v);
+                                OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(i)
+                                    .with_committed_offset(o)
+                                    .with_committed_leader_epoch(e)
+                                    .with_metadata(Some(str_bytes(m)))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        out.push(
+            OffsetFetchResponseGroup::default()
+                .with_group_id(g.group_id.clone())
+                .with_topics(topics)
+                .with_error_code(error.map_or(0, err)),
+        );
+    }
+    out
+}
+
 fn fetched(v: Option<OffsetValue>) -> (i64, i32, String) {
     match v {
         Some(v) => (v.offset, v.leader_epoch, v.metadata),
@@ -731,11 +720,12 @@ fn fetched(v: Option<OffsetValue>) -> (i64, i32, String) {
 type Fetched = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
 
 async fn fetch(
-    state: &Arc<BrokerState>,
+    svc: &Services,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
 ) -> (Option<GroupError>, Fetched) {
-    let shard = match state.groups.shard(state, group).await {
+    let state = &svc.state;
+    let shard = match svc.groups.shard(state, group).await {
         Ok(s) => s,
         Err(e) => {
             // Partitions still listed, with no offset, so clients see which ones failed.
@@ -776,69 +766,13 @@ async fn fetch(
 }
 
 pub async fn offset_delete(
-    state: &Arc<BrokerState>,
+    svc: &Services,
     _ctx: &Ctx,
     req: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
-    let coordinator = &state.groups;
     let group = req.group_id.0.to_string();
     let mut resp = OffsetDeleteResponse::default();
-    let outcome: Result<Vec<DeleteItem>, GroupError> = async {
-        let mut shard = coordinator.shard(state, &group).await?;
-        let g = shard
-            .groups
-            .get(&group)
-            .filter(|g| g.state() != GroupState::Dead)
-            .ok_or(GroupError::GroupIdNotFound)?;
-        if g.state() != GroupState::Empty && g.protocol_type() != Some("consumer") {
-            return Err(GroupError::NonEmptyGroup);
-        }
-        let mut subscribed = if g.state() == GroupState::Empty {
-            Vec::new()
-        } else {
-            g.subscribed_topics().unwrap_or_default()
-        };
-        // A live KIP-848 group's subscriptions count too (its classic entry only holds offsets).
-        if let Some(c) = shard.consumer.get(&group) {
-            subscribed.extend(c.subscribed_topics());
-        }
-        let mut results = Vec::new();
-        let mut tombstones = Vec::new();
-        for t in &req.topics {
-            let refuse = subscribed.iter().any(|s| s == t.name.0.as_str());
-            let parts = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    if refuse {
-                        (p.partition_index, Some(GroupError::GroupSubscribedToTopic))
-                    } else {
-                        if g.offset(t.name.0.as_str(), p.partition_index).is_some() {
-                            tombstones.push((t.name.0.to_string(), p.partition_index));
-                        }
-                        (p.partition_index, None)
-                    }
-                })
-                .collect();
-            results.push((t.name.clone(), parts));
-        }
-        if !tombstones.is_empty() {
-            let records = tombstones
-                .iter()
-                .map(|(t, p)| groups::offset_record(&group, t, *p, None))
-                .collect();
-            let appended = groups::append(state, &shard, records)?;
-            if let Some(g) = shard.groups.get_mut(&group) {
-                for (t, p) in &tombstones {
-                    g.set_offset(t, *p, None, appended.last.get());
-                }
-            }
-            drop(shard);
-            groups::persisted(&appended).await?;
-        }
-        Ok(results)
-    }
-    .await;
+    let outcome = delete_offsets(svc, &group, &req).await;
     match outcome {
         Err(e) => resp.error_code = err(e),
         Ok(results) => {
@@ -864,14 +798,78 @@ pub async fn offset_delete(
     resp
 }
 
+/// Deletes the offsets a request names, but those of topics the group is subscribed to;
+/// answers per partition.
+async fn delete_offsets(
+    svc: &Services,
+    group: &str,
+    req: &OffsetDeleteRequest,
+) -> Result<Vec<DeleteItem>, GroupError> {
+    let (state, coordinator) = (&svc.state, &*svc.groups);
+    let mut shard = coordinator.shard(state, group).await?;
+    let g = shard
+        .groups
+        .get(group)
+        .filter(|g| g.state() != GroupState::Dead)
+        .ok_or(GroupError::GroupIdNotFound)?;
+    if g.state() != GroupState::Empty && g.protocol_type() != Some("consumer") {
+        return Err(GroupError::NonEmptyGroup);
+    }
+    let mut subscribed = if g.state() == GroupState::Empty {
+        Vec::new()
+    } else {
+        g.subscribed_topics().unwrap_or_default()
+    };
+    // A live KIP-848 group's subscriptions count too (its classic entry only holds offsets).
+    if let Some(c) = shard.consumer.get(group) {
+        subscribed.extend(c.subscribed_topics());
+    }
+    let mut results = Vec::new();
+    let mut tombstones = Vec::new();
+    for t in &req.topics {
+        let refuse = subscribed.iter().any(|s| s == t.name.0.as_str());
+        let parts = t
+            .partitions
+            .iter()
+            .map(|p| {
+                if refuse {
+                    (p.partition_index, Some(GroupError::GroupSubscribedToTopic))
+                } else {
+                    if g.offset(t.name.0.as_str(), p.partition_index).is_some() {
+                        tombstones.push((t.name.0.to_string(), p.partition_index));
+                    }
+                    (p.partition_index, None)
+                }
+            })
+            .collect();
+        results.push((t.name.clone(), parts));
+    }
+    if !tombstones.is_empty() {
+        let records = tombstones
+            .iter()
+            .map(|(t, p)| groups::offset_record(group, t, *p, None))
+            .collect();
+        let appended = groups::append(state, &shard, records)?;
+        if let Some(g) = shard.groups.get_mut(group) {
+            for (t, p) in &tombstones {
+                g.set_offset(t, *p, None, appended.last.get());
+            }
+        }
+        drop(shard);
+        groups::persisted(&appended).await?;
+    }
+    Ok(results)
+}
+
 // -------------------------------------------------------------------------------------------
 // DescribeGroups, ListGroups, DeleteGroups
 
 pub async fn describe_groups(
-    state: &Arc<BrokerState>,
+    svc: &Services,
     _ctx: &Ctx,
     req: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
+    let state = &svc.state;
     let mut resp = DescribeGroupsResponse::default();
     for id in req.groups {
         let mut d = DescribedGroup::default()
@@ -879,7 +877,7 @@ pub async fn describe_groups(
             .with_group_state(str_bytes("Dead"))
             .with_protocol_type(str_bytes(""))
             .with_protocol_data(str_bytes(""));
-        match state.groups.shard(state, id.0.as_str()).await {
+        match svc.groups.shard(state, id.0.as_str()).await {
             Err(e) => d.error_code = err(e),
             Ok(shard) => {
                 // DescribeGroups describes classic groups only; a KIP-848 group shows as Dead,
@@ -912,11 +910,8 @@ pub async fn describe_groups(
     resp
 }
 
-pub async fn list_groups(
-    state: &Arc<BrokerState>,
-    ctx: &Ctx,
-    req: ListGroupsRequest,
-) -> ListGroupsResponse {
+pub async fn list_groups(svc: &Services, ctx: &Ctx, req: ListGroupsRequest) -> ListGroupsResponse {
+    let state = &svc.state;
     let states: Vec<String> = req
         .states_filter
         .iter()
@@ -928,7 +923,7 @@ pub async fn list_groups(
         .map(|s| s.to_ascii_lowercase())
         .collect();
     let mut resp = ListGroupsResponse::default();
-    for (id, st, protocol_type, group_type) in state.groups.list(state).await {
+    for (id, st, protocol_type, group_type) in svc.groups.list(state).await {
         if !states.is_empty() && !states.contains(&st.to_ascii_lowercase()) {
             continue;
         }
@@ -950,13 +945,13 @@ pub async fn list_groups(
 }
 
 pub async fn delete_groups(
-    state: &Arc<BrokerState>,
+    svc: &Services,
     _ctx: &Ctx,
     req: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
     let mut resp = DeleteGroupsResponse::default();
     for id in req.groups_names {
-        let r = delete_group(state, id.0.as_str()).await;
+        let r = delete_group(svc, id.0.as_str()).await;
         resp.results.push(
             DeletableGroupResult::default()
                 .with_group_id(id)
@@ -966,8 +961,9 @@ pub async fn delete_groups(
     resp
 }
 
-async fn delete_group(state: &Arc<BrokerState>, group: &str) -> Result<(), GroupError> {
-    let coordinator = &state.groups;
+async fn delete_group(svc: &Services, group: &str) -> Result<(), GroupError> {
+    let state = &svc.state;
+    let coordinator = &*svc.groups;
     let mut shard = coordinator.shard(state, group).await?;
     let now = coordinator.now();
     if shard.consumer.get(group).is_some_and(|c| !c.is_empty()) {
@@ -997,87 +993,31 @@ async fn delete_group(state: &Arc<BrokerState>, group: &str) -> Result<(), Group
 // ConsumerGroupHeartbeat (KIP-848)
 
 pub async fn consumer_group_heartbeat(
-    state: &Arc<BrokerState>,
+    svc: &Services,
     ctx: &Ctx,
     req: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
-    use kafka_protocol::messages::consumer_group_heartbeat_response::{
-        Assignment, TopicPartitions,
-    };
-    use weir_group::consumer::{ConsumerGroup, HeartbeatRequest, TopicMeta};
-    let coordinator = &state.groups;
+    use weir_group::consumer::ConsumerGroup;
+    let (state, coordinator) = (&svc.state, &*svc.groups);
     let group = req.group_id.0.to_string();
-    let fail = |e: GroupError, msg: Option<String>| {
-        ConsumerGroupHeartbeatResponse::default()
-            .with_error_code(err(e))
-            .with_error_message(Some(str_bytes(msg.unwrap_or_else(|| e.to_string()))))
-            .with_member_epoch(-1)
-    };
-    if req.subscribed_topic_regex.is_some() && req.subscribed_topic_names.is_none() {
-        return fail(
-            GroupError::InvalidRequest,
-            Some("subscribing by regular expression is not supported; name the topics".into()),
-        );
-    }
-    if let Some(a) = req
-        .server_assignor
-        .as_ref()
-        .filter(|a| a.as_str() != "range" && a.as_str() != "uniform")
-    {
-        return ConsumerGroupHeartbeatResponse::default()
-            .with_error_code(ResponseError::UnsupportedAssignor.code())
-            .with_error_message(Some(str_bytes(format!(
-                "server assignor {a:?} is not supported; Weir assigns with \"range\""
-            ))))
-            .with_member_epoch(-1);
+    if let Some(refused) = unsupported_heartbeat(&req) {
+        return refused;
     }
     let mut shard = match coordinator.shard(state, &group).await {
         Ok(s) => s,
-        Err(e) => return fail(e, None),
+        Err(e) => return heartbeat_failed(e, None),
     };
     if shard
         .groups
         .get(&group)
         .is_some_and(|g| g.member_count() > 0)
     {
-        return fail(
+        return heartbeat_failed(
             GroupError::InconsistentGroupProtocol,
             Some(format!("group {group} is a classic group with members")),
         );
     }
-    let view = state.view();
-    let topics: Vec<TopicMeta> = view
-        .topics
-        .values()
-        .map(|t| TopicMeta {
-            id: t.id.0,
-            name: t.name.to_string(),
-            partitions: t.partitions.len() as i32,
-        })
-        .collect();
-    let owned = req.topic_partitions.as_ref().map(|tps| {
-        tps.iter()
-            .map(|tp| {
-                (
-                    *tp.topic_id.as_bytes(),
-                    tp.partitions.iter().copied().collect(),
-                )
-            })
-            .collect()
-    });
-    let hb = HeartbeatRequest {
-        member_id: req.member_id.to_string(),
-        member_epoch: req.member_epoch,
-        instance_id: opt_str(&req.instance_id),
-        rebalance_timeout_ms: req.rebalance_timeout_ms,
-        subscribed_topics: req
-            .subscribed_topic_names
-            .as_ref()
-            .map(|ns| ns.iter().map(|n| n.0.to_string()).collect()),
-        owned,
-        client_id: ctx.client_id.to_string(),
-        client_host: ctx.client_host.to_string(),
-    };
+    let topics = topic_metas(state);
     let now = coordinator.now();
     let g = shard
         .consumer
@@ -1085,7 +1025,7 @@ pub async fn consumer_group_heartbeat(
         .or_insert_with(|| ConsumerGroup::new(group.clone()));
     let r = g.heartbeat(
         &coordinator.consumer_config,
-        hb,
+        heartbeat_request(ctx, &req),
         uuid::Uuid::new_v4().to_string(),
         &topics,
         now.mono,
@@ -1098,6 +1038,90 @@ pub async fn consumer_group_heartbeat(
         .groups
         .entry(group.clone())
         .or_insert_with(|| Group::new(WeirGroupId(group.clone()), now.wall));
+    heartbeat_response(r)
+}
+
+fn heartbeat_failed(e: GroupError, msg: Option<String>) -> ConsumerGroupHeartbeatResponse {
+    ConsumerGroupHeartbeatResponse::default()
+        .with_error_code(err(e))
+        .with_error_message(Some(str_bytes(msg.unwrap_or_else(|| e.to_string()))))
+        .with_member_epoch(-1)
+}
+
+/// A heartbeat asking for what Weir does not do: a regular expression, another assignor.
+fn unsupported_heartbeat(
+    req: &ConsumerGroupHeartbeatRequest,
+) -> Option<ConsumerGroupHeartbeatResponse> {
+    if req.subscribed_topic_regex.is_some() && req.subscribed_topic_names.is_none() {
+        return Some(heartbeat_failed(
+            GroupError::InvalidRequest,
+            Some("subscribing by regular expression is not supported; name the topics".into()),
+        ));
+    }
+    let a = req
+        .server_assignor
+        .as_ref()
+        .filter(|a| a.as_str() != "range" && a.as_str() != "uniform")?;
+    Some(
+        ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(ResponseError::UnsupportedAssignor.code())
+            .with_error_message(Some(str_bytes(format!(
+                "server assignor {a:?} is not supported; Weir assigns with \"range\""
+            ))))
+            .with_member_epoch(-1),
+    )
+}
+
+/// Every topic, as the KIP-848 assignor sees it.
+fn topic_metas(state: &BrokerState) -> Vec<weir_group::consumer::TopicMeta> {
+    state
+        .view()
+        .topics
+        .values()
+        .map(|t| weir_group::consumer::TopicMeta {
+            id: t.id.0,
+            name: t.name.to_string(),
+            partitions: t.partitions.len() as i32,
+        })
+        .collect()
+}
+
+/// The wire request as the group state machine takes it.
+fn heartbeat_request(
+    ctx: &Ctx,
+    req: &ConsumerGroupHeartbeatRequest,
+) -> weir_group::consumer::HeartbeatRequest {
+    let owned = req.topic_partitions.as_ref().map(|tps| {
+        tps.iter()
+            .map(|tp| {
+                (
+                    *tp.topic_id.as_bytes(),
+                    tp.partitions.iter().copied().collect(),
+                )
+            })
+            .collect()
+    });
+    weir_group::consumer::HeartbeatRequest {
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        instance_id: opt_str(&req.instance_id),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        subscribed_topics: req
+            .subscribed_topic_names
+            .as_ref()
+            .map(|ns| ns.iter().map(|n| n.0.to_string()).collect()),
+        owned,
+        client_id: ctx.client_id.to_string(),
+        client_host: ctx.client_host.to_string(),
+    }
+}
+
+fn heartbeat_response(
+    r: weir_group::consumer::HeartbeatResponse,
+) -> ConsumerGroupHeartbeatResponse {
+    use kafka_protocol::messages::consumer_group_heartbeat_response::{
+        Assignment, TopicPartitions,
+    };
     let mut resp = ConsumerGroupHeartbeatResponse::default()
         .with_error_code(r.error.map_or(0, err))
         .with_member_id(Some(str_bytes(r.member_id)))

@@ -11,9 +11,10 @@ mod fetch;
 mod groups;
 mod metadata;
 mod offsets;
-pub(crate) mod produce;
+mod produce;
 
-use crate::server::{ConnectionError, peek_header};
+use crate::frame::{ConnectionError, peek_header};
+use crate::services::Services;
 use crate::state::BrokerState;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
@@ -86,7 +87,7 @@ const WRITTEN: Result<Option<Written>, ConnectionError> = Ok(Some(Written { _mem
 /// Handles one request frame, writing the size-prefixed response into `out`.
 /// Returns `Ok(None)` when the request gets no response (acks=0 produce).
 pub async fn dispatch(
-    state: &Arc<BrokerState>,
+    svc: &Services,
     frame: Bytes,
     out: &mut BytesMut,
     peer: &Peer,
@@ -94,65 +95,65 @@ pub async fn dispatch(
     let Some((ctx, mut buf)) = request_ctx(frame, out, peer)? else {
         return WRITTEN;
     };
-    let (api, version) = (ctx.api, ctx.version);
+    let api = ctx.api;
+    let state = &svc.state;
 
+    // Handlers are given the partitions (`state`); group APIs the group coordinator too (`svc`).
     macro_rules! handle {
-        ($req:ty, $handler:expr) => {{
-            let req = <$req>::decode(&mut buf, version)
-                .map_err(|e| ConnectionError::Protocol(format!("{api:?} v{version}: {e}")))?;
-            let resp = $handler(state, &ctx, req).await;
+        ($with:expr, $req:ty, $handler:expr) => {{
+            let req: $req = decode(&ctx, &mut buf)?;
+            let resp = $handler($with, &ctx, req).await;
             ctx.write(out, &resp)?;
             WRITTEN
         }};
     }
 
     match api {
-        ApiKey::ApiVersions => handle!(ApiVersionsRequest, cluster::api_versions),
-        ApiKey::Metadata => handle!(MetadataRequest, metadata::metadata),
-        ApiKey::Produce => {
-            let req = ProduceRequest::decode(&mut buf, version)
-                .map_err(|e| ConnectionError::Protocol(format!("Produce v{version}: {e}")))?;
-            answer_produce(state, &ctx, req, out).await
-        }
-        ApiKey::Fetch => {
-            let req = FetchRequest::decode(&mut buf, version)
-                .map_err(|e| ConnectionError::Protocol(format!("Fetch v{version}: {e}")))?;
-            answer_fetch(state, &ctx, req, out).await
-        }
-        ApiKey::ListOffsets => handle!(ListOffsetsRequest, offsets::list_offsets),
+        ApiKey::ApiVersions => handle!(state, ApiVersionsRequest, cluster::api_versions),
+        ApiKey::Metadata => handle!(state, MetadataRequest, metadata::metadata),
+        ApiKey::Produce => answer_produce(state, &ctx, decode(&ctx, &mut buf)?, out).await,
+        ApiKey::Fetch => answer_fetch(state, &ctx, decode(&ctx, &mut buf)?, out).await,
+        ApiKey::ListOffsets => handle!(state, ListOffsetsRequest, offsets::list_offsets),
         ApiKey::OffsetForLeaderEpoch => {
             handle!(
+                state,
                 OffsetForLeaderEpochRequest,
                 offsets::offset_for_leader_epoch
             )
         }
-        ApiKey::DeleteRecords => handle!(DeleteRecordsRequest, offsets::delete_records),
-        ApiKey::CreateTopics => handle!(CreateTopicsRequest, admin::create_topics),
-        ApiKey::DeleteTopics => handle!(DeleteTopicsRequest, admin::delete_topics),
-        ApiKey::CreatePartitions => handle!(CreatePartitionsRequest, admin::create_partitions),
-        ApiKey::DescribeConfigs => handle!(DescribeConfigsRequest, admin::describe_configs),
-        ApiKey::AlterConfigs => handle!(AlterConfigsRequest, admin::alter_configs),
+        ApiKey::DeleteRecords => handle!(state, DeleteRecordsRequest, offsets::delete_records),
+        ApiKey::CreateTopics => handle!(state, CreateTopicsRequest, admin::create_topics),
+        ApiKey::DeleteTopics => handle!(state, DeleteTopicsRequest, admin::delete_topics),
+        ApiKey::CreatePartitions => {
+            handle!(state, CreatePartitionsRequest, admin::create_partitions)
+        }
+        ApiKey::DescribeConfigs => handle!(state, DescribeConfigsRequest, admin::describe_configs),
+        ApiKey::AlterConfigs => handle!(state, AlterConfigsRequest, admin::alter_configs),
         ApiKey::IncrementalAlterConfigs => {
             handle!(
+                state,
                 IncrementalAlterConfigsRequest,
                 admin::incremental_alter_configs
             )
         }
-        ApiKey::DescribeCluster => handle!(DescribeClusterRequest, cluster::describe_cluster),
-        ApiKey::InitProducerId => handle!(InitProducerIdRequest, cluster::init_producer_id),
-        ApiKey::FindCoordinator => handle!(FindCoordinatorRequest, groups::find_coordinator),
-        ApiKey::JoinGroup => handle!(JoinGroupRequest, groups::join_group),
-        ApiKey::SyncGroup => handle!(SyncGroupRequest, groups::sync_group),
-        ApiKey::Heartbeat => handle!(HeartbeatRequest, groups::heartbeat),
-        ApiKey::LeaveGroup => handle!(LeaveGroupRequest, groups::leave_group),
-        ApiKey::OffsetCommit => handle!(OffsetCommitRequest, groups::offset_commit),
-        ApiKey::OffsetFetch => handle!(OffsetFetchRequest, groups::offset_fetch),
-        ApiKey::DescribeGroups => handle!(DescribeGroupsRequest, groups::describe_groups),
-        ApiKey::ListGroups => handle!(ListGroupsRequest, groups::list_groups),
-        ApiKey::DeleteGroups => handle!(DeleteGroupsRequest, groups::delete_groups),
-        ApiKey::OffsetDelete => handle!(OffsetDeleteRequest, groups::offset_delete),
+        ApiKey::DescribeCluster => {
+            handle!(state, DescribeClusterRequest, cluster::describe_cluster)
+        }
+        ApiKey::InitProducerId => handle!(state, InitProducerIdRequest, cluster::init_producer_id),
+        ApiKey::FindCoordinator => handle!(svc, FindCoordinatorRequest, groups::find_coordinator),
+        ApiKey::JoinGroup => handle!(svc, JoinGroupRequest, groups::join_group),
+        ApiKey::SyncGroup => handle!(svc, SyncGroupRequest, groups::sync_group),
+        ApiKey::Heartbeat => handle!(svc, HeartbeatRequest, groups::heartbeat),
+        ApiKey::LeaveGroup => handle!(svc, LeaveGroupRequest, groups::leave_group),
+        ApiKey::OffsetCommit => handle!(svc, OffsetCommitRequest, groups::offset_commit),
+        ApiKey::OffsetFetch => handle!(svc, OffsetFetchRequest, groups::offset_fetch),
+        ApiKey::DescribeGroups => handle!(svc, DescribeGroupsRequest, groups::describe_groups),
+        ApiKey::ListGroups => handle!(svc, ListGroupsRequest, groups::list_groups),
+        ApiKey::DeleteGroups => handle!(svc, DeleteGroupsRequest, groups::delete_groups),
+        ApiKey::OffsetDelete => handle!(svc, OffsetDeleteRequest, groups::offset_delete),
         ApiKey::ConsumerGroupHeartbeat => {
             handle!(
+                svc,
                 ConsumerGroupHeartbeatRequest,
                 groups::consumer_group_heartbeat
             )
@@ -161,6 +162,12 @@ pub async fn dispatch(
             "{other:?} is not supported"
         ))),
     }
+}
+
+/// Decodes a request's body at the header's version.
+fn decode<R: Decodable>(ctx: &Ctx, buf: &mut Bytes) -> Result<R, ConnectionError> {
+    R::decode(buf, ctx.version)
+        .map_err(|e| ConnectionError::Protocol(format!("{:?} v{}: {e}", ctx.api, ctx.version)))
 }
 
 /// Parses and checks a request's header. `None` when it is already answered (an ApiVersions

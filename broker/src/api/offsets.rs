@@ -2,7 +2,8 @@
 
 use super::Ctx;
 use crate::error::storage_error_code;
-use crate::state::{BrokerState, NotServed, Partition};
+use crate::partition::Partition;
+use crate::state::BrokerState;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -51,7 +52,7 @@ fn check_epoch(current: i32, leader: LeaderEpoch) -> Option<ResponseError> {
 fn find(state: &BrokerState, topic: &str, partition: i32) -> Result<Arc<Partition>, ResponseError> {
     state
         .leader_partition(topic, partition)
-        .map_err(NotServed::error)
+        .map_err(crate::error::not_served_code)
 }
 
 pub async fn list_offsets(

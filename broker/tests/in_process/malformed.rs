@@ -15,6 +15,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Longer than any wait the broker bounds, so that no answer can only mean a hang: a mutated
+/// CreateTopics may ask for thousands of partitions, which the broker answers within two admin
+/// waits (the coordinators' commit, then opening the logs before its metadata shows them).
+const PATIENCE: Duration = Duration::from_millis(2 * weir_model::limits::ADMIN_WAIT_MS_MAX + 5_000);
+
 /// Sends `payload` as one frame and waits for the broker to answer or close. Returns whether a
 /// response came back (as opposed to a closed connection).
 async fn poke(addr: SocketAddr, frame: &[u8]) -> Result<bool, String> {
@@ -23,10 +28,10 @@ async fn poke(addr: SocketAddr, frame: &[u8]) -> Result<bool, String> {
     // Half-close: the broker sees EOF after our frame, so a frame it is still waiting on ends.
     s.shutdown().await.ok();
     let mut sink = Vec::new();
-    match tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut sink)).await {
+    match tokio::time::timeout(PATIENCE, s.read_to_end(&mut sink)).await {
         Ok(_) => Ok(!sink.is_empty()),
         Err(_) => Err(format!(
-            "no answer and no close within 10 s for a {}-byte frame",
+            "no answer and no close within {PATIENCE:?} for a {}-byte frame",
             frame.len()
         )),
     }

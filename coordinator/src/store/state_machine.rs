@@ -9,7 +9,6 @@
 //! [`Applied`]: the log index plus copies of the records it changed, taken while the state
 //! was locked, so a watcher gets each record exactly as it was at that index.
 
-use crate::error::fatal;
 use crate::types::{
     CommandResult, Entry, LogId, NodeId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
@@ -25,6 +24,7 @@ use tokio::sync::broadcast;
 use tracing::info;
 use weir_metadata::{BrokerRecord, MetadataState, Reply, TopicRecord};
 use weir_model::TopicId;
+use weir_process::fatal;
 
 /// The snapshot file's name inside the data directory.
 pub const SNAPSHOT_FILE: &str = "snapshot.json";

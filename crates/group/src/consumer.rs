@@ -175,63 +175,21 @@ impl ConsumerGroup {
             assignment: None,
         };
         if req.member_epoch < 0 {
-            // Leaving (-1), or a static member stepping out for a restart (-2): either way its
-            // partitions go back to the pool now.
-            if self.members.remove(&req.member_id).is_some() {
-                self.target.remove(&req.member_id);
-                self.group_epoch += 1;
-            }
-            return HeartbeatResponse {
-                error: None,
-                member_id: req.member_id,
-                member_epoch: req.member_epoch,
-                heartbeat_interval_ms: config.heartbeat_interval_ms,
-                assignment: None,
-            };
+            return self.leave(config, req);
         }
         let id = if req.member_id.is_empty() {
             new_member_id
         } else {
             req.member_id.clone()
         };
-        if req.member_epoch == 0 {
-            let Some(subscribed) = req.subscribed_topics.clone() else {
-                return fail(GroupError::InvalidRequest, &id, 0);
-            };
-            if !self.members.contains_key(&id) && self.members.len() >= config.max_size {
-                return fail(GroupError::GroupMaxSizeReached, &id, 0);
-            }
-            // A member (re)joining starts from nothing: whatever it held is given up.
-            self.members.insert(
-                id.clone(),
-                ConsumerMember {
-                    id: id.clone(),
-                    instance_id: req.instance_id.clone(),
-                    client_id: req.client_id.clone(),
-                    client_host: req.client_host.clone(),
-                    epoch: 0,
-                    previous_epoch: -1,
-                    subscribed,
-                    assigned: Assignment::new(),
-                    revoking: Assignment::new(),
-                    sent: None,
-                    expires_at: now + config.session_timeout_ms.max(0) as u64,
-                },
-            );
-            self.group_epoch += 1;
+        let admitted = if req.member_epoch == 0 {
+            self.join(config, &req, &id, now)
         } else {
-            let Some(m) = self.members.get_mut(&id) else {
-                return fail(GroupError::UnknownMemberId, &id, req.member_epoch);
-            };
-            if req.member_epoch != m.epoch && req.member_epoch != m.previous_epoch {
-                return fail(GroupError::FencedMemberEpoch, &id, req.member_epoch);
-            }
-            if let Some(s) = &req.subscribed_topics
-                && *s != m.subscribed
-            {
-                m.subscribed = s.clone();
-                self.group_epoch += 1;
-            }
+            self.check_member(&req, &id)
+        };
+        if let Err(e) = admitted {
+            // A joining member's epoch is 0, so this is the epoch it is answered with either way.
+            return fail(e, &id, req.member_epoch);
         }
         let Some(m) = self.members.get_mut(&id) else {
             return fail(GroupError::UnknownMemberId, &id, req.member_epoch);
@@ -241,17 +199,7 @@ impl ConsumerGroup {
         if req.member_epoch == m.previous_epoch && req.member_epoch != m.epoch {
             m.sent = None;
         }
-        // Partition counts of subscribed topics changed: the target must follow.
-        let wanted = self.subscribed_topics();
-        let metadata: BTreeMap<String, ([u8; 16], i32)> = topics
-            .iter()
-            .filter(|t| wanted.contains(&t.name))
-            .map(|t| (t.name.clone(), (t.id, t.partitions)))
-            .collect();
-        if metadata != self.metadata {
-            self.metadata = metadata;
-            self.group_epoch += 1;
-        }
+        self.follow_metadata(topics);
         if self.assignment_epoch < self.group_epoch {
             self.assign();
         }
@@ -264,6 +212,88 @@ impl ConsumerGroup {
             member_epoch: m.epoch,
             heartbeat_interval_ms: config.heartbeat_interval_ms,
             assignment,
+        }
+    }
+
+    /// A member leaving (-1), or a static member stepping out for a restart (-2).
+    fn leave(&mut self, config: &ConsumerConfig, req: HeartbeatRequest) -> HeartbeatResponse {
+        // Either way its partitions go back to the pool now.
+        if self.members.remove(&req.member_id).is_some() {
+            self.target.remove(&req.member_id);
+            self.group_epoch += 1;
+        }
+        HeartbeatResponse {
+            error: None,
+            member_id: req.member_id,
+            member_epoch: req.member_epoch,
+            heartbeat_interval_ms: config.heartbeat_interval_ms,
+            assignment: None,
+        }
+    }
+
+    /// A member (re)joining (epoch 0) starts from nothing: whatever it held is given up.
+    fn join(
+        &mut self,
+        config: &ConsumerConfig,
+        req: &HeartbeatRequest,
+        id: &str,
+        now: u64,
+    ) -> Result<(), GroupError> {
+        let Some(subscribed) = req.subscribed_topics.clone() else {
+            return Err(GroupError::InvalidRequest);
+        };
+        if !self.members.contains_key(id) && self.members.len() >= config.max_size {
+            return Err(GroupError::GroupMaxSizeReached);
+        }
+        self.members.insert(
+            id.to_string(),
+            ConsumerMember {
+                id: id.to_string(),
+                instance_id: req.instance_id.clone(),
+                client_id: req.client_id.clone(),
+                client_host: req.client_host.clone(),
+                epoch: 0,
+                previous_epoch: -1,
+                subscribed,
+                assigned: Assignment::new(),
+                revoking: Assignment::new(),
+                sent: None,
+                expires_at: now + config.session_timeout_ms.max(0) as u64,
+            },
+        );
+        self.group_epoch += 1;
+        Ok(())
+    }
+
+    /// A known member heartbeating at its epoch (or the previous one, whose answer was lost);
+    /// a new subscription bumps the group epoch.
+    fn check_member(&mut self, req: &HeartbeatRequest, id: &str) -> Result<(), GroupError> {
+        let Some(m) = self.members.get_mut(id) else {
+            return Err(GroupError::UnknownMemberId);
+        };
+        if req.member_epoch != m.epoch && req.member_epoch != m.previous_epoch {
+            return Err(GroupError::FencedMemberEpoch);
+        }
+        if let Some(s) = &req.subscribed_topics
+            && *s != m.subscribed
+        {
+            m.subscribed = s.clone();
+            self.group_epoch += 1;
+        }
+        Ok(())
+    }
+
+    /// Partition counts of subscribed topics changed: the target must follow.
+    fn follow_metadata(&mut self, topics: &[TopicMeta]) {
+        let wanted = self.subscribed_topics();
+        let metadata: BTreeMap<String, ([u8; 16], i32)> = topics
+            .iter()
+            .filter(|t| wanted.contains(&t.name))
+            .map(|t| (t.name.clone(), (t.id, t.partitions)))
+            .collect();
+        if metadata != self.metadata {
+            self.metadata = metadata;
+            self.group_epoch += 1;
         }
     }
 

@@ -7,10 +7,8 @@
 use crate::state::*;
 use std::collections::BTreeMap;
 use weir_model::limits::PARTITIONS_PER_TOPIC_MAX;
+use weir_model::limits::PRODUCER_ID_BLOCK_MAX;
 use weir_model::{BrokerEpoch, BrokerId, LeaderEpoch, PartitionEpoch, TopicId, TopicName};
-
-/// The largest block of producer ids one AllocateProducerIds may reserve.
-pub const PRODUCER_ID_BLOCK_MAX: i32 = 100_000;
 
 /// An accepted command: its reply, and `Some(changes)` when it changed the state (the version
 /// then moves to the command's index) or `None` when it changed nothing.

@@ -47,9 +47,9 @@ pub mod placement;
 mod query;
 mod state;
 
-pub use apply::PRODUCER_ID_BLOCK_MAX;
 pub use query::UNCLEAN_LEADER_ELECTION_KEY;
 pub use state::*;
+pub use weir_model::limits::PRODUCER_ID_BLOCK_MAX;
 
 #[cfg(test)]
 mod tests;

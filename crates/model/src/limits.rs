@@ -13,6 +13,12 @@ pub const CONNECTIONS_MAX_DEFAULT: usize = 10_000;
 pub const CONNECTION_IN_FLIGHT_MAX: usize = 64;
 /// Longest a fetch may wait for data (`max.wait.ms` from the client is capped here).
 pub const FETCH_WAIT_MS_MAX: i32 = 30_000;
+/// Longest a broker waits in one step of an admin request: the call to the coordinators, then
+/// seeing its effect in its own metadata (a topic of thousands of partitions takes this broker
+/// seconds to open). CreateTopics and friends answer within twice this.
+pub const ADMIN_WAIT_MS_MAX: u64 = 15_000;
+/// Longest a produce waits for its ISR (acks=all), whatever `timeout.ms` the client asks for.
+pub const PRODUCE_TIMEOUT_MS_MAX: i32 = 300_000;
 /// Segment size at which a partition's log rolls (Kafka's `segment.bytes`, 1 GiB).
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
 /// Smallest `segment.bytes` a topic may set; anything smaller would roll on every batch.
@@ -42,6 +48,8 @@ pub const FRAME_READ_MS_MAX: u64 = 30_000;
 /// Read budget a frame takes ahead of its bytes: budget (and memory) grows as bytes arrive, not
 /// by the size a frame announces.
 pub const FRAME_READ_AHEAD_BYTES: usize = 64 * 1024;
+/// A connection with nothing to say for this long is closed (Kafka's `connections.max.idle.ms`).
+pub const CONNECTION_IDLE_MS_MAX: u64 = 10 * 60 * 1000;
 /// Bytes of Fetch responses being read, encoded or written, over all connections. A fetch
 /// reserves its worst case (twice: the records and their encoded copy) before reading and keeps
 /// what it used until its response is written; others wait.
@@ -86,6 +94,34 @@ pub const RAFT_NAME_BYTES_MAX: usize = 512;
 /// names the offset it is written at, so an unchecked offset would allocate that many bytes.
 pub const RAFT_SNAPSHOT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 
+/// Largest reply to one replica fetch (Kafka's `replica.fetch.response.max.bytes` plays this
+/// part); a follower asking for more gets this.
+pub const REPLICA_FETCH_BYTES_MAX: i32 = 16 * 1024 * 1024;
+/// Largest share of one replica fetch reply for one partition (Kafka's `replica.fetch.max.bytes`);
+/// a first batch larger than this is still sent whole, so a follower always progresses.
+pub const REPLICA_FETCH_PARTITION_BYTES_MAX: i32 = 4 * 1024 * 1024;
+/// Largest message on the brokers' replication gRPC service, either way: a fetch reply of
+/// [`REPLICA_FETCH_BYTES_MAX`] plus a first batch of up to [`MESSAGE_BYTES_MAX_DEFAULT`] and
+/// framing fits.
+pub const REPLICATION_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Partitions answered per Watermarks call; a caller with more asks again.
+pub const WATERMARKS_MAX: usize = 10_000;
+/// Largest gRPC message a coordinator accepts or sends (a full metadata update for
+/// [`TOPICS_MAX`] topics fits).
+pub const COORDINATOR_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Largest metadata message a broker accepts from the coordinators: at least what they send.
+/// (tonic's default of 4 MiB would cut a cluster of tens of thousands of partitions off.)
+pub const METADATA_MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// The largest block of producer ids one AllocateProducerIds may reserve.
+pub const PRODUCER_ID_BLOCK_MAX: i32 = 100_000;
+/// Longest file name the file systems Weir runs on accept (NAME_MAX).
+pub const FILE_NAME_BYTES_MAX: usize = 255;
+/// Longest config value a `Cluster` resource may give (the CRD's `maxLength`).
+pub const CONFIG_VALUE_BYTES_MAX: usize = 1024;
+/// gRPC clients the operator keeps cached; a reconcile of a cluster whose coordinator list
+/// changed drops the oldest.
+pub const OPERATOR_CLIENTS_MAX: usize = 256;
+
 const _: () = assert!(MESSAGE_BYTES_MAX_DEFAULT < REQUEST_BYTES_MAX_DEFAULT);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!((MESSAGE_BYTES_MAX_DEFAULT as u64) < SEGMENT_BYTES_MAX);
@@ -106,3 +142,9 @@ const _: () = assert!(RAFT_TERM_STEP_MAX < RAFT_TERM_MAX);
 const _: () = assert!(RAFT_TERM_MAX < u64::MAX / 2);
 const _: () = assert!(RAFT_LOG_INDEX_MAX < u64::MAX / 2);
 const _: () = assert!(RAFT_SNAPSHOT_BYTES_MAX < RAFT_LOG_INDEX_MAX);
+const _: () = assert!(REPLICA_FETCH_PARTITION_BYTES_MAX <= REPLICA_FETCH_BYTES_MAX);
+const _: () = assert!(
+    REPLICA_FETCH_BYTES_MAX as usize + MESSAGE_BYTES_MAX_DEFAULT as usize + (1 << 20)
+        <= REPLICATION_MESSAGE_BYTES_MAX
+);
+const _: () = assert!(COORDINATOR_MESSAGE_BYTES_MAX <= METADATA_MESSAGE_BYTES_MAX);

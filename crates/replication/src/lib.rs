@@ -1,4 +1,6 @@
-//! What a partition's leader knows about its followers, and what it decides from that.
+//! What a partition's leader knows about its followers, and what it decides from that; and,
+//! in [`follower`], what a follower decides from its leader's answers, and in [`acks`], when
+//! an acks=all produce is answered.
 //!
 //! A state machine without I/O or clocks: the broker feeds it appends, follower fetches and
 //! committed metadata, with the time in milliseconds, and asks it for the high watermark and for
@@ -16,6 +18,9 @@
 //!   of earlier epochs that could have been acknowledged).
 //! - One ISR proposal at a time; the broker sends it to the coordinator (AlterPartition) and
 //!   reports back with [`LeaderState::committed`] or [`LeaderState::proposal_failed`].
+
+pub mod acks;
+pub mod follower;
 
 use std::collections::BTreeMap;
 use weir_model::{BrokerId, LeaderEpoch, Offset, PartitionEpoch};

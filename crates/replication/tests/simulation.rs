@@ -2,7 +2,9 @@
 //!
 //! One thread per schedule, one seed, a simulated clock in milliseconds and a simulated
 //! network. It drives the real pure state machines, [`MetadataState::apply`] as the
-//! coordinator and [`LeaderState`] for every partition leader, and mirrors the broker's shell
+//! coordinator, [`LeaderState`] for every partition leader, the follower's rules of
+//! [`follower`] (divergence, truncation, the watermark) for every follower and the acks=all
+//! predicate of [`acks`], and mirrors the rest of the broker's shell
 //! around them (`broker/src/{state.rs,replication.rs,session.rs,api/produce.rs}` as of
 //! 0d1b3f4) closely enough that a rule broken there is broken here. Replay a schedule with its
 //! trace, or run more:
@@ -105,6 +107,8 @@ use std::rc::Rc;
 use weir_metadata::{Command, MetadataState, PartitionRecord, Reply, placement};
 use weir_model::{BrokerEpoch, BrokerId, LeaderEpoch, Offset, PartitionEpoch, TopicId, TopicName};
 use weir_replication::LeaderState;
+use weir_replication::acks;
+use weir_replication::follower::{self, Divergence};
 
 // ---------------------------------------------------------------------------------------------
 // Timing. The session timeout, heartbeat interval and replica lag are drawn per schedule
@@ -1512,55 +1516,57 @@ impl Broker {
         let hwm = r.high_watermark;
         let log = &self.logs[part];
         let end = log.end();
-        let target = match answer {
-            // The leader knows no epoch at or below ours: keep what is known committed.
-            None => {
-                io.stats.truncations_to_hwm += u64::from(hwm < end);
-                hwm.min(end)
-            }
-            Some((e, o)) if e == latest => o.min(end),
-            // An older epoch: cut where it ends on either side, whichever is first.
-            Some((e, o)) => {
-                let here = log.end_offset_for(e).map_or(end, |(_, x)| x);
-                o.min(here).min(end)
-            }
-        };
-        if target < hwm && !self.unclean_allowed() {
-            // `truncate_divergent`'s guard: a leader elected from the ISR holds every
-            // committed record, so only a leader that should not lead can ask for this; the
-            // follower keeps its records, copies nothing and asks again later.
-            let me = self.id;
-            io.stats.truncations_refused += 1;
-            io.note(|| {
-                format!(
-                    "b{me} p{part}: refuses to truncate {} -> {} below its hwm {} (leader b{} said {answer:?} for epoch {})",
-                    end.0, target.0, hwm.0, inf.leader.0, latest.0
-                )
-            });
-            if self.in_sync(part) {
-                io.violation(format!(
-                    "broker {me} partition {part}, in sync, was asked to truncate to {} below \
-                     the high watermark {} it acknowledged (leader {} at epoch {} answered \
-                     {answer:?} for epoch {})",
-                    target.0, hwm.0, inf.leader, inf.epoch.0, latest.0
-                ));
-            }
-            self.sleep(io, part, FETCH_BACKOFF_MIN_MS);
-            return;
+        if answer.is_none() {
+            io.stats.truncations_to_hwm += u64::from(hwm < end);
         }
-        if target < end {
-            let me = self.id;
-            io.stats.truncations += 1;
-            io.stats.truncated_records += (end.0 - target.0) as u64;
-            io.note(|| {
-                format!(
-                    "b{me} p{part}: truncates {} -> {} (asked epoch {}, leader b{} said {answer:?}, hwm {})",
-                    end.0, target.0, latest.0, inf.leader.0, hwm.0
-                )
-            });
-            self.logs[part].truncate(target.0 as usize);
-        } else {
-            self.v.fetchers[part].validated = Some(inf.epoch);
+        let local = follower::Local {
+            latest,
+            log_end: end,
+            high_watermark: hwm,
+            unclean_allowed: self.unclean_allowed(),
+        };
+        let leader_says = follower::EpochEnd {
+            epoch: answer.map(|(e, _)| e),
+            end_offset: answer.map_or(Offset(0), |(_, o)| o),
+        };
+        let end_here = |e| log.end_offset_for(e).map(|(_, x)| x);
+        match follower::divergence(local, leader_says, end_here) {
+            Divergence::Refuse { target } => {
+                // A leader elected from the ISR holds every committed record, so only a
+                // leader that should not lead can ask for this; the follower keeps its
+                // records, copies nothing and asks again later.
+                let me = self.id;
+                io.stats.truncations_refused += 1;
+                io.note(|| {
+                    format!(
+                        "b{me} p{part}: refuses to truncate {} -> {} below its hwm {} (leader b{} said {answer:?} for epoch {})",
+                        end.0, target.0, hwm.0, inf.leader.0, latest.0
+                    )
+                });
+                if self.in_sync(part) {
+                    io.violation(format!(
+                        "broker {me} partition {part}, in sync, was asked to truncate to {} below \
+                         the high watermark {} it acknowledged (leader {} at epoch {} answered \
+                         {answer:?} for epoch {})",
+                        target.0, hwm.0, inf.leader, inf.epoch.0, latest.0
+                    ));
+                }
+                self.sleep(io, part, FETCH_BACKOFF_MIN_MS);
+                return;
+            }
+            Divergence::TruncateTo(target) => {
+                let me = self.id;
+                io.stats.truncations += 1;
+                io.stats.truncated_records += (end.0 - target.0) as u64;
+                io.note(|| {
+                    format!(
+                        "b{me} p{part}: truncates {} -> {} (asked epoch {}, leader b{} said {answer:?}, hwm {})",
+                        end.0, target.0, latest.0, inf.leader.0, hwm.0
+                    )
+                });
+                self.logs[part].truncate(target.0 as usize);
+            }
+            Divergence::Agree => self.v.fetchers[part].validated = Some(inf.epoch),
         }
         // Again (after a truncation), or on to the fetch.
         self.drive(io, part);
@@ -1610,9 +1616,10 @@ impl Broker {
                         }
                     }
                     if ok {
-                        let hw = d.high_watermark.min(log.end());
+                        let end = log.end();
                         if let Some(r) = self.v.replicas[part].as_mut()
-                            && hw > r.high_watermark
+                            && let Some(hw) =
+                                follower::high_watermark(d.high_watermark, end, r.high_watermark)
                         {
                             r.high_watermark = hw;
                         }
@@ -1861,23 +1868,28 @@ impl Broker {
                 None => Some(Err(NOT_LEADER_OR_FOLLOWER)),
                 Some(r) => {
                     let (epoch, leader, hwm, isr_len) = r.progress();
-                    let passed = if self.mutation == Mutation::AckOnAppend {
-                        self.logs[w.part].end() > w.last
+                    // The planted bug: a leader that counts its own log end as replicated.
+                    let high_watermark = if self.mutation == Mutation::AckOnAppend {
+                        self.logs[w.part].end()
                     } else {
-                        hwm > w.last
+                        hwm
                     };
-                    if !leader || epoch != w.entry.epoch {
-                        Some(Err(NOT_LEADER_OR_FOLLOWER))
-                    } else if passed {
-                        if isr_len < r.min_insync {
-                            Some(Err(NOT_ENOUGH_REPLICAS_AFTER_APPEND))
-                        } else {
-                            Some(Ok(w.last))
+                    let progress = acks::Progress {
+                        epoch,
+                        leader,
+                        high_watermark,
+                        isr_len,
+                    };
+                    match acks::outcome(&progress, w.last, w.entry.epoch, || r.min_insync) {
+                        Some(Ok(())) => Some(Ok(w.last)),
+                        Some(Err(acks::Shortfall::LeadershipMoved)) => {
+                            Some(Err(NOT_LEADER_OR_FOLLOWER))
                         }
-                    } else if io.now >= w.deadline {
-                        Some(Err(REQUEST_TIMED_OUT))
-                    } else {
-                        None
+                        Some(Err(acks::Shortfall::NotEnoughReplicas { .. })) => {
+                            Some(Err(NOT_ENOUGH_REPLICAS_AFTER_APPEND))
+                        }
+                        None if io.now >= w.deadline => Some(Err(REQUEST_TIMED_OUT)),
+                        None => None,
                     }
                 }
             };

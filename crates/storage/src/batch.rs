@@ -49,15 +49,7 @@ const TIMESTAMP_TYPE_BIT: i16 = 0x08;
 const TRANSACTIONAL_BIT: i16 = 0x10;
 const CONTROL_BIT: i16 = 0x20;
 
-/// How a batch's records are compressed (attributes bits 0-2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
+pub use crate::decompress::Compression;
 
 /// Which clock a topic's timestamps come from (`message.timestamp.type`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -63,7 +63,7 @@ use crate::batch::{
 };
 use crate::error::{StorageError, io_err};
 use crate::meta::CleanerCheckpoint;
-use crate::segment::{RECOVERY_BATCH_BYTES_MAX, Segment, file_name};
+use crate::segment::{RECOVERY_BATCH_BYTES_MAX, Segment};
 use std::collections::HashMap;
 use std::fs::File;
 use std::hash::BuildHasher;
@@ -845,11 +845,6 @@ pub(crate) fn check_keys(records: &[u8], headers: &[BatchHeader]) -> Result<(), 
         at += h.size_bytes();
     }
     Ok(())
-}
-
-/// `<base>.log.cleaned` and friends.
-pub(crate) fn cleaned_name(base: Offset, ext: &str) -> String {
-    format!("{}.cleaned", file_name(base, ext))
 }
 
 #[cfg(test)]

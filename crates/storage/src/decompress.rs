@@ -10,9 +10,18 @@
 //! Kafka's framings: gzip and zstd streams, the LZ4 frame format, and Snappy in xerial's
 //! block framing (or raw Snappy, which the Java client also accepts).
 
-use crate::batch::Compression;
 use std::io::Read;
 use weir_model::limits::DECOMPRESSED_BATCH_BYTES_MAX;
+
+/// How a batch's records are compressed (attributes bits 0-2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
 
 /// xerial snappy-java's stream header: magic, then version 1 and compatible version 1.
 const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";

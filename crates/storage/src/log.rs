@@ -30,14 +30,14 @@ use crate::batch::{
     BatchHeader, Compression, TimestampType, find_record_by_timestamp, set_base_offset,
     set_log_append_time, set_partition_leader_epoch, validate_batches, validate_stored_batches,
 };
-use crate::cleaner::{CleanOutcome, CleanPlan, CleanedRound, SegmentSnapshot, cleaned_name};
+use crate::cleaner::{CleanOutcome, CleanPlan, CleanedRound, SegmentSnapshot};
 use crate::epoch::EpochCache;
 use crate::error::{StorageError, io_err};
 use crate::meta::{
     self, CLEANER_SWAP_FILE, CleanerCheckpoint, PartitionMeta, SwapGroup, SwapManifest,
 };
 use crate::producer::{self, BatchMeta, Check, ProducerEntry, ProducerState};
-use crate::segment::{Segment, WalkProblem, file_name, parse_log_name};
+use crate::segment::{Segment, WalkProblem, cleaned_name, file_name, parse_log_name};
 use bytes::Bytes;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -494,11 +494,61 @@ impl PartitionLog {
             crate::cleaner::check_keys(records, &headers)?;
         }
         let log_end = self.log_end_offset();
+        let (pending, next) = match self.check_producers(&headers, log_end)? {
+            ProducerCheck::Accept { pending, next } => (pending, next),
+            ProducerCheck::Duplicate(outcome) => return Ok(outcome),
+        };
+        let total = records.len() as u64;
+        if self.should_roll(total, next, now) {
+            self.roll()?;
+        }
+        // Patch headers in place: offsets and epoch are outside the CRC.
+        let log_append_time = self.config.timestamp_type == TimestampType::LogAppendTime;
+        patch_headers(
+            records,
+            &headers,
+            log_end,
+            epoch,
+            log_append_time.then_some(now),
+        );
+        let count = self.write_batches(records, &headers, log_end, now, log_append_time)?;
+        for (pid, entry) in pending {
+            for meta in entry.batches.iter().filter(|m| m.base_offset >= log_end) {
+                self.producers.apply(pid, entry.epoch, *meta);
+            }
+        }
+        if self.epochs.assign(epoch, log_end) {
+            meta::store_epochs(&self.dir, self.epochs.entries())?;
+        }
+        self.unflushed_messages += count;
+        if self
+            .config
+            .flush_messages
+            .is_some_and(|n| self.unflushed_messages >= n)
+        {
+            self.flush_at(now)?;
+        }
+        Ok(AppendOutcome::Appended {
+            base_offset: log_end,
+            last_offset: next.plus(-1),
+            log_append_time: log_append_time.then_some(now),
+            log_start_offset: self.log_start,
+        })
+    }
+
+    /// The idempotent-producer checks of an append: each batch against the stored state and
+    /// the earlier batches of the same append. Returns the producers' state after it, and the
+    /// next offset; or a retried batch's first outcome.
+    fn check_producers(
+        &self,
+        headers: &[BatchHeader],
+        log_end: Offset,
+    ) -> Result<ProducerCheck, StorageError> {
         let mut next = log_end;
         // Producer checks against the state plus the earlier batches of this same request.
         let mut pending: Vec<(ProducerId, ProducerEntry)> = Vec::new();
         let mut at = 0usize;
-        for h in &headers {
+        for h in headers {
             if h.is_control() {
                 return Err(StorageError::ControlBatchRefused { at });
             }
@@ -525,11 +575,11 @@ impl PartitionLog {
                         return Err(StorageError::DuplicateAmongBatches { at });
                     }
                     Check::Duplicate(d) => {
-                        return Ok(AppendOutcome::Duplicate {
+                        return Ok(ProducerCheck::Duplicate(AppendOutcome::Duplicate {
                             base_offset: d.base_offset,
                             last_offset: d.last_offset,
                             log_start_offset: self.log_start,
-                        });
+                        }));
                     }
                     Check::Accept => {
                         let i = idx.unwrap_or_else(|| {
@@ -548,24 +598,19 @@ impl PartitionLog {
             next = last.plus(1);
             at += h.size_bytes();
         }
-        let total = records.len() as u64;
-        if self.should_roll(total, next, now) {
-            self.roll()?;
-        }
-        // Patch headers in place: offsets and epoch are outside the CRC.
-        let log_append_time = self.config.timestamp_type == TimestampType::LogAppendTime;
-        let mut at = 0usize;
-        let mut base = log_end;
-        for h in &headers {
-            let batch = &mut records[at..at + h.size_bytes()];
-            set_base_offset(batch, base);
-            set_partition_leader_epoch(batch, epoch);
-            if log_append_time {
-                set_log_append_time(batch, now);
-            }
-            base = base.plus(h.last_offset_delta as i64 + 1);
-            at += h.size_bytes();
-        }
+        Ok(ProducerCheck::Accept { pending, next })
+    }
+
+    /// Writes patched batches to the active segment and indexes them; returns how many records
+    /// were written.
+    fn write_batches(
+        &mut self,
+        records: &[u8],
+        headers: &[BatchHeader],
+        log_end: Offset,
+        now: Timestamp,
+        log_append_time: bool,
+    ) -> Result<u64, StorageError> {
         let interval = self.config.index_interval_bytes;
         let seg = self.active_mut();
         let was_empty = seg.is_empty();
@@ -573,7 +618,7 @@ impl PartitionLog {
         let mut pos = seg.size;
         let mut base = log_end;
         let mut count = 0u64;
-        for h in &headers {
+        for h in headers {
             let last = base.plus(h.last_offset_delta as i64);
             let max_ts = if log_append_time {
                 now.get()
@@ -589,28 +634,7 @@ impl PartitionLog {
             // First append into this segment: segment.ms counts from now.
             seg.rolling_ts = Some(now.get());
         }
-        for (pid, entry) in pending {
-            for meta in entry.batches.iter().filter(|m| m.base_offset >= log_end) {
-                self.producers.apply(pid, entry.epoch, *meta);
-            }
-        }
-        if self.epochs.assign(epoch, log_end) {
-            meta::store_epochs(&self.dir, self.epochs.entries())?;
-        }
-        self.unflushed_messages += count;
-        if self
-            .config
-            .flush_messages
-            .is_some_and(|n| self.unflushed_messages >= n)
-        {
-            self.flush_at(now)?;
-        }
-        Ok(AppendOutcome::Appended {
-            base_offset: log_end,
-            last_offset: next.plus(-1),
-            log_append_time: log_append_time.then_some(now),
-            log_start_offset: self.log_start,
-        })
+        Ok(count)
     }
 
     /// Appends batches copied from the leader (a follower's append): offsets and leader epochs
@@ -1671,4 +1695,38 @@ fn recover_cleaner_leftovers(dir: &Path) -> Result<(), StorageError> {
         }
     }
     Ok(())
+}
+
+/// What the producer checks of an append decided.
+enum ProducerCheck {
+    /// Append, with the producers' state as it will be after and the next offset.
+    Accept {
+        pending: Vec<(ProducerId, ProducerEntry)>,
+        next: Offset,
+    },
+    /// A retried batch: answer as the first time.
+    Duplicate(AppendOutcome),
+}
+
+/// Gives each batch its offsets and leader epoch, and the append time when the topic uses
+/// it: all outside the CRC, so patched in place.
+fn patch_headers(
+    records: &mut [u8],
+    headers: &[BatchHeader],
+    log_end: Offset,
+    epoch: LeaderEpoch,
+    append_time: Option<Timestamp>,
+) {
+    let mut at = 0usize;
+    let mut base = log_end;
+    for h in headers {
+        let batch = &mut records[at..at + h.size_bytes()];
+        set_base_offset(batch, base);
+        set_partition_leader_epoch(batch, epoch);
+        if let Some(now) = append_time {
+            set_log_append_time(batch, now);
+        }
+        base = base.plus(h.last_offset_delta as i64 + 1);
+        at += h.size_bytes();
+    }
 }

@@ -43,6 +43,11 @@ pub(crate) struct IndexEntry {
     pub max_ts_before: i64,
 }
 
+/// `<base>.log.cleaned` and friends: a cleaner round's output before it is committed.
+pub(crate) fn cleaned_name(base: Offset, ext: &str) -> String {
+    format!("{}.cleaned", file_name(base, ext))
+}
+
 pub(crate) fn file_name(base: Offset, ext: &str) -> String {
     format!("{:020}.{ext}", base.get())
 }
@@ -143,7 +148,7 @@ impl Segment {
     /// A new, empty `<base>.log.cleaned` for the cleaner to write (no index files until
     /// [`Segment::write_cleaned_index_files`]).
     pub fn create_cleaned(dir: &Path, base: Offset) -> Result<Segment, StorageError> {
-        let path = dir.join(crate::cleaner::cleaned_name(base, "log"));
+        let path = dir.join(cleaned_name(base, "log"));
         let file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -138,85 +138,107 @@ async fn brokers(
     };
     match current {
         Some(current) if wanted < current => {
-            // Never remove a broker that holds a replica: keep the count until drained.
-            out.replicas = current;
-            let Some(view) = view else {
-                return out;
-            };
-            let staying: BTreeSet<i32> = (0..wanted).collect();
-            let leaving: BTreeSet<i32> = (wanted..current).collect();
-            out.draining = leaving.iter().copied().collect();
-            if plan::drained(&view, &leaving) {
-                tracing::info!(cluster = %cluster.name_any(), from = current, to = wanted, "brokers drained; scaling down");
-                ctx.event(
-                    cluster,
-                    false,
-                    "ScaledDown",
-                    "Drain",
-                    format!(
-                        "brokers {leaving:?} hold no replica; scaling from {current} to {wanted}"
-                    ),
-                )
-                .await;
-                out.replicas = wanted;
-                out.draining.clear();
-            } else {
-                out.moving = true;
-                match plan::plan_drain(&view, &staying, &leaving) {
-                    Ok(moves) => {
-                        let in_flight = match admin.reassignments_in_progress().await {
-                            Ok(n) => n,
-                            Err(e) => {
-                                out.blocked =
-                                    Some(("CoordinatorsUnavailable".into(), e.to_string()));
-                                DRAIN_MOVES_MAX
-                            }
-                        };
-                        let room = DRAIN_MOVES_MAX.saturating_sub(in_flight);
-                        let wave = &moves[..moves.len().min(room)];
-                        start_moves(cluster, ctx, admin, wave, "Draining").await;
-                    }
-                    Err(e) => out.blocked = Some(("DrainBlocked".into(), e.to_string())),
-                }
-            }
-            out.view = Some(view);
+            scale_down(cluster, ctx, admin, view, current, &mut out).await
         }
         _ => {
             let Some(view) = view else {
                 return out;
             };
-            // Replicas on brokers the StatefulSet no longer runs (placed on a leaving broker
-            // while it drained, or left by a scale-down made by hand): move them too.
-            let staying: BTreeSet<i32> = (0..wanted).collect();
-            let orphans: BTreeSet<i32> = view
-                .topics
-                .iter()
-                .flat_map(|t| &t.partitions)
-                .flat_map(|p| p.replicas.iter().copied())
-                .filter(|r| !staying.contains(r))
-                .collect();
-            if !orphans.is_empty() {
-                out.moving = true;
-                match plan::plan_drain(&view, &staying, &orphans) {
-                    Ok(moves) => {
-                        let wave = &moves[..moves.len().min(DRAIN_MOVES_MAX)];
-                        start_moves(cluster, ctx, admin, wave, "Draining").await;
-                        out.blocked = Some((
-                            "ReplicasOnRemovedBrokers".into(),
-                            format!("moving replicas off brokers {orphans:?}, which no pod runs"),
-                        ));
-                    }
-                    Err(e) => {
-                        out.blocked = Some(("ReplicasOnRemovedBrokers".into(), e.to_string()))
-                    }
-                }
-            } else {
-                spread(cluster, ctx, admin, &view, &mut out).await;
-            }
+            rebalance(cluster, ctx, admin, &view, &mut out).await;
             out.view = Some(view);
         }
     }
     out
+}
+
+/// Scaling down: keeps the leaving brokers until they hold no replica, moving their replicas
+/// in waves meanwhile.
+async fn scale_down(
+    cluster: &Cluster,
+    ctx: &Context,
+    admin: &dyn ClusterAdmin,
+    view: Option<ClusterView>,
+    current: i32,
+    out: &mut BrokerOutcome,
+) {
+    let wanted = cluster.spec.brokers.replicas;
+    // Never remove a broker that holds a replica: keep the count until drained.
+    out.replicas = current;
+    let Some(view) = view else {
+        return;
+    };
+    let staying: BTreeSet<i32> = (0..wanted).collect();
+    let leaving: BTreeSet<i32> = (wanted..current).collect();
+    out.draining = leaving.iter().copied().collect();
+    if plan::drained(&view, &leaving) {
+        tracing::info!(cluster = %cluster.name_any(), from = current, to = wanted, "brokers drained; scaling down");
+        ctx.event(
+            cluster,
+            false,
+            "ScaledDown",
+            "Drain",
+            format!("brokers {leaving:?} hold no replica; scaling from {current} to {wanted}"),
+        )
+        .await;
+        out.replicas = wanted;
+        out.draining.clear();
+    } else {
+        out.moving = true;
+        match plan::plan_drain(&view, &staying, &leaving) {
+            Ok(moves) => {
+                let in_flight = match admin.reassignments_in_progress().await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        out.blocked = Some(("CoordinatorsUnavailable".into(), e.to_string()));
+                        DRAIN_MOVES_MAX
+                    }
+                };
+                let room = DRAIN_MOVES_MAX.saturating_sub(in_flight);
+                let wave = &moves[..moves.len().min(room)];
+                start_moves(cluster, ctx, admin, wave, "Draining").await;
+            }
+            Err(e) => out.blocked = Some(("DrainBlocked".into(), e.to_string())),
+        }
+    }
+    out.view = Some(view);
+}
+
+/// Steady state: replicas left on brokers no pod runs are moved; otherwise partitions are
+/// spread over the brokers.
+async fn rebalance(
+    cluster: &Cluster,
+    ctx: &Context,
+    admin: &dyn ClusterAdmin,
+    view: &ClusterView,
+    out: &mut BrokerOutcome,
+) {
+    let wanted = cluster.spec.brokers.replicas;
+    // Replicas on brokers the StatefulSet no longer runs (placed on a leaving broker
+    // while it drained, or left by a scale-down made by hand): move them too.
+    let staying: BTreeSet<i32> = (0..wanted).collect();
+    let orphans: BTreeSet<i32> = view
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .flat_map(|p| p.replicas.iter().copied())
+        .filter(|r| !staying.contains(r))
+        .collect();
+    if !orphans.is_empty() {
+        out.moving = true;
+        match plan::plan_drain(view, &staying, &orphans) {
+            Ok(moves) => {
+                let wave = &moves[..moves.len().min(DRAIN_MOVES_MAX)];
+                start_moves(cluster, ctx, admin, wave, "Draining").await;
+                out.blocked = Some((
+                    "ReplicasOnRemovedBrokers".into(),
+                    format!("moving replicas off brokers {orphans:?}, which no pod runs"),
+                ));
+            }
+            Err(e) => out.blocked = Some(("ReplicasOnRemovedBrokers".into(), e.to_string())),
+        }
+    } else {
+        spread(cluster, ctx, admin, view, out).await;
+    }
 }
 
 /// After a scale-up, once every broker has registered, moves replicas onto the new brokers.
@@ -355,28 +377,13 @@ fn status(
         && brokers_rolled
         && brokers_ready >= wanted
         && outcome.draining.is_empty();
-    let (reason, message) = if all_ready {
-        (
-            "Ready",
-            format!("{brokers_ready} brokers and {coordinators_ready} coordinators ready"),
-        )
-    } else if !outcome.draining.is_empty() {
-        (
-            "Draining",
-            format!(
-                "moving replicas off brokers {:?} before scaling down to {wanted}",
-                outcome.draining
-            ),
-        )
-    } else {
-        (
-            "PodsNotReady",
-            format!(
-                "{brokers_ready}/{wanted} brokers and {coordinators_ready}/{} coordinators ready",
-                cluster.spec.coordinators.replicas
-            ),
-        )
-    };
+    let (reason, message) = ready_reason(
+        cluster,
+        outcome,
+        all_ready,
+        brokers_ready,
+        coordinators_ready,
+    );
     set_condition(
         &mut st.conditions,
         condition::READY,
@@ -423,6 +430,39 @@ fn status(
         generation,
     );
     st
+}
+
+/// The Ready condition's reason and message.
+fn ready_reason(
+    cluster: &Cluster,
+    outcome: &BrokerOutcome,
+    all_ready: bool,
+    brokers_ready: i32,
+    coordinators_ready: i32,
+) -> (&'static str, String) {
+    let wanted = cluster.spec.brokers.replicas;
+    if all_ready {
+        (
+            "Ready",
+            format!("{brokers_ready} brokers and {coordinators_ready} coordinators ready"),
+        )
+    } else if !outcome.draining.is_empty() {
+        (
+            "Draining",
+            format!(
+                "moving replicas off brokers {:?} before scaling down to {wanted}",
+                outcome.draining
+            ),
+        )
+    } else {
+        (
+            "PodsNotReady",
+            format!(
+                "{brokers_ready}/{wanted} brokers and {coordinators_ready}/{} coordinators ready",
+                cluster.spec.coordinators.replicas
+            ),
+        )
+    }
 }
 
 /// Logs a failed reconcile and retries it later.

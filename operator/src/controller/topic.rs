@@ -12,7 +12,7 @@
 //! name) manages it; the other reports `Conflict` and changes nothing, so they never fight.
 
 use super::{Context, Error, namespace, set_condition};
-use crate::admin::{AdminError, NewTopic, TopicView, code};
+use crate::admin::{AdminError, ClusterAdmin, NewTopic, TopicView, code};
 use crate::crd::{
     ADOPT_ANNOTATION, Cluster, DeletionPolicy, TOPIC_FINALIZER, Topic, TopicStatus, condition,
 };
@@ -123,31 +123,10 @@ async fn sync(
     ctx: &Context,
     name: &str,
 ) -> Result<Outcome, Error> {
-    if name.starts_with("__") {
-        return Ok(Outcome {
-            ready: false,
-            reason: "Invalid",
-            message: format!(
-                "{name:?} is an internal topic of the cluster; it is not managed by resources"
-            ),
-            view: None,
-        });
-    }
-    if let Err(e) = weir_model::TopicName::new(name) {
-        return Ok(Outcome {
-            ready: false,
-            reason: "Invalid",
-            message: format!("{e}; set spec.topicName"),
-            view: None,
-        });
+    if let Some(invalid) = invalid_name(name) {
+        return Ok(invalid);
     }
     let admin = ctx.admin(cluster);
-    let unavailable = |e: AdminError| Outcome {
-        ready: false,
-        reason: "ClusterUnavailable",
-        message: e.to_string(),
-        view: None,
-    };
     let view = match admin.describe().await {
         Ok(v) => v,
         Err(e) => return Ok(unavailable(e)),
@@ -155,70 +134,10 @@ async fn sync(
     let spec = &topic.spec;
     let configs = normalized(&spec.config);
     let Some(existing) = view.topic(name).cloned() else {
-        let created = admin
-            .create_topic(NewTopic {
-                name: name.to_string(),
-                partitions: spec.partitions,
-                replication_factor: spec.replication_factor,
-                configs: configs.clone(),
-            })
-            .await;
-        return Ok(match created {
-            Ok(t) => {
-                let recreated = topic.status.as_ref().and_then(|s| s.topic_id.clone());
-                let note = match recreated {
-                    Some(old) => format!(
-                        "created topic {name:?} again (id {}; the old one, {old}, was deleted outside this resource)",
-                        t.id
-                    ),
-                    None => format!(
-                        "created topic {name:?} with {} partitions, replication factor {}",
-                        spec.partitions, spec.replication_factor
-                    ),
-                };
-                ctx.event(topic, false, "Created", "CreateTopic", note)
-                    .await;
-                Outcome {
-                    ready: true,
-                    reason: "Created",
-                    message: format!("topic {name:?} created"),
-                    view: Some(t),
-                }
-            }
-            Err(e @ AdminError::Refused { .. }) if e.code() != Some(code::TOPIC_ALREADY_EXISTS) => {
-                ctx.event(topic, true, "Invalid", "CreateTopic", e.to_string())
-                    .await;
-                Outcome {
-                    ready: false,
-                    reason: "Invalid",
-                    message: e.to_string(),
-                    view: None,
-                }
-            }
-            Err(e) => unavailable(e),
-        });
+        return Ok(create(topic, ctx, admin.as_ref(), name, configs).await);
     };
-
-    // A topic this resource did not create (or take over before): only with the annotation.
-    let ours = topic
-        .status
-        .as_ref()
-        .and_then(|s| s.topic_id.as_ref())
-        .is_some();
-    let adopt = topic
-        .annotations()
-        .get(ADOPT_ANNOTATION)
-        .map(String::as_str)
-        == Some("true");
-    if !ours && !adopt {
-        return Ok(Outcome {
-            ready: false,
-            reason: "AlreadyExists",
-            message: format!(
-                "topic {name:?} already exists in the cluster and this resource did not create it; annotate {ADOPT_ANNOTATION}=true to manage it (its configs become spec.config)"
-            ),
-            view: None,
-        });
+    if let Some(refused) = not_managed(topic, name) {
+        return Ok(refused);
     }
     let have = i32::try_from(existing.partitions.len()).unwrap_or(i32::MAX);
     if have > spec.partitions {
@@ -266,6 +185,118 @@ async fn sync(
         message: note,
         view: view.or(Some(existing)),
     })
+}
+
+/// The cluster could not be asked.
+fn unavailable(e: AdminError) -> Outcome {
+    Outcome {
+        ready: false,
+        reason: "ClusterUnavailable",
+        message: e.to_string(),
+        view: None,
+    }
+}
+
+/// A name the resource may not manage: an internal topic, or not a topic name at all.
+fn invalid_name(name: &str) -> Option<Outcome> {
+    if name.starts_with("__") {
+        return Some(Outcome {
+            ready: false,
+            reason: "Invalid",
+            message: format!(
+                "{name:?} is an internal topic of the cluster; it is not managed by resources"
+            ),
+            view: None,
+        });
+    }
+    if let Err(e) = weir_model::TopicName::new(name) {
+        return Some(Outcome {
+            ready: false,
+            reason: "Invalid",
+            message: format!("{e}; set spec.topicName"),
+            view: None,
+        });
+    }
+    None
+}
+
+/// Creates the topic the resource describes.
+async fn create(
+    topic: &Topic,
+    ctx: &Context,
+    admin: &dyn ClusterAdmin,
+    name: &str,
+    configs: BTreeMap<String, String>,
+) -> Outcome {
+    let spec = &topic.spec;
+    let created = admin
+        .create_topic(NewTopic {
+            name: name.to_string(),
+            partitions: spec.partitions,
+            replication_factor: spec.replication_factor,
+            configs,
+        })
+        .await;
+    match created {
+        Ok(t) => {
+            let recreated = topic.status.as_ref().and_then(|s| s.topic_id.clone());
+            let note = match recreated {
+                Some(old) => format!(
+                    "created topic {name:?} again (id {}; the old one, {old}, was deleted outside this resource)",
+                    t.id
+                ),
+                None => format!(
+                    "created topic {name:?} with {} partitions, replication factor {}",
+                    spec.partitions, spec.replication_factor
+                ),
+            };
+            ctx.event(topic, false, "Created", "CreateTopic", note)
+                .await;
+            Outcome {
+                ready: true,
+                reason: "Created",
+                message: format!("topic {name:?} created"),
+                view: Some(t),
+            }
+        }
+        Err(e @ AdminError::Refused { .. }) if e.code() != Some(code::TOPIC_ALREADY_EXISTS) => {
+            ctx.event(topic, true, "Invalid", "CreateTopic", e.to_string())
+                .await;
+            Outcome {
+                ready: false,
+                reason: "Invalid",
+                message: e.to_string(),
+                view: None,
+            }
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// A topic this resource did not create (or take over before) is managed only with the
+/// annotation.
+fn not_managed(topic: &Topic, name: &str) -> Option<Outcome> {
+    let ours = topic
+        .status
+        .as_ref()
+        .and_then(|s| s.topic_id.as_ref())
+        .is_some();
+    let adopt = topic
+        .annotations()
+        .get(ADOPT_ANNOTATION)
+        .map(String::as_str)
+        == Some("true");
+    if !ours && !adopt {
+        return Some(Outcome {
+            ready: false,
+            reason: "AlreadyExists",
+            message: format!(
+                "topic {name:?} already exists in the cluster and this resource did not create it; annotate {ADOPT_ANNOTATION}=true to manage it (its configs become spec.config)"
+            ),
+            view: None,
+        });
+    }
+    None
 }
 
 /// Config values as the cluster stores them (trimmed, numbers re-printed, `cleanup.policy`

@@ -284,9 +284,6 @@ fn cluster_config_keys_rule(schema: &mut schemars::Schema) {
     add_keys_rule(schema, "config", &keys);
 }
 
-/// Longest config value accepted.
-const VALUE_BYTES_MAX: usize = 1024;
-
 /// Adds a CEL rule to a map schema: every key must be one of `keys`; the message lists them.
 pub(crate) fn add_keys_rule(schema: &mut schemars::Schema, what: &str, keys: &[&str]) {
     let list = keys
@@ -306,7 +303,10 @@ pub(crate) fn add_keys_rule(schema: &mut schemars::Schema, what: &str, keys: &[&
             .get_mut("additionalProperties")
             .and_then(|v| v.as_object_mut())
         {
-            values.insert("maxLength".into(), serde_json::json!(VALUE_BYTES_MAX));
+            values.insert(
+                "maxLength".into(),
+                serde_json::json!(weir_model::limits::CONFIG_VALUE_BYTES_MAX),
+            );
         }
         if let Some(rules) = obj
             .entry("x-kubernetes-validations")
