@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cargo fmt --all -- --check
-python3 scripts/check-structure.py
+python3 scripts/check-structure.py --self-test
 
 export RUSTC_WORKSPACE_WRAPPER=${RUSTC_WORKSPACE_WRAPPER:-clippy-driver}
 members=$(cargo metadata --no-deps --format-version 1)

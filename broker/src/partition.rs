@@ -251,7 +251,8 @@ impl Partition {
         epoch: LeaderEpoch,
         deadline: tokio::time::Instant,
     ) -> Result<(), WaitError> {
-        let (topic, partition) = (self.topic.clone(), self.id);
+        // The topic name is copied into an error only: the wait itself allocates nothing.
+        let (topic, partition) = (|| self.topic.clone(), self.id);
         let mut rx = self.progress.subscribe();
         loop {
             let now = *rx.borrow_and_update();
@@ -263,11 +264,14 @@ impl Partition {
             match acks::outcome(&now, last, epoch, read_min_insync) {
                 Some(Ok(())) => return Ok(()),
                 Some(Err(Shortfall::LeadershipMoved)) => {
-                    return Err(WaitError::LeadershipMoved { topic, partition });
+                    return Err(WaitError::LeadershipMoved {
+                        topic: topic(),
+                        partition,
+                    });
                 }
                 Some(Err(Shortfall::NotEnoughReplicas { isr })) => {
                     return Err(WaitError::NotEnoughReplicasAfterAppend {
-                        topic,
+                        topic: topic(),
                         partition,
                         isr,
                         min_insync,
@@ -277,8 +281,18 @@ impl Partition {
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => continue,
-                Ok(Err(_)) => return Err(WaitError::NoLongerHosted { topic, partition }),
-                Err(_) => return Err(WaitError::TimedOut { topic, partition }),
+                Ok(Err(_)) => {
+                    return Err(WaitError::NoLongerHosted {
+                        topic: topic(),
+                        partition,
+                    });
+                }
+                Err(_) => {
+                    return Err(WaitError::TimedOut {
+                        topic: topic(),
+                        partition,
+                    });
+                }
             }
         }
     }

@@ -244,46 +244,8 @@ pub fn alter_partition(
                 })
                 .await;
             // Settle under the lock (no await inside); retry after it.
-            let retry = {
-                let mut r = p.replica();
-                let still_ours = r.epoch == epoch
-                    && matches!(&r.role, Role::Leader(l) if l.pending() == Some(&isr[..]));
-                if !still_ours {
-                    return;
-                }
-                let Role::Leader(l) = &mut r.role else { return };
-                let retry = match resp {
-                    Ok(resp) if resp.error.as_ref().is_none_or(|e| e.code == 0) => {
-                        // Applied. Without the record in the answer, the watch brings it.
-                        if let Some(part) = resp.partition {
-                            l.committed(
-                                PartitionEpoch(part.partition_epoch),
-                                part.replicas.iter().map(|&b| BrokerId(b)).collect(),
-                                part.isr.iter().map(|&b| BrokerId(b)).collect(),
-                                mono_ms(),
-                            );
-                        }
-                        false
-                    }
-                    Ok(resp) => {
-                        let (code, reason) = resp
-                            .error
-                            .map_or((0, String::new()), |e| (e.code, e.message));
-                        tracing::info!(topic = %p.topic, partition = p.id.get(), code, reason, "ISR change refused");
-                        if code != INVALID_UPDATE_VERSION {
-                            l.proposal_failed();
-                        }
-                        false
-                    }
-                    Err(e) => {
-                        tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %weir_model::Chain(&e), "ISR change not answered; sending it again");
-                        true
-                    }
-                };
-                if !retry {
-                    p.publish(&r);
-                }
-                retry
+            let Some(retry) = settle_proposal(&p, epoch, &isr, resp) else {
+                return;
             };
             if retry {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -293,6 +255,58 @@ pub fn alter_partition(
             return;
         }
     });
+}
+
+/// Settles an ISR proposal with the coordinators' answer, under the replica lock: `None` when
+/// the proposal is no longer this leader's (the epoch or the proposal moved on), else whether
+/// to send it again (no answer came).
+fn settle_proposal(
+    p: &Partition,
+    epoch: LeaderEpoch,
+    isr: &[BrokerId],
+    resp: Result<v1::AlterPartitionResponse, crate::control::ControlError>,
+) -> Option<bool> {
+    let mut r = p.replica();
+    let still_ours =
+        r.epoch == epoch && matches!(&r.role, Role::Leader(l) if l.pending() == Some(isr));
+    if !still_ours {
+        return None;
+    }
+    let Role::Leader(l) = &mut r.role else {
+        return None;
+    };
+    let retry = match resp {
+        Ok(resp) if resp.error.as_ref().is_none_or(|e| e.code == 0) => {
+            // Applied. Without the record in the answer, the watch brings it.
+            if let Some(part) = resp.partition {
+                l.committed(
+                    PartitionEpoch(part.partition_epoch),
+                    part.replicas.iter().map(|&b| BrokerId(b)).collect(),
+                    part.isr.iter().map(|&b| BrokerId(b)).collect(),
+                    mono_ms(),
+                );
+            }
+            false
+        }
+        Ok(resp) => {
+            let (code, reason) = resp
+                .error
+                .map_or((0, String::new()), |e| (e.code, e.message));
+            tracing::info!(topic = %p.topic, partition = p.id.get(), code, reason, "ISR change refused");
+            if code != INVALID_UPDATE_VERSION {
+                l.proposal_failed();
+            }
+            false
+        }
+        Err(e) => {
+            tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %weir_model::Chain(&e), "ISR change not answered; sending it again");
+            true
+        }
+    };
+    if !retry {
+        p.publish(&r);
+    }
+    Some(retry)
 }
 
 /// Hands every leadership to in-sync followers before the broker exits: asks the

@@ -102,20 +102,11 @@ fn consume(
             Some(Ok(message)) => {
                 last_progress = Instant::now();
                 let p = message.partition();
-                if bounded {
-                    let Some(&end) = stop_at.get(&p) else {
-                        continue;
-                    };
-                    if message.offset() >= end {
-                        stop_at.remove(&p);
-                        if stop_at.is_empty() {
-                            break;
-                        }
-                        continue;
+                if bounded && !within_end(&mut stop_at, p, message.offset()) {
+                    if stop_at.is_empty() {
+                        break;
                     }
-                    if message.offset() + 1 >= end {
-                        stop_at.remove(&p);
-                    }
+                    continue;
                 }
                 write_record(&mut out, output, &message)?;
                 received += 1;
@@ -194,6 +185,19 @@ fn assign(
         .assign(&assignment)
         .map_err(|e| Error::kafka(format!("assigning the partitions of {topic}"), e))?;
     Ok(Some(stop_at))
+}
+
+/// Whether a bounded read shows a record of partition `p` at `offset`: it must be below the
+/// partition's end offset. The partition is done (removed) with its last record before the
+/// end, or with the first at or past it.
+fn within_end(stop_at: &mut BTreeMap<i32, i64>, p: i32, offset: i64) -> bool {
+    let Some(&end) = stop_at.get(&p) else {
+        return false;
+    };
+    if offset + 1 >= end {
+        stop_at.remove(&p);
+    }
+    offset < end
 }
 
 fn write_header(out: &mut impl Write, output: OutputFormat) -> Result<()> {

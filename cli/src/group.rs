@@ -876,6 +876,29 @@ async fn delete(connection: &Connection, output: OutputFormat, args: DeleteArgs)
         .iter()
         .filter_map(|(name, _, code)| code.map(|c| (name.as_str(), c)))
         .collect();
+    print_deleted(output, &outcomes)?;
+    match failures.as_slice() {
+        [] => Ok(()),
+        [(name, code)] => Err(Error::Broker {
+            what: format!("deleting group {name}"),
+            code: *code,
+        }),
+        many => Err(Error::invalid(
+            format!("deleting {} of {} groups", many.len(), outcomes.len()),
+            many.iter()
+                .map(|(name, code)| format!("{name}: {code}{}", crate::error::hint(*code)))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
+    }
+}
+
+/// What DeleteGroups did to each group: deleted, absent (with --if-exists), or refused (the
+/// refusals are reported on stderr by the caller).
+fn print_deleted(
+    output: OutputFormat,
+    outcomes: &[(String, bool, Option<RDKafkaErrorCode>)],
+) -> Result<()> {
     match output {
         OutputFormat::Json => print_json(&json!({
             "groups": outcomes.iter().map(|(name, deleted, code)| json!({
@@ -898,20 +921,7 @@ async fn delete(connection: &Connection, output: OutputFormat, args: DeleteArgs)
             print(&text)?;
         }
     }
-    match failures.as_slice() {
-        [] => Ok(()),
-        [(name, code)] => Err(Error::Broker {
-            what: format!("deleting group {name}"),
-            code: *code,
-        }),
-        many => Err(Error::invalid(
-            format!("deleting {} of {} groups", many.len(), outcomes.len()),
-            many.iter()
-                .map(|(name, code)| format!("{name}: {code}{}", crate::error::hint(*code)))
-                .collect::<Vec<_>>()
-                .join("; "),
-        )),
-    }
+    Ok(())
 }
 
 /// A librdkafka error code as Kafka names it, e.g. NON_EMPTY_GROUP, for scripts.

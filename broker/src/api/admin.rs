@@ -437,71 +437,7 @@ pub async fn create_partitions(
     let mut r = CreatePartitionsResponse::default();
     for t in req.topics {
         let mut res = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        let outcome: Result<(), Refusal> = async {
-            let name = t.name.0.to_string();
-            if name == crate::groups::OFFSETS_TOPIC {
-                // The group-to-partition hash depends on the partition count.
-                return Err((
-                    ResponseError::InvalidTopicException,
-                    "__consumer_offsets is internal: its partition count is fixed at creation"
-                        .to_string(),
-                ));
-            }
-            let current = state
-                .view()
-                .topic(&name)
-                .map(|i| i.partitions.len() as i32)
-                .ok_or_else(|| {
-                    (
-                        ResponseError::UnknownTopicOrPartition,
-                        format!("topic '{name}' does not exist"),
-                    )
-                })?;
-            if t.count <= current {
-                return Err((
-                    ResponseError::InvalidPartitions,
-                    format!(
-                        "Topic currently has {current} partitions, which is higher than or equal to the requested {}; partitions can only grow.",
-                        t.count
-                    ),
-                ));
-            }
-            check_partitions(t.count)?;
-            let assignment: Vec<v1::ReplicaList> = t
-                .assignments
-                .iter()
-                .flatten()
-                .map(|a| v1::ReplicaList {
-                    replicas: a.broker_ids.iter().map(|b| b.0).collect(),
-                })
-                .collect();
-            let creq = v1::CreatePartitionsRequest {
-                name: name.clone(),
-                count: t.count,
-                assignment,
-                validate_only: req.validate_only,
-            };
-            let resp = admin(state, |mut c| {
-                let creq = creq.clone();
-                async move { c.create_partitions(creq).await }
-            })
-            .await?;
-            refusal(resp.error)?;
-            if req.validate_only {
-                return Ok(());
-            }
-            let count = t.count as usize;
-            let seen = state
-                .wait_for_view(ADMIN_TIMEOUT, |v| {
-                    v.topic(&name).is_some_and(|i| i.partitions.len() >= count)
-                })
-                .await;
-            if !seen {
-                return Err((ResponseError::RequestTimedOut, format!("partitions of '{name}' were added but this broker has not seen them yet")));
-            }
-            Ok(())
-        }
-        .await;
+        let outcome = add_partitions(state, &t, req.validate_only).await;
         if let Err((code, msg)) = outcome {
             res.error_code = code.code();
             res.error_message = Some(str_bytes(msg));
@@ -509,6 +445,79 @@ pub async fn create_partitions(
         r.results.push(res);
     }
     r
+}
+
+/// Grows one topic of a CreatePartitions request through the coordinators, and waits until
+/// this broker's view has the new partitions.
+async fn add_partitions(
+    state: &BrokerState,
+    t: &create_partitions_request::CreatePartitionsTopic,
+    validate_only: bool,
+) -> Result<(), Refusal> {
+    let name = t.name.0.to_string();
+    if name == crate::groups::OFFSETS_TOPIC {
+        // The group-to-partition hash depends on the partition count.
+        return Err((
+            ResponseError::InvalidTopicException,
+            "__consumer_offsets is internal: its partition count is fixed at creation".to_string(),
+        ));
+    }
+    let current = state
+        .view()
+        .topic(&name)
+        .map(|i| i.partitions.len() as i32)
+        .ok_or_else(|| {
+            (
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            )
+        })?;
+    if t.count <= current {
+        return Err((
+            ResponseError::InvalidPartitions,
+            format!(
+                "Topic currently has {current} partitions, which is higher than or equal to the requested {}; partitions can only grow.",
+                t.count
+            ),
+        ));
+    }
+    check_partitions(t.count)?;
+    let assignment: Vec<v1::ReplicaList> = t
+        .assignments
+        .iter()
+        .flatten()
+        .map(|a| v1::ReplicaList {
+            replicas: a.broker_ids.iter().map(|b| b.0).collect(),
+        })
+        .collect();
+    let creq = v1::CreatePartitionsRequest {
+        name: name.clone(),
+        count: t.count,
+        assignment,
+        validate_only,
+    };
+    let resp = admin(state, |mut c| {
+        let creq = creq.clone();
+        async move { c.create_partitions(creq).await }
+    })
+    .await?;
+    refusal(resp.error)?;
+    if validate_only {
+        return Ok(());
+    }
+    let count = t.count as usize;
+    let seen = state
+        .wait_for_view(ADMIN_TIMEOUT, |v| {
+            v.topic(&name).is_some_and(|i| i.partitions.len() >= count)
+        })
+        .await;
+    if !seen {
+        return Err((
+            ResponseError::RequestTimedOut,
+            format!("partitions of '{name}' were added but this broker has not seen them yet"),
+        ));
+    }
+    Ok(())
 }
 
 /// Broker configs as DescribeConfigs shows them; they are set by flags at start.

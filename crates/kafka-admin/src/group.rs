@@ -195,33 +195,14 @@ impl Client {
                             if !asked.contains(&tp) {
                                 continue;
                             }
-                            match answer {
-                                Ok(offset) => {
-                                    pending.remove(&tp);
-                                    ends.insert(tp, offset);
-                                }
-                                // Metadata just named this leader, so even
-                                // UNKNOWN_TOPIC_OR_PARTITION means it moved: ask again.
-                                Err(code)
-                                    if ResponseError::try_from_code(code)
-                                        .is_some_and(|e| e.is_retriable()) =>
-                                {
-                                    last_error = Some(format!(
-                                        "{}-{} at {leader}: {}",
-                                        tp.topic,
-                                        tp.partition,
-                                        crate::error::kafka_error_name(code)
-                                    ));
-                                }
-                                Err(code) => {
-                                    tracing::warn!(
-                                        topic = %tp.topic, partition = tp.partition.get(),
-                                        leader = %leader, error = %crate::error::kafka_error_name(code),
-                                        "no end offset"
-                                    );
-                                    pending.remove(&tp);
-                                }
-                            }
+                            take_answer(
+                                &leader,
+                                tp,
+                                answer,
+                                &mut pending,
+                                &mut ends,
+                                &mut last_error,
+                            );
                         }
                     }
                     Err(e) if e.is_retriable() => last_error = Some(e.to_string()),
@@ -317,6 +298,42 @@ impl Client {
             }
         }
         Ok(groups.into_values().collect())
+    }
+}
+
+/// Takes one partition's ListOffsets answer from `leader`: an end offset, a retriable error
+/// (the partition is asked again), or another error (given up, with a warning).
+fn take_answer(
+    leader: &impl std::fmt::Display,
+    tp: TopicPartition,
+    answer: Result<Offset, i16>,
+    pending: &mut BTreeSet<TopicPartition>,
+    ends: &mut BTreeMap<TopicPartition, Offset>,
+    last_error: &mut Option<String>,
+) {
+    match answer {
+        Ok(offset) => {
+            pending.remove(&tp);
+            ends.insert(tp, offset);
+        }
+        // Metadata just named this leader, so even
+        // UNKNOWN_TOPIC_OR_PARTITION means it moved: ask again.
+        Err(code) if ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable()) => {
+            *last_error = Some(format!(
+                "{}-{} at {leader}: {}",
+                tp.topic,
+                tp.partition,
+                crate::error::kafka_error_name(code)
+            ));
+        }
+        Err(code) => {
+            tracing::warn!(
+                topic = %tp.topic, partition = tp.partition.get(),
+                leader = %leader, error = %crate::error::kafka_error_name(code),
+                "no end offset"
+            );
+            pending.remove(&tp);
+        }
     }
 }
 

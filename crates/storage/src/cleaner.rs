@@ -589,8 +589,10 @@ impl Cleaner {
             old: group.iter().map(|s| (s.id, s.base)).collect(),
             new: Some(Segment::create_cleaned(&plan.dir, base)?),
         };
-        let mut pending: Vec<u8> = Vec::with_capacity(self.config.io_buffer_bytes);
-        let mut flushed = 0u64;
+        let mut written = Written {
+            pending: Vec::with_capacity(self.config.io_buffer_bytes),
+            flushed: 0,
+        };
         let mut scratch = Vec::new();
         for seg in group {
             let mut reader = BatchReader::new(seg, self.config.io_buffer_bytes);
@@ -618,30 +620,10 @@ impl Cleaner {
                         continue;
                     }
                 };
-                let kh = BatchHeader::parse(bytes).map_err(StorageError::CorruptBatch)?;
                 let Some(seg) = out.new.as_mut() else {
                     unreachable!("the new segment is only taken by the swap")
                 };
-                // The segment tracks where the batch will sit; its bytes wait in `pending`
-                // until a buffer's worth goes out in one write.
-                let at = seg.size;
-                seg.track_batch(
-                    at,
-                    kh.base_offset,
-                    kh.last_offset(),
-                    bytes.len() as u64,
-                    kh.max_timestamp.get(),
-                    plan.index_interval_bytes,
-                );
-                pending.extend_from_slice(bytes);
-                if pending.len() >= self.config.io_buffer_bytes {
-                    let n = pending.len() as u64;
-                    seg.write_at(flushed, &pending)?;
-                    flushed += n;
-                    stats.bytes_written += n;
-                    pending.clear();
-                    self.throttler.account(n, stop);
-                }
+                self.keep(seg, bytes, &mut written, plan, stats, stop)?;
                 self.throttler.account(read, stop);
             }
             stats.bytes_read += reader.bytes_read;
@@ -649,15 +631,54 @@ impl Cleaner {
         let Some(seg) = out.new.as_mut() else {
             unreachable!("the new segment is only taken by the swap")
         };
-        if !pending.is_empty() {
-            seg.write_at(flushed, &pending)?;
-            stats.bytes_written += pending.len() as u64;
+        if !written.pending.is_empty() {
+            seg.write_at(written.flushed, &written.pending)?;
+            stats.bytes_written += written.pending.len() as u64;
         }
-        debug_assert_eq!(flushed + pending.len() as u64, seg.size);
+        debug_assert_eq!(written.flushed + written.pending.len() as u64, seg.size);
         seg.sync()?;
         seg.write_cleaned_index_files()?;
         Ok(Some(out))
     }
+
+    /// Adds a kept batch to the cleaned segment: indexed where it will sit, its bytes held in
+    /// `written.pending` until a buffer's worth goes out in one write.
+    fn keep(
+        &mut self,
+        seg: &mut Segment,
+        bytes: &[u8],
+        written: &mut Written,
+        plan: &CleanPlan,
+        stats: &mut CleanStats,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(), StorageError> {
+        let kh = BatchHeader::parse(bytes).map_err(StorageError::CorruptBatch)?;
+        let at = seg.size;
+        seg.track_batch(
+            at,
+            kh.base_offset,
+            kh.last_offset(),
+            bytes.len() as u64,
+            kh.max_timestamp.get(),
+            plan.index_interval_bytes,
+        );
+        written.pending.extend_from_slice(bytes);
+        if written.pending.len() >= self.config.io_buffer_bytes {
+            let n = written.pending.len() as u64;
+            seg.write_at(written.flushed, &written.pending)?;
+            written.flushed += n;
+            stats.bytes_written += n;
+            written.pending.clear();
+            self.throttler.account(n, stop);
+        }
+        Ok(())
+    }
+}
+
+/// A cleaned segment's bytes: written up to `flushed`, the rest waiting in `pending`.
+struct Written {
+    pending: Vec<u8>,
+    flushed: u64,
 }
 
 /// Groups consecutive segments so that each group's current size stays within

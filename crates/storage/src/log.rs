@@ -511,7 +511,19 @@ impl PartitionLog {
             epoch,
             log_append_time.then_some(now),
         );
-        let count = self.write_batches(records, &headers, log_end, now, log_append_time)?;
+        let mut base = log_end;
+        let placed = headers.iter().map(|h| {
+            let last = base.plus(h.last_offset_delta as i64);
+            let max_timestamp = if log_append_time {
+                now.get()
+            } else {
+                h.max_timestamp.get()
+            };
+            let p = Placed::of(h, base, last, max_timestamp);
+            base = last.plus(1);
+            p
+        });
+        let count = self.write_indexed(records, placed, now)?;
         for (pid, entry) in pending {
             for meta in entry.batches.iter().filter(|m| m.base_offset >= log_end) {
                 self.producers.apply(pid, entry.epoch, *meta);
@@ -520,14 +532,7 @@ impl PartitionLog {
         if self.epochs.assign(epoch, log_end) {
             meta::store_epochs(&self.dir, self.epochs.entries())?;
         }
-        self.unflushed_messages += count;
-        if self
-            .config
-            .flush_messages
-            .is_some_and(|n| self.unflushed_messages >= n)
-        {
-            self.flush_at(now)?;
-        }
+        self.count_unflushed(count, now)?;
         Ok(AppendOutcome::Appended {
             base_offset: log_end,
             last_offset: next.plus(-1),
@@ -601,40 +606,43 @@ impl PartitionLog {
         Ok(ProducerCheck::Accept { pending, next })
     }
 
-    /// Writes patched batches to the active segment and indexes them; returns how many records
-    /// were written.
-    fn write_batches(
+    /// Writes batches to the active segment and indexes each where it sits; returns how many
+    /// records were written. Then the flush policy (`flush.messages`) applies.
+    fn write_indexed(
         &mut self,
         records: &[u8],
-        headers: &[BatchHeader],
-        log_end: Offset,
+        batches: impl Iterator<Item = Placed>,
         now: Timestamp,
-        log_append_time: bool,
     ) -> Result<u64, StorageError> {
         let interval = self.config.index_interval_bytes;
         let seg = self.active_mut();
         let was_empty = seg.is_empty();
         seg.write(records)?;
         let mut pos = seg.size;
-        let mut base = log_end;
         let mut count = 0u64;
-        for h in headers {
-            let last = base.plus(h.last_offset_delta as i64);
-            let max_ts = if log_append_time {
-                now.get()
-            } else {
-                h.max_timestamp.get()
-            };
-            seg.track_batch(pos, base, last, h.size_bytes() as u64, max_ts, interval);
-            pos += h.size_bytes() as u64;
-            base = last.plus(1);
-            count += h.records_count as u64;
+        for b in batches {
+            seg.track_batch(pos, b.base, b.last, b.size, b.max_timestamp, interval);
+            pos += b.size;
+            count += b.records;
         }
         if was_empty {
             // First append into this segment: segment.ms counts from now.
             seg.rolling_ts = Some(now.get());
         }
         Ok(count)
+    }
+
+    /// Counts written records against `flush.messages`, and flushes when it is reached.
+    fn count_unflushed(&mut self, count: u64, now: Timestamp) -> Result<(), StorageError> {
+        self.unflushed_messages += count;
+        if self
+            .config
+            .flush_messages
+            .is_some_and(|n| self.unflushed_messages >= n)
+        {
+            self.flush_at(now)?;
+        }
+        Ok(())
     }
 
     /// Appends batches copied from the leader (a follower's append): offsets and leader epochs
@@ -672,27 +680,10 @@ impl PartitionLog {
         if self.should_roll(records.len() as u64, next, now) {
             self.roll()?;
         }
-        let interval = self.config.index_interval_bytes;
-        let seg = self.active_mut();
-        let was_empty = seg.is_empty();
-        seg.write(records)?;
-        let mut pos = seg.size;
-        let mut count = 0u64;
-        for h in &headers {
-            seg.track_batch(
-                pos,
-                h.base_offset,
-                h.last_offset(),
-                h.size_bytes() as u64,
-                h.max_timestamp.get(),
-                interval,
-            );
-            pos += h.size_bytes() as u64;
-            count += h.records_count as u64;
-        }
-        if was_empty {
-            seg.rolling_ts = Some(now.get());
-        }
+        let placed = headers
+            .iter()
+            .map(|h| Placed::of(h, h.base_offset, h.last_offset(), h.max_timestamp.get()));
+        let count = self.write_indexed(records, placed, now)?;
         let mut epochs_changed = false;
         for h in &headers {
             if let Some((pid, epoch, first_seq)) = h.producer() {
@@ -716,14 +707,7 @@ impl PartitionLog {
         if epochs_changed {
             meta::store_epochs(&self.dir, self.epochs.entries())?;
         }
-        self.unflushed_messages += count;
-        if self
-            .config
-            .flush_messages
-            .is_some_and(|n| self.unflushed_messages >= n)
-        {
-            self.flush_at(now)?;
-        }
+        self.count_unflushed(count, now)?;
         Ok(next)
     }
 
@@ -1695,6 +1679,28 @@ fn recover_cleaner_leftovers(dir: &Path) -> Result<(), StorageError> {
         }
     }
     Ok(())
+}
+
+/// A batch where it will sit in the log: its offsets, size, records and the timestamp the
+/// time index takes for it.
+struct Placed {
+    base: Offset,
+    last: Offset,
+    size: u64,
+    records: u64,
+    max_timestamp: i64,
+}
+
+impl Placed {
+    fn of(h: &BatchHeader, base: Offset, last: Offset, max_timestamp: i64) -> Placed {
+        Placed {
+            base,
+            last,
+            size: h.size_bytes() as u64,
+            records: h.records_count as u64,
+            max_timestamp,
+        }
+    }
 }
 
 /// What the producer checks of an append decided.

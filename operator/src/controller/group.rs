@@ -3,7 +3,7 @@
 
 use super::{Context, Error, namespace, set_condition};
 use crate::crd::{Cluster, ConsumerGroup, ConsumerGroupStatus, condition};
-use crate::group_reader::GroupReadError;
+use crate::group_reader::{GroupReadError, GroupSnapshot};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -28,50 +28,8 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
         ),
         Some(cluster) => {
             let bootstrap = ctx.bootstrap(&cluster);
-            match ctx.groups.describe(&bootstrap, &id).await {
-                Ok(snap) => {
-                    st.state = Some(snap.state.clone());
-                    st.members = i32::try_from(snap.members.len()).unwrap_or(i32::MAX);
-                    st.member_details = snap.members;
-                    st.total_lag = Some(snap.offsets.iter().filter_map(|p| p.lag).sum());
-                    st.offsets = snap.offsets;
-                    st.last_updated = Some(Timestamp::now().to_string());
-                    set_condition(
-                        &mut st.conditions,
-                        condition::READY,
-                        true,
-                        "Observed",
-                        format!("group {id:?} is {}", snap.state),
-                        generation,
-                    );
-                }
-                Err(GroupReadError::NotFound(_)) => {
-                    st.state = Some("NotFound".into());
-                    st.members = 0;
-                    st.member_details.clear();
-                    st.offsets.clear();
-                    st.total_lag = None;
-                    st.last_updated = Some(Timestamp::now().to_string());
-                    set_condition(
-                        &mut st.conditions,
-                        condition::READY,
-                        false,
-                        "GroupNotFound",
-                        format!(
-                            "the cluster has no group {id:?} (no members, no committed offsets)"
-                        ),
-                        generation,
-                    );
-                }
-                Err(GroupReadError::Unavailable(message)) => set_condition(
-                    &mut st.conditions,
-                    condition::READY,
-                    false,
-                    "ClusterUnavailable",
-                    message,
-                    generation,
-                ),
-            }
+            let read = ctx.groups.describe(&bootstrap, &id).await;
+            apply_read(&mut st, read, &id, generation);
         }
     }
     // Write only a change: every status write is a watch event that reconciles again, so
@@ -92,6 +50,57 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
     )
     .await?;
     Ok(Action::requeue(ctx.timing.group_refresh))
+}
+
+/// The status as the group's description (or its absence) says.
+fn apply_read(
+    st: &mut ConsumerGroupStatus,
+    read: Result<GroupSnapshot, GroupReadError>,
+    id: &str,
+    generation: Option<i64>,
+) {
+    match read {
+        Ok(snap) => {
+            st.state = Some(snap.state.clone());
+            st.members = i32::try_from(snap.members.len()).unwrap_or(i32::MAX);
+            st.member_details = snap.members;
+            st.total_lag = Some(snap.offsets.iter().filter_map(|p| p.lag).sum());
+            st.offsets = snap.offsets;
+            st.last_updated = Some(Timestamp::now().to_string());
+            set_condition(
+                &mut st.conditions,
+                condition::READY,
+                true,
+                "Observed",
+                format!("group {id:?} is {}", snap.state),
+                generation,
+            );
+        }
+        Err(GroupReadError::NotFound(_)) => {
+            st.state = Some("NotFound".into());
+            st.members = 0;
+            st.member_details.clear();
+            st.offsets.clear();
+            st.total_lag = None;
+            st.last_updated = Some(Timestamp::now().to_string());
+            set_condition(
+                &mut st.conditions,
+                condition::READY,
+                false,
+                "GroupNotFound",
+                format!("the cluster has no group {id:?} (no members, no committed offsets)"),
+                generation,
+            );
+        }
+        Err(GroupReadError::Unavailable(message)) => set_condition(
+            &mut st.conditions,
+            condition::READY,
+            false,
+            "ClusterUnavailable",
+            message,
+            generation,
+        ),
+    }
 }
 
 pub fn error_policy(group: Arc<ConsumerGroup>, error: &Error, ctx: Arc<Context>) -> Action {
