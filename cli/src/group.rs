@@ -910,7 +910,7 @@ fn print_deleted(
         }))?,
         OutputFormat::Table => {
             let mut text = String::new();
-            for (name, deleted, code) in &outcomes {
+            for (name, deleted, code) in outcomes {
                 match (deleted, code) {
                     (true, _) => text.push_str(&format!("deleted group {name}\n")),
                     (false, None) => text.push_str(&format!("group {name} does not exist\n")),
