@@ -15,31 +15,12 @@ use crate::log_dir::LogDirHealth;
 use std::sync::{Mutex, RwLock};
 use tokio::sync::watch;
 use weir_model::{BrokerId, LeaderEpoch, Offset, PartitionId, Timestamp, TopicId, TopicName};
-use weir_replication::LeaderState;
 use weir_replication::acks::{self, Shortfall};
 use weir_storage::{AppendOutcome, PartitionLog, StorageError};
 
-/// What a partition replica is doing now.
-#[derive(Debug)]
-pub enum Role {
-    Leader(LeaderState),
-    /// Copying from `leader` (None: the partition is offline, waiting for one).
-    Follower {
-        leader: Option<BrokerId>,
-    },
-}
-
-/// A hosted partition's replication state, behind the partition's `replica` mutex.
-#[derive(Debug)]
-pub struct Replica {
-    pub role: Role,
-    pub epoch: LeaderEpoch,
-    /// The highest offset known committed. Leaders compute it; followers learn it from the
-    /// leader (capped at their own log end).
-    pub high_watermark: Offset,
-    /// `min.insync.replicas` of the topic.
-    pub min_insync: usize,
-}
+/// A replica's role and watermark: the pure machine of `weir_replication::replica`, which this
+/// shell holds under the partition's `replica` mutex and whose decisions it executes.
+pub use weir_replication::replica::{Replica, Role};
 
 /// What acks=all waiters and fetches watch (the pure predicate is in `weir_replication::acks`).
 pub use weir_replication::acks::Progress;
@@ -64,7 +45,7 @@ impl Partition {
 
     /// Publishes the replica's progress to waiters (after a change under the replica lock).
     pub fn publish(&self, r: &Replica) {
-        let p = progress_of(r);
+        let p = r.progress();
         self.progress.send_if_modified(|cur| {
             if *cur == p {
                 false
@@ -78,23 +59,6 @@ impl Partition {
     /// The high watermark, for reads.
     pub fn high_watermark(&self) -> Offset {
         self.progress.borrow().high_watermark
-    }
-}
-
-fn progress_of(r: &Replica) -> Progress {
-    match &r.role {
-        Role::Leader(l) => Progress {
-            epoch: r.epoch,
-            leader: true,
-            high_watermark: l.high_watermark(),
-            isr_len: l.isr().len(),
-        },
-        Role::Follower { .. } => Progress {
-            epoch: r.epoch,
-            leader: false,
-            high_watermark: r.high_watermark,
-            isr_len: 0,
-        },
     }
 }
 

@@ -155,47 +155,34 @@ impl ReplicationService {
         current_leader_epoch: i32,
         fetch_offset: Offset,
     ) {
+        let eligible = crate::session::eligible(&self.state);
         let mut r = p.replica();
-        let epoch = r.epoch;
-        let mut moved = false;
-        let mut proposal = None;
-        if epoch.get() == current_leader_epoch
-            && let Role::Leader(l) = &mut r.role
-            && fetch_offset <= l.log_end()
+        let recorded = r.on_follower_fetch(
+            replica,
+            LeaderEpoch(current_leader_epoch),
+            fetch_offset,
+            mono_ms(),
+            eligible,
+        );
+        if let Some(l) = r.leader()
+            && !l.isr().contains(&replica)
         {
-            moved = l.on_fetch(replica, fetch_offset, mono_ms());
-            if !l.isr().contains(&replica) {
-                tracing::debug!(
-                    topic = %p.topic, partition = p.id.get(), replica = replica.get(),
-                    fetch_offset = fetch_offset.get(), high_watermark = l.high_watermark().get(),
-                    log_end = l.log_end().get(), pending = ?l.pending(),
-                    "fetch from a replica outside the ISR"
-                );
-            }
-            // A returning follower joins the ISR the moment a fetch shows it caught up.
-            if let Some(isr) = l
-                .expansion_after_fetch(replica)
-                .and_then(|isr| crate::session::eligible_isr(&self.state, l.isr(), isr))
-            {
-                l.propose(isr.clone());
-                proposal = Some((l.partition_epoch(), isr));
-            }
+            tracing::debug!(
+                topic = %p.topic, partition = p.id.get(), replica = replica.get(),
+                fetch_offset = fetch_offset.get(), high_watermark = l.high_watermark().get(),
+                log_end = l.log_end().get(), pending = ?l.pending(),
+                "fetch from a replica outside the ISR"
+            );
         }
-        if moved || proposal.is_some() {
+        if recorded.watermark_moved || recorded.proposal.is_some() {
             p.publish(&r);
         }
         drop(r);
-        if moved {
+        if recorded.watermark_moved {
             self.state.notify_appended();
         }
-        if let Some((partition_epoch, isr)) = proposal {
-            crate::session::alter_partition(
-                self.state.clone(),
-                p.clone(),
-                epoch,
-                partition_epoch,
-                isr,
-            );
+        if let Some(proposal) = recorded.proposal {
+            crate::session::alter_partition(self.state.clone(), p.clone(), proposal);
         }
     }
 }

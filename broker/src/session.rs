@@ -4,13 +4,14 @@
 
 use crate::control::ControlClient;
 use crate::error::BrokerError;
-use crate::partition::{Partition, Role};
+use crate::partition::Partition;
 use crate::state::{BrokerState, mono_ms};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_stream::StreamExt;
-use weir_model::{BrokerId, LeaderEpoch, PartitionEpoch};
+use weir_model::{BrokerId, PartitionEpoch};
+use weir_replication::replica::{Answer, Committed, Proposal, Settlement};
 use weir_proto::v1;
 
 const STALE_BROKER_EPOCH: i32 = 77;
@@ -174,7 +175,8 @@ pub async fn watch_loop(state: Arc<BrokerState>, first: tokio::sync::oneshot::Se
 
 /// As leader of each partition, proposes the ISR changes follower progress calls for (shrinks,
 /// and expansions of followers that are at the watermark at the check; expansions are also
-/// proposed right after a follower's fetch, see `replication`).
+/// proposed right after a follower's fetch, see `replication`). `Replica::isr_proposal`
+/// decides.
 pub async fn isr_loop(state: Arc<BrokerState>) {
     let every = Duration::from_millis((state.config.replica_lag_time_max_ms / 4).clamp(50, 250));
     let mut tick = tokio::time::interval(every);
@@ -182,53 +184,31 @@ pub async fn isr_loop(state: Arc<BrokerState>) {
     loop {
         tick.tick().await;
         let now = mono_ms();
+        let eligible = eligible(&state);
         for p in state.local_partitions() {
-            let proposal = {
-                let mut r = p.replica();
-                let epoch = r.epoch;
-                match &mut r.role {
-                    Role::Leader(l) => l
-                        .isr_change(now, state.config.replica_lag_time_max_ms)
-                        .and_then(|isr| eligible_isr(&state, l.isr(), isr))
-                        .map(|isr| {
-                            l.propose(isr.clone());
-                            (epoch, l.partition_epoch(), isr)
-                        }),
-                    Role::Follower { .. } => None,
-                }
-            };
-            if let Some((epoch, partition_epoch, isr)) = proposal {
-                alter_partition(state.clone(), p, epoch, partition_epoch, isr);
+            let proposal =
+                p.replica()
+                    .isr_proposal(now, state.config.replica_lag_time_max_ms, &eligible);
+            if let Some(proposal) = proposal {
+                alter_partition(state.clone(), p, proposal);
             }
         }
     }
 }
 
-/// Sends an ISR proposal (already marked with `LeaderState::propose`) to the coordinators, in
-/// the background, and settles it.
-///
-/// Only a refusal proves the change was not applied. After a transport failure the outcome is
-/// unknown, so the proposal stays in flight (the watermark keeps counting its members) and is
-/// sent again until it is answered or this broker's leadership changes. INVALID_UPDATE_VERSION
-/// may mean an earlier attempt was applied: the proposal stays until the metadata watch brings
-/// the partition's new record.
-pub fn alter_partition(
-    state: Arc<BrokerState>,
-    p: Arc<Partition>,
-    epoch: LeaderEpoch,
-    partition_epoch: PartitionEpoch,
-    isr: Vec<BrokerId>,
-) {
-    tracing::info!(topic = %p.topic, partition = p.id.get(), isr = ?isr.iter().map(|b| b.get()).collect::<Vec<_>>(), "proposing an ISR change");
+/// Sends an ISR proposal (already in flight in the replica's leader state) to the coordinators,
+/// in the background, until `Replica::settle` says it is settled or no longer this leader's.
+pub fn alter_partition(state: Arc<BrokerState>, p: Arc<Partition>, proposal: Proposal) {
+    tracing::info!(topic = %p.topic, partition = p.id.get(), isr = ?proposal.isr.iter().map(|b| b.get()).collect::<Vec<_>>(), "proposing an ISR change");
     tokio::spawn(async move {
         let req = v1::AlterPartitionRequest {
             broker_id: state.me.get(),
             broker_epoch: state.broker_epoch(),
             topic_id: p.topic_id.to_uuid_string(),
             partition: p.id.get(),
-            leader_epoch: epoch.get(),
-            partition_epoch: partition_epoch.get(),
-            new_isr: isr.iter().map(|b| b.get()).collect(),
+            leader_epoch: proposal.leader_epoch.get(),
+            partition_epoch: proposal.partition_epoch.get(),
+            new_isr: proposal.isr.iter().map(|b| b.get()).collect(),
         };
         loop {
             let resp = state
@@ -243,70 +223,55 @@ pub fn alter_partition(
                     }
                 })
                 .await;
-            // Settle under the lock (no await inside); retry after it.
-            let Some(retry) = settle_proposal(&p, epoch, &isr, resp) else {
-                return;
+            let answer = answer(&p, resp);
+            // Settle under the lock (no await inside); resend after it.
+            let settled = {
+                let mut r = p.replica();
+                let settled = r.settle(&proposal, answer, mono_ms());
+                if settled == Settlement::Settled {
+                    p.publish(&r);
+                }
+                settled
             };
-            if retry {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
+            match settled {
+                Settlement::Gone => return,
+                Settlement::Resend => tokio::time::sleep(Duration::from_millis(200)).await,
+                Settlement::Settled => {
+                    state.notify_appended();
+                    return;
+                }
             }
-            state.notify_appended();
-            return;
         }
     });
 }
 
-/// Settles an ISR proposal with the coordinators' answer, under the replica lock: `None` when
-/// the proposal is no longer this leader's (the epoch or the proposal moved on), else whether
-/// to send it again (no answer came).
-fn settle_proposal(
+/// The coordinators' answer to an AlterPartition, as the replica machine takes it.
+fn answer(
     p: &Partition,
-    epoch: LeaderEpoch,
-    isr: &[BrokerId],
     resp: Result<v1::AlterPartitionResponse, crate::control::ControlError>,
-) -> Option<bool> {
-    let mut r = p.replica();
-    let still_ours =
-        r.epoch == epoch && matches!(&r.role, Role::Leader(l) if l.pending() == Some(isr));
-    if !still_ours {
-        return None;
-    }
-    let Role::Leader(l) = &mut r.role else {
-        return None;
-    };
-    let retry = match resp {
+) -> Answer {
+    match resp {
         Ok(resp) if resp.error.as_ref().is_none_or(|e| e.code == 0) => {
-            // Applied. Without the record in the answer, the watch brings it.
-            if let Some(part) = resp.partition {
-                l.committed(
-                    PartitionEpoch(part.partition_epoch),
-                    part.replicas.iter().map(|&b| BrokerId(b)).collect(),
-                    part.isr.iter().map(|&b| BrokerId(b)).collect(),
-                    mono_ms(),
-                );
-            }
-            false
+            Answer::Applied(resp.partition.map(|part| Committed {
+                partition_epoch: PartitionEpoch(part.partition_epoch),
+                replicas: part.replicas.iter().map(|&b| BrokerId(b)).collect(),
+                isr: part.isr.iter().map(|&b| BrokerId(b)).collect(),
+            }))
         }
         Ok(resp) => {
             let (code, reason) = resp
                 .error
                 .map_or((0, String::new()), |e| (e.code, e.message));
             tracing::info!(topic = %p.topic, partition = p.id.get(), code, reason, "ISR change refused");
-            if code != INVALID_UPDATE_VERSION {
-                l.proposal_failed();
+            Answer::Refused {
+                maybe_applied: code == INVALID_UPDATE_VERSION,
             }
-            false
         }
         Err(e) => {
             tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %weir_model::Chain(&e), "ISR change not answered; sending it again");
-            true
+            Answer::Unanswered
         }
-    };
-    if !retry {
-        p.publish(&r);
     }
-    Some(retry)
 }
 
 /// Hands every leadership to in-sync followers before the broker exits: asks the
@@ -436,25 +401,14 @@ pub async fn log_dir_loop(state: Arc<BrokerState>) {
     }
 }
 
-/// `proposed` without the additions the coordinators would refuse: brokers fenced or in
-/// controlled shutdown (Kafka's KIP-841 eligibility). A dead follower that was caught up when it
-/// died still looks caught up to the leader until `replica.lag.time.max.ms` passes; proposing
-/// it would count it for the high watermark (the maximal ISR) and stall acks=all for that long.
-/// `None` when nothing is left to change.
-pub fn eligible_isr(
-    state: &BrokerState,
-    current: &[BrokerId],
-    proposed: Vec<BrokerId>,
-) -> Option<Vec<BrokerId>> {
+/// Which brokers may join an ISR now, by this broker's view: registered, unfenced and not in
+/// controlled shutdown (the coordinators would refuse the others; see
+/// `weir_replication::replica::eligible_isr`).
+pub fn eligible(state: &BrokerState) -> impl Fn(BrokerId) -> bool + use<> {
     let view = state.view();
-    let eligible = |b: &BrokerId| {
-        current.contains(b)
-            || view
-                .brokers
-                .get(b)
-                .is_some_and(|i| !i.fenced && !i.shutting_down)
-    };
-    let isr: Vec<BrokerId> = proposed.into_iter().filter(eligible).collect();
-    let same = isr.len() == current.len() && isr.iter().all(|b| current.contains(b));
-    (!same).then_some(isr)
+    move |b| {
+        view.brokers
+            .get(&b)
+            .is_some_and(|i| !i.fenced && !i.shutting_down)
+    }
 }

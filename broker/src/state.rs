@@ -10,7 +10,7 @@ use crate::cluster::{ClusterView, PartitionInfo, TopicInfo};
 use crate::config::BrokerConfig;
 use crate::control::ControlClient;
 use crate::error::BrokerError;
-use crate::partition::{NotServed, Partition, Progress, Replica, Role};
+use crate::partition::{NotServed, Partition, Replica, Role};
 use crate::topic_config;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::watch;
 use weir_model::limits;
-use weir_model::{BrokerId, LeaderEpoch, Offset, PartitionId, Timestamp, TopicId, TopicName};
-use weir_replication::LeaderState;
+use weir_model::{BrokerId, PartitionId, Timestamp, TopicId, TopicName};
+use weir_replication::replica::{Assignment, RoleChange};
 use weir_storage::{LogConfig, PartitionLog};
 
 /// Everything the request handlers share.
@@ -355,7 +355,8 @@ impl BrokerState {
         })
     }
 
-    /// Becomes leader or follower as metadata says, at its epoch (never an older one).
+    /// Becomes leader or follower as metadata says (`Replica::on_metadata` decides), and
+    /// executes the change: a new leader records its epoch at its log end.
     fn take_role(
         &self,
         p: &Partition,
@@ -365,66 +366,39 @@ impl BrokerState {
         mono: u64,
     ) {
         let mut r = p.replica();
-        r.min_insync = min_insync;
-        // A lagging coordinator may stream an older state after a reconnect; never go back.
-        if info.leader_epoch < r.epoch {
-            return;
-        }
-        if info.leader == Some(self.me) {
-            match &mut r.role {
-                Role::Leader(l) if l.epoch() == info.leader_epoch => {
-                    if l.committed(
-                        info.partition_epoch,
-                        info.replicas.clone(),
-                        info.isr.clone(),
-                        mono,
-                    ) {
-                        self.notify_appended();
-                    }
-                }
-                _ => {
-                    let log_end = {
-                        let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
-                        // The epoch is known at the log end from now on, so followers asking
-                        // where their epochs end get an answer (KIP-101) before any append.
-                        if let Err(e) = log.start_leader_epoch(info.leader_epoch) {
-                            tracing::error!(topic = %topic.name, partition = info.index, error = %weir_model::Chain(&e), "recording the leader epoch");
-                        }
-                        log.log_end_offset()
-                    };
-                    // Leading again at a new epoch (a follower lost its disk): keep the watermark
-                    // this leadership reached, not the one from when this broker followed.
-                    let hw = match &r.role {
-                        Role::Leader(l) => l.high_watermark().max(r.high_watermark),
-                        Role::Follower { .. } => r.high_watermark,
-                    };
-                    tracing::info!(topic = %topic.name, partition = info.index, epoch = info.leader_epoch.get(), log_end = log_end.get(), "leading");
-                    r.role = Role::Leader(LeaderState::new(
-                        self.me,
-                        info.leader_epoch,
-                        info.partition_epoch,
-                        info.replicas.clone(),
-                        info.isr.clone(),
-                        log_end,
-                        hw,
-                        mono,
-                    ));
+        // Appends happen under the replica lock, so the log end read here is the one the
+        // leadership starts from.
+        let log_end = p.log.read().unwrap_or_else(|e| e.into_inner()).log_end_offset();
+        let assignment = Assignment {
+            leader: info.leader,
+            leader_epoch: info.leader_epoch,
+            partition_epoch: info.partition_epoch,
+            replicas: &info.replicas,
+            isr: &info.isr,
+            min_insync,
+        };
+        match r.on_metadata(self.me, &assignment, log_end, mono) {
+            RoleChange::Stale => return,
+            RoleChange::StillLeading { watermark_moved } => {
+                if watermark_moved {
+                    self.notify_appended();
                 }
             }
-        } else {
-            if let Role::Leader(l) = &r.role {
-                r.high_watermark = l.high_watermark();
+            RoleChange::Leads { epoch, log_end, .. } => {
+                // The epoch is known at the log end from now on, so followers asking where
+                // their epochs end get an answer (KIP-101) before any append.
+                let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
+                if let Err(e) = log.start_leader_epoch(epoch) {
+                    tracing::error!(topic = %topic.name, partition = info.index, error = %weir_model::Chain(&e), "recording the leader epoch");
+                }
+                tracing::info!(topic = %topic.name, partition = info.index, epoch = epoch.get(), log_end = log_end.get(), "leading");
             }
-            if !matches!(r.role, Role::Follower { leader } if leader == info.leader)
-                || r.epoch != info.leader_epoch
-            {
-                tracing::info!(topic = %topic.name, partition = info.index, epoch = info.leader_epoch.get(), leader = ?info.leader.map(|b| b.get()), "following");
+            RoleChange::Follows { leader, changed } => {
+                if changed {
+                    tracing::info!(topic = %topic.name, partition = info.index, epoch = info.leader_epoch.get(), leader = ?leader.map(|b| b.get()), "following");
+                }
             }
-            r.role = Role::Follower {
-                leader: info.leader,
-            };
         }
-        r.epoch = info.leader_epoch;
         p.publish(&r);
     }
 
@@ -432,7 +406,7 @@ impl BrokerState {
         // Requests waiting on this partition (acks=all) learn at once that it is gone.
         {
             let mut r = p.replica();
-            r.role = Role::Follower { leader: None };
+            r.retire();
             p.publish(&r);
         }
         p.log.write().unwrap_or_else(|e| e.into_inner()).retire();
@@ -693,23 +667,13 @@ fn open_partition(
         let body = crate::data_dir::with_crc(format!("{}\n", topic.id.to_uuid_string()));
         crate::data_dir::write_atomically(&dir.join(TOPIC_ID_FILE), &body)?;
     }
-    let (progress, _) = watch::channel(Progress {
-        epoch: LeaderEpoch(-1),
-        leader: false,
-        high_watermark: Offset::ZERO,
-        isr_len: 0,
-    });
+    let (progress, _) = watch::channel(Replica::new().progress());
     Ok(Partition {
         topic: topic.name.clone(),
         topic_id: topic.id,
         id,
         log: RwLock::new(log),
-        replica: Mutex::new(Replica {
-            role: Role::Follower { leader: None },
-            epoch: LeaderEpoch(-1),
-            high_watermark: Offset::ZERO,
-            min_insync: 1,
-        }),
+        replica: Mutex::new(Replica::new()),
         progress,
     })
 }

@@ -1,9 +1,17 @@
-//! What a partition's leader knows about its followers, and what it decides from that; and,
-//! in [`follower`], what a follower decides from its leader's answers, and in [`acks`], when
-//! an acks=all produce is answered.
+//! Both sides of a partition's replication, as state machines without I/O:
+//! - [`LeaderState`] (this file): what a partition's leader knows about its followers, and what
+//!   it decides from that;
+//! - [`follower`]: what a follower decides from its leader's answers (divergence, truncation,
+//!   out-of-range, watermark, log start);
+//! - [`replica`]: one replica's role as metadata changes it, and its ISR proposals from
+//!   proposal to settlement;
+//! - [`acks`]: when an acks=all produce is answered.
 //!
-//! A state machine without I/O or clocks: the broker feeds it appends, follower fetches and
-//! committed metadata, with the time in milliseconds, and asks it for the high watermark and for
+//! The broker's async shell and the simulation (`tests/simulation.rs`) both drive these types
+//! and execute what they return.
+//!
+//! No I/O and no clocks: the time comes in as milliseconds. The broker feeds [`LeaderState`]
+//! appends, follower fetches and committed metadata, and asks it for the high watermark and for
 //! the ISR change to propose. Kafka's rules:
 //!
 //! - A follower's fetch offset is its log end offset: everything before it is on the follower.
@@ -21,6 +29,7 @@
 
 pub mod acks;
 pub mod follower;
+pub mod replica;
 
 use std::collections::BTreeMap;
 use weir_model::{BrokerId, LeaderEpoch, Offset, PartitionEpoch};
