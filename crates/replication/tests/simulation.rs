@@ -106,9 +106,11 @@ use std::fmt;
 use std::rc::Rc;
 use weir_metadata::{Command, MetadataState, PartitionRecord, Reply, placement};
 use weir_model::{BrokerEpoch, BrokerId, LeaderEpoch, Offset, PartitionEpoch, TopicId, TopicName};
-use weir_replication::LeaderState;
 use weir_replication::acks;
 use weir_replication::follower::{self, Divergence};
+use weir_replication::replica::{
+    Answer, Assignment, Committed, Proposal, Replica, Role, RoleChange, Settlement,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Timing. The session timeout, heartbeat interval and replica lag are drawn per schedule
@@ -921,32 +923,6 @@ impl Coordinator {
 // ---------------------------------------------------------------------------------------------
 // Brokers
 
-#[derive(Debug)]
-enum Role {
-    Leader(LeaderState),
-    /// Copying from the leader (None: the partition is offline).
-    Follower(Option<BrokerId>),
-}
-
-/// `state.rs`: `Replica`.
-#[derive(Debug)]
-struct Replica {
-    role: Role,
-    epoch: LeaderEpoch,
-    high_watermark: Offset,
-    min_insync: usize,
-}
-
-impl Replica {
-    /// `state.rs`: `Progress` (epoch, leader, watermark, ISR size), what acks=all waits on.
-    fn progress(&self) -> (LeaderEpoch, bool, Offset, usize) {
-        match &self.role {
-            Role::Leader(l) => (self.epoch, true, l.high_watermark(), l.isr().len()),
-            Role::Follower(_) => (self.epoch, false, self.high_watermark, 0),
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Rpc {
     EpochEnd { asked: LeaderEpoch },
@@ -1008,16 +984,14 @@ struct Waiter {
     deadline: u64,
 }
 
-/// One `alter_partition` task: an ISR proposal sent until answered.
+/// One `alter_partition` task: an ISR proposal sent until [`Replica::settle`] settles it.
 #[derive(Clone, Debug)]
 struct AlterTask {
     id: u64,
     /// The attempt in flight, if any.
     req: Option<u64>,
     part: usize,
-    epoch: LeaderEpoch,
-    partition_epoch: PartitionEpoch,
-    isr: Vec<BrokerId>,
+    proposal: Proposal,
     broker_epoch: BrokerEpoch,
 }
 
@@ -1175,17 +1149,13 @@ impl Broker {
             }
             Timer::IsrTick => {
                 self.timer(io, self.timing.isr_tick_ms, Timer::IsrTick);
+                let eligible = self.eligible();
                 for part in 0..self.logs.len() {
                     let Some(r) = self.v.replicas[part].as_mut() else {
                         continue;
                     };
-                    let epoch = r.epoch;
-                    if let Role::Leader(l) = &mut r.role
-                        && let Some(isr) = l.isr_change(io.now, self.timing.lag_ms)
-                    {
-                        l.propose(isr.clone());
-                        let pe = l.partition_epoch();
-                        self.alter_partition(io, part, epoch, pe, isr);
+                    if let Some(proposal) = r.isr_proposal(io.now, self.timing.lag_ms, &eligible) {
+                        self.alter_partition(io, part, proposal);
                     }
                 }
             }
@@ -1210,15 +1180,21 @@ impl Broker {
                 let Some(i) = self.v.alters.iter().position(|t| t.req == Some(req)) else {
                     return;
                 };
-                // Unanswered: the outcome is unknown. Still ours? Then send it again.
+                // Unanswered: the outcome is unknown.
                 let task = &mut self.v.alters[i];
                 task.req = None;
-                let (part, epoch, isr) = (task.part, task.epoch, task.isr.clone());
-                if self.still_ours(part, epoch, &isr) {
-                    let id = self.v.alters[i].id;
-                    self.timer(io, ALTER_RETRY_MS, Timer::AlterResend { task: id });
-                } else {
-                    self.v.alters.remove(i);
+                let (id, part) = (task.id, task.part);
+                let settled = match self.v.replicas[part].as_mut() {
+                    Some(r) => r.settle(&self.v.alters[i].proposal, Answer::Unanswered, io.now),
+                    None => Settlement::Gone,
+                };
+                match settled {
+                    Settlement::Resend => {
+                        self.timer(io, ALTER_RETRY_MS, Timer::AlterResend { task: id });
+                    }
+                    Settlement::Gone | Settlement::Settled => {
+                        self.v.alters.remove(i);
+                    }
                 }
             }
             Timer::AlterResend { task } => {
@@ -1299,88 +1275,64 @@ impl Broker {
         }
     }
 
-    /// `BrokerState::host`.
+    /// `BrokerState::take_role`: [`Replica::on_metadata`] decides; a new leader's epoch
+    /// start is implicit in the model's log (see `Msg::EpochEnd`).
     fn host(&mut self, io: &mut Io, part: usize, info: &PartitionRecord, min_insync: usize) {
         let me = self.id;
         let log_end = self.logs[part].end();
-        let r = self.v.replicas[part].get_or_insert(Replica {
-            role: Role::Follower(None),
-            epoch: LeaderEpoch(-1),
-            high_watermark: Offset::ZERO,
-            min_insync: 1,
-        });
-        r.min_insync = min_insync;
-        // A lagging coordinator may stream an older state; never go back.
-        if info.leader_epoch < r.epoch {
-            return;
+        let r = self.v.replicas[part].get_or_insert_with(Replica::new);
+        // The planted bug: the same record again drops the proposal in flight.
+        if self.mutation == Mutation::RepeatedRecordDropsProposal
+            && let Role::Leader(l) = &mut r.role
+            && l.epoch() == info.leader_epoch
+            && l.partition_epoch() == info.partition_epoch
+        {
+            l.proposal_failed();
         }
-        if info.leader == Some(me) {
-            let same = matches!(&r.role, Role::Leader(l) if l.epoch() == info.leader_epoch);
-            if same {
-                if let Role::Leader(l) = &mut r.role {
-                    if self.mutation == Mutation::RepeatedRecordDropsProposal
-                        && l.partition_epoch() == info.partition_epoch
-                    {
-                        l.proposal_failed();
-                    }
-                    l.committed(
-                        info.partition_epoch,
-                        info.replicas.clone(),
-                        info.isr.clone(),
-                        io.now,
-                    );
-                }
-            } else {
-                let hw = r.high_watermark;
+        let assignment = Assignment {
+            leader: info.leader,
+            leader_epoch: info.leader_epoch,
+            partition_epoch: info.partition_epoch,
+            replicas: &info.replicas,
+            isr: &info.isr,
+            min_insync,
+        };
+        match r.on_metadata(me, &assignment, log_end, io.now) {
+            RoleChange::Stale | RoleChange::StillLeading { .. } => {}
+            RoleChange::Leads {
+                epoch,
+                log_end,
+                high_watermark,
+            } => {
                 io.stats.leaderships_taken += 1;
                 io.note(|| {
                     format!(
                         "b{me} p{part}: leads at epoch {} (log end {}, hwm {}, isr {:?})",
-                        info.leader_epoch.0,
+                        epoch.0,
                         log_end.0,
-                        hw.0,
+                        high_watermark.0,
                         info.isr.iter().map(|b| b.0).collect::<Vec<_>>()
                     )
                 });
-                r.role = Role::Leader(LeaderState::new(
-                    me,
-                    info.leader_epoch,
-                    info.partition_epoch,
-                    info.replicas.clone(),
-                    info.isr.clone(),
-                    log_end,
-                    hw,
-                    io.now,
-                ));
             }
-        } else {
-            if let Role::Leader(l) = &r.role {
-                r.high_watermark = l.high_watermark();
+            RoleChange::Follows { leader, changed } => {
+                if changed {
+                    io.note(|| {
+                        format!(
+                            "b{me} p{part}: follows {:?} at epoch {}",
+                            leader.map(|b| b.0),
+                            info.leader_epoch.0
+                        )
+                    });
+                }
             }
-            let changed = !matches!(r.role, Role::Follower(l) if l == info.leader)
-                || r.epoch != info.leader_epoch;
-            if changed {
-                io.note(|| {
-                    format!(
-                        "b{me} p{part}: follows {:?} at epoch {}",
-                        info.leader.map(|b| b.0),
-                        info.leader_epoch.0
-                    )
-                });
-            }
-            r.role = Role::Follower(info.leader);
         }
-        r.epoch = info.leader_epoch;
     }
 
     // --- the follower side: `fetch_from`, `fetch_round`, `truncate_divergent` -------------
 
     fn following(&self, part: usize) -> Option<(BrokerId, LeaderEpoch)> {
-        let r = self.v.replicas[part].as_ref()?;
-        match r.role {
-            Role::Follower(Some(l)) => Some((l, r.epoch)),
-            _ => None,
-        }
+        self.v.replicas[part].as_ref()?.following()
     }
 
     fn sleep(&mut self, io: &mut Io, part: usize, ms: u64) {
@@ -1593,7 +1545,7 @@ impl Broker {
             Ok(d) => {
                 let still = self.v.replicas[part].as_ref().is_some_and(|r| {
                     r.epoch == inf.epoch
-                        && matches!(r.role, Role::Follower(Some(l)) if l == inf.leader)
+                        && matches!(r.role, Role::Follower { leader: Some(l) } if l == inf.leader)
                 });
                 if still {
                     let log = &mut self.logs[part];
@@ -1668,7 +1620,7 @@ impl Broker {
         Some(Ok(FetchData {
             base: p.offset,
             records,
-            high_watermark: r.progress().2,
+            high_watermark: r.progress().high_watermark,
         }))
     }
 
@@ -1682,21 +1634,13 @@ impl Broker {
         offset: Offset,
     ) {
         let follower = node_broker(from);
-        let mut proposal = None;
-        if let Some(r) = self.v.replicas[part].as_mut()
-            && r.epoch == epoch
-            && let Role::Leader(l) = &mut r.role
-            && offset <= l.log_end()
-        {
-            l.on_fetch(follower, offset, io.now);
-            // A returning follower joins the ISR the moment a fetch shows it caught up.
-            if let Some(isr) = l.expansion_after_fetch(follower) {
-                l.propose(isr.clone());
-                proposal = Some((l.partition_epoch(), isr));
-            }
-        }
-        if let Some((pe, isr)) = proposal {
-            self.alter_partition(io, part, epoch, pe, isr);
+        let eligible = self.eligible();
+        let proposal = self.v.replicas[part].as_mut().and_then(|r| {
+            r.on_follower_fetch(follower, epoch, offset, io.now, eligible)
+                .proposal
+        });
+        if let Some(proposal) = proposal {
+            self.alter_partition(io, part, proposal);
         }
         let parked = Parked {
             req,
@@ -1717,14 +1661,7 @@ impl Broker {
 
     // --- ISR proposals: `alter_partition` --------------------------------------------------
 
-    fn alter_partition(
-        &mut self,
-        io: &mut Io,
-        part: usize,
-        epoch: LeaderEpoch,
-        partition_epoch: PartitionEpoch,
-        isr: Vec<BrokerId>,
-    ) {
+    fn alter_partition(&mut self, io: &mut Io, part: usize, proposal: Proposal) {
         let Some(broker_epoch) = self.v.epoch else {
             return;
         };
@@ -1733,9 +1670,9 @@ impl Broker {
         io.note(|| {
             format!(
                 "b{me} p{part}: proposes ISR {:?} at epoch {} partition epoch {}",
-                isr.iter().map(|b| b.0).collect::<Vec<_>>(),
-                epoch.0,
-                partition_epoch.0
+                proposal.isr.iter().map(|b| b.0).collect::<Vec<_>>(),
+                proposal.leader_epoch.0,
+                proposal.partition_epoch.0
             )
         });
         let id = io.id();
@@ -1743,9 +1680,7 @@ impl Broker {
             id,
             req: None,
             part,
-            epoch,
-            partition_epoch,
-            isr,
+            proposal,
             broker_epoch,
         });
         self.send_alter_attempt(io, self.v.alters.len() - 1);
@@ -1759,44 +1694,47 @@ impl Broker {
             req,
             part: t.part,
             broker_epoch: t.broker_epoch,
-            leader_epoch: t.epoch,
-            partition_epoch: t.partition_epoch,
-            isr: t.isr.clone(),
+            leader_epoch: t.proposal.leader_epoch,
+            partition_epoch: t.proposal.partition_epoch,
+            isr: t.proposal.isr.clone(),
         };
         io.send(self.node, Node::Coord, msg);
         self.timer(io, CONTROL_TIMEOUT_MS, Timer::AlterTimeout { req });
     }
 
-    /// Still leading at the proposal's epoch, with this proposal in flight.
-    fn still_ours(&self, part: usize, epoch: LeaderEpoch, isr: &[BrokerId]) -> bool {
-        self.v.replicas[part].as_ref().is_some_and(|r| {
-            r.epoch == epoch && matches!(&r.role, Role::Leader(l) if l.pending() == Some(isr))
-        })
+    /// `session::eligible`: who may join an ISR by this broker's view.
+    fn eligible(&self) -> impl Fn(BrokerId) -> bool + use<> {
+        let view = self.v.view.clone();
+        move |b| {
+            view.as_ref().is_some_and(|v| {
+                v.0.brokers
+                    .get(&b)
+                    .is_some_and(|r| !r.fenced && !r.shutting_down)
+            })
+        }
     }
 
+    /// `session::alter_partition`'s answer, settled by [`Replica::settle`].
     fn on_alter_reply(&mut self, io: &mut Io, req: u64, result: Result<PartitionRecord, i16>) {
         let Some(i) = self.v.alters.iter().position(|t| t.req == Some(req)) else {
             return;
         };
         let task = self.v.alters.remove(i);
-        if !self.still_ours(task.part, task.epoch, &task.isr) {
-            return;
-        }
-        let Some(Role::Leader(l)) = self.v.replicas[task.part].as_mut().map(|r| &mut r.role) else {
-            return;
-        };
-        match result {
-            Ok(p) => {
-                l.committed(p.partition_epoch, p.replicas, p.isr, io.now);
-            }
+        let answer = match result {
+            Ok(p) => Answer::Applied(Some(Committed {
+                partition_epoch: p.partition_epoch,
+                replicas: p.replicas,
+                isr: p.isr,
+            })),
             Err(code) => {
                 io.stats.alter_refused += 1;
-                // INVALID_UPDATE_VERSION may mean an earlier attempt was applied: the proposal
-                // stays until the metadata brings the partition's new record.
-                if code != INVALID_UPDATE_VERSION {
-                    l.proposal_failed();
+                Answer::Refused {
+                    maybe_applied: code == INVALID_UPDATE_VERSION,
                 }
             }
+        };
+        if let Some(r) = self.v.replicas[task.part].as_mut() {
+            r.settle(&task.proposal, answer, io.now);
         }
     }
 
@@ -1867,19 +1805,11 @@ impl Broker {
             let outcome = match self.v.replicas[w.part].as_ref() {
                 None => Some(Err(NOT_LEADER_OR_FOLLOWER)),
                 Some(r) => {
-                    let (epoch, leader, hwm, isr_len) = r.progress();
+                    let mut progress = r.progress();
                     // The planted bug: a leader that counts its own log end as replicated.
-                    let high_watermark = if self.mutation == Mutation::AckOnAppend {
-                        self.logs[w.part].end()
-                    } else {
-                        hwm
-                    };
-                    let progress = acks::Progress {
-                        epoch,
-                        leader,
-                        high_watermark,
-                        isr_len,
-                    };
+                    if self.mutation == Mutation::AckOnAppend {
+                        progress.high_watermark = self.logs[w.part].end();
+                    }
                     match acks::outcome(&progress, w.last, w.entry.epoch, || r.min_insync) {
                         Some(Ok(())) => Some(Ok(w.last)),
                         Some(Err(acks::Shortfall::LeadershipMoved)) => {
@@ -2678,7 +2608,7 @@ impl Sim {
                             }
                         }
                     }
-                    Role::Follower(_) => {
+                    Role::Follower { .. } => {
                         self.check.leader_hwm[bi][part] = None;
                         let h = (r.high_watermark.0 as usize).min(log.len());
                         if h > committed.len() || !log.agrees(committed, h) {
@@ -2963,7 +2893,7 @@ impl Sim {
             }
             let hw = lb.v.replicas[part]
                 .as_ref()
-                .map_or(Offset::ZERO, |r| r.progress().2);
+                .map_or(Offset::ZERO, |r| r.progress().high_watermark);
             for a in &self.check.acked[part] {
                 if a.offset >= hw || log.entries.get(a.offset.0 as usize) != Some(&a.entry) {
                     return Err(format!(
