@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_stream::StreamExt;
 use weir_model::{BrokerId, PartitionEpoch};
-use weir_replication::replica::{Answer, Committed, Proposal, Settlement};
 use weir_proto::v1;
+use weir_replication::replica::{Answer, Committed, Proposal, Settlement};
 
 const STALE_BROKER_EPOCH: i32 = 77;
 const BROKER_ID_NOT_REGISTERED: i32 = 102;

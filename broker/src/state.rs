@@ -368,7 +368,11 @@ impl BrokerState {
         let mut r = p.replica();
         // Appends happen under the replica lock, so the log end read here is the one the
         // leadership starts from.
-        let log_end = p.log.read().unwrap_or_else(|e| e.into_inner()).log_end_offset();
+        let log_end = p
+            .log
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .log_end_offset();
         let assignment = Assignment {
             leader: info.leader,
             leader_epoch: info.leader_epoch,

@@ -907,7 +907,14 @@ fn commit(current: &mut PartitionRecord, mut next: PartitionRecord) -> bool {
     if next == *current {
         return false;
     }
-    if next.leader != current.leader {
+    // A new leader, or a replica removed (a reassignment completed or was cancelled): a new
+    // leader epoch. The removed replica's fetches still in flight carry the old epoch, and the
+    // leader must refuse them: one that arrives after the replica was removed, its log
+    // deleted and then added back would otherwise report the old log's end for the new, empty
+    // one, and the leader would count it for the watermark and the ISR (found by the
+    // simulation; Kafka's `triggerLeaderEpochBumpForReplicaReassignmentIfNeeded`).
+    let replica_removed = current.replicas.iter().any(|b| !next.replicas.contains(b));
+    if next.leader != current.leader || replica_removed {
         next.leader_epoch = LeaderEpoch(current.leader_epoch.0 + 1);
     }
     next.partition_epoch = PartitionEpoch(current.partition_epoch.0 + 1);

@@ -29,7 +29,9 @@ const BEFORE_ANY_EPOCH: LeaderEpoch = LeaderEpoch(-1);
 pub enum Role {
     Leader(LeaderState),
     /// Copying from `leader` (None: the partition is offline, waiting for one).
-    Follower { leader: Option<BrokerId> },
+    Follower {
+        leader: Option<BrokerId>,
+    },
 }
 
 /// A hosted partition's replication state.
@@ -195,12 +197,22 @@ impl Replica {
         change
     }
 
-    fn lead(&mut self, me: BrokerId, a: &Assignment<'_>, log_end: Offset, now_ms: u64) -> RoleChange {
+    fn lead(
+        &mut self,
+        me: BrokerId,
+        a: &Assignment<'_>,
+        log_end: Offset,
+        now_ms: u64,
+    ) -> RoleChange {
         if let Role::Leader(l) = &mut self.role
             && l.epoch() == a.leader_epoch
         {
-            let watermark_moved =
-                l.committed(a.partition_epoch, a.replicas.to_vec(), a.isr.to_vec(), now_ms);
+            let watermark_moved = l.committed(
+                a.partition_epoch,
+                a.replicas.to_vec(),
+                a.isr.to_vec(),
+                now_ms,
+            );
             return RoleChange::StillLeading { watermark_moved };
         }
         // Leading again at a new epoch (a follower lost its disk): keep the watermark this
@@ -312,7 +324,10 @@ impl Replica {
             Answer::Applied(Some(c)) => {
                 l.committed(c.partition_epoch, c.replicas, c.isr, now_ms);
             }
-            Answer::Applied(None) | Answer::Refused { maybe_applied: true } => {}
+            Answer::Applied(None)
+            | Answer::Refused {
+                maybe_applied: true,
+            } => {}
             Answer::Refused {
                 maybe_applied: false,
             } => l.proposal_failed(),
@@ -443,7 +458,11 @@ mod tests {
         r.on_metadata(ME, &assignment(1, 1, 0, &r3, &isr), Offset(0), 0);
         let p = r.isr_proposal(60_000, 30_000, |_| true).expect("a shrink");
         assert_eq!(p.isr, ids(&[1]));
-        assert_eq!(r.isr_proposal(60_000, 30_000, |_| true), None, "one at a time");
+        assert_eq!(
+            r.isr_proposal(60_000, 30_000, |_| true),
+            None,
+            "one at a time"
+        );
         assert_eq!(r.settle(&p, Answer::Unanswered, 0), Settlement::Resend);
         r.on_metadata(ME, &assignment(2, 2, 1, &r3, &isr), Offset(0), 0);
         assert_eq!(r.settle(&p, Answer::Unanswered, 0), Settlement::Gone);
@@ -472,7 +491,9 @@ mod tests {
         let (r3, isr) = (ids(&[1, 2, 3]), ids(&[1, 2]));
         let mut r = Replica::new();
         r.on_metadata(ME, &assignment(1, 1, 0, &r3, &isr), Offset(0), 0);
-        let out = r.on_follower_fetch(BrokerId(3), LeaderEpoch(1), Offset(0), 0, |b| b != BrokerId(3));
+        let out = r.on_follower_fetch(BrokerId(3), LeaderEpoch(1), Offset(0), 0, |b| {
+            b != BrokerId(3)
+        });
         assert_eq!(out.proposal, None);
         let out = r.on_follower_fetch(BrokerId(3), LeaderEpoch(1), Offset(0), 0, |_| true);
         assert_eq!(out.proposal.map(|p| p.isr), Some(ids(&[1, 2, 3])));

@@ -1,13 +1,15 @@
 //! A seeded, deterministic simulation of replication and metadata (issue 3).
 //!
 //! One thread per schedule, one seed, a simulated clock in milliseconds and a simulated
-//! network. It drives the real pure state machines, [`MetadataState::apply`] as the
-//! coordinator, [`LeaderState`] for every partition leader, the follower's rules of
-//! [`follower`] (divergence, truncation, the watermark) for every follower and the acks=all
-//! predicate of [`acks`], and mirrors the rest of the broker's shell
-//! around them (`broker/src/{state.rs,replication.rs,session.rs,api/produce.rs}` as of
-//! 0d1b3f4) closely enough that a rule broken there is broken here. Replay a schedule with its
-//! trace, or run more:
+//! network. It runs the real pure state machines, and nothing of them is copied here:
+//! [`MetadataState::apply`] as the coordinator; for every replica of every partition a
+//! [`Replica`] from `weir_replication::replica` (role changes on metadata, the leader's
+//! [`weir_replication::LeaderState`], ISR proposals, their settlement and KIP-841
+//! eligibility); the follower's rules of [`follower`] (divergence, truncation, the watermark);
+//! and the acks=all predicate of [`acks`]. What is written here is only the shell that the
+//! broker's async code is for those machines (`broker/src/{state.rs,replication.rs,
+//! session.rs,partition.rs}`): which messages go where, timers, retries, and the logs. Replay
+//! a schedule with its trace, or run more:
 //!
 //! ```text
 //! WEIR_SIM_SEED=1234 cargo test -p weir-replication --test simulation -- --nocapture
@@ -27,12 +29,16 @@
 //!   snapshot (the watch stream's records), delayed, possibly lost, possibly reordered;
 //!   heartbeat replies carry the snapshot again to a broker that reports an older version
 //!   (the stream's reconnect). Brokers ignore older versions.
-//! - **Brokers**: `host()` (leader or follower at the newest epoch, never back), the follower
+//! - **Brokers**: `take_role` ([`Replica::on_metadata`]: leader or follower at the newest
+//!   epoch, never back), removal of a replica a reassignment moved away (its log deleted), the
+//!   follower
 //!   fetcher (KIP-101/279 divergence check, truncation, fetch from the log end, watermark =
 //!   min(leader's, own log end); a metadata update cancels the round in flight), the leader's
 //!   fetch and epoch-end handlers with epoch fencing and long polls, `isr_loop` and the
 //!   expansion right after a fetch, `alter_partition` (resent while unanswered, settled by the
-//!   answer or the metadata), heartbeats and re-registration, acks=all produce
+//!   answer or the metadata), heartbeats and re-registration, controlled shutdown (ask the
+//!   coordinator until no leadership is left, none can move, or the timeout passes; then
+//!   exit), acks=all produce
 //!   (`append_as_leader`, `wait_for_isr`). Logs are `Vec<(leader epoch, value)>`; they
 //!   survive a crash (page cache), nothing else does. A broker registers with its data
 //!   directory's id (`{id}-dir{n}`), the same across crashes, a new one after a disk loss.
@@ -44,7 +50,11 @@
 //! - **Faults**: crash (restart later), disk loss (a crash that wipes the broker's logs; it
 //!   comes back with a new directory id), pause (stops processing messages and timers, then
 //!   resumes with stale state), isolation from every node, a cut between one broker and one
-//!   other node. At most one broker is faulty at a time, which RF 3 with min.insync.replicas
+//!   other node, a controlled shutdown (the broker exits when done and is restarted when the
+//!   fault heals, killed first if still shutting down). In half the schedules the operator
+//!   also reassigns a random partition to a random set of brokers every few seconds (with
+//!   five brokers, replicas really move; with three, the preferred leader does), and now
+//!   and then cancels the move in progress. At most one broker is faulty at a time, which RF 3 with min.insync.replicas
 //!   2 tolerates; a quarter of the schedules allow two (safety must hold anyway). Then
 //!   everything heals. Session timeout, heartbeat interval and replica lag are drawn per
 //!   schedule, so that their order against each other and against the fixed timeouts varies.
@@ -78,8 +88,8 @@
 //!    is exempt: it must stay offline (3).
 //!
 //! The checks are shown not to be blind: [`Mutation`]s change one rule each, and a test per
-//! mutation finds a failing schedule. Two of them are real bugs this simulation found (a
-//! third is fixed in the metadata, below):
+//! mutation finds a failing schedule. Two of them are real bugs this simulation found (two
+//! more are fixed in the metadata, below):
 //! - `LeaderState::committed` dropped the ISR expansion in flight when the broker handed it the
 //!   same partition record again (it does on every metadata update); the watermark then passed
 //!   the joining replica, which the coordinator added to the ISR. Fixed in this crate.
@@ -94,11 +104,17 @@
 //!   245 before the fix; Kafka's KIP-903). Fixed in the metadata: a lost disk gives the
 //!   partitions it is a replica of a new leader epoch, so their leaders start over.
 //!
-//! Not modelled: Raft itself (the coordinator is one linearizable node), reassignments,
-//! controlled shutdown, retention and log start offsets, idempotent producers, unclean
-//! election, a disk that fails under a running process (here it is lost in a crash),
-//! batches (one record per append), one fetcher per leader (here one per partition), and
-//! byte limits.
+//! - A replica removed by a reassignment whose fetch, sent before the removal, reached the
+//!   leader after the replica had been added back with an empty log: the leader took the old
+//!   log's end for the new one, counted it for the watermark and proposed it into the ISR
+//!   (seed 12727 of 20,000, the first run with reassignments). Fixed in the metadata as Kafka
+//!   does it: removing a replica gives the partition a new leader epoch, which fences the
+//!   stale fetch.
+//!
+//! Not modelled: Raft itself (the coordinator is one linearizable node), retention and log
+//! start offsets, idempotent producers, unclean election, a disk that fails under a running
+//! process (here it is lost in a crash), batches (one record per append), one fetcher per
+//! leader (here one per partition), and byte limits.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashSet, VecDeque};
@@ -130,6 +146,11 @@ const FETCH_RECORDS_MAX: usize = 8;
 const CONTROL_TIMEOUT_MS: u64 = 5_000;
 const ALTER_RETRY_MS: u64 = 200;
 const REGISTER_RETRY_MS: u64 = 1_000;
+/// `controlled_shutdown`: how long a broker tries to hand over its leaderships before it
+/// exits anyway (production: `controlled.shutdown.timeout.ms`), and its longest wait for a
+/// metadata change between two asks.
+const CONTROLLED_SHUTDOWN_MS: u64 = 5_000;
+const SHUTDOWN_WAIT_MS: u64 = 500;
 /// How long an acks=all produce waits for the ISR on the broker.
 const PRODUCE_TIMEOUT_MS: u64 = 3_000;
 /// How long the client waits for any answer before it gives up on an attempt.
@@ -424,6 +445,13 @@ enum Msg {
     },
     MetadataRequest,
     MetadataReply(Snap),
+    ControlledShutdown {
+        epoch: BrokerEpoch,
+    },
+    ControlledShutdownReply {
+        /// Leaderships still held, or the refusal's code.
+        result: Result<u32, i16>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -437,6 +465,8 @@ enum Timer {
     RpcTimeout { part: usize, req: u64 },
     AlterTimeout { req: u64 },
     AlterResend { task: u64 },
+    ShutdownCallTimeout { req: u64 },
+    ShutdownWake { wait: u64 },
     Settle,
     ClientSend { part: usize },
     ClientTimeout { part: usize, req: u64 },
@@ -452,6 +482,10 @@ enum Fault {
     Pause,
     Isolate,
     Cut(Node),
+    /// A controlled shutdown (`session::controlled_shutdown`): the broker hands its
+    /// leaderships over, exits, and is restarted when the fault heals (killed first, if it is
+    /// still shutting down then, as a pod past its grace period).
+    Shutdown,
 }
 
 #[derive(Clone, Debug)]
@@ -461,6 +495,8 @@ enum Chaos {
     Heal(u64),
     HealAll,
     Liveness,
+    /// The operator moves one partition's replicas (or cancels the move in progress).
+    Reassign,
 }
 
 /// A fault in progress.
@@ -552,6 +588,13 @@ struct Stats {
     cuts: u64,
     dropped: u64,
     committed_records: u64,
+    controlled_shutdowns: u64,
+    /// Shutdowns that ended with no leadership left (the others timed out or were killed).
+    shutdowns_clean: u64,
+    reassignments: u64,
+    reassignments_cancelled: u64,
+    /// Replicas a broker removed (log deleted) after a reassignment moved them away.
+    replicas_removed: u64,
 }
 
 impl Stats {
@@ -589,7 +632,12 @@ impl Stats {
             isolations,
             cuts,
             dropped,
-            committed_records
+            committed_records,
+            controlled_shutdowns,
+            shutdowns_clean,
+            reassignments,
+            reassignments_cancelled,
+            replicas_removed
         );
     }
 }
@@ -850,6 +898,15 @@ impl Coordinator {
             Msg::MetadataRequest => {
                 io.send(Node::Coord, from, Msg::MetadataReply(self.snapshot.clone()));
             }
+            Msg::ControlledShutdown { epoch } => {
+                let id = node_broker(from);
+                let result = match self.apply(io, Command::ControlledShutdown { id, epoch }) {
+                    Ok((Reply::RemainingLeaderships(n), _)) => Ok(n),
+                    Ok((other, _)) => panic!("ControlledShutdown replied {other:?}"),
+                    Err(e) => Err(e.kafka_code()),
+                };
+                io.send(Node::Coord, from, Msg::ControlledShutdownReply { result });
+            }
             other => panic!("the coordinator got {other:?}"),
         }
     }
@@ -895,6 +952,48 @@ impl Coordinator {
                 }
             }
             other => panic!("the coordinator got timer {other:?}"),
+        }
+    }
+
+    /// What an operator's `kafka-reassign-partitions` does: one partition to a random set of
+    /// `REPLICATION_FACTOR` brokers in a random order, or, now and then, back (cancelled).
+    fn reassign(&mut self, io: &mut Io) {
+        if !self.created {
+            return;
+        }
+        let partition = io.rng.below(self.partitions as u64) as i32;
+        let name = self.topic.clone();
+        let moving = self
+            .state
+            .partition(&name, partition)
+            .is_some_and(|p| p.reassignment.is_some());
+        if moving && io.rng.per_mille(250) {
+            if self
+                .apply(io, Command::CancelReassignment { name, partition })
+                .is_ok()
+            {
+                io.stats.reassignments_cancelled += 1;
+            }
+            return;
+        }
+        let mut all: Vec<BrokerId> = (1..=self.brokers as i32).map(BrokerId).collect();
+        let mut target = Vec::new();
+        while target.len() < REPLICATION_FACTOR {
+            let k = io.rng.below(all.len() as u64) as usize;
+            target.push(all.remove(k));
+        }
+        if self
+            .apply(
+                io,
+                Command::Reassign {
+                    name,
+                    partition,
+                    target,
+                },
+            )
+            .is_ok()
+        {
+            io.stats.reassignments += 1;
         }
     }
 
@@ -995,6 +1094,16 @@ struct AlterTask {
     broker_epoch: BrokerEpoch,
 }
 
+/// A controlled shutdown in progress (`session::controlled_shutdown`).
+#[derive(Clone, Debug)]
+struct ShutdownTask {
+    deadline: u64,
+    /// The ask in flight, if any.
+    call: Option<u64>,
+    /// Bumped when a metadata change ends a wait early (cancels the wake timer).
+    wait: u64,
+}
+
 /// What a broker process holds in memory; lost in a crash.
 #[derive(Debug)]
 struct Volatile {
@@ -1005,6 +1114,7 @@ struct Volatile {
     parked: Vec<Parked>,
     waiters: Vec<Waiter>,
     alters: Vec<AlterTask>,
+    shutdown: Option<ShutdownTask>,
 }
 
 impl Volatile {
@@ -1017,6 +1127,7 @@ impl Volatile {
             parked: Vec::new(),
             waiters: Vec::new(),
             alters: Vec::new(),
+            shutdown: None,
         }
     }
 }
@@ -1035,6 +1146,9 @@ struct Broker {
     /// Survive crashes, not disk losses.
     logs: Vec<Log>,
     v: Volatile,
+    /// Set when the process exits by itself (after a controlled shutdown): the simulation
+    /// takes it down.
+    exited: bool,
     topic: TopicName,
     timing: Timing,
     mutation: Mutation,
@@ -1131,6 +1245,7 @@ impl Broker {
             } => self.on_fetch(io, from, req, part, epoch, offset),
             Msg::FetchReply { req, result } => self.on_fetch_reply(io, req, result),
             Msg::Produce { req, part, value } => self.on_produce(io, from, req, part, value),
+            Msg::ControlledShutdownReply { result } => self.on_shutdown_reply(io, result),
             other => panic!("broker {} got {other:?}", self.id),
         }
     }
@@ -1204,6 +1319,26 @@ impl Broker {
                 io.stats.alter_resent += 1;
                 self.send_alter_attempt(io, i);
             }
+            Timer::ShutdownCallTimeout { req } => {
+                if self
+                    .v
+                    .shutdown
+                    .as_ref()
+                    .is_some_and(|t| t.call == Some(req))
+                {
+                    self.exit(io, "controlled shutdown: coordinators unreachable");
+                }
+            }
+            Timer::ShutdownWake { wait } => {
+                if self
+                    .v
+                    .shutdown
+                    .as_ref()
+                    .is_some_and(|t| t.call.is_none() && t.wait == wait)
+                {
+                    self.ask_to_shut_down(io);
+                }
+            }
             Timer::Settle => {}
             other => panic!("broker {} got timer {other:?}", self.id),
         }
@@ -1222,6 +1357,12 @@ impl Broker {
         }
         self.v.view = Some(s);
         self.reconcile(io);
+        // `controlled_shutdown` waits for the metadata to show its leaderships gone.
+        if self.v.shutdown.as_ref().is_some_and(|t| t.call.is_none())
+            && self.leads_nothing_in_view()
+        {
+            self.ask_to_shut_down(io);
+        }
         // `heartbeat_loop`: while fenced, heartbeat as soon as new metadata is applied.
         if self.fenced_in_view() {
             self.send_heartbeat(io);
@@ -1257,6 +1398,8 @@ impl Broker {
             for (part, info) in topic.partitions.iter().enumerate() {
                 if info.replicas.contains(&self.id) {
                     self.host(io, part, info, min_insync);
+                } else if self.v.replicas[part].is_some() {
+                    self.remove(io, part);
                 }
             }
         }
@@ -1273,6 +1416,16 @@ impl Broker {
             }
             self.drive(io, part);
         }
+    }
+
+    /// `BrokerState::remove_partition`: a reassignment moved this replica away; its log is
+    /// deleted, and requests waiting on it learn at once.
+    fn remove(&mut self, io: &mut Io, part: usize) {
+        let me = self.id;
+        io.stats.replicas_removed += 1;
+        io.note(|| format!("b{me} p{part}: no longer a replica; log deleted"));
+        self.v.replicas[part] = None;
+        self.logs[part] = Log::new();
     }
 
     /// `BrokerState::take_role`: [`Replica::on_metadata`] decides; a new leader's epoch
@@ -1327,6 +1480,83 @@ impl Broker {
                 }
             }
         }
+    }
+
+    // --- controlled shutdown: `session::controlled_shutdown` ----------------------------------
+
+    fn begin_shutdown(&mut self, io: &mut Io) {
+        self.v.shutdown = Some(ShutdownTask {
+            deadline: io.now + CONTROLLED_SHUTDOWN_MS,
+            call: None,
+            wait: 0,
+        });
+        self.ask_to_shut_down(io);
+    }
+
+    fn ask_to_shut_down(&mut self, io: &mut Io) {
+        let Some(epoch) = self.v.epoch else {
+            self.exit(io, "controlled shutdown: not registered");
+            return;
+        };
+        let req = io.id();
+        if let Some(t) = self.v.shutdown.as_mut() {
+            t.call = Some(req);
+            t.wait += 1;
+        }
+        io.send(self.node, Node::Coord, Msg::ControlledShutdown { epoch });
+        self.timer(io, CONTROL_TIMEOUT_MS, Timer::ShutdownCallTimeout { req });
+    }
+
+    fn on_shutdown_reply(&mut self, io: &mut Io, result: Result<u32, i16>) {
+        let Some(t) = self.v.shutdown.as_mut() else {
+            return;
+        };
+        if t.call.take().is_none() {
+            return;
+        }
+        let (deadline, wait) = (t.deadline, t.wait);
+        match result {
+            Ok(0) => {
+                io.stats.shutdowns_clean += 1;
+                self.exit(io, "controlled shutdown: no leaderships left");
+            }
+            Ok(_) if !self.leaderships_movable() => {
+                self.exit(
+                    io,
+                    "controlled shutdown: no in-sync follower can take the rest",
+                );
+            }
+            Ok(_) if io.now >= deadline => self.exit(io, "controlled shutdown timed out"),
+            Ok(_) => self.timer(io, SHUTDOWN_WAIT_MS, Timer::ShutdownWake { wait }),
+            Err(_) => self.exit(io, "controlled shutdown refused"),
+        }
+    }
+
+    /// Whether some partition this broker leads (by its view) has another in-sync replica
+    /// that is unfenced and not shutting down: only then can waiting help.
+    fn leaderships_movable(&self) -> bool {
+        let Some(view) = self.v.view.as_ref() else {
+            return false;
+        };
+        let eligible = self.eligible();
+        view.0
+            .partitions()
+            .filter(|(_, _, p)| p.leader == Some(self.id))
+            .any(|(_, _, p)| p.isr.iter().any(|b| *b != self.id && eligible(*b)))
+    }
+
+    fn leads_nothing_in_view(&self) -> bool {
+        self.v
+            .view
+            .as_ref()
+            .is_none_or(|v| v.0.partitions().all(|(_, _, p)| p.leader != Some(self.id)))
+    }
+
+    fn exit(&mut self, io: &mut Io, why: &str) {
+        let me = self.id;
+        io.note(|| format!("b{me}: exits ({why})"));
+        self.v.shutdown = None;
+        self.exited = true;
     }
 
     // --- the follower side: `fetch_from`, `fetch_round`, `truncate_divergent` -------------
@@ -2051,6 +2281,8 @@ struct Config {
     faulty_max: usize,
     produce_gap_max_ms: u64,
     rebalance_ms: u64,
+    /// Reassignments during the fault phase, this far apart (half the schedules).
+    reassign_gap_ms: Option<(u64, u64)>,
     timing: Timing,
     mutation: Mutation,
 }
@@ -2089,6 +2321,11 @@ impl Config {
                 1
             },
             timing: Timing::new(r.range(2_000, 7_000), r.range(1_000, 8_000)),
+            // Drawn apart, so the draws above stay what they were for every seed.
+            reassign_gap_ms: {
+                let mut r = Rng(seed ^ 0x0BAD_CAFE_F00D);
+                r.per_mille(500).then(|| (1_000, r.range(3_000, 10_000)))
+            },
             mutation,
         }
     }
@@ -2169,6 +2406,7 @@ impl Sim {
                     held: Vec::new(),
                     logs: (0..p).map(|_| Log::new()).collect(),
                     v: Volatile::new(p),
+                    exited: false,
                     topic: topic.clone(),
                     timing: cfg.timing,
                     mutation: cfg.mutation,
@@ -2225,6 +2463,10 @@ impl Sim {
         self.io.push(first + 2_000, Ev::Chaos(Chaos::NextFault));
         self.io
             .push(self.cfg.fault_phase_ms, Ev::Chaos(Chaos::HealAll));
+        if let Some((lo, hi)) = self.cfg.reassign_gap_ms {
+            let first = self.io.rng.range(lo, hi);
+            self.io.push(first + 2_000, Ev::Chaos(Chaos::Reassign));
+        }
         self.flush();
         while let Some(item) = self.io.queue.pop() {
             self.io.now = item.at;
@@ -2327,6 +2569,7 @@ impl Sim {
                         }
                         b.on_message(&mut self.io, from, msg);
                         b.settle(&mut self.io);
+                        self.take_down_exited(i);
                     }
                 }
             }
@@ -2352,6 +2595,7 @@ impl Sim {
                     }
                     b.on_timer(&mut self.io, timer);
                     b.settle(&mut self.io);
+                    self.take_down_exited(i);
                 }
             },
             Ev::Chaos(c) => self.chaos(c)?,
@@ -2380,11 +2624,12 @@ impl Sim {
                 if self.faults.iter().any(|f| f.broker == i) {
                     return Ok(());
                 }
-                let fault = match self.io.rng.below(9) {
+                let fault = match self.io.rng.below(10) {
                     0..=2 => Fault::Crash,
                     3 => Fault::DiskLost,
                     4..=5 => Fault::Pause,
                     6 => Fault::Isolate,
+                    7 => Fault::Shutdown,
                     _ => {
                         let k = self.io.rng.below(n as u64 + 1) as usize;
                         let other = if k == n {
@@ -2415,6 +2660,13 @@ impl Sim {
                 self.io
                     .push(self.io.now + LIVENESS_POLL_MS, Ev::Chaos(Chaos::Liveness));
             }
+            Chaos::Reassign => {
+                if let (Phase::Faults, Some((lo, hi))) = (self.phase, self.cfg.reassign_gap_ms) {
+                    self.coord.reassign(&mut self.io);
+                    let gap = self.io.rng.range(lo, hi);
+                    self.io.push(self.io.now + gap, Ev::Chaos(Chaos::Reassign));
+                }
+            }
             Chaos::Liveness => {
                 self.liveness()?;
                 if self.phase != Phase::Done {
@@ -2427,17 +2679,32 @@ impl Sim {
         Ok(())
     }
 
+    /// A broker process stops: what it held in memory is gone, its logs stay.
+    fn take_down(&mut self, i: usize) {
+        let b = &mut self.brokers[i];
+        b.up = false;
+        b.paused = false;
+        b.exited = false;
+        b.held.clear();
+        b.v = Volatile::new(b.logs.len());
+    }
+
+    /// Takes broker `i` down if its process exited by itself (a finished controlled
+    /// shutdown).
+    fn take_down_exited(&mut self, i: usize) {
+        if self.brokers[i].exited {
+            self.take_down(i);
+        }
+    }
+
     fn start_fault(&mut self, i: usize, fault: Fault) -> u64 {
         let node = Node::Broker(i);
         let mut cuts = Vec::new();
         self.io.note(|| format!("FAULT b{}: {fault:?}", i + 1));
         match fault {
             Fault::Crash | Fault::DiskLost => {
+                self.take_down(i);
                 let b = &mut self.brokers[i];
-                b.up = false;
-                b.paused = false;
-                b.held.clear();
-                b.v = Volatile::new(b.logs.len());
                 if fault == Fault::DiskLost {
                     self.io.stats.disk_losses += 1;
                     self.check.wiped[i] = true;
@@ -2462,6 +2729,12 @@ impl Sim {
             Fault::Cut(o) => {
                 self.io.stats.cuts += 1;
                 cuts.push((node.min(o), node.max(o)));
+            }
+            Fault::Shutdown => {
+                self.io.stats.controlled_shutdowns += 1;
+                let b = &mut self.brokers[i];
+                b.begin_shutdown(&mut self.io);
+                self.take_down_exited(i);
             }
         }
         for c in &cuts {
@@ -2496,6 +2769,14 @@ impl Sim {
                 for ev in std::mem::take(&mut b.held) {
                     self.io.push(self.io.now, ev);
                 }
+            }
+            Fault::Shutdown => {
+                // Still shutting down: killed, as a pod past its grace period.
+                self.take_down(i);
+                let b = &mut self.brokers[i];
+                b.up = true;
+                b.incarnation += 1;
+                b.start(&mut self.io);
             }
             Fault::Isolate | Fault::Cut(_) => {
                 for c in &f.cuts {
@@ -3108,6 +3389,10 @@ fn replication_and_metadata_survive_faults() {
         assert!(total.fences >= seeds / 2, "{total:?}");
         assert!(total.disk_losses >= seeds / 4, "{total:?}");
         assert!(total.preferred_elections >= seeds / 2, "{total:?}");
+        assert!(total.controlled_shutdowns >= seeds / 4, "{total:?}");
+        assert!(total.shutdowns_clean >= seeds / 8, "{total:?}");
+        assert!(total.reassignments >= seeds, "{total:?}");
+        assert!(total.replicas_removed >= seeds / 4, "{total:?}");
         assert!(total.acks >= seeds * 50, "{total:?}");
     }
 }

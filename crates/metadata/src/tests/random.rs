@@ -452,9 +452,11 @@ fn check_step(
                 q.partition_epoch.0,
                 p.partition_epoch.0 + i32::from(changed)
             );
+            // A removed replica's fetches in flight must be fenced: removing one bumps too.
+            let removed = p.replicas.iter().any(|b| !q.replicas.contains(b));
             prop_assert_eq!(
                 q.leader_epoch.0,
-                p.leader_epoch.0 + i32::from(p.leader != q.leader || restarted)
+                p.leader_epoch.0 + i32::from(p.leader != q.leader || restarted || removed)
             );
         }
     }
