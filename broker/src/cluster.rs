@@ -54,7 +54,8 @@ pub struct ClusterView {
     pub version: i64,
     pub brokers: BTreeMap<BrokerId, BrokerInfo>,
     pub topics: BTreeMap<TopicName, TopicInfo>,
-    pub coordinator_leader: i32,
+    /// The coordinators' Raft leader, when known.
+    pub coordinator_leader: Option<i32>,
 }
 
 impl ClusterView {
@@ -188,7 +189,7 @@ fn topic_info(t: &v1::Topic) -> Option<TopicInfo> {
             .map(|p| PartitionInfo {
                 index: p.partition,
                 replicas: p.replicas.iter().map(|&b| BrokerId(b)).collect(),
-                leader: (p.leader >= 0).then_some(BrokerId(p.leader)),
+                leader: p.leader.map(BrokerId),
                 leader_epoch: LeaderEpoch(p.leader_epoch),
                 partition_epoch: PartitionEpoch(p.partition_epoch),
                 isr: p.isr.iter().map(|&b| BrokerId(b)).collect(),

@@ -173,6 +173,25 @@ mod tests {
     use std::path::PathBuf;
     use weir_model::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 
+    /// Proves: the codes Weir's gRPC carries (`weir_proto::codes`) are Kafka's, name for name.
+    #[test]
+    fn wire_codes_are_kafkas() {
+        for &(name, code) in weir_proto::codes::ALL {
+            let kafka = i16::try_from(code)
+                .ok()
+                .and_then(ResponseError::try_from_code)
+                .map_or_else(|| "NONE".to_string(), |e| e.to_string());
+            let mut screaming = String::new();
+            for (i, c) in kafka.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 && kafka != "NONE" {
+                    screaming.push('_');
+                }
+                screaming.push(c.to_ascii_uppercase());
+            }
+            assert_eq!(screaming, name, "code {code}");
+        }
+    }
+
     /// Proves: every storage error has the Kafka code a client expects. `storage_error_code`
     /// is an exhaustive match, so a new variant fails to compile until it is given a code;
     /// this pins the codes themselves.

@@ -326,7 +326,8 @@ async fn remote_watermarks(
         .filter_map(|w| {
             names
                 .get(&(w.topic_id.clone(), w.partition))
-                .map(|t| ((t.clone(), w.partition), w.high_watermark))
+                .zip(w.high_watermark)
+                .map(|(t, hw)| ((t.clone(), w.partition), hw))
         })
         .collect()
 }

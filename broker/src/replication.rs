@@ -28,13 +28,10 @@ use weir_proto::v1;
 use weir_proto::v1::replication_client::ReplicationClient;
 use weir_replication::follower;
 
-const NONE: i32 = 0;
-const OFFSET_OUT_OF_RANGE: i32 = 1;
-const UNKNOWN_TOPIC_OR_PARTITION: i32 = 3;
-const NOT_LEADER_OR_FOLLOWER: i32 = 6;
-const KAFKA_STORAGE_ERROR: i32 = 56;
-const FENCED_LEADER_EPOCH: i32 = 74;
-const UNKNOWN_LEADER_EPOCH: i32 = 75;
+use weir_proto::codes::{
+    FENCED_LEADER_EPOCH, KAFKA_STORAGE_ERROR, NONE, NOT_LEADER_OR_FOLLOWER, OFFSET_OUT_OF_RANGE,
+    UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION,
+};
 
 /// How long a leader holds a fetch with no new data.
 const FETCH_WAIT_MS: i32 = 500;
@@ -105,9 +102,9 @@ impl ReplicationService {
             topic_id: fp.topic_id.clone(),
             partition: fp.partition,
             error_code: NONE,
-            high_watermark: -1,
-            log_start_offset: -1,
-            log_end_offset: -1,
+            high_watermark: None,
+            log_start_offset: None,
+            log_end_offset: None,
             records: bytes::Bytes::new(),
         };
         let p = match self.leading(&fp.topic_id, fp.partition, fp.current_leader_epoch) {
@@ -123,9 +120,9 @@ impl ReplicationService {
         }
         let log = p.log.read().unwrap_or_else(|e| e.into_inner());
         let end = log.log_end_offset();
-        out.high_watermark = p.high_watermark().get();
-        out.log_start_offset = log.log_start_offset().get();
-        out.log_end_offset = end.get();
+        out.high_watermark = Some(p.high_watermark().get());
+        out.log_start_offset = Some(log.log_start_offset().get());
+        out.log_end_offset = Some(end.get());
         if fetch_offset > end || fetch_offset < log.log_start_offset() {
             out.error_code = OFFSET_OUT_OF_RANGE;
             return out;
@@ -242,8 +239,8 @@ impl v1::replication_server::Replication for ReplicationService {
                     topic_id: ep.topic_id.clone(),
                     partition: ep.partition,
                     error_code: NONE,
-                    leader_epoch: -1,
-                    end_offset: -1,
+                    leader_epoch: None,
+                    end_offset: None,
                 };
                 match self.leading(&ep.topic_id, ep.partition, ep.current_leader_epoch) {
                     Err(code) => out.error_code = code,
@@ -252,8 +249,8 @@ impl v1::replication_server::Replication for ReplicationService {
                         if let Some((epoch, end)) =
                             log.end_offset_for_epoch(LeaderEpoch(ep.leader_epoch))
                         {
-                            out.leader_epoch = epoch.get();
-                            out.end_offset = end.get();
+                            out.leader_epoch = Some(epoch.get());
+                            out.end_offset = Some(end.get());
                         }
                     }
                 }
@@ -277,8 +274,8 @@ impl v1::replication_server::Replication for ReplicationService {
                     topic_id: wp.topic_id.clone(),
                     partition: wp.partition,
                     error_code: NONE,
-                    high_watermark: -1,
-                    log_end_offset: -1,
+                    high_watermark: None,
+                    log_end_offset: None,
                 };
                 let local = TopicId::parse(&wp.topic_id)
                     .and_then(|id| self.state.local_partition(id, wp.partition))
@@ -286,13 +283,14 @@ impl v1::replication_server::Replication for ReplicationService {
                 match local {
                     None => out.error_code = NOT_LEADER_OR_FOLLOWER,
                     Some(p) => {
-                        out.high_watermark = p.high_watermark().get();
-                        out.log_end_offset = p
-                            .log
-                            .read()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .log_end_offset()
-                            .get();
+                        out.high_watermark = Some(p.high_watermark().get());
+                        out.log_end_offset = Some(
+                            p.log
+                                .read()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .log_end_offset()
+                                .get(),
+                        );
                     }
                 }
                 out
@@ -557,6 +555,37 @@ fn fetch_request(
     (req, asked)
 }
 
+/// The leader answered OFFSET_OUT_OF_RANGE: below its log start (retention moved on), start
+/// over there; above its end cannot happen after the divergence check, so check again.
+fn out_of_range(
+    p: &Partition,
+    epoch: LeaderEpoch,
+    d: &v1::ReplicaFetchPartitionData,
+    copying: &mut HashMap<(TopicId, i32), Copying>,
+) {
+    let r = p.replica();
+    if r.epoch != epoch {
+        return;
+    }
+    let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
+    // Without the leader's log start there is nothing to reset to: check again.
+    let Some(leader_start) = d.log_start_offset.map(Offset) else {
+        copying.remove(&(p.topic_id, p.id.get()));
+        return;
+    };
+    match follower::out_of_range(log.log_end_offset(), leader_start) {
+        follower::OutOfRange::ResetTo(start) => {
+            tracing::info!(topic = %p.topic, partition = p.id.get(), start = start.get(), "behind the leader's log start; resetting");
+            if let Err(e) = log.reset_to(start) {
+                tracing::error!(error = %weir_model::Chain(&e), "resetting a follower log");
+            }
+        }
+        follower::OutOfRange::Recheck => {
+            copying.remove(&(p.topic_id, p.id.get()));
+        }
+    }
+}
+
 /// Applies the leader's answer for one partition: resets below the leader's log start,
 /// appends the records, follows the log start and the high watermark (never past the log
 /// end). Returns whether records were appended.
@@ -572,25 +601,7 @@ fn apply_fetched(
     match d.error_code {
         NONE => {}
         OFFSET_OUT_OF_RANGE => {
-            // Below the leader's log start (retention moved on): start over there.
-            // Above its end cannot happen after the divergence check; re-check then.
-            let r = p.replica();
-            if r.epoch != epoch {
-                return false;
-            }
-            let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
-            let leader_start = Offset(d.log_start_offset);
-            match follower::out_of_range(log.log_end_offset(), leader_start) {
-                follower::OutOfRange::ResetTo(start) => {
-                    tracing::info!(topic = %p.topic, partition = p.id.get(), start = start.get(), "behind the leader's log start; resetting");
-                    if let Err(e) = log.reset_to(start) {
-                        tracing::error!(error = %weir_model::Chain(&e), "resetting a follower log");
-                    }
-                }
-                follower::OutOfRange::Recheck => {
-                    copying.remove(&(p.topic_id, p.id.get()));
-                }
-            }
+            out_of_range(p, epoch, d, copying);
             return false;
         }
         code => {
@@ -629,12 +640,15 @@ fn apply_fetched(
         }
     }
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
-    if let Some(target) = follower::log_start(Offset(d.log_start_offset), start, end)
+    if let Some(leader_start) = d.log_start_offset.map(Offset)
+        && let Some(target) = follower::log_start(leader_start, start, end)
         && let Err(e) = log.delete_records_before(target)
     {
         tracing::warn!(error = %weir_model::Chain(&e), "following the leader's log start");
     }
-    if let Some(hw) = follower::high_watermark(Offset(d.high_watermark), end, r.high_watermark) {
+    if let Some(leader_hw) = d.high_watermark.map(Offset)
+        && let Some(hw) = follower::high_watermark(leader_hw, end, r.high_watermark)
+    {
         r.high_watermark = hw;
         p.publish(&r);
     }
@@ -747,10 +761,10 @@ fn apply_epoch_end(
         high_watermark: r.high_watermark,
         unclean_allowed: unclean_allowed(state, p),
     };
-    // The wire's -1: the leader knows no epoch at or below ours.
+    // Both absent: the leader knows no epoch at or below ours (where it ends is then unused).
     let answer = follower::EpochEnd {
-        epoch: (e.leader_epoch >= 0).then_some(LeaderEpoch(e.leader_epoch)),
-        end_offset: Offset(e.end_offset),
+        epoch: e.end_offset.and(e.leader_epoch).map(LeaderEpoch),
+        end_offset: Offset(e.end_offset.unwrap_or_default()),
     };
     let end_here = |epoch| log.end_offset_for_epoch(epoch).map(|(_, o)| o);
     match follower::divergence(local, answer, end_here) {

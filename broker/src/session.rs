@@ -14,9 +14,7 @@ use weir_model::{BrokerId, PartitionEpoch};
 use weir_proto::v1;
 use weir_replication::replica::{Answer, Committed, Proposal, Settlement};
 
-const STALE_BROKER_EPOCH: i32 = 77;
-const BROKER_ID_NOT_REGISTERED: i32 = 102;
-const INVALID_UPDATE_VERSION: i32 = 95;
+use weir_proto::codes::{BROKER_ID_NOT_REGISTERED, INVALID_UPDATE_VERSION, STALE_BROKER_EPOCH};
 
 /// Registers this broker; returns the heartbeat interval the coordinators asked for.
 pub async fn register(state: &BrokerState, incarnation: &str) -> Result<Duration, BrokerError> {

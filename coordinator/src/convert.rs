@@ -6,18 +6,10 @@ use weir_metadata::{BrokerRecord, MetadataError, MetadataState, PartitionRecord,
 use weir_model::BrokerId;
 use weir_proto::v1 as pb;
 
-/// Kafka's INVALID_TOPIC_EXCEPTION.
-pub const INVALID_TOPIC_EXCEPTION: i32 = 17;
-/// Kafka's INVALID_PARTITIONS.
-pub const INVALID_PARTITIONS: i32 = 37;
-/// Kafka's INVALID_REPLICATION_FACTOR.
-pub const INVALID_REPLICATION_FACTOR: i32 = 38;
-/// Kafka's INVALID_CONFIG.
-pub const INVALID_CONFIG: i32 = 40;
-/// Kafka's POLICY_VIOLATION.
-pub const POLICY_VIOLATION: i32 = 44;
-/// Kafka's UNKNOWN_TOPIC_ID.
-pub const UNKNOWN_TOPIC_ID: i32 = 100;
+pub use weir_proto::codes::{
+    INVALID_CONFIG, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_TOPIC_EXCEPTION,
+    POLICY_VIOLATION, UNKNOWN_TOPIC_ID,
+};
 
 pub fn error(code: i32, message: impl Into<String>) -> Option<pb::Error> {
     Some(pb::Error {
@@ -54,7 +46,7 @@ pub fn partition(index: i32, p: &PartitionRecord) -> pb::Partition {
     pb::Partition {
         partition: index,
         replicas: ids(&p.replicas),
-        leader: p.leader.map_or(-1, BrokerId::get),
+        leader: p.leader.map(BrokerId::get),
         leader_epoch: p.leader_epoch.get(),
         partition_epoch: p.partition_epoch.get(),
         isr: ids(&p.isr),
@@ -82,7 +74,7 @@ pub fn topic(t: &TopicRecord) -> pb::Topic {
 }
 
 /// The whole state, replacing whatever the receiver knew.
-pub fn full_update(state: &MetadataState, leader: i32) -> pb::MetadataUpdate {
+pub fn full_update(state: &MetadataState, leader: Option<i32>) -> pb::MetadataUpdate {
     pb::MetadataUpdate {
         version: state.version as i64,
         full: true,
@@ -96,7 +88,7 @@ pub fn full_update(state: &MetadataState, leader: i32) -> pb::MetadataUpdate {
 }
 
 /// The records one applied command changed.
-pub fn delta_update(a: &Applied, leader: i32) -> pb::MetadataUpdate {
+pub fn delta_update(a: &Applied, leader: Option<i32>) -> pb::MetadataUpdate {
     pb::MetadataUpdate {
         version: a.index as i64,
         full: false,
@@ -119,7 +111,7 @@ mod tests {
     use weir_metadata::Reassignment;
     use weir_model::{LeaderEpoch, PartitionEpoch, TopicId, TopicName};
 
-    /// No leader is -1 on the wire; a reassignment shows as adding and removing replicas.
+    /// No leader is absent on the wire; a reassignment shows as adding and removing replicas.
     #[test]
     fn partitions_carry_sentinels_and_reassignments() {
         let p = PartitionRecord {
@@ -136,7 +128,7 @@ mod tests {
         };
         let pb = partition(2, &p);
         assert_eq!(pb.partition, 2);
-        assert_eq!(pb.leader, -1);
+        assert_eq!(pb.leader, None);
         assert_eq!(pb.adding_replicas, vec![3]);
         assert_eq!(pb.removing_replicas, vec![2]);
         assert_eq!((pb.leader_epoch, pb.partition_epoch), (4, 9));

@@ -148,10 +148,9 @@ impl Core {
     }
 
     /// The leader id as the wire carries it: -1 when unknown.
-    pub fn leader_wire(&self) -> i32 {
-        self.leader()
-            .and_then(|l| i32::try_from(l).ok())
-            .unwrap_or(-1)
+    /// The Raft leader's id as the wire carries it (absent when unknown).
+    pub fn leader_wire(&self) -> Option<i32> {
+        self.leader().and_then(|l| i32::try_from(l).ok())
     }
 
     pub fn is_leader(&self) -> bool {

@@ -632,7 +632,7 @@ impl TestCluster {
     /// Waits until the coordinators agree on a Raft leader; returns its id.
     pub fn wait_coordinator_leader(&mut self, timeout: Duration) -> anyhow::Result<i32> {
         self.wait_for("a coordinator leader", timeout, |d| {
-            (d.coordinator_leader > 0).then_some(d.coordinator_leader)
+            d.coordinator_leader.filter(|&l| l > 0)
         })
     }
 
@@ -645,10 +645,7 @@ impl TestCluster {
         self.wait_for(
             &format!("a coordinator leader other than {old}"),
             timeout,
-            |d| {
-                (d.coordinator_leader > 0 && d.coordinator_leader != old)
-                    .then_some(d.coordinator_leader)
-            },
+            |d| d.coordinator_leader.filter(|&l| l > 0 && l != old),
         )
     }
 
@@ -680,9 +677,11 @@ impl TestCluster {
             .with_context(|| format!("{topic}/{partition} not in DescribeCluster"))
     }
 
-    /// The current leader of a partition (-1: none).
+    /// The current leader of a partition (an error when it has none).
     pub fn leader_of(&mut self, topic: &str, partition: i32) -> anyhow::Result<i32> {
-        Ok(self.partition(topic, partition)?.leader)
+        self.partition(topic, partition)?
+            .leader
+            .with_context(|| format!("{topic}/{partition} has no leader"))
     }
 
     /// Waits until the partition has a leader other than `old`; returns the new one.
@@ -698,7 +697,7 @@ impl TestCluster {
             timeout,
             |d| {
                 let p = find_partition(d, topic, partition)?;
-                (p.leader >= 0 && p.leader != old).then_some(p.leader)
+                p.leader.filter(|&l| l != old)
             },
         )
     }
@@ -714,7 +713,7 @@ impl TestCluster {
         self.wait_for(
             &format!("{topic}/{partition} led by {leader}"),
             timeout,
-            |d| (find_partition(d, topic, partition)?.leader == leader).then_some(()),
+            |d| (find_partition(d, topic, partition)?.leader == Some(leader)).then_some(()),
         )
     }
 
@@ -731,7 +730,7 @@ impl TestCluster {
             timeout,
             |d| {
                 let p = find_partition(d, topic, partition)?;
-                (p.leader >= 0 && p.isr.len() >= n).then(|| p.clone())
+                (p.leader.is_some() && p.isr.len() >= n).then(|| p.clone())
             },
         )
     }
@@ -742,7 +741,7 @@ impl TestCluster {
             let t = d.topics.iter().find(|t| t.name == topic)?;
             (!t.partitions.is_empty()
                 && t.partitions.iter().all(|p| {
-                    p.leader >= 0
+                    p.leader.is_some()
                         && p.isr.len() == p.replicas.len()
                         && p.adding_replicas.is_empty()
                         && p.removing_replicas.is_empty()
@@ -765,8 +764,8 @@ impl TestCluster {
     ) -> anyhow::Result<Topic> {
         let req = CreateTopicRequest {
             name: name.to_string(),
-            partitions,
-            replication_factor,
+            partitions: Some(partitions),
+            replication_factor: Some(replication_factor),
             configs: configs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -1034,7 +1033,7 @@ pub fn find_partition<'a>(
 
 /// One line per broker and partition, for error messages.
 pub fn summarize(d: &DescribeClusterResponse) -> String {
-    let mut out = format!("coordinator leader {}; brokers", d.coordinator_leader);
+    let mut out = format!("coordinator leader {:?}; brokers", d.coordinator_leader);
     for b in &d.brokers {
         out.push_str(&format!(
             " {}{}",
@@ -1045,7 +1044,7 @@ pub fn summarize(d: &DescribeClusterResponse) -> String {
     for t in &d.topics {
         for p in &t.partitions {
             out.push_str(&format!(
-                "; {}/{} replicas {:?} leader {} epoch {} isr {:?}",
+                "; {}/{} replicas {:?} leader {:?} epoch {} isr {:?}",
                 t.name, p.partition, p.replicas, p.leader, p.leader_epoch, p.isr
             ));
             if !p.adding_replicas.is_empty() || !p.removing_replicas.is_empty() {

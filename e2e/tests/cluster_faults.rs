@@ -193,7 +193,7 @@ fn coordinator_leader_killed() {
         // The restarted coordinator answers itself and has applied the topic created without it.
         match c.describe_via(old) {
             Ok(d)
-                if d.coordinator_leader > 0
+                if d.coordinator_leader.is_some_and(|l| l > 0)
                     && d.topics.iter().any(|t| t.name == "after-failover") =>
             {
                 break;
@@ -302,7 +302,7 @@ fn deposed_leader_truncates_unreplicated_records() {
     let w = f.workload();
     let c = &mut f.cluster;
     let p0 = c.partition(TOPIC, 0).unwrap();
-    let old = p0.leader;
+    let old = p0.leader.expect("partition 0 has a leader");
     assert_eq!(
         old, p0.replicas[0],
         "partition 0 is led by its preferred replica: {p0:?}"
@@ -437,7 +437,7 @@ fn reassignment_under_load() {
             isr.sort_unstable();
             (p.replicas == target
                 && isr == want
-                && target.contains(&p.leader)
+                && p.leader.is_some_and(|l| target.contains(&l))
                 && p.adding_replicas.is_empty()
                 && p.removing_replicas.is_empty())
             .then_some(())
@@ -514,7 +514,7 @@ fn last_in_sync_replica_back_with_an_empty_disk() {
     c.kill9(Node::Broker(3)).unwrap();
     c.wait_for("the ISR shrunk to broker 1", FAILOVER, |d| {
         let p = find_partition(d, EMPTIED, 0)?;
-        (p.leader == 1 && p.isr == [1]).then_some(())
+        (p.leader == Some(1) && p.isr == [1]).then_some(())
     })
     .unwrap();
     let kept: Vec<Vec<u8>> = [2, 3]
@@ -551,7 +551,7 @@ fn last_in_sync_replica_back_with_an_empty_disk() {
     let p = c.partition(EMPTIED, 0).unwrap();
     assert_eq!(
         (p.leader, p.isr.as_slice()),
-        (-1, &[][..]),
+        (None, &[][..]),
         "broker 1 came back empty and must not lead: {p:?}"
     );
     for (b, before) in [2, 3].iter().zip(&kept) {

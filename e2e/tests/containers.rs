@@ -206,12 +206,10 @@ impl Cluster {
         }
     }
 
-    /// Waits until a coordinator other than `not` leads the quorum (ids start at 0; -1 is
-    /// "none known").
+    /// Waits until a coordinator other than `not` leads the quorum (ids start at 0).
     fn wait_coordinator_leader(&self, not: Option<i32>, timeout: Duration) -> anyhow::Result<i32> {
         self.wait_for("a coordinator leader", timeout, |d| {
-            let l = d.coordinator_leader;
-            (l >= 0 && Some(l) != not).then_some(l)
+            d.coordinator_leader.filter(|&l| Some(l) != not)
         })
     }
 
@@ -234,7 +232,7 @@ impl Cluster {
                 (0..PARTITIONS)
                     .all(|p| {
                         find_partition(d, topic, p)
-                            .is_some_and(|p| p.leader >= 0 && p.isr.len() >= n)
+                            .is_some_and(|p| p.leader.is_some() && p.isr.len() >= n)
                     })
                     .then_some(())
             },
@@ -388,7 +386,7 @@ fn cluster_of_containers_survives_killed_leaders() {
     let deadline = Instant::now() + FAILOVER;
     loop {
         match c.describe_via(raft_leader as u8) {
-            Ok(d) if d.coordinator_leader >= 0 && d.version >= version => break,
+            Ok(d) if d.coordinator_leader.is_some() && d.version >= version => break,
             other => assert!(
                 Instant::now() < deadline,
                 "restarted {dead_coordinator} did not reach metadata version {version} within {FAILOVER:?}: {:?}",

@@ -15,15 +15,7 @@ use weir_proto::v1 as pb;
 use weir_proto::v1::admin_client::AdminClient;
 
 /// Kafka error codes the coordinators answer with that controllers act on.
-pub mod code {
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i32 = 3;
-    pub const TOPIC_ALREADY_EXISTS: i32 = 36;
-    pub const INVALID_PARTITIONS: i32 = 37;
-    pub const INVALID_REPLICATION_FACTOR: i32 = 38;
-    pub const INVALID_CONFIG: i32 = 40;
-    pub const INVALID_REQUEST: i32 = 42;
-    pub const NO_REASSIGNMENT_IN_PROGRESS: i32 = 85;
-}
+pub use weir_proto::codes as code;
 
 /// What can go wrong talking to the coordinators.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +61,8 @@ pub struct PartitionView {
     pub partition: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
-    pub leader: i32,
+    /// None while the partition is offline.
+    pub leader: Option<i32>,
     pub adding: Vec<i32>,
     pub removing: Vec<i32>,
 }
@@ -313,8 +306,8 @@ impl ClusterAdmin for GrpcAdmin {
         Box::pin(async move {
             let req = pb::CreateTopicRequest {
                 name: topic.name.clone(),
-                partitions: topic.partitions,
-                replication_factor: topic.replication_factor,
+                partitions: Some(topic.partitions),
+                replication_factor: Some(topic.replication_factor),
                 configs: topic.configs.into_iter().collect(),
                 assignment: Vec::new(),
                 validate_only: false,

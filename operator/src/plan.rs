@@ -186,7 +186,7 @@ mod tests {
                         partition: i as i32,
                         replicas: r.to_vec(),
                         isr: r.to_vec(),
-                        leader: r[0],
+                        leader: Some(r[0]),
                         ..PartitionView::default()
                     })
                     .collect(),

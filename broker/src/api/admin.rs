@@ -133,8 +133,8 @@ pub async fn auto_create(state: &BrokerState, name: &str) -> Result<(), Refusal>
         .map_err(|e| (ResponseError::InvalidTopicException, e.to_string()))?;
     let req = v1::CreateTopicRequest {
         name: name.to_string(),
-        partitions: state.config.default_partitions,
-        replication_factor: -1,
+        partitions: Some(state.config.default_partitions),
+        replication_factor: None,
         configs: Default::default(),
         assignment: Vec::new(),
         validate_only: false,
@@ -172,8 +172,8 @@ pub(crate) async fn ensure_offsets_topic(state: &BrokerState) -> Result<(), Refu
     );
     let req = v1::CreateTopicRequest {
         name: name.to_string(),
-        partitions: settings.offsets_topic_partitions,
-        replication_factor: rf,
+        partitions: Some(settings.offsets_topic_partitions),
+        replication_factor: Some(rf),
         configs: configs.into_iter().collect(),
         assignment: Vec::new(),
         validate_only: false,
@@ -280,16 +280,10 @@ async fn create_one(
     };
     let creq = v1::CreateTopicRequest {
         name: name.clone(),
-        partitions: if assignment.is_empty() {
-            partitions
-        } else {
-            -1
-        },
-        replication_factor: if assignment.is_empty() {
-            i32::from(t.replication_factor)
-        } else {
-            -1
-        },
+        // Kafka's -1 ("the default") stops here: the coordinators take an absent value.
+        partitions: assignment.is_empty().then_some(partitions),
+        replication_factor: (assignment.is_empty() && t.replication_factor != -1)
+            .then_some(i32::from(t.replication_factor)),
         configs: configs.clone().into_iter().collect(),
         assignment,
         validate_only,

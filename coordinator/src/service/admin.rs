@@ -121,30 +121,30 @@ impl AdminService {
         let assignment = if !r.assignment.is_empty() {
             assignment(&r.assignment)
         } else {
-            // Both -1 (Kafka's "default") and 0 (proto3's unset) mean the cluster default.
+            // Absent means the cluster default (the broker turns Kafka's -1 into that).
             let partitions = match r.partitions {
-                -1 | 0 => self.core.config.default_partitions,
-                p if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&p) => {
+                None => self.core.config.default_partitions,
+                Some(p) if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&p) => {
                     return Err(convert::error(
                         convert::INVALID_PARTITIONS,
                         format!(
-                            "{p} partitions; allowed are 1 to {PARTITIONS_PER_TOPIC_MAX}, or -1 for the default"
+                            "{p} partitions; allowed are 1 to {PARTITIONS_PER_TOPIC_MAX}, or none for the default"
                         ),
                     ));
                 }
-                p => p,
+                Some(p) => p,
             };
             let replication_factor = match r.replication_factor {
-                -1 | 0 => self.core.config.default_replication_factor,
-                rf if rf < 1 => {
+                None => self.core.config.default_replication_factor,
+                Some(rf) if rf < 1 => {
                     return Err(convert::error(
                         convert::INVALID_REPLICATION_FACTOR,
                         format!(
-                            "replication factor {rf}; it must be at least 1, or -1 for the default"
+                            "replication factor {rf}; it must be at least 1, or none for the default"
                         ),
                     ));
                 }
-                rf => rf,
+                Some(rf) => rf,
             };
             let placed = self.core.state(|s| {
                 placement::assign(
@@ -318,7 +318,7 @@ impl Admin for AdminService {
                     .map(|(replicas, i)| pb::Partition {
                         partition: i,
                         replicas: replicas.iter().map(|b| b.get()).collect(),
-                        leader: -1,
+                        leader: None,
                         ..Default::default()
                     })
                     .collect(),
@@ -434,7 +434,7 @@ impl Admin for AdminService {
             version: s.version as i64,
             brokers: s.brokers.values().map(convert::broker).collect(),
             topics: s.topics.values().map(convert::topic).collect(),
-            coordinator_leader: -1,
+            coordinator_leader: None,
             coordinators: Vec::new(),
         });
         response.coordinator_leader = self.core.leader_wire();

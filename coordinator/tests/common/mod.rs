@@ -109,7 +109,7 @@ pub async fn wait_ready(addr: &str) -> pb::DescribeClusterResponse {
         Duration::from_secs(15),
         || async {
             let d = describe(addr).await?;
-            (d.coordinator_leader >= 0 && !d.cluster_id.is_empty()).then_some(d)
+            (d.coordinator_leader.is_some() && !d.cluster_id.is_empty()).then_some(d)
         },
     )
     .await
@@ -196,7 +196,12 @@ pub async fn describe(addr: &str) -> Option<pb::DescribeClusterResponse> {
         .map(|r| r.into_inner())
 }
 
-pub fn create_topic_request(name: &str, partitions: i32, rf: i32) -> pb::CreateTopicRequest {
+/// `None`: the cluster's default.
+pub fn create_topic_request(
+    name: &str,
+    partitions: Option<i32>,
+    rf: Option<i32>,
+) -> pb::CreateTopicRequest {
     pb::CreateTopicRequest {
         name: name.to_string(),
         partitions,

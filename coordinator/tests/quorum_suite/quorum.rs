@@ -40,10 +40,10 @@ async fn a_follower_forwards_writes_that_every_coordinator_and_watcher_sees() {
     assert_eq!(first.cluster_id, ready.cluster_id);
     // The follower may not have applied the unfencing yet: the stream is eventually consistent.
     assert!(first.brokers.iter().any(|b| b.id == 1));
-    assert!(first.coordinator_leader >= 1);
+    assert!(first.coordinator_leader.is_some_and(|l| l >= 1));
 
     let mut admin_client = admin(follower).await;
-    let mut request = create_topic_request("orders", 3, -1);
+    let mut request = create_topic_request("orders", Some(3), None);
     request
         .configs
         .insert("retention.ms".into(), "60000".into());
@@ -60,7 +60,7 @@ async fn a_follower_forwards_writes_that_every_coordinator_and_watcher_sees() {
     assert!(
         t.partitions
             .iter()
-            .all(|p| p.leader == 1 && p.replicas == [1])
+            .all(|p| p.leader == Some(1) && p.replicas == [1])
     );
 
     for addr in &addrs {
@@ -94,14 +94,14 @@ async fn a_follower_forwards_writes_that_every_coordinator_and_watcher_sees() {
         .unwrap()
         .into_inner();
     assert_eq!(again.error.map(|e| e.code), Some(36));
-    let mut bad = create_topic_request("bad-config", 1, 1);
+    let mut bad = create_topic_request("bad-config", Some(1), Some(1));
     bad.configs.insert("retention.ms".into(), "soon".into());
     let refused = admin_client.create_topic(bad).await.unwrap().into_inner();
     let e = refused.error.expect("INVALID_CONFIG");
     assert_eq!(e.code, 40);
     assert!(e.message.contains("retention.ms"), "{}", e.message);
     let too_many = admin_client
-        .create_topic(create_topic_request("rf3", 1, 3))
+        .create_topic(create_topic_request("rf3", Some(1), Some(3)))
         .await
         .unwrap()
         .into_inner();
@@ -109,7 +109,7 @@ async fn a_follower_forwards_writes_that_every_coordinator_and_watcher_sees() {
     let check = admin_client
         .create_topic(pb::CreateTopicRequest {
             validate_only: true,
-            ..create_topic_request("dry", 2, 1)
+            ..create_topic_request("dry", Some(2), Some(1))
         })
         .await
         .unwrap()
@@ -201,14 +201,14 @@ async fn a_silent_broker_is_fenced_and_its_leadership_moves() {
 
     let mut admin_client = admin(&addr).await;
     let created = admin_client
-        .create_topic(create_topic_request("replicated", 2, 2))
+        .create_topic(create_topic_request("replicated", Some(2), Some(2)))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(created.error, None);
     let p0 = created.topic.unwrap().partitions[0].clone();
     assert_eq!(p0.isr.len(), 2);
-    let leader = p0.leader;
+    let leader = p0.leader.expect("a leader");
     assert_eq!(leader, p0.replicas[0], "the preferred replica leads");
     let other = if leader == 1 { 2 } else { 1 };
     let leader_epoch = epochs[&leader];
@@ -218,7 +218,7 @@ async fn a_silent_broker_is_fenced_and_its_leadership_moves() {
         let d = describe(&addr).await?;
         let fenced = d.brokers.iter().find(|b| b.id == leader)?.fenced;
         let p = topic(&d, "replicated")?.partitions[0].clone();
-        (fenced && p.leader == other).then_some(p)
+        (fenced && p.leader == Some(other)).then_some(p)
     })
     .await;
     assert_eq!(moved.isr, vec![other]);
@@ -259,7 +259,7 @@ async fn a_silent_broker_is_fenced_and_its_leadership_moves() {
     assert_eq!(altered.error, None);
     wait_for("preferred leadership restored", WAIT, || async {
         let d = describe(&addr).await?;
-        (topic(&d, "replicated")?.partitions[0].leader == leader).then_some(())
+        (topic(&d, "replicated")?.partitions[0].leader == Some(leader)).then_some(())
     })
     .await;
 
@@ -338,7 +338,7 @@ async fn a_voter_is_added_and_removed_at_run_time() {
         },
     )
     .await;
-    assert!(seen.coordinator_leader >= 1);
+    assert!(seen.coordinator_leader.is_some_and(|l| l >= 1));
 
     let removed = admin(cluster[leader].local_addr())
         .await

@@ -40,7 +40,7 @@ async fn create_topics(addrs: &[String], names: impl Iterator<Item = String>) {
                         .await
                         .ok()?;
                 let r = client
-                    .create_topic(create_topic_request(&name, 1, 1))
+                    .create_topic(create_topic_request(&name, Some(1), Some(1)))
                     .await
                     .ok()?
                     .into_inner();
@@ -68,7 +68,7 @@ async fn wait_for_topics(addr: &str, count: usize) -> pb::DescribeClusterRespons
 async fn wait_for_leader_other_than(addr: &str, not: i32) -> i32 {
     wait_for("a new leader", WAIT, || async {
         let d = describe(addr).await?;
-        (d.coordinator_leader >= 1 && d.coordinator_leader != not).then_some(d.coordinator_leader)
+        d.coordinator_leader.filter(|&l| l >= 1 && l != not)
     })
     .await
 }
@@ -109,7 +109,9 @@ async fn a_coordinator_restarts_from_snapshot_plus_log() {
 
     // A follower killed with SIGKILL misses some writes, then recovers.
     let leader = describe(&addrs[0]).await.unwrap().coordinator_leader;
-    assert!(leader >= 1, "leader known: {ready:?}");
+    let leader = leader.filter(|&l| l >= 1);
+    assert!(leader.is_some(), "leader known: {ready:?}");
+    let leader = leader.unwrap_or_default();
     let follower = by_id(leader) % 3; // the next id after the leader, 0-based
     procs[follower].kill9();
     let survivors: Vec<String> = (0..3)
@@ -123,7 +125,8 @@ async fn a_coordinator_restarts_from_snapshot_plus_log() {
     check_recovered_from_snapshot(&procs[follower]).await;
 
     // The leader killed with SIGKILL: another takes over, and the old one recovers.
-    let leader = by_id(describe(&addrs[0]).await.unwrap().coordinator_leader);
+    let leader = describe(&addrs[0]).await.unwrap().coordinator_leader;
+    let leader = by_id(leader.expect("a coordinator leader"));
     procs[leader].kill9();
     let survivors: Vec<String> = (0..3)
         .filter(|i| *i != leader)

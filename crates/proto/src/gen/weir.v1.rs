@@ -37,9 +37,9 @@ pub struct Partition {
     /// In preference order: replicas\[0\] is the preferred leader.
     #[prost(int32, repeated, tag = "2")]
     pub replicas: ::prost::alloc::vec::Vec<i32>,
-    /// -1 when the partition has no leader (offline).
-    #[prost(int32, tag = "3")]
-    pub leader: i32,
+    /// Absent when the partition has no leader (offline).
+    #[prost(int32, optional, tag = "3")]
+    pub leader: ::core::option::Option<i32>,
     #[prost(int32, tag = "4")]
     pub leader_epoch: i32,
     /// Bumped at every change of this record; AlterPartition must name the current one.
@@ -145,9 +145,9 @@ pub struct MetadataUpdate {
     /// Ids of deleted topics.
     #[prost(string, repeated, tag = "7")]
     pub removed_topics: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
-    /// Which coordinator is the Raft leader now, -1 if unknown.
-    #[prost(int32, tag = "8")]
-    pub coordinator_leader: i32,
+    /// Which coordinator is the Raft leader now; absent if unknown.
+    #[prost(int32, optional, tag = "8")]
+    pub coordinator_leader: ::core::option::Option<i32>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AlterPartitionRequest {
@@ -209,12 +209,12 @@ pub struct AllocateProducerIdsResponse {
 pub struct CreateTopicRequest {
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
-    /// -1: the cluster default.
-    #[prost(int32, tag = "2")]
-    pub partitions: i32,
-    /// -1: the cluster default.
-    #[prost(int32, tag = "3")]
-    pub replication_factor: i32,
+    /// Absent: the cluster default.
+    #[prost(int32, optional, tag = "2")]
+    pub partitions: ::core::option::Option<i32>,
+    /// Absent: the cluster default.
+    #[prost(int32, optional, tag = "3")]
+    pub replication_factor: ::core::option::Option<i32>,
     #[prost(map = "string, string", tag = "4")]
     pub configs: ::std::collections::HashMap<
         ::prost::alloc::string::String,
@@ -316,8 +316,8 @@ pub struct DescribeClusterResponse {
     pub brokers: ::prost::alloc::vec::Vec<Broker>,
     #[prost(message, repeated, tag = "4")]
     pub topics: ::prost::alloc::vec::Vec<Topic>,
-    #[prost(int32, tag = "5")]
-    pub coordinator_leader: i32,
+    #[prost(int32, optional, tag = "5")]
+    pub coordinator_leader: ::core::option::Option<i32>,
     #[prost(message, repeated, tag = "6")]
     pub coordinators: ::prost::alloc::vec::Vec<Coordinator>,
 }
@@ -2687,12 +2687,13 @@ pub struct ReplicaFetchPartitionData {
     /// OFFSET_OUT_OF_RANGE, UNKNOWN_TOPIC_ID.
     #[prost(int32, tag = "3")]
     pub error_code: i32,
-    #[prost(int64, tag = "4")]
-    pub high_watermark: i64,
-    #[prost(int64, tag = "5")]
-    pub log_start_offset: i64,
-    #[prost(int64, tag = "6")]
-    pub log_end_offset: i64,
+    /// The leader's offsets; absent with an error.
+    #[prost(int64, optional, tag = "4")]
+    pub high_watermark: ::core::option::Option<i64>,
+    #[prost(int64, optional, tag = "5")]
+    pub log_start_offset: ::core::option::Option<i64>,
+    #[prost(int64, optional, tag = "6")]
+    pub log_end_offset: ::core::option::Option<i64>,
     /// Whole record batches, as stored by the leader.
     #[prost(bytes = "bytes", tag = "7")]
     pub records: ::prost::bytes::Bytes,
@@ -2730,11 +2731,11 @@ pub struct EpochEndOffset {
     #[prost(int32, tag = "3")]
     pub error_code: i32,
     /// The largest epoch \<= the one asked for, and the offset after its last record.
-    /// -1 / -1 when the leader has no such epoch.
-    #[prost(int32, tag = "4")]
-    pub leader_epoch: i32,
-    #[prost(int64, tag = "5")]
-    pub end_offset: i64,
+    /// Both absent when the leader has no such epoch (or with an error).
+    #[prost(int32, optional, tag = "4")]
+    pub leader_epoch: ::core::option::Option<i32>,
+    #[prost(int64, optional, tag = "5")]
+    pub end_offset: ::core::option::Option<i64>,
 }
 /// The high watermarks of partitions the answering broker leads: what a group coordinator needs
 /// to report consumer lag for partitions it does not host.
@@ -2764,10 +2765,11 @@ pub struct Watermark {
     /// NOT_LEADER_OR_FOLLOWER when the broker does not lead the partition.
     #[prost(int32, tag = "3")]
     pub error_code: i32,
-    #[prost(int64, tag = "4")]
-    pub high_watermark: i64,
-    #[prost(int64, tag = "5")]
-    pub log_end_offset: i64,
+    /// Absent with an error.
+    #[prost(int64, optional, tag = "4")]
+    pub high_watermark: ::core::option::Option<i64>,
+    #[prost(int64, optional, tag = "5")]
+    pub log_end_offset: ::core::option::Option<i64>,
 }
 /// Generated client implementations.
 pub mod replication_client {
