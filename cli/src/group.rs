@@ -6,7 +6,7 @@
 //! - **Groups, states, members**: librdkafka's `rd_kafka_list_groups`, which sends ListGroups
 //!   to every broker and DescribeGroups to each for the groups it coordinates. It gives the
 //!   state, protocol type, protocol and each member's id, client id, host and assignment bytes
-//!   (decoded in `consumer_protocol` when the protocol type is `consumer`). A group no broker
+//!   (decoded by `weir_group::consumer_protocol` when the protocol type is `consumer`). A group no broker
 //!   lists does not exist.
 //! - **Committed offsets**: OffsetFetch, sent by a consumer that carries the group id but never
 //!   subscribes, so it never joins the group. The binding has no OffsetFetch for "every topic"
@@ -29,7 +29,6 @@
 
 use crate::client::{Connection, fetch_metadata};
 use crate::config::{OutputFormat, TopicPartitions, parse_datetime_ms, parse_group};
-use crate::consumer_protocol::Assignment;
 use crate::error::{Error, Result};
 use crate::output::{Table, format_timestamp_ms, print, print_json};
 use crate::topic::find_topic;
@@ -44,6 +43,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use weir_group::consumer_protocol::Assignment;
 
 /// Longest single wait while polling for statistics.
 const POLL_SLICE: Duration = Duration::from_millis(100);
@@ -995,8 +995,13 @@ fn describe_groups<C: ClientContext>(
                 client_id: m.client_id().to_string(),
                 host: m.client_host().to_string(),
                 assignment: (g.protocol_type() == "consumer").then(|| {
-                    Assignment::decode(m.assignment().unwrap_or_default())
-                        .map_err(|e| e.to_string())
+                    Assignment::decode(m.assignment().unwrap_or_default()).map_err(|e| {
+                        crate::error::Error::invalid(
+                            "decoding a consumer protocol assignment",
+                            e.to_string(),
+                        )
+                        .to_string()
+                    })
                 }),
             })
             .collect();

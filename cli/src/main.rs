@@ -6,7 +6,6 @@
 //! dev.rs      weir dev: a local broker in this process
 //! topic.rs    weir topic create|list|describe|alter|delete (admin APIs)
 //! group.rs    weir group list|describe|reset-offsets|delete (consumer groups)
-//! consumer_protocol.rs  a group member's assignment bytes, decoded
 //! produce.rs  weir produce: stdin lines -> records
 //! consume.rs  weir consume: records -> stdout (manual assignment, no consumer group)
 //! bench.rs    weir bench produce|consume: throughput and delivery latency
@@ -21,7 +20,6 @@ mod client;
 mod cluster;
 mod config;
 mod consume;
-mod consumer_protocol;
 mod dev;
 mod error;
 mod group;

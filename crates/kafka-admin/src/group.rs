@@ -8,11 +8,11 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId as WireBrokerId, ConsumerProtocolAssignment, DescribeGroupsRequest,
-    DescribeGroupsResponse, GroupId, ListGroupsRequest, ListOffsetsRequest, ListOffsetsResponse,
-    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    ApiKey, BrokerId as WireBrokerId, DescribeGroupsRequest, DescribeGroupsResponse, GroupId,
+    ListGroupsRequest, ListOffsetsRequest, ListOffsetsResponse, OffsetFetchRequest,
+    OffsetFetchResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Message, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, BTreeSet};
 use tokio::task::{JoinError, JoinSet};
 use weir_model::{BrokerId, Offset, PartitionId};
@@ -606,39 +606,17 @@ fn described_group(
     })
 }
 
-/// Decodes a `consumer` protocol assignment: a version (i16), then
-/// `ConsumerProtocolAssignment`. Empty bytes: no assignment yet (mid-rebalance).
+/// A `consumer` protocol assignment as sorted topic-partitions (`weir_group`'s decoder, the
+/// one every reader uses). Empty bytes: no assignment yet (mid-rebalance).
 pub(crate) fn decode_assignment(
     bytes: &Bytes,
 ) -> Result<Vec<TopicPartition>, Box<dyn std::error::Error + Send + Sync>> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
-    if bytes.len() < 2 {
-        return Err("shorter than its version".into());
-    }
-    let version = i16::from_be_bytes([bytes[0], bytes[1]]);
-    if version < 0 {
-        return Err(format!("version {version}").into());
-    }
-    // Kafka's rule: a newer version only appends fields, so it reads as the newest known.
-    let read_as = version.min(ConsumerProtocolAssignment::VERSIONS.max);
-    let body = bytes.slice(2..);
-    let assignment = match ConsumerProtocolAssignment::decode(&mut body.clone(), read_as) {
-        Ok(a) => a,
-        Err(first) => {
-            // Some clients leave the user data out entirely; read that as null user data.
-            let mut padded = body.to_vec();
-            padded.extend_from_slice(&(-1i32).to_be_bytes());
-            ConsumerProtocolAssignment::decode(&mut Bytes::from(padded), read_as)
-                .map_err(|_| first)?
-        }
-    };
+    let assignment = weir_group::consumer_protocol::Assignment::decode(bytes)?;
     let mut out: Vec<TopicPartition> = assignment
-        .assigned_partitions
+        .topics
         .into_iter()
         .flat_map(|t| {
-            let topic = t.topic.0.to_string();
+            let topic = t.topic;
             t.partitions.into_iter().map(move |p| TopicPartition {
                 topic: topic.clone(),
                 partition: PartitionId(p),
@@ -652,6 +630,7 @@ pub(crate) fn decode_assignment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::messages::ConsumerProtocolAssignment;
     use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as WireTp;
     use kafka_protocol::protocol::Encodable;
 
