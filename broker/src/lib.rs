@@ -23,14 +23,18 @@
 //! - [`control`]: the gRPC client of the coordinators, with failover.
 //! - [`topic_config`]: topic config keys, validation, mapping to storage configs.
 //! - [`log_dir`]: the log directory's health (a failed write takes it offline).
-//! - [`partition`]: one hosted partition: its log and replica role; append as leader and the
-//!   acks=all wait, with their domain errors.
+//! - [`partition`]: one hosted partition: its log and its replica (the pure
+//!   `weir_replication::replica::Replica`); append as leader and the acks=all wait, with their
+//!   domain errors.
 //! - [`error`]: errors, and the mapping of storage and partition errors to Kafka error codes.
 //! - [`data_dir`]: the data directory's identity files.
-//! - [`state`]: the hosted partitions, reconciled from metadata; producer ids.
-//! - [`session`]: registration, heartbeats, the metadata watch, ISR proposals, controlled
-//!   shutdown, and the reaction to a failed log directory.
-//! - [`replication`]: the leader's Replication service and the followers' fetchers.
+//! - [`state`]: the hosted partitions, reconciled from metadata; roles taken as
+//!   `Replica::on_metadata` decides; producer ids.
+//! - [`session`]: registration, heartbeats, the metadata watch, ISR proposals (decided and
+//!   settled by `Replica`, sent here), controlled shutdown, and the reaction to a failed log
+//!   directory.
+//! - [`replication`]: the leader's Replication service and the followers' fetchers (executing
+//!   `weir_replication::follower`'s decisions).
 //! - [`log_cleaner`]: compaction, on a thread of its own.
 //! - [`groups`]: the group coordinator's runtime, writing through [`partition`].
 //! - [`services`]: what connections are served from: the partitions and the group coordinator.

@@ -20,8 +20,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 use weir_model::limits::{
-    REPLICA_FETCH_BYTES_MAX, REPLICA_FETCH_PARTITION_BYTES_MAX, REPLICATION_MESSAGE_BYTES_MAX,
-    WATERMARKS_MAX,
+    REPLICA_FETCH_BYTES_MAX, REPLICA_FETCH_PARTITION_BYTES_MAX, REPLICA_FETCH_PARTITIONS_MAX,
+    REPLICATION_MESSAGE_BYTES_MAX, WATERMARKS_MAX,
 };
 use weir_model::{BrokerId, LeaderEpoch, Offset, Timestamp, TopicId};
 use weir_proto::v1;
@@ -200,10 +200,11 @@ impl v1::replication_server::Replication for ReplicationService {
         loop {
             appends.borrow_and_update();
             let mut remaining = req.max_bytes.clamp(0, REPLICA_FETCH_BYTES_MAX) as usize;
-            let mut partitions = Vec::with_capacity(req.partitions.len().min(4096));
+            let mut partitions =
+                Vec::with_capacity(req.partitions.len().min(REPLICA_FETCH_PARTITIONS_MAX));
             let mut bytes = 0usize;
             let mut errored = false;
-            for fp in req.partitions.iter().take(4096) {
+            for fp in req.partitions.iter().take(REPLICA_FETCH_PARTITIONS_MAX) {
                 let max = (fp.max_bytes.clamp(0, REPLICA_FETCH_PARTITION_BYTES_MAX) as usize)
                     .min(remaining);
                 let d = self.read_one(replica, fp, max, first);
@@ -233,7 +234,7 @@ impl v1::replication_server::Replication for ReplicationService {
         let partitions = req
             .partitions
             .iter()
-            .take(4096)
+            .take(REPLICA_FETCH_PARTITIONS_MAX)
             .map(|ep| {
                 let mut out = v1::EpochEndOffset {
                     topic_id: ep.topic_id.clone(),

@@ -48,9 +48,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use weir_model::TopicName;
 
-/// Highest latency the histogram tracks exactly (one hour, in microseconds); above it,
-/// values are clamped.
-const LATENCY_MICROS_MAX: u64 = 3_600_000_000;
+use weir_model::limits::LATENCY_MICROS_MAX;
 /// How long the sender serves delivery reports when librdkafka's queue is full, before it
 /// tries again.
 const QUEUE_FULL_POLL: Duration = Duration::from_millis(1);

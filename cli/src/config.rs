@@ -8,10 +8,8 @@ use std::str::FromStr;
 use weir_model::TopicName;
 use weir_model::limits::PARTITIONS_PER_TOPIC_MAX;
 
-/// The longest `--request-timeout-ms` we accept: an admin call that needs more is a broken call.
-pub const REQUEST_TIMEOUT_MS_MAX: u64 = 10 * 60 * 1000;
-/// The largest bench record value; larger ones exceed Kafka's default `message.max.bytes`.
-pub const BENCH_RECORD_BYTES_MAX: usize = 1_000_000;
+pub use weir_model::limits::BENCH_RECORD_BYTES_MAX;
+pub use weir_model::limits::CLI_REQUEST_TIMEOUT_MS_MAX as REQUEST_TIMEOUT_MS_MAX;
 const _: () =
     assert!(BENCH_RECORD_BYTES_MAX <= weir_model::limits::MESSAGE_BYTES_MAX_DEFAULT as usize);
 
@@ -163,8 +161,7 @@ impl Brokers {
     }
 }
 
-/// The most brokers `weir dev --brokers N` runs in one process.
-pub const DEV_BROKERS_MAX: u16 = 9;
+pub use weir_model::limits::DEV_BROKERS_MAX;
 
 impl fmt::Display for Brokers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -263,9 +260,7 @@ pub fn parse_request_timeout_ms(s: &str) -> Result<u64, String> {
     Ok(n)
 }
 
-/// The longest consumer group id we accept. Kafka itself only bounds it by the protocol's
-/// 16-bit string length; a longer id is a mistake, not a group.
-pub const GROUP_ID_BYTES_MAX: usize = 1024;
+pub use weir_model::limits::GROUP_ID_BYTES_MAX;
 
 /// Clap value parser for a consumer group id: any non-empty text without control characters.
 pub fn parse_group(s: &str) -> Result<String, String> {

@@ -21,9 +21,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use weir_model::TopicName;
 
-/// The longest stdin line we read; librdkafka's `message.max.bytes` (1 MB by default) refuses
-/// far less, but this keeps a stray binary file from filling memory.
-pub const LINE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+pub use weir_model::limits::LINE_BYTES_MAX;
 /// Failures printed as they happen; the rest are counted in the summary.
 const FAILURES_PRINTED_MAX: u64 = 5;
 /// How long `send` waits for room when librdkafka's queue is full before trying again.

@@ -152,8 +152,7 @@ pub trait AdminFactory: Send + Sync {
 /// Limits of the gRPC client.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// Replies larger than this are refused; a DescribeCluster of 10 000 partitions is ~1 MiB.
-const RESPONSE_BYTES_MAX: usize = 64 << 20;
+use weir_model::limits::OPERATOR_RESPONSE_BYTES_MAX as RESPONSE_BYTES_MAX;
 
 /// Talks to the coordinators' `Admin` gRPC service, trying each address in turn.
 #[derive(Debug, Default)]

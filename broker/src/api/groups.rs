@@ -37,9 +37,7 @@ use weir_group::{
     SyncOutcome, SyncResponse,
 };
 
-/// The longest a SyncGroup waits for its leader (a leader that never syncs is removed when its
-/// session expires, which answers the waiters; this bound is only a backstop).
-const SYNC_WAIT_MAX: Duration = Duration::from_secs(300);
+const SYNC_WAIT_MAX: Duration = Duration::from_millis(weir_model::limits::SYNC_WAIT_MS_MAX);
 /// How long FindCoordinator waits for a new `__consumer_offsets` partition to get a leader.
 const COORDINATOR_WAIT: Duration = Duration::from_secs(5);
 

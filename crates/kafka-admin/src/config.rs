@@ -13,8 +13,7 @@ pub const RETRIES_MAX_DEFAULT: u32 = 5;
 pub const RETRY_BACKOFF_DEFAULT: Duration = Duration::from_millis(100);
 /// The backoff doubles from `retry_backoff` at each retry, up to this.
 pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// The smallest `response_bytes_max` accepted: a Metadata response of a small cluster must fit.
-pub const RESPONSE_BYTES_MAX_MIN: usize = 64 * 1024;
+pub use weir_model::limits::KAFKA_ADMIN_RESPONSE_BYTES_MAX_MIN as RESPONSE_BYTES_MAX_MIN;
 
 const _: () = assert!(RESPONSE_BYTES_MAX_MIN <= RESPONSE_BYTES_MAX_DEFAULT);
 // The length prefix is an i32: a larger limit would never refuse anything.

@@ -122,6 +122,62 @@ pub const CONFIG_VALUE_BYTES_MAX: usize = 1024;
 /// changed drops the oldest.
 pub const OPERATOR_CLIENTS_MAX: usize = 256;
 
+/// The longest stdin line we read; librdkafka's `message.max.bytes` (1 MB by default) refuses
+/// far less, but this keeps a stray binary file from filling memory.
+/// Used in `cli/src/produce.rs`.
+pub const LINE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// The longest `--request-timeout-ms` we accept: an admin call that needs more is a broken call.
+/// Used in `cli/src/config.rs`.
+pub const CLI_REQUEST_TIMEOUT_MS_MAX: u64 = 10 * 60 * 1000;
+/// The largest bench record value; larger ones exceed Kafka's default `message.max.bytes`.
+/// Used in `cli/src/config.rs`.
+pub const BENCH_RECORD_BYTES_MAX: usize = 1_000_000;
+/// The most brokers `weir dev --brokers N` runs in one process.
+/// Used in `cli/src/config.rs`.
+pub const DEV_BROKERS_MAX: u16 = 9;
+/// The longest consumer group id we accept. Kafka itself only bounds it by the protocol's
+/// 16-bit string length; a longer id is a mistake, not a group.
+/// Used in `cli/src/config.rs`.
+pub const GROUP_ID_BYTES_MAX: usize = 1024;
+/// Highest latency the histogram tracks exactly (one hour, in microseconds); above it,
+/// values are clamped.
+/// Used in `cli/src/bench.rs`.
+pub const LATENCY_MICROS_MAX: u64 = 3_600_000_000;
+/// Reassignments started per reconcile while spreading after a scale-up: each copies a whole
+/// partition log, so they go a few at a time.
+/// Used in `operator/src/controller/cluster.rs`.
+pub const SPREAD_MOVES_MAX: usize = 8;
+/// Reassignments in flight at once while draining: each copies a whole partition log onto a
+/// staying broker, so a large drain goes in waves rather than all at once.
+/// Used in `operator/src/controller/cluster.rs`.
+pub const DRAIN_MOVES_MAX: usize = 16;
+/// Replies larger than this are refused; a DescribeCluster of 10 000 partitions is ~1 MiB.
+/// Used in `operator/src/admin.rs`.
+pub const OPERATOR_RESPONSE_BYTES_MAX: usize = 64 << 20;
+/// The map is allocated in one piece; this keeps a typo from asking for the whole machine.
+/// Used in `crates/storage/src/cleaner.rs`.
+pub const CLEANER_DEDUPE_BUFFER_BYTES_MAX: usize = 16 * 1024 * 1024 * 1024;
+/// Small enough for tests to make the reader refill within a segment.
+/// Used in `crates/storage/src/cleaner.rs`.
+pub const CLEANER_IO_BUFFER_BYTES_MIN: usize = 512;
+/// The cleaner's read and write buffers, at most: a segment is streamed, never loaded whole.
+/// Used in `crates/storage/src/cleaner.rs`.
+pub const CLEANER_IO_BUFFER_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// A throttle below this would take hours over one segment.
+/// Used in `crates/storage/src/cleaner.rs`.
+pub const CLEANER_IO_BYTES_PER_SECOND_MIN: u64 = 1024;
+/// The smallest `response_bytes_max` accepted: a Metadata response of a small cluster must fit.
+/// Used in `crates/kafka-admin/src/config.rs`.
+pub const KAFKA_ADMIN_RESPONSE_BYTES_MAX_MIN: usize = 64 * 1024;
+/// The longest a SyncGroup waits for its leader (a leader that never syncs is removed when its
+/// session expires, which answers the waiters; this bound is only a backstop).
+/// Used in `broker/src/api/groups.rs`.
+pub const SYNC_WAIT_MS_MAX: u64 = 300000;
+/// Partitions one replica fetch or epoch-end request is answered for; a follower asks for
+/// the partitions it copies from one leader, so more is a broken or hostile caller.
+/// Used in `broker/src/replication.rs`.
+pub const REPLICA_FETCH_PARTITIONS_MAX: usize = 4096;
+
 const _: () = assert!(MESSAGE_BYTES_MAX_DEFAULT < REQUEST_BYTES_MAX_DEFAULT);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!((MESSAGE_BYTES_MAX_DEFAULT as u64) < SEGMENT_BYTES_MAX);
@@ -148,3 +204,8 @@ const _: () = assert!(
         <= REPLICATION_MESSAGE_BYTES_MAX
 );
 const _: () = assert!(COORDINATOR_MESSAGE_BYTES_MAX <= METADATA_MESSAGE_BYTES_MAX);
+const _: () = assert!(CLEANER_IO_BUFFER_BYTES_MIN < CLEANER_IO_BUFFER_BYTES_MAX);
+// A stdin line can carry the largest record a topic accepts by default.
+const _: () = assert!(LINE_BYTES_MAX >= MESSAGE_BYTES_MAX_DEFAULT as u64);
+const _: () = assert!(KAFKA_ADMIN_RESPONSE_BYTES_MAX_MIN <= OPERATOR_RESPONSE_BYTES_MAX);
+const _: () = assert!(REPLICA_FETCH_PARTITIONS_MAX <= BROKER_PARTITIONS_MAX);

@@ -77,15 +77,12 @@ use weir_model::{Offset, Timestamp};
 pub const DEDUPE_BUFFER_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
 /// Room for a handful of keys: tests use it to force partial cleaning.
 pub const DEDUPE_BUFFER_BYTES_MIN: usize = 4 * SLOT_BYTES;
-/// The map is allocated in one piece; this keeps a typo from asking for the whole machine.
-pub const DEDUPE_BUFFER_BYTES_MAX: usize = 16 * 1024 * 1024 * 1024;
+pub use weir_model::limits::CLEANER_DEDUPE_BUFFER_BYTES_MAX as DEDUPE_BUFFER_BYTES_MAX;
 /// Kafka's `log.cleaner.io.buffer.size`.
 pub const IO_BUFFER_BYTES_DEFAULT: usize = 512 * 1024;
-/// Small enough for tests to make the reader refill within a segment.
-pub const IO_BUFFER_BYTES_MIN: usize = 512;
-pub const IO_BUFFER_BYTES_MAX: usize = 64 * 1024 * 1024;
-/// A throttle below this would take hours over one segment.
-pub const IO_BYTES_PER_SECOND_MIN: u64 = 1024;
+pub use weir_model::limits::CLEANER_IO_BUFFER_BYTES_MAX as IO_BUFFER_BYTES_MAX;
+pub use weir_model::limits::CLEANER_IO_BUFFER_BYTES_MIN as IO_BUFFER_BYTES_MIN;
+pub use weir_model::limits::CLEANER_IO_BYTES_PER_SECOND_MIN as IO_BYTES_PER_SECOND_MIN;
 
 /// Bytes per map slot: a 128-bit key hash and an offset.
 const SLOT_BYTES: usize = 24;

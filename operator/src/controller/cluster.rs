@@ -26,13 +26,9 @@ use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-/// Reassignments started per reconcile while spreading after a scale-up: each copies a whole
-/// partition log, so they go a few at a time.
-const SPREAD_MOVES_MAX: usize = 8;
+use weir_model::limits::SPREAD_MOVES_MAX;
 
-/// Reassignments in flight at once while draining: each copies a whole partition log onto a
-/// staying broker, so a large drain goes in waves rather than all at once.
-const DRAIN_MOVES_MAX: usize = 16;
+use weir_model::limits::DRAIN_MOVES_MAX;
 
 /// Annotation recording the broker count replicas were last spread over, so a spread runs once
 /// per scale-up and never fights replicas placed by hand afterwards.
