@@ -37,7 +37,7 @@ pub enum BrokerError {
         source: std::io::Error,
     },
     #[error("talking to the coordinators")]
-    Control(#[from] crate::control::ControlError),
+    Control(#[from] weir_coordinator_client::ControlError),
     #[error("the coordinators refused: {0}")]
     Coordinator(String),
     #[error("partition {topic}-{partition}")]

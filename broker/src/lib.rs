@@ -20,7 +20,6 @@
 //! - [`config`], [`cli`]: what the binaries parse flags into; the `weir-broker` binary's flags.
 //! - [`frame`]: Kafka's request framing, shared with `weir bench sink`.
 //! - [`cluster`]: the cluster view from the coordinators' watch stream.
-//! - [`control`]: the gRPC client of the coordinators, with failover.
 //! - [`topic_config`]: topic config keys, validation, mapping to storage configs.
 //! - [`log_dir`]: the log directory's health (a failed write takes it offline).
 //! - [`partition`]: one hosted partition: its log and its replica (the pure
@@ -47,7 +46,6 @@ pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod config;
-pub mod control;
 pub mod data_dir;
 pub mod error;
 pub mod frame;
@@ -115,7 +113,9 @@ impl Broker {
             .advertised_internal_addr
             .clone()
             .unwrap_or_else(|| internal_addr.to_string());
-        let control = Arc::new(control::ControlClient::new(&config.coordinators)?);
+        let control = Arc::new(weir_coordinator_client::ControlClient::new(
+            &config.coordinators,
+        )?);
         let state = Arc::new(tokio::task::block_in_place(|| {
             BrokerState::open(config, control, host, i32::from(port), internal_advertised)
         })?);

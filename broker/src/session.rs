@@ -2,7 +2,6 @@
 //! metadata watch it follows, the ISR changes it proposes as a leader, and controlled
 //! shutdown, and what the broker does when its log directory fails.
 
-use crate::control::ControlClient;
 use crate::error::BrokerError;
 use crate::partition::Partition;
 use crate::state::{BrokerState, mono_ms};
@@ -10,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_stream::StreamExt;
+use weir_coordinator_client::ControlClient;
 use weir_model::{BrokerId, PartitionEpoch};
 use weir_proto::v1;
 use weir_replication::replica::{Answer, Committed, Proposal, Settlement};
@@ -246,7 +246,7 @@ pub fn alter_partition(state: Arc<BrokerState>, p: Arc<Partition>, proposal: Pro
 /// The coordinators' answer to an AlterPartition, as the replica machine takes it.
 fn answer(
     p: &Partition,
-    resp: Result<v1::AlterPartitionResponse, crate::control::ControlError>,
+    resp: Result<v1::AlterPartitionResponse, weir_coordinator_client::ControlError>,
 ) -> Answer {
     match resp {
         Ok(resp) if resp.error.as_ref().is_none_or(|e| e.code == 0) => {

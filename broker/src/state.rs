@@ -8,7 +8,6 @@
 
 use crate::cluster::{ClusterView, PartitionInfo, TopicInfo};
 use crate::config::BrokerConfig;
-use crate::control::ControlClient;
 use crate::error::BrokerError;
 use crate::partition::{NotServed, Partition, Replica, Role};
 use crate::topic_config;
@@ -19,6 +18,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::watch;
+use weir_coordinator_client::ControlClient;
 use weir_model::limits;
 use weir_model::{BrokerId, PartitionId, Timestamp, TopicId, TopicName};
 use weir_replication::replica::{Assignment, RoleChange};
@@ -452,7 +452,7 @@ impl BrokerState {
             let resp = self
                 .control
                 .call(std::time::Duration::from_secs(10), |ch| async move {
-                    crate::control::ControlClient::broker(ch)
+                    weir_coordinator_client::ControlClient::broker(ch)
                         .allocate_producer_ids(weir_proto::v1::AllocateProducerIdsRequest {
                             broker_id,
                             broker_epoch,

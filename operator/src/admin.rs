@@ -8,9 +8,9 @@
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+use weir_coordinator_client::{ControlClient, ControlError};
 use weir_proto::v1 as pb;
 use weir_proto::v1::admin_client::AdminClient;
 
@@ -149,8 +149,7 @@ pub trait AdminFactory: Send + Sync {
     fn admin(&self, coordinators: &[String]) -> Arc<dyn ClusterAdmin>;
 }
 
-/// Limits of the gRPC client.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one call to one coordinator may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 use weir_model::limits::OPERATOR_RESPONSE_BYTES_MAX as RESPONSE_BYTES_MAX;
 
@@ -181,33 +180,20 @@ impl AdminFactory for GrpcAdminFactory {
 /// A [`ClusterAdmin`] over gRPC.
 #[derive(Debug)]
 pub struct GrpcAdmin {
+    /// The shared coordinator client: lazy channels, the one that answered last asked first.
+    client: Option<ControlClient>,
     addrs: Vec<String>,
-    /// Lazily connected channels, one per address (a bad address is an error at call time).
-    channels: Vec<Option<Channel>>,
-    /// The address that answered last: tried first.
-    preferred: AtomicUsize,
 }
 
 impl GrpcAdmin {
     pub fn new(addrs: Vec<String>) -> GrpcAdmin {
-        let channels = addrs
-            .iter()
-            .map(|a| {
-                Endpoint::from_shared(format!("http://{a}")).ok().map(|e| {
-                    e.connect_timeout(CONNECT_TIMEOUT)
-                        .timeout(REQUEST_TIMEOUT)
-                        .connect_lazy()
-                })
-            })
-            .collect();
         GrpcAdmin {
+            client: ControlClient::new(&addrs).ok(),
             addrs,
-            channels,
-            preferred: AtomicUsize::new(0),
         }
     }
 
-    /// Runs `call` against each coordinator in turn, starting with the one that answered last,
+    /// Runs `call` against each coordinator once, starting with the one that answered last,
     /// until one answers. Only transport failures move on to the next; an answer (even an
     /// error code inside it) is final.
     async fn call<T, F, Fut>(&self, name: &'static str, f: F) -> Result<T, AdminError>
@@ -215,33 +201,27 @@ impl GrpcAdmin {
         F: Fn(AdminClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let n = self.channels.len();
-        let start = self.preferred.load(Ordering::Relaxed);
-        let mut last = String::from("no coordinator address configured");
-        for i in 0..n {
-            let idx = (start + i) % n;
-            let Some(channel) = &self.channels[idx] else {
-                last = format!("{:?} is not a valid address", self.addrs[idx]);
-                continue;
-            };
-            let client =
-                AdminClient::new(channel.clone()).max_decoding_message_size(RESPONSE_BYTES_MAX);
-            match f(client).await {
-                Ok(r) => {
-                    self.preferred.store(idx, Ordering::Relaxed);
-                    return Ok(r.into_inner());
-                }
-                Err(status) => {
-                    last = format!("{}: {}", self.addrs[idx], status.message());
-                    tracing::debug!(call = name, addr = %self.addrs[idx], error = %status, "coordinator call failed");
-                }
-            }
-        }
-        Err(AdminError::Unavailable {
-            call: name,
-            addrs: self.addrs.join(","),
-            message: last,
-        })
+        let Some(client) = &self.client else {
+            return Err(AdminError::Unavailable {
+                call: name,
+                addrs: self.addrs.join(","),
+                message: format!("{:?} holds no valid coordinator address", self.addrs),
+            });
+        };
+        client
+            .call_each_once(REQUEST_TIMEOUT, |ch| {
+                f(AdminClient::new(ch).max_decoding_message_size(RESPONSE_BYTES_MAX))
+            })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|e| AdminError::Unavailable {
+                call: name,
+                addrs: self.addrs.join(","),
+                message: match e {
+                    ControlError::Unavailable { last, .. } => last,
+                    other => other.to_string(),
+                },
+            })
     }
 }
 

@@ -8,7 +8,6 @@
 
 use super::{Ctx, str_bytes, topic_name, uuid_of};
 use crate::cluster::TopicInfo;
-use crate::control::ControlClient;
 use crate::state::BrokerState;
 use crate::topic_config::{self, TOPIC_CONFIG_KEYS};
 use kafka_protocol::ResponseError;
@@ -25,6 +24,7 @@ use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+use weir_coordinator_client::ControlClient;
 use weir_model::TopicId;
 use weir_model::limits::PARTITIONS_PER_TOPIC_MAX;
 use weir_proto::v1;
@@ -67,7 +67,7 @@ fn refusal(e: Option<v1::Error>) -> Result<(), Refusal> {
     }
 }
 
-fn unreachable_refusal(e: crate::control::ControlError) -> Refusal {
+fn unreachable_refusal(e: weir_coordinator_client::ControlError) -> Refusal {
     tracing::warn!(error = %weir_model::Chain(&e), "admin request: coordinators unreachable");
     (ResponseError::RequestTimedOut, e.to_string())
 }

@@ -1,9 +1,13 @@
-//! The broker's client of the coordinator quorum.
+//! The one client of the coordinator quorum, shared by the broker and the operator.
 //!
 //! Every call goes to one coordinator; any of them accepts any request (followers forward to
 //! the Raft leader). When a coordinator is unreachable or answers UNAVAILABLE (no leader yet,
-//! shutting down), the call moves on to the next one, round robin, until its deadline. Item
-//! errors (a topic that exists, a stale epoch) are in the responses and are not retried here.
+//! shutting down), the call moves on to the next one, round robin: until a deadline
+//! ([`ControlClient::call`], the broker's registration, heartbeats and admin forwarding), or
+//! once around the quorum ([`ControlClient::call_each_once`], the operator, whose reconcile
+//! is retried by its controller anyway). The coordinator that answered last is asked first.
+//! Item errors (a topic that exists, a stale epoch) are in the responses and are not retried
+//! here.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -106,6 +110,37 @@ impl ControlClient {
                 tokio::time::sleep(pause.min(deadline.saturating_sub(start.elapsed()))).await;
             }
         }
+    }
+
+    /// Runs `call` against each coordinator once, starting with the one that answered last,
+    /// until one answers; each attempt may take `attempt`. Any failed call moves on: only an
+    /// answer (even an error code inside it) is final.
+    pub async fn call_each_once<T, F, Fut>(
+        &self,
+        attempt: Duration,
+        mut call: F,
+    ) -> Result<T, ControlError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let start = Instant::now();
+        let mut last = String::new();
+        for _ in 0..self.channels.len() {
+            let i = self.next.load(Ordering::Relaxed) % self.channels.len();
+            match tokio::time::timeout(attempt, call(self.channels[i].clone())).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(status)) => last = format!("{}: {}", self.addrs[i], status.message()),
+                Err(_) => last = format!("{}: timed out", self.addrs[i]),
+            }
+            tracing::debug!(addr = %self.addrs[i], error = %last, "coordinator call failed");
+            self.next.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(ControlError::Unavailable {
+            waited: start.elapsed(),
+            addrs: self.addrs.join(","),
+            last,
+        })
     }
 
     pub fn broker(channel: Channel) -> BrokerControlClient<Channel> {
