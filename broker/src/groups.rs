@@ -34,7 +34,7 @@ use weir_group::records::{self, OffsetValue, RecordKey};
 use weir_group::{
     Effects, Group, GroupConfig, GroupError, GroupId, JoinResponse, Reply, SyncResponse, Waiter,
 };
-use weir_model::{LeaderEpoch, Offset, Timestamp};
+use weir_model::{LeaderEpoch, Offset, PartitionId, Timestamp};
 use weir_storage::AppendOutcome;
 
 /// The internal topic holding committed offsets and group metadata (Kafka's name, so tools
@@ -449,7 +449,7 @@ impl Coordinator {
                     offsets: g
                         .offsets()
                         .iter()
-                        .map(|((t, p), v)| (t.clone(), *p, v.offset))
+                        .map(|((t, p), v)| (t.clone(), p.get(), v.offset.get()))
                         .collect(),
                 });
             }
@@ -650,8 +650,8 @@ impl Loaded {
             RecordKey::Offset {
                 topic, partition, ..
             } => match r.value.as_deref().map(records::decode_offset_value) {
-                None => g.set_offset(&topic, partition, None, r.offset),
-                Some(Ok(v)) => g.set_offset(&topic, partition, Some(v), r.offset),
+                None => g.set_offset(&topic, partition, None, Offset(r.offset)),
+                Some(Ok(v)) => g.set_offset(&topic, partition, Some(v), Offset(r.offset)),
                 Some(Err(e)) => {
                     tracing::warn!(offset = r.offset, error = %weir_model::Chain(&e), "skipping an unreadable offset record");
                 }
@@ -702,7 +702,7 @@ pub fn offset_record(
     v: Option<&OffsetValue>,
 ) -> (Bytes, Option<Bytes>) {
     (
-        records::encode_offset_key(group, topic, partition),
+        records::encode_offset_key(group, topic, PartitionId(partition)),
         v.map(records::encode_offset_value),
     )
 }

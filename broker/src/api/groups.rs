@@ -36,6 +36,7 @@ use weir_group::{
     Group, GroupError, GroupId as WeirGroupId, GroupState, JoinOutcome, JoinRequest, JoinResponse,
     SyncOutcome, SyncResponse,
 };
+use weir_model::{LeaderEpoch, Offset, PartitionId, Timestamp};
 
 const SYNC_WAIT_MAX: Duration = Duration::from_millis(weir_model::limits::SYNC_WAIT_MS_MAX);
 /// How long FindCoordinator waits for a new `__consumer_offsets` partition to get a leader.
@@ -145,7 +146,8 @@ pub async fn join_group(svc: &Services, ctx: &Ctx, req: JoinGroupRequest) -> Joi
     let r = join(svc, ctx, &req).await;
     let mut resp = JoinGroupResponse::default()
         .with_error_code(r.error.map_or(0, err))
-        .with_generation_id(r.generation)
+        // Kafka's -1: no generation (the join failed).
+        .with_generation_id(r.generation.unwrap_or(-1))
         .with_leader(str_bytes(r.leader))
         .with_member_id(str_bytes(r.member_id));
     // Before v7 the protocol name is not nullable.
@@ -197,7 +199,7 @@ async fn join(svc: &Services, ctx: &Ctx, req: &JoinGroupRequest) -> JoinResponse
     let state = &svc.state;
     let fail = |e: GroupError| JoinResponse {
         error: Some(e),
-        generation: -1,
+        generation: None,
         member_id: req.member_id.to_string(),
         ..JoinResponse::default()
     };
@@ -496,14 +498,16 @@ pub async fn offset_commit(
                     Err(ResponseError::OffsetMetadataTooLarge)
                 } else {
                     Ok(OffsetValue {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
+                        offset: Offset(p.committed_offset),
+                        // Kafka's -1: the client did not say.
+                        leader_epoch: (p.committed_leader_epoch >= 0)
+                            .then_some(LeaderEpoch(p.committed_leader_epoch)),
                         metadata: p
                             .committed_metadata
                             .as_ref()
                             .map(|m| m.to_string())
                             .unwrap_or_default(),
-                        commit_timestamp: now_wall,
+                        commit_timestamp: Timestamp(now_wall),
                     })
                 };
                 (p.partition_index, r)
@@ -610,7 +614,7 @@ async fn commit(
             .entry(group.to_string())
             .or_insert_with(|| Group::new(WeirGroupId(group.to_string()), now.wall));
         for (t, p, v) in writes {
-            g.set_offset(&t, p, Some(v), last.get());
+            g.set_offset(&t, PartitionId(p), Some(v), last);
         }
     }
     Ok(())
@@ -710,7 +714,11 @@ async fn offset_fetch_groups(
 
 fn fetched(v: Option<OffsetValue>) -> (i64, i32, String) {
     match v {
-        Some(v) => (v.offset, v.leader_epoch, v.metadata),
+        Some(v) => (
+            v.offset.get(),
+            v.leader_epoch.map_or(-1, LeaderEpoch::get),
+            v.metadata,
+        ),
         None => (-1, -1, String::new()),
     }
 }
@@ -742,7 +750,7 @@ async fn fetch(
             .map(|(t, ps)| {
                 let parts = ps
                     .into_iter()
-                    .map(|p| (p, g.and_then(|g| g.offset(&t, p)).cloned()))
+                    .map(|p| (p, g.and_then(|g| g.offset(&t, PartitionId(p))).cloned()))
                     .collect();
                 (t, parts)
             })
@@ -754,7 +762,7 @@ async fn fetch(
                     by_topic
                         .entry(t.clone())
                         .or_default()
-                        .push((*p, Some(v.clone())));
+                        .push((p.get(), Some(v.clone())));
                 }
             }
             by_topic.into_iter().collect()
@@ -833,7 +841,9 @@ async fn delete_offsets(
                 if refuse {
                     (p.partition_index, Some(GroupError::GroupSubscribedToTopic))
                 } else {
-                    if g.offset(t.name.0.as_str(), p.partition_index).is_some() {
+                    if g.offset(t.name.0.as_str(), PartitionId(p.partition_index))
+                        .is_some()
+                    {
                         tombstones.push((t.name.0.to_string(), p.partition_index));
                     }
                     (p.partition_index, None)
@@ -850,7 +860,7 @@ async fn delete_offsets(
         let appended = groups::append(state, &shard, records)?;
         if let Some(g) = shard.groups.get_mut(group) {
             for (t, p) in &tombstones {
-                g.set_offset(t, *p, None, appended.last.get());
+                g.set_offset(t, PartitionId(*p), None, appended.last);
             }
         }
         drop(shard);
@@ -972,7 +982,11 @@ async fn delete_group(svc: &Services, group: &str) -> Result<(), GroupError> {
         .get_mut(group)
         .filter(|g| g.state() != GroupState::Dead)
         .ok_or(GroupError::GroupIdNotFound)?;
-    let offsets: Vec<(String, i32)> = g.offsets().keys().cloned().collect();
+    let offsets: Vec<(String, i32)> = g
+        .offsets()
+        .keys()
+        .map(|(t, p)| (t.clone(), p.get()))
+        .collect();
     g.mark_dead(now.wall)?;
     let mut records: Vec<_> = offsets
         .iter()

@@ -28,6 +28,7 @@ use crate::records::{GroupValue, OffsetValue, StoredMember};
 use crate::{GroupError, GroupId};
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use weir_model::{Offset, PartitionId};
 
 /// Limits and timeouts of the coordinator (Kafka's `group.*` broker configs).
 #[derive(Clone, Debug)]
@@ -99,7 +100,8 @@ pub struct JoinRequest {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JoinResponse {
     pub error: Option<GroupError>,
-    pub generation: i32,
+    /// None with an error (Kafka's -1 at the protocol edge).
+    pub generation: Option<i32>,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
     pub leader: String,
@@ -195,7 +197,7 @@ fn join_error(w: Waiter, error: GroupError, member_id: impl Into<String>) -> Rep
         w,
         JoinResponse {
             error: Some(error),
-            generation: -1,
+            generation: None,
             member_id: member_id.into(),
             ..JoinResponse::default()
         },
@@ -258,10 +260,10 @@ pub struct Group {
     /// group.instance.id → member id.
     static_members: BTreeMap<String, String>,
     join_timer: Option<JoinTimer>,
-    offsets: BTreeMap<(String, i32), OffsetValue>,
+    offsets: BTreeMap<(String, PartitionId), OffsetValue>,
     /// Where in `__consumer_offsets` each offset (or its deletion) was written: commits can be
     /// replicated out of order, and the later write must win.
-    positions: BTreeMap<(String, i32), i64>,
+    positions: BTreeMap<(String, PartitionId), Offset>,
 }
 
 impl Group {
@@ -311,11 +313,11 @@ impl Group {
         self.members.len()
     }
 
-    pub fn offsets(&self) -> &BTreeMap<(String, i32), OffsetValue> {
+    pub fn offsets(&self) -> &BTreeMap<(String, PartitionId), OffsetValue> {
         &self.offsets
     }
 
-    pub fn offset(&self, topic: &str, partition: i32) -> Option<&OffsetValue> {
+    pub fn offset(&self, topic: &str, partition: PartitionId) -> Option<&OffsetValue> {
         self.offsets.get(&(topic.to_string(), partition))
     }
 
@@ -373,7 +375,7 @@ impl Group {
             (
                 JoinOutcome::Reply(JoinResponse {
                     error: Some(e),
-                    generation: -1,
+                    generation: None,
                     member_id: member_id.to_string(),
                     ..JoinResponse::default()
                 }),
@@ -456,7 +458,7 @@ impl Group {
             return (
                 JoinOutcome::Reply(JoinResponse {
                     error: Some(GroupError::GroupMaxSizeReached),
-                    generation: -1,
+                    generation: None,
                     ..JoinResponse::default()
                 }),
                 Effects::default(),
@@ -482,7 +484,7 @@ impl Group {
             return (
                 JoinOutcome::Reply(JoinResponse {
                     error: Some(GroupError::MemberIdRequired),
-                    generation: -1,
+                    generation: None,
                     member_id: new_member_id,
                     ..JoinResponse::default()
                 }),
@@ -493,7 +495,7 @@ impl Group {
             return (
                 JoinOutcome::Reply(JoinResponse {
                     error: Some(GroupError::GroupMaxSizeReached),
-                    generation: -1,
+                    generation: None,
                     ..JoinResponse::default()
                 }),
                 Effects::default(),
@@ -517,7 +519,7 @@ impl Group {
             (
                 JoinOutcome::Reply(JoinResponse {
                     error: Some(e),
-                    generation: -1,
+                    generation: None,
                     member_id: member_id.clone(),
                     ..JoinResponse::default()
                 }),
@@ -677,7 +679,7 @@ impl Group {
             return (
                 JoinOutcome::Reply(JoinResponse {
                     error: Some(GroupError::UnknownMemberId),
-                    generation: -1,
+                    generation: None,
                     ..JoinResponse::default()
                 }),
                 effects,
@@ -735,7 +737,7 @@ impl Group {
         let protocol = self.protocol.clone().unwrap_or_default();
         JoinResponse {
             error: None,
-            generation: self.generation,
+            generation: Some(self.generation),
             protocol_type: self.protocol_type.clone(),
             protocol_name: self.protocol.clone(),
             leader: self.leader.clone().unwrap_or_default(),
@@ -1242,9 +1244,9 @@ impl Group {
     pub fn set_offset(
         &mut self,
         topic: &str,
-        partition: i32,
+        partition: PartitionId,
         value: Option<OffsetValue>,
-        position: i64,
+        position: Offset,
     ) {
         let key = (topic.to_string(), partition);
         if self.positions.get(&key).is_some_and(|p| *p > position) {

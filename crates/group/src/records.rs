@@ -21,6 +21,7 @@
 //! writer still loads; Weir writes only the versions above.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use weir_model::{LeaderEpoch, Offset, PartitionId, Timestamp};
 
 /// What a record's key names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,7 +29,7 @@ pub enum RecordKey {
     Offset {
         group: String,
         topic: String,
-        partition: i32,
+        partition: PartitionId,
     },
     Group {
         group: String,
@@ -46,11 +47,11 @@ impl RecordKey {
 /// A committed offset as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OffsetValue {
-    pub offset: i64,
-    /// `-1` when the client did not say.
-    pub leader_epoch: i32,
+    pub offset: Offset,
+    /// None when the client did not say (Kafka's record holds -1 then).
+    pub leader_epoch: Option<LeaderEpoch>,
     pub metadata: String,
-    pub commit_timestamp: i64,
+    pub commit_timestamp: Timestamp,
 }
 
 /// A member as stored in a group record.
@@ -91,12 +92,12 @@ pub enum RecordError {
     NegativeLength(&'static str),
 }
 
-pub fn encode_offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
+pub fn encode_offset_key(group: &str, topic: &str, partition: PartitionId) -> Bytes {
     let mut b = BytesMut::with_capacity(10 + group.len() + topic.len());
     b.put_i16(1);
     put_str(&mut b, group);
     put_str(&mut b, topic);
-    b.put_i32(partition);
+    b.put_i32(partition.get());
     b.freeze()
 }
 
@@ -110,10 +111,10 @@ pub fn encode_group_key(group: &str) -> Bytes {
 pub fn encode_offset_value(v: &OffsetValue) -> Bytes {
     let mut b = BytesMut::with_capacity(28 + v.metadata.len());
     b.put_i16(3);
-    b.put_i64(v.offset);
-    b.put_i32(v.leader_epoch);
+    b.put_i64(v.offset.get());
+    b.put_i32(v.leader_epoch.map_or(-1, LeaderEpoch::get));
     put_str(&mut b, &v.metadata);
-    b.put_i64(v.commit_timestamp);
+    b.put_i64(v.commit_timestamp.get());
     b.freeze()
 }
 
@@ -147,7 +148,7 @@ pub fn decode_key(mut b: &[u8]) -> Result<RecordKey, RecordError> {
         0 | 1 => Ok(RecordKey::Offset {
             group: get_str(&mut b, "group")?,
             topic: get_str(&mut b, "topic")?,
-            partition: get_i32(&mut b, "partition")?,
+            partition: PartitionId(get_i32(&mut b, "partition")?),
         }),
         2 => Ok(RecordKey::Group {
             group: get_str(&mut b, "group")?,
@@ -168,14 +169,16 @@ pub fn decode_offset_value(mut b: &[u8]) -> Result<OffsetValue, RecordError> {
             version,
         });
     }
-    let offset = get_i64(&mut b, "offset")?;
+    let offset = Offset(get_i64(&mut b, "offset")?);
+    // Kafka's -1 (and versions without the field): the client did not say.
     let leader_epoch = if version >= 3 {
-        get_i32(&mut b, "leader epoch")?
+        Some(get_i32(&mut b, "leader epoch")?).filter(|e| *e >= 0)
     } else {
-        -1
-    };
+        None
+    }
+    .map(LeaderEpoch);
     let metadata = get_str(&mut b, "metadata")?;
-    let commit_timestamp = get_i64(&mut b, "commit timestamp")?;
+    let commit_timestamp = Timestamp(get_i64(&mut b, "commit timestamp")?);
     // v1 carried an expire timestamp, dropped since; nothing after the commit time is needed.
     Ok(OffsetValue {
         offset,
@@ -326,14 +329,14 @@ mod tests {
     /// (version 1, then length-prefixed strings).
     #[test]
     fn keys_and_values_round_trip_in_kafkas_layout() {
-        let k = encode_offset_key("g", "t", 7);
+        let k = encode_offset_key("g", "t", PartitionId(7));
         assert_eq!(&k[..], &[0, 1, 0, 1, b'g', 0, 1, b't', 0, 0, 0, 7]);
         assert_eq!(
             decode_key(&k),
             Ok(RecordKey::Offset {
                 group: "g".into(),
                 topic: "t".into(),
-                partition: 7
+                partition: PartitionId(7)
             })
         );
         let g = encode_group_key("group-1");
@@ -344,11 +347,22 @@ mod tests {
             })
         );
         let v = OffsetValue {
-            offset: 42,
-            leader_epoch: 3,
+            offset: Offset(42),
+            leader_epoch: Some(LeaderEpoch(3)),
             metadata: "meta".into(),
-            commit_timestamp: 1_700_000_000_000,
+            commit_timestamp: Timestamp(1_700_000_000_000),
         };
+        let unsaid = OffsetValue {
+            leader_epoch: None,
+            ..v.clone()
+        };
+        let bytes = encode_offset_value(&unsaid);
+        assert_eq!(
+            &bytes[10..14],
+            &[0xff; 4],
+            "no leader epoch is Kafka's -1 on disk"
+        );
+        assert_eq!(decode_offset_value(&bytes), Ok(unsaid));
         assert_eq!(decode_offset_value(&encode_offset_value(&v)), Ok(v));
         let gv = GroupValue {
             protocol_type: "consumer".into(),
@@ -373,7 +387,7 @@ mod tests {
     /// Proves: truncated and nonsense input is an error, never a panic or a huge allocation.
     #[test]
     fn truncated_and_hostile_records_are_errors() {
-        let k = encode_offset_key("group", "topic", 1);
+        let k = encode_offset_key("group", "topic", PartitionId(1));
         for cut in 0..k.len() {
             assert!(decode_key(&k[..cut]).is_err(), "cut at {cut}");
         }

@@ -85,7 +85,7 @@ fn second_member_triggers_a_rebalance_both_rejoin_into_the_next_generation() {
     let r = join_reply(&effects, 1).expect("a alone completes the join at once");
     assert_eq!(
         (r.generation, r.leader.as_str(), r.members.len()),
-        (1, "a", 1)
+        (Some(1), "a", 1)
     );
     let effects = sync_leader(&mut g, &c, &a, 1, 2);
     assert_eq!(effects.replies.len(), 1);
@@ -103,7 +103,7 @@ fn second_member_triggers_a_rebalance_both_rejoin_into_the_next_generation() {
     assert!(matches!(out, JoinOutcome::Wait));
     let ra = join_reply(&effects, 4).expect("a answered");
     let rb = join_reply(&effects, 3).expect("b answered");
-    assert_eq!((ra.generation, rb.generation), (2, 2));
+    assert_eq!((ra.generation, rb.generation), (Some(2), Some(2)));
     assert_eq!(ra.leader, a);
     assert_eq!(ra.members.len(), 2);
     assert!(
@@ -164,7 +164,7 @@ fn expired_and_leaving_members_are_removed() {
     assert_eq!(g.member_count(), 1);
     assert_eq!(g.state(), GroupState::PreparingRebalance);
     let (_, e) = g.join(&c, req(&a, None), String::new(), Waiter(6), 10_002, 0);
-    assert_eq!(join_reply(&e, 6).map(|r| r.generation), Some(3));
+    assert_eq!(join_reply(&e, 6).and_then(|r| r.generation), Some(3));
     assert!(g.members().all(|m| m.id != b));
 
     // a leaves: the group is empty after the next generation.
@@ -192,8 +192,8 @@ fn initial_delay_gathers_members_into_one_generation() {
     assert!(g.tick(&c, 3_000, 0).replies.is_empty());
     let e = g.tick(&c, 6_000, 0);
     let (ra, rb) = (join_reply(&e, 1), join_reply(&e, 2));
-    assert_eq!(ra.map(|r| r.generation), Some(1));
-    assert_eq!(rb.map(|r| r.generation), Some(1));
+    assert_eq!(ra.and_then(|r| r.generation), Some(1));
+    assert_eq!(rb.and_then(|r| r.generation), Some(1));
 }
 
 /// Proves: a static member restarting with a new member id in a Stable group takes over its
@@ -222,7 +222,7 @@ fn static_member_restart_keeps_its_assignment_without_a_rebalance() {
     };
     assert_eq!(
         (r.error, r.generation, r.member_id.as_str()),
-        (None, 2, "two-new")
+        (None, Some(2), "two-new")
     );
     assert!(e.store_group);
     assert_eq!(g.state(), GroupState::Stable);
@@ -358,8 +358,9 @@ proptest! {
                 outstanding.remove(&w);
                 if let Reply::Join(_, j) = r && j.error.is_none() {
                     ids[client] = j.member_id.clone();
-                    gens[client] = j.generation;
-                    let l = leaders.entry(j.generation).or_insert_with(|| j.leader.clone());
+                    let generation = j.generation.expect("a generation without an error");
+                    gens[client] = generation;
+                    let l = leaders.entry(generation).or_insert_with(|| j.leader.clone());
                     prop_assert_eq!(l, &j.leader);
                 }
             }
@@ -378,7 +379,7 @@ proptest! {
                         JoinOutcome::Wait => { outstanding.insert(w); }
                         JoinOutcome::Reply(j) => {
                             answered.insert(w);
-                            if j.error.is_none() { gens[i] = j.generation; ids[i] = j.member_id; }
+                            if j.error.is_none() { gens[i] = j.generation.expect("a generation without an error"); ids[i] = j.member_id; }
                             else if j.error == Some(GroupError::UnknownMemberId) { ids[i].clear(); }
                         }
                     }
@@ -432,7 +433,10 @@ fn static_leader_restart_causes_no_rebalance() {
     let JoinOutcome::Reply(r) = out else {
         panic!("a returning static leader is answered at once")
     };
-    assert_eq!((r.error, r.generation, r.leader.as_str()), (None, 1, "old"));
+    assert_eq!(
+        (r.error, r.generation, r.leader.as_str()),
+        (None, Some(1), "old")
+    );
     assert!(r.members.is_empty());
     assert!(e.store_group);
     assert_eq!(g.state(), GroupState::Stable);
