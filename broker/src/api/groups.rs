@@ -31,6 +31,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use weir_group::consumer::MemberEpoch;
 use weir_group::records::OffsetValue;
 use weir_group::{
     Group, GroupError, GroupId as WeirGroupId, GroupState, JoinOutcome, JoinRequest, JoinResponse,
@@ -1050,7 +1051,7 @@ pub async fn consumer_group_heartbeat(
         .groups
         .entry(group.clone())
         .or_insert_with(|| Group::new(WeirGroupId(group.clone()), now.wall));
-    heartbeat_response(r)
+    heartbeat_response(r, req.member_epoch)
 }
 
 fn heartbeat_failed(e: GroupError, msg: Option<String>) -> ConsumerGroupHeartbeatResponse {
@@ -1115,7 +1116,13 @@ fn heartbeat_request(
     });
     weir_group::consumer::HeartbeatRequest {
         member_id: req.member_id.to_string(),
-        member_epoch: req.member_epoch,
+        // KIP-848's numbers stop here.
+        member_epoch: match req.member_epoch {
+            0 => MemberEpoch::Join,
+            -2 => MemberEpoch::LeaveTemporarily,
+            e if e < 0 => MemberEpoch::Leave,
+            e => MemberEpoch::At(e),
+        },
         instance_id: opt_str(&req.instance_id),
         rebalance_timeout_ms: req.rebalance_timeout_ms,
         subscribed_topics: req
@@ -1128,8 +1135,10 @@ fn heartbeat_request(
     }
 }
 
+/// The wire response; a leave is answered with the epoch it was sent with (`sent`).
 fn heartbeat_response(
     r: weir_group::consumer::HeartbeatResponse,
+    sent: i32,
 ) -> ConsumerGroupHeartbeatResponse {
     use kafka_protocol::messages::consumer_group_heartbeat_response::{
         Assignment, TopicPartitions,
@@ -1137,7 +1146,7 @@ fn heartbeat_response(
     let mut resp = ConsumerGroupHeartbeatResponse::default()
         .with_error_code(r.error.map_or(0, err))
         .with_member_id(Some(str_bytes(r.member_id)))
-        .with_member_epoch(r.member_epoch)
+        .with_member_epoch(r.member_epoch.unwrap_or(sent))
         .with_heartbeat_interval_ms(r.heartbeat_interval_ms);
     if let Some(e) = r.error {
         resp.error_message = Some(str_bytes(e.to_string()));

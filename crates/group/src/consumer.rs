@@ -55,13 +55,36 @@ impl Default for ConsumerConfig {
     }
 }
 
+/// What a heartbeat's member epoch says. KIP-848 numbers it (0 joins, -1 leaves, -2 a static
+/// member leaves for a restart); the broker maps Kafka's numbers at the protocol edge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MemberEpoch {
+    #[default]
+    Join,
+    Leave,
+    /// A static member stepping out for a restart.
+    LeaveTemporarily,
+    /// A known member's epoch (at least 1).
+    At(i32),
+}
+
+impl MemberEpoch {
+    /// The epoch a joining (0) or known member heartbeats at; None for a leave.
+    pub fn current(self) -> Option<i32> {
+        match self {
+            MemberEpoch::Join => Some(0),
+            MemberEpoch::At(e) => Some(e),
+            MemberEpoch::Leave | MemberEpoch::LeaveTemporarily => None,
+        }
+    }
+}
+
 /// A ConsumerGroupHeartbeat, in Weir's terms.
 #[derive(Clone, Debug, Default)]
 pub struct HeartbeatRequest {
     /// Empty on the first heartbeat of a v0 client (the coordinator names it).
     pub member_id: String,
-    /// 0 to join, -1 to leave, -2 for a static member leaving temporarily.
-    pub member_epoch: i32,
+    pub member_epoch: MemberEpoch,
     pub instance_id: Option<String>,
     pub rebalance_timeout_ms: i32,
     /// None: unchanged since the last heartbeat.
@@ -76,7 +99,8 @@ pub struct HeartbeatRequest {
 pub struct HeartbeatResponse {
     pub error: Option<GroupError>,
     pub member_id: String,
-    pub member_epoch: i32,
+    /// None after a leave: the edge answers with the epoch the leave was sent with.
+    pub member_epoch: Option<i32>,
     pub heartbeat_interval_ms: i32,
     /// Set when the member's assignment changed (or on its first heartbeat).
     pub assignment: Option<Assignment>,
@@ -89,7 +113,8 @@ pub struct ConsumerMember {
     pub client_id: String,
     pub client_host: String,
     pub epoch: i32,
-    previous_epoch: i32,
+    /// The epoch before the last bump, whose answer may have been lost (None after a join).
+    previous_epoch: Option<i32>,
     pub subscribed: Vec<String>,
     /// What the member was told it owns.
     pub assigned: Assignment,
@@ -170,33 +195,33 @@ impl ConsumerGroup {
         let fail = |e: GroupError, id: &str, epoch: i32| HeartbeatResponse {
             error: Some(e),
             member_id: id.to_string(),
-            member_epoch: epoch,
+            member_epoch: Some(epoch),
             heartbeat_interval_ms: config.heartbeat_interval_ms,
             assignment: None,
         };
-        if req.member_epoch < 0 {
+        let Some(epoch) = req.member_epoch.current() else {
             return self.leave(config, req);
-        }
+        };
         let id = if req.member_id.is_empty() {
             new_member_id
         } else {
             req.member_id.clone()
         };
-        let admitted = if req.member_epoch == 0 {
+        let admitted = if req.member_epoch == MemberEpoch::Join {
             self.join(config, &req, &id, now)
         } else {
-            self.check_member(&req, &id)
+            self.check_member(&req, epoch, &id)
         };
         if let Err(e) = admitted {
             // A joining member's epoch is 0, so this is the epoch it is answered with either way.
-            return fail(e, &id, req.member_epoch);
+            return fail(e, &id, epoch);
         }
         let Some(m) = self.members.get_mut(&id) else {
-            return fail(GroupError::UnknownMemberId, &id, req.member_epoch);
+            return fail(GroupError::UnknownMemberId, &id, epoch);
         };
         m.expires_at = now + config.session_timeout_ms.max(0) as u64;
         // A member answering from its previous epoch whose answer was lost: resend.
-        if req.member_epoch == m.previous_epoch && req.member_epoch != m.epoch {
+        if m.previous_epoch == Some(epoch) && epoch != m.epoch {
             m.sent = None;
         }
         self.follow_metadata(topics);
@@ -209,13 +234,13 @@ impl ConsumerGroup {
         HeartbeatResponse {
             error: None,
             member_id: id.clone(),
-            member_epoch: m.epoch,
+            member_epoch: Some(m.epoch),
             heartbeat_interval_ms: config.heartbeat_interval_ms,
             assignment,
         }
     }
 
-    /// A member leaving (-1), or a static member stepping out for a restart (-2).
+    /// A member leaving, or a static member stepping out for a restart.
     fn leave(&mut self, config: &ConsumerConfig, req: HeartbeatRequest) -> HeartbeatResponse {
         // Either way its partitions go back to the pool now.
         if self.members.remove(&req.member_id).is_some() {
@@ -225,7 +250,7 @@ impl ConsumerGroup {
         HeartbeatResponse {
             error: None,
             member_id: req.member_id,
-            member_epoch: req.member_epoch,
+            member_epoch: None,
             heartbeat_interval_ms: config.heartbeat_interval_ms,
             assignment: None,
         }
@@ -253,7 +278,7 @@ impl ConsumerGroup {
                 client_id: req.client_id.clone(),
                 client_host: req.client_host.clone(),
                 epoch: 0,
-                previous_epoch: -1,
+                previous_epoch: None,
                 subscribed,
                 assigned: Assignment::new(),
                 revoking: Assignment::new(),
@@ -267,11 +292,16 @@ impl ConsumerGroup {
 
     /// A known member heartbeating at its epoch (or the previous one, whose answer was lost);
     /// a new subscription bumps the group epoch.
-    fn check_member(&mut self, req: &HeartbeatRequest, id: &str) -> Result<(), GroupError> {
+    fn check_member(
+        &mut self,
+        req: &HeartbeatRequest,
+        epoch: i32,
+        id: &str,
+    ) -> Result<(), GroupError> {
         let Some(m) = self.members.get_mut(id) else {
             return Err(GroupError::UnknownMemberId);
         };
-        if req.member_epoch != m.epoch && req.member_epoch != m.previous_epoch {
+        if epoch != m.epoch && Some(epoch) != m.previous_epoch {
             return Err(GroupError::FencedMemberEpoch);
         }
         if let Some(s) = &req.subscribed_topics
@@ -377,7 +407,7 @@ impl ConsumerGroup {
         if m.revoking.is_empty() {
             // 2. At the target epoch; take what is free of the new partitions.
             if m.epoch != epoch {
-                m.previous_epoch = m.epoch;
+                m.previous_epoch = Some(m.epoch);
                 m.epoch = epoch;
             }
             for (t, ps) in &target {
@@ -469,7 +499,11 @@ mod tests {
     fn hb(id: &str, epoch: i32, owned: Option<&Assignment>) -> HeartbeatRequest {
         HeartbeatRequest {
             member_id: id.into(),
-            member_epoch: epoch,
+            member_epoch: if epoch == 0 {
+                MemberEpoch::Join
+            } else {
+                MemberEpoch::At(epoch)
+            },
             rebalance_timeout_ms: 30_000,
             subscribed_topics: (epoch == 0).then(|| vec!["t".to_string()]),
             owned: owned.cloned(),
@@ -491,7 +525,7 @@ mod tests {
         assert_eq!(r.member_id, "a");
         let a_assign = r.assignment.expect("first assignment");
         assert_eq!(parts(&a_assign).len(), 6);
-        let a_epoch = r.member_epoch;
+        let a_epoch = r.member_epoch.expect("a joined");
 
         let r = g.heartbeat(&c, hb("", 0, None), "b".into(), &topics(), 1);
         assert_eq!(
@@ -499,7 +533,7 @@ mod tests {
             Some(BTreeSet::new()),
             "b waits for a"
         );
-        let b_epoch = r.member_epoch;
+        let b_epoch = r.member_epoch.expect("b joined");
 
         // a is told to keep only its half, at its old epoch until it revokes.
         let r = g.heartbeat(
@@ -511,7 +545,7 @@ mod tests {
         );
         let a_now = r.assignment.expect("a's reduced assignment");
         assert_eq!(parts(&a_now), BTreeSet::from([0, 1, 2]));
-        assert_eq!(r.member_epoch, a_epoch);
+        assert_eq!(r.member_epoch, Some(a_epoch));
         // b still gets nothing: a has not reported the revocation yet.
         let r = g.heartbeat(
             &c,
@@ -529,7 +563,7 @@ mod tests {
             &topics(),
             4,
         );
-        assert!(r.member_epoch > a_epoch);
+        assert!(r.member_epoch.is_some_and(|e| e > a_epoch));
         // Now b gets them.
         let r = g.heartbeat(
             &c,
@@ -553,25 +587,20 @@ mod tests {
         let mut g = ConsumerGroup::new("g".into());
         let a = g.heartbeat(&c, hb("", 0, None), "a".into(), &topics(), 0);
         let b = g.heartbeat(&c, hb("", 0, None), "b".into(), &topics(), 0);
+        let (a_epoch, b_epoch) = (a.member_epoch.expect("a"), b.member_epoch.expect("b"));
         assert_eq!(
             g.heartbeat(&c, hb("zz", 5, None), String::new(), &topics(), 1)
                 .error,
             Some(GroupError::UnknownMemberId)
         );
         assert_eq!(
-            g.heartbeat(
-                &c,
-                hb("a", a.member_epoch + 10, None),
-                String::new(),
-                &topics(),
-                1
-            )
-            .error,
+            g.heartbeat(&c, hb("a", a_epoch + 10, None), String::new(), &topics(), 1)
+                .error,
             Some(GroupError::FencedMemberEpoch)
         );
-        assert_eq!(g.validate_commit("b", b.member_epoch, 1, &c), Ok(()));
+        assert_eq!(g.validate_commit("b", b_epoch, 1, &c), Ok(()));
         assert_eq!(
-            g.validate_commit("b", b.member_epoch - 1, 1, &c),
+            g.validate_commit("b", b_epoch - 1, 1, &c),
             Err(GroupError::StaleMemberEpoch)
         );
         assert_eq!(
@@ -582,7 +611,7 @@ mod tests {
         assert!(g.tick(40_000).eq(&false));
         let _ = g.heartbeat(
             &c,
-            hb("b", b.member_epoch, Some(&Assignment::new())),
+            hb("b", b_epoch, Some(&Assignment::new())),
             String::new(),
             &topics(),
             40_000,
@@ -597,5 +626,32 @@ mod tests {
             45_002,
         );
         assert_eq!(r.assignment.map(|a| parts(&a).len()), Some(6));
+    }
+
+    /// Proves: a leave (or a static member's temporary leave) gives the member's partitions
+    /// back at once and is answered without an epoch (the edge echoes the one it was sent).
+    #[test]
+    fn leaving_frees_the_partitions_at_once() {
+        let c = ConsumerConfig::default();
+        for leave in [MemberEpoch::Leave, MemberEpoch::LeaveTemporarily] {
+            let mut g = ConsumerGroup::new("g".into());
+            let a = g.heartbeat(&c, hb("", 0, None), "a".into(), &topics(), 0);
+            let _ = g.heartbeat(&c, hb("", 0, None), "b".into(), &topics(), 0);
+            let epoch = g.group_epoch;
+            let left = g.heartbeat(
+                &c,
+                HeartbeatRequest {
+                    member_id: a.member_id.clone(),
+                    member_epoch: leave,
+                    ..HeartbeatRequest::default()
+                },
+                String::new(),
+                &topics(),
+                1,
+            );
+            assert_eq!((left.error, left.member_epoch), (None, None));
+            assert_eq!(g.members().count(), 1, "{leave:?}");
+            assert!(g.group_epoch > epoch);
+        }
     }
 }
