@@ -698,11 +698,11 @@ impl Loaded {
 pub fn offset_record(
     group: &str,
     topic: &str,
-    partition: i32,
+    partition: PartitionId,
     v: Option<&OffsetValue>,
 ) -> (Bytes, Option<Bytes>) {
     (
-        records::encode_offset_key(group, topic, PartitionId(partition)),
+        records::encode_offset_key(group, topic, partition),
         v.map(records::encode_offset_value),
     )
 }

@@ -152,14 +152,16 @@ impl ReplicationService {
         current_leader_epoch: i32,
         fetch_offset: Offset,
     ) {
-        let eligible = crate::session::eligible(&self.state);
+        let state = &self.state;
         let mut r = p.replica();
+        // Eligibility reads the view only when a caught-up follower is to be proposed, not on
+        // every fetch.
         let recorded = r.on_follower_fetch(
             replica,
             LeaderEpoch(current_leader_epoch),
             fetch_offset,
             mono_ms(),
-            eligible,
+            |b| crate::session::eligible_in(&state.view(), b),
         );
         if let Some(l) = r.leader()
             && !l.isr().contains(&replica)

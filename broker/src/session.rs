@@ -404,9 +404,12 @@ pub async fn log_dir_loop(state: Arc<BrokerState>) {
 /// `weir_replication::replica::eligible_isr`).
 pub fn eligible(state: &BrokerState) -> impl Fn(BrokerId) -> bool + use<> {
     let view = state.view();
-    move |b| {
-        view.brokers
-            .get(&b)
-            .is_some_and(|i| !i.fenced && !i.shutting_down)
-    }
+    move |b| eligible_in(&view, b)
+}
+
+/// Whether broker `b` may join an ISR by `view`.
+pub fn eligible_in(view: &crate::cluster::ClusterView, b: BrokerId) -> bool {
+    view.brokers
+        .get(&b)
+        .is_some_and(|i| !i.fenced && !i.shutting_down)
 }

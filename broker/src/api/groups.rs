@@ -585,12 +585,14 @@ async fn commit(
             now.mono,
         )?;
     }
-    let writes: Vec<(String, i32, OffsetValue)> = items
+    let writes: Vec<(String, PartitionId, OffsetValue)> = items
         .iter()
         .flat_map(|(t, parts)| {
-            parts
-                .iter()
-                .filter_map(move |(p, r)| r.as_ref().ok().map(|v| (t.0.to_string(), *p, v.clone())))
+            parts.iter().filter_map(move |(p, r)| {
+                r.as_ref()
+                    .ok()
+                    .map(|v| (t.0.to_string(), PartitionId(*p), v.clone()))
+            })
         })
         .collect();
     if writes.is_empty() {
@@ -615,7 +617,7 @@ async fn commit(
             .entry(group.to_string())
             .or_insert_with(|| Group::new(WeirGroupId(group.to_string()), now.wall));
         for (t, p, v) in writes {
-            g.set_offset(&t, PartitionId(p), Some(v), last);
+            g.set_offset(&t, p, Some(v), last);
         }
     }
     Ok(())
@@ -845,7 +847,7 @@ async fn delete_offsets(
                     if g.offset(t.name.0.as_str(), PartitionId(p.partition_index))
                         .is_some()
                     {
-                        tombstones.push((t.name.0.to_string(), p.partition_index));
+                        tombstones.push((t.name.0.to_string(), PartitionId(p.partition_index)));
                     }
                     (p.partition_index, None)
                 }
@@ -861,7 +863,7 @@ async fn delete_offsets(
         let appended = groups::append(state, &shard, records)?;
         if let Some(g) = shard.groups.get_mut(group) {
             for (t, p) in &tombstones {
-                g.set_offset(t, PartitionId(*p), None, appended.last);
+                g.set_offset(t, *p, None, appended.last);
             }
         }
         drop(shard);
@@ -983,11 +985,7 @@ async fn delete_group(svc: &Services, group: &str) -> Result<(), GroupError> {
         .get_mut(group)
         .filter(|g| g.state() != GroupState::Dead)
         .ok_or(GroupError::GroupIdNotFound)?;
-    let offsets: Vec<(String, i32)> = g
-        .offsets()
-        .keys()
-        .map(|(t, p)| (t.clone(), p.get()))
-        .collect();
+    let offsets: Vec<(String, PartitionId)> = g.offsets().keys().cloned().collect();
     g.mark_dead(now.wall)?;
     let mut records: Vec<_> = offsets
         .iter()

@@ -100,6 +100,16 @@ async fn a_follower_forwards_writes_that_every_coordinator_and_watcher_sees() {
     let e = refused.error.expect("INVALID_CONFIG");
     assert_eq!(e.code, 40);
     assert!(e.message.contains("retention.ms"), "{}", e.message);
+    // Zero is a value, not "the default" (absent is): refused, as Kafka refuses it.
+    for (partitions, rf, code) in [(Some(0), None, 37), (None, Some(0), 38)] {
+        let zero = create_topic_request("zero", partitions, rf);
+        let refused = admin_client.create_topic(zero).await.unwrap().into_inner();
+        assert_eq!(
+            refused.error.map(|e| e.code),
+            Some(code),
+            "{partitions:?} {rf:?}"
+        );
+    }
     let too_many = admin_client
         .create_topic(create_topic_request("rf3", Some(1), Some(3)))
         .await

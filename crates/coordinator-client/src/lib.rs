@@ -187,3 +187,65 @@ fn retriable(status: &tonic::Status) -> bool {
             | Code::Aborted
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    fn client() -> ControlClient {
+        let addrs = [
+            "127.0.0.1:1".to_string(),
+            "127.0.0.1:2".to_string(),
+            "127.0.0.1:3".to_string(),
+        ];
+        ControlClient::new(&addrs).expect("valid addresses")
+    }
+
+    /// Proves: `call_each_once` asks every coordinator once and then gives up, naming the last
+    /// failure; the one that answered is asked first next time.
+    #[tokio::test]
+    async fn each_coordinator_is_asked_once_and_the_answering_one_first_next_time() {
+        let c = client();
+        let calls = AtomicU32::new(0);
+        let all_down = c
+            .call_each_once(Duration::from_secs(1), |_| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                async { Err::<(), _>(tonic::Status::unavailable("down")) }
+            })
+            .await;
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
+        assert!(
+            matches!(&all_down, Err(ControlError::Unavailable { last, .. }) if last.ends_with("down")),
+            "{all_down:?}"
+        );
+        // The second one asked answers; the next call starts there.
+        let attempt = AtomicU32::new(0);
+        let answered = c
+            .call_each_once(Duration::from_secs(1), |_| {
+                let n = attempt.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    if n == 0 {
+                        Err(tonic::Status::unavailable("down"))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            })
+            .await;
+        assert_eq!(answered.expect("the second answers"), 1);
+        let first = AtomicU32::new(0);
+        let again = c
+            .call_each_once(Duration::from_secs(1), |_| {
+                first.fetch_add(1, Ordering::Relaxed);
+                async { Ok::<_, tonic::Status>(()) }
+            })
+            .await;
+        assert!(again.is_ok());
+        assert_eq!(
+            first.load(Ordering::Relaxed),
+            1,
+            "answered at the first try"
+        );
+    }
+}
