@@ -414,7 +414,10 @@ pub type Stored = BTreeMap<i32, Vec<(i64, String)>>;
 
 /// The end offset of `topic`/`partition`, asked again while leadership is moving: the
 /// coordinators may have elected a leader that has not applied the change yet, and it answers
-/// NOT_LEADER_OR_FOLLOWER (librdkafka returns that instead of retrying).
+/// NOT_LEADER_OR_FOLLOWER (librdkafka returns that instead of retrying), or librdkafka's
+/// metadata, fetched from a broker that had not applied it yet, still shows the partition
+/// without a leader ("Local: Unknown partition"; cold CI run of f31fcbf, after an unclean
+/// election in `last_in_sync_replica_back_with_an_empty_disk`).
 fn end_offset(
     consumer: &BaseConsumer,
     topic: &str,
@@ -429,7 +432,11 @@ fn end_offset(
                 if Instant::now() < deadline
                     && matches!(
                         e.rdkafka_error_code(),
-                        Some(Code::NotLeaderForPartition | Code::LeaderNotAvailable)
+                        Some(
+                            Code::NotLeaderForPartition
+                                | Code::LeaderNotAvailable
+                                | Code::UnknownPartition
+                        )
                     ) =>
             {
                 // Back off before asking again; librdkafka refreshes its metadata meanwhile.
