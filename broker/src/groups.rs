@@ -28,13 +28,13 @@ use kafka_protocol::records::{
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{OwnedMutexGuard, oneshot};
 use weir_group::records::{self, OffsetValue, RecordKey};
 use weir_group::{
     Effects, Group, GroupConfig, GroupError, GroupId, JoinResponse, Reply, SyncResponse, Waiter,
 };
-use weir_model::{LeaderEpoch, Offset, PartitionId, Timestamp};
+use weir_model::{Clock, LeaderEpoch, Offset, PartitionId};
 use weir_storage::AppendOutcome;
 
 /// The internal topic holding committed offsets and group metadata (Kafka's name, so tools
@@ -58,7 +58,7 @@ enum Responder {
 /// The groups of one `__consumer_offsets` partition, as loaded at one leader epoch.
 #[derive(Debug)]
 pub struct Shard {
-    pub index: i32,
+    pub index: PartitionId,
     /// The leadership these groups were loaded under; another epoch means reload.
     loaded: Option<(LeaderEpoch, Arc<Partition>)>,
     pub groups: BTreeMap<String, Group>,
@@ -79,17 +79,17 @@ pub struct Coordinator {
     pub config: GroupConfig,
     pub consumer_config: weir_group::consumer::ConsumerConfig,
     pub settings: GroupSettings,
-    shards: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<Shard>>>>,
+    shards: Mutex<HashMap<PartitionId, Arc<tokio::sync::Mutex<Shard>>>>,
     waiters: Mutex<HashMap<u64, Responder>>,
     next_waiter: AtomicU64,
-    started: Instant,
+    clock: Arc<dyn Clock>,
 }
 
 /// The `__consumer_offsets` partition of `group`, if the topic exists.
-pub fn partition_of(state: &BrokerState, group: &str) -> Option<i32> {
+pub fn partition_of(state: &BrokerState, group: &str) -> Option<PartitionId> {
     let view = state.view();
     let n = view.topic(OFFSETS_TOPIC)?.partitions.len();
-    Some(weir_group::partition_for(group, n as i32))
+    Some(PartitionId(weir_group::partition_for(group, n as i32)))
 }
 
 /// The clock the groups run on: monotonic ms for timers, wall ms for stored timestamps.
@@ -100,7 +100,7 @@ pub struct Now {
 }
 
 impl Coordinator {
-    pub fn new(settings: GroupSettings) -> Coordinator {
+    pub fn new(settings: GroupSettings, clock: Arc<dyn Clock>) -> Coordinator {
         Coordinator {
             config: GroupConfig {
                 min_session_timeout_ms: settings.min_session_timeout_ms,
@@ -118,14 +118,14 @@ impl Coordinator {
             shards: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
             next_waiter: AtomicU64::new(1),
-            started: Instant::now(),
+            clock,
         }
     }
 
     pub fn now(&self) -> Now {
         Now {
-            mono: self.started.elapsed().as_millis() as u64,
-            wall: Timestamp::now().get(),
+            mono: self.clock.mono_ms(),
+            wall: self.clock.wall().get(),
         }
     }
 
@@ -146,7 +146,7 @@ impl Coordinator {
     async fn shard_at(
         &self,
         state: &BrokerState,
-        index: i32,
+        index: PartitionId,
     ) -> Result<OwnedMutexGuard<Shard>, GroupError> {
         // Not the leader: answer at once, without queueing behind the shard's lock.
         match state.leader_partition(OFFSETS_TOPIC, index) {
@@ -191,7 +191,7 @@ impl Coordinator {
             let p = partition.clone();
             let groups = tokio::task::block_in_place(|| load(&p, now))?;
             tracing::info!(
-                partition = index,
+                partition = index.get(),
                 epoch = epoch.get(),
                 groups = groups.len(),
                 "loaded consumer groups"
@@ -207,7 +207,7 @@ impl Coordinator {
     fn unload(&self, shard: &mut Shard) {
         if shard.loaded.take().is_some() {
             tracing::info!(
-                partition = shard.index,
+                partition = shard.index.get(),
                 "no longer coordinating this partition's groups"
             );
         }
@@ -363,7 +363,7 @@ impl Coordinator {
     /// Groups this broker coordinates now: id, state, protocol type and group type
     /// (`classic` or `consumer`).
     pub async fn list(&self, state: &BrokerState) -> Vec<(String, String, String, &'static str)> {
-        let indexes: Vec<i32> = self
+        let indexes: Vec<PartitionId> = self
             .shards
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -425,7 +425,7 @@ impl Coordinator {
                 },
             };
             if needs && let Err(e) = self.shard_at(state, info.index).await {
-                tracing::debug!(partition = info.index, error = %weir_model::Chain(&e), "not loading groups");
+                tracing::debug!(partition = info.index.get(), error = %weir_model::Chain(&e), "not loading groups");
             }
         }
     }
@@ -488,7 +488,7 @@ pub fn append(
     let Some((epoch, partition)) = shard.loaded.clone() else {
         return Err(GroupError::NotCoordinator);
     };
-    let now = Timestamp::now();
+    let now = state.clock.wall();
     let batch: Vec<Record> = records
         .into_iter()
         .enumerate()
@@ -538,7 +538,7 @@ fn append_own(
     batch: &mut [u8],
     epoch: LeaderEpoch,
 ) -> Result<Offset, GroupError> {
-    let now = Timestamp::now();
+    let now = state.clock.wall();
     match partition.append_as_leader(&state.log_dir, state.me, batch, Acks::All, now, Some(epoch)) {
         Ok((AppendOutcome::Appended { last_offset, .. }, _))
         | Ok((AppendOutcome::Duplicate { last_offset, .. }, _)) => Ok(last_offset),

@@ -19,7 +19,8 @@
 //! circles: `scripts/check-structure.py` checks it):
 //! - [`config`], [`cli`]: what the binaries parse flags into; the `weir-broker` binary's flags.
 //! - [`frame`]: Kafka's request framing, shared with `weir bench sink`.
-//! - [`cluster`]: the cluster view from the coordinators' watch stream.
+//! - [`cluster`]: the cluster view from the coordinators' watch stream (the shared
+//!   `weir_coordinator_client::view`, which the operator reads too) and readiness.
 //! - [`topic_config`]: topic config keys, validation, mapping to storage configs.
 //! - [`log_dir`]: the log directory's health (a failed write takes it offline).
 //! - [`partition`]: one hosted partition: its log and its replica (the pure
@@ -28,7 +29,8 @@
 //! - [`error`]: errors, and the mapping of storage and partition errors to Kafka error codes.
 //! - [`data_dir`]: the data directory's identity files.
 //! - [`state`]: the hosted partitions, reconciled from metadata; roles taken as
-//!   `Replica::on_metadata` decides; producer ids.
+//!   `Replica::on_metadata` decides; producer ids; the broker's clock (`weir_model::Clock`:
+//!   every wall and monotonic time the broker reads comes from it, a manual one in tests).
 //! - [`session`]: registration, heartbeats, the metadata watch, ISR proposals (decided and
 //!   settled by `Replica`, sent here), controlled shutdown, and the reaction to a failed log
 //!   directory.
@@ -92,6 +94,14 @@ impl Broker {
     /// Binds both listeners, registers with the coordinators and waits for the first metadata
     /// update (so the broker never answers Metadata with an empty cluster).
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        Broker::start_with_clock(config, Arc::new(weir_model::SystemClock::new())).await
+    }
+
+    /// [`Broker::start`] on the given clock (a test's manual one).
+    pub async fn start_with_clock(
+        config: BrokerConfig,
+        clock: Arc<dyn weir_model::Clock>,
+    ) -> Result<Broker, BrokerError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -116,10 +126,14 @@ impl Broker {
         let control = Arc::new(weir_coordinator_client::ControlClient::new(
             &config.coordinators,
         )?);
+        let advertised = (host, i32::from(port), internal_advertised);
         let state = Arc::new(tokio::task::block_in_place(|| {
-            BrokerState::open(config, control, host, i32::from(port), internal_advertised)
+            BrokerState::open(config, control, clock, advertised)
         })?);
-        let groups = Arc::new(groups::Coordinator::new(state.config.groups.clone()));
+        let groups = Arc::new(groups::Coordinator::new(
+            state.config.groups.clone(),
+            state.clock.clone(),
+        ));
         // Replication server first: followers may fetch as soon as metadata names us leader.
         let mut background = vec![serve_replication(state.clone(), internal)];
         let incarnation = state
@@ -269,7 +283,8 @@ async fn housekeeping(state: Arc<BrokerState>) {
         }
         let s = state.clone();
         let r = tokio::task::spawn_blocking(move || {
-            s.housekeeping(weir_model::Timestamp::now(), retention)
+            let now = s.clock.wall();
+            s.housekeeping(now, retention)
         })
         .await;
         match r {

@@ -26,8 +26,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
-use weir_model::{Timestamp, TopicId};
+use std::time::Duration;
+use weir_model::{PartitionId, Timestamp, TopicId};
 use weir_storage::{CleanOutcome, Cleaner, StorageError};
 
 /// A partition whose round failed (a corrupt batch, say) is left alone this long, so one bad
@@ -89,7 +89,8 @@ fn run(
     woken: mpsc::Receiver<()>,
 ) {
     let mut cleaner = Cleaner::new(settings.limits.clone());
-    let mut failed: HashMap<(TopicId, i32), Instant> = HashMap::new();
+    // Until when (the clock's monotonic ms) a partition whose round failed is left alone.
+    let mut failed: HashMap<(TopicId, PartitionId), u64> = HashMap::new();
     let backoff = Duration::from_millis(settings.backoff_ms.max(1));
     tracing::info!(
         backoff_ms = settings.backoff_ms,
@@ -98,7 +99,8 @@ fn run(
         "log cleaner started"
     );
     while !stop.load(Ordering::SeqCst) {
-        failed.retain(|_, until| *until > Instant::now());
+        let mono = state.clock.mono_ms();
+        failed.retain(|_, until| *until > mono);
         let cleaned = clean_dirtiest(&state, &mut cleaner, &stop, &mut failed);
         if cleaned {
             continue;
@@ -118,12 +120,12 @@ fn clean_dirtiest(
     state: &BrokerState,
     cleaner: &mut Cleaner,
     stop: &AtomicBool,
-    failed: &mut HashMap<(TopicId, i32), Instant>,
+    failed: &mut HashMap<(TopicId, PartitionId), u64>,
 ) -> bool {
-    let now = Timestamp::now();
+    let now = state.clock.wall();
     let mut best: Option<(f64, Arc<Partition>)> = None;
     for p in state.local_partitions() {
-        if failed.contains_key(&(p.topic_id, p.id.get())) {
+        if failed.contains_key(&(p.topic_id, p.id)) {
             continue;
         }
         let hw = p.high_watermark();
@@ -153,9 +155,10 @@ fn clean_dirtiest(
         Err(e) => {
             tracing::warn!(topic = %p.topic, partition = p.id.get(), error = %weir_model::Chain(&e),
                 retry_in_s = FAILED_PARTITION_RETRY.as_secs(), "log cleaning failed");
+            let retry_ms = u64::try_from(FAILED_PARTITION_RETRY.as_millis()).unwrap_or(u64::MAX);
             failed.insert(
-                (p.topic_id, p.id.get()),
-                Instant::now() + FAILED_PARTITION_RETRY,
+                (p.topic_id, p.id),
+                state.clock.mono_ms().saturating_add(retry_ms),
             );
             false
         }

@@ -53,7 +53,7 @@ pub async fn serve(svc: Services, listener: TcpListener) {
                     let state = &svc.state;
                     let ready = match state.log_dir.offline_reason() {
                         Some(reason) => Err(format!("log directory offline: {reason}")),
-                        None => state.view().readiness(state.me),
+                        None => crate::cluster::readiness(&state.view(), state.me),
                     };
                     match ready {
                         Ok(()) => (axum::http::StatusCode::OK, "ok".to_string()),
@@ -178,7 +178,9 @@ async fn group_watermarks(
                 continue;
             }
             if let Some(info) = view.topic(t)
-                && let Some(leader) = info.partition(*p).and_then(|pi| pi.leader)
+                && let Some(leader) = info
+                    .partition(weir_model::PartitionId(*p))
+                    .and_then(|pi| pi.leader)
             {
                 wanted
                     .entry(leader)

@@ -13,7 +13,7 @@
 //! request was made for: a partition that became leader meanwhile never takes a late copy.
 
 use crate::partition::{Partition, Role};
-use crate::state::{BrokerState, mono_ms};
+use crate::state::BrokerState;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +23,7 @@ use weir_model::limits::{
     REPLICA_FETCH_BYTES_MAX, REPLICA_FETCH_PARTITION_BYTES_MAX, REPLICA_FETCH_PARTITIONS_MAX,
     REPLICATION_MESSAGE_BYTES_MAX, WATERMARKS_MAX,
 };
-use weir_model::{BrokerId, LeaderEpoch, Offset, Timestamp, TopicId};
+use weir_model::{BrokerId, LeaderEpoch, Offset, PartitionId, TopicId};
 use weir_proto::v1;
 use weir_proto::v1::replication_client::ReplicationClient;
 use weir_replication::follower;
@@ -76,7 +76,7 @@ impl ReplicationService {
         let id = TopicId::parse(topic_id).ok_or(UNKNOWN_TOPIC_OR_PARTITION)?;
         let p = self
             .state
-            .local_partition(id, partition)
+            .local_partition(id, PartitionId(partition))
             .ok_or(NOT_LEADER_OR_FOLLOWER)?;
         let progress = *p.progress.borrow();
         if !progress.leader {
@@ -160,7 +160,7 @@ impl ReplicationService {
             replica,
             LeaderEpoch(current_leader_epoch),
             fetch_offset,
-            mono_ms(),
+            state.clock.mono_ms(),
             |b| crate::session::eligible_in(&state.view(), b),
         );
         if let Some(l) = r.leader()
@@ -281,7 +281,7 @@ impl v1::replication_server::Replication for ReplicationService {
                     log_end_offset: None,
                 };
                 let local = TopicId::parse(&wp.topic_id)
-                    .and_then(|id| self.state.local_partition(id, wp.partition))
+                    .and_then(|id| self.state.local_partition(id, PartitionId(wp.partition)))
                     .filter(|p| p.progress.borrow().leader);
                 match local {
                     None => out.error_code = NOT_LEADER_OR_FOLLOWER,
@@ -623,7 +623,7 @@ fn apply_fetched(
     }
     let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
     if !d.records.is_empty() {
-        match log.append_replicated(&d.records, Timestamp::now()) {
+        match log.append_replicated(&d.records, state.clock.wall()) {
             Ok(_) => appended = true,
             Err(e) if e.is_fatal() => {
                 weir_process::fatal(&format!("replicating {}-{}", p.topic, p.id), &e)

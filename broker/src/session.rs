@@ -4,7 +4,7 @@
 
 use crate::error::BrokerError;
 use crate::partition::Partition;
-use crate::state::{BrokerState, mono_ms};
+use crate::state::BrokerState;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -181,7 +181,7 @@ pub async fn isr_loop(state: Arc<BrokerState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now = mono_ms();
+        let now = state.clock.mono_ms();
         let eligible = eligible(&state);
         for p in state.local_partitions() {
             let proposal =
@@ -225,7 +225,7 @@ pub fn alter_partition(state: Arc<BrokerState>, p: Arc<Partition>, proposal: Pro
             // Settle under the lock (no await inside); resend after it.
             let settled = {
                 let mut r = p.replica();
-                let settled = r.settle(&proposal, answer, mono_ms());
+                let settled = r.settle(&proposal, answer, state.clock.mono_ms());
                 if settled == Settlement::Settled {
                     p.publish(&r);
                 }

@@ -6,7 +6,7 @@
 //! is a replica of, becomes leader or follower as told, and removes the logs of partitions it
 //! no longer hosts. Lock order, everywhere: a partition's `replica` mutex, then its `log` lock.
 
-use crate::cluster::{ClusterView, PartitionInfo, TopicInfo};
+use crate::cluster::{ClusterView, PartitionView, TopicView};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::partition::{NotServed, Partition, Replica, Role};
@@ -16,11 +16,10 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
 use tokio::sync::watch;
 use weir_coordinator_client::ControlClient;
 use weir_model::limits;
-use weir_model::{BrokerId, PartitionId, Timestamp, TopicId, TopicName};
+use weir_model::{BrokerId, Clock, PartitionId, Timestamp, TopicId, TopicName};
 use weir_replication::replica::{Assignment, RoleChange};
 use weir_storage::{LogConfig, PartitionLog};
 
@@ -35,6 +34,8 @@ pub struct BrokerState {
     /// The `host:port` other brokers replicate from.
     pub internal_advertised: String,
     pub control: Arc<ControlClient>,
+    /// The wall and monotonic time every part of the broker reads (a manual one in tests).
+    pub clock: Arc<dyn Clock>,
     /// This incarnation's epoch from the coordinators' registration.
     pub broker_epoch: AtomicI64,
     /// The data directory's id (`meta.properties`), sent at registration: a new one tells the
@@ -47,9 +48,9 @@ pub struct BrokerState {
     pub log_dir: crate::log_dir::LogDirHealth,
     view: RwLock<Arc<ClusterView>>,
     view_version: watch::Sender<i64>,
-    local: RwLock<HashMap<(TopicId, i32), Arc<Partition>>>,
+    local: RwLock<HashMap<(TopicId, PartitionId), Arc<Partition>>>,
     /// Partitions this broker is a replica of whose logs could not be opened, with the error.
-    offline: RwLock<HashMap<(TopicId, i32), String>>,
+    offline: RwLock<HashMap<(TopicId, PartitionId), String>>,
     /// Serialises reconciliation of metadata updates; `true` once the broker is closing, so a
     /// late update cannot reopen a log that `close` has closed.
     reconcile: Mutex<bool>,
@@ -68,9 +69,9 @@ impl BrokerState {
     pub fn open(
         config: BrokerConfig,
         control: Arc<ControlClient>,
-        advertised_host: String,
-        advertised_port: i32,
-        internal_advertised: String,
+        clock: Arc<dyn Clock>,
+        // Kafka host and port for clients, internal `host:port` for other brokers.
+        (advertised_host, advertised_port, internal_advertised): (String, i32, String),
     ) -> Result<BrokerState, BrokerError> {
         let logs = logs_dir(&config.data_dir);
         std::fs::create_dir_all(&logs).map_err(|source| BrokerError::DataDir {
@@ -95,6 +96,7 @@ impl BrokerState {
             request_memory: Arc::new(tokio::sync::Semaphore::new(queued)),
             config,
             control,
+            clock,
             broker_epoch: AtomicI64::new(-1),
             directory_id,
             incarnation: Mutex::new(uuid::Uuid::new_v4().to_string()),
@@ -157,7 +159,7 @@ impl BrokerState {
     }
 
     /// The hosted partition, if this broker is one of its replicas.
-    pub fn local_partition(&self, topic: TopicId, index: i32) -> Option<Arc<Partition>> {
+    pub fn local_partition(&self, topic: TopicId, index: PartitionId) -> Option<Arc<Partition>> {
         self.local
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -166,7 +168,7 @@ impl BrokerState {
     }
 
     /// Why a partition this broker is a replica of is offline here, if it is.
-    pub fn offline_reason(&self, topic: TopicId, index: i32) -> Option<String> {
+    pub fn offline_reason(&self, topic: TopicId, index: PartitionId) -> Option<String> {
         self.offline
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -184,7 +186,11 @@ impl BrokerState {
     }
 
     /// The partition named by a client, if this broker leads it.
-    pub fn leader_partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>, NotServed> {
+    pub fn leader_partition(
+        &self,
+        topic: &str,
+        index: PartitionId,
+    ) -> Result<Arc<Partition>, NotServed> {
         let view = self.view();
         let info = view
             .topic(topic)
@@ -232,8 +238,8 @@ impl BrokerState {
     }
 
     fn reconcile(&self, view: &ClusterView) -> Result<(), BrokerError> {
-        let now = Timestamp::now();
-        let mono = mono_ms();
+        let now = self.clock.wall();
+        let mono = self.clock.mono_ms();
         let mut first_error = None;
         let mut wanted = HashMap::new();
         let mut offline = HashMap::new();
@@ -253,7 +259,7 @@ impl BrokerState {
                         let reason = weir_model::Chain(&e).to_string();
                         // Said once, not at every metadata update.
                         if was_offline.get(&key) != Some(&reason) {
-                            tracing::error!(topic = %topic.name, partition = info.index, error = %reason,
+                            tracing::error!(topic = %topic.name, partition = info.index.get(), error = %reason,
                                 "partition offline on this broker: its files cannot be opened; clients get KAFKA_STORAGE_ERROR");
                         }
                         offline.insert(key, reason);
@@ -305,8 +311,8 @@ impl BrokerState {
     /// Opens (if needed) a partition this broker is a replica of and sets its role.
     fn host(
         &self,
-        topic: &TopicInfo,
-        info: &PartitionInfo,
+        topic: &TopicView,
+        info: &PartitionView,
         now: Timestamp,
         mono: u64,
     ) -> Result<Arc<Partition>, BrokerError> {
@@ -324,8 +330,8 @@ impl BrokerState {
     /// The hosted partition, its log config brought up to date; opened if it is new here.
     fn open_or_reconfigure(
         &self,
-        topic: &TopicInfo,
-        info: &PartitionInfo,
+        topic: &TopicView,
+        info: &PartitionView,
         now: Timestamp,
     ) -> Result<Arc<Partition>, BrokerError> {
         let log_config = topic_config::log_config(&self.config.log_defaults, &topic.configs);
@@ -342,7 +348,7 @@ impl BrokerState {
                 let p = Arc::new(open_partition(
                     &self.config.data_dir,
                     topic,
-                    PartitionId(info.index),
+                    info.index,
                     log_config,
                     now,
                 )?);
@@ -360,8 +366,8 @@ impl BrokerState {
     fn take_role(
         &self,
         p: &Partition,
-        topic: &TopicInfo,
-        info: &PartitionInfo,
+        topic: &TopicView,
+        info: &PartitionView,
         min_insync: usize,
         mono: u64,
     ) {
@@ -393,13 +399,13 @@ impl BrokerState {
                 // their epochs end get an answer (KIP-101) before any append.
                 let mut log = p.log.write().unwrap_or_else(|e| e.into_inner());
                 if let Err(e) = log.start_leader_epoch(epoch) {
-                    tracing::error!(topic = %topic.name, partition = info.index, error = %weir_model::Chain(&e), "recording the leader epoch");
+                    tracing::error!(topic = %topic.name, partition = info.index.get(), error = %weir_model::Chain(&e), "recording the leader epoch");
                 }
-                tracing::info!(topic = %topic.name, partition = info.index, epoch = epoch.get(), log_end = log_end.get(), "leading");
+                tracing::info!(topic = %topic.name, partition = info.index.get(), epoch = epoch.get(), log_end = log_end.get(), "leading");
             }
             RoleChange::Follows { leader, changed } => {
                 if changed {
-                    tracing::info!(topic = %topic.name, partition = info.index, epoch = info.leader_epoch.get(), leader = ?leader.map(|b| b.get()), "following");
+                    tracing::info!(topic = %topic.name, partition = info.index.get(), epoch = info.leader_epoch.get(), leader = ?leader.map(|b| b.get()), "following");
                 }
             }
         }
@@ -547,12 +553,6 @@ pub fn same_partitions(a: &[Arc<Partition>], b: &[Arc<Partition>]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| Arc::ptr_eq(x, y)))
 }
 
-/// Milliseconds on a monotonic clock, for lag decisions (immune to wall-clock steps).
-pub fn mono_ms() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
 pub fn logs_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("logs")
 }
@@ -622,7 +622,7 @@ fn read_topic_id(path: &Path) -> Result<TopicIdFile, std::io::Error> {
 /// whether the id file is to be (re)written, with a checksum: it is missing or has none.
 fn claim_partition_dir(
     dir: &Path,
-    topic: &TopicInfo,
+    topic: &TopicView,
     id: PartitionId,
 ) -> Result<bool, BrokerError> {
     let io = |source| BrokerError::DataDir {
@@ -655,7 +655,7 @@ fn claim_partition_dir(
 
 fn open_partition(
     data_dir: &Path,
-    topic: &TopicInfo,
+    topic: &TopicView,
     id: PartitionId,
     config: LogConfig,
     now: Timestamp,
@@ -711,8 +711,8 @@ fn remove_deleted_dirs(logs: &Path) -> Result<(), BrokerError> {
 mod tests {
     use super::*;
 
-    fn topic(name: &str, id: u8) -> TopicInfo {
-        TopicInfo {
+    fn topic(name: &str, id: u8) -> TopicView {
+        TopicView {
             name: TopicName::new(name).unwrap(),
             id: TopicId([id; 16]),
             configs: BTreeMap::new(),
@@ -720,7 +720,7 @@ mod tests {
         }
     }
 
-    fn open(data: &Path, t: &TopicInfo) -> Result<Partition, BrokerError> {
+    fn open(data: &Path, t: &TopicView) -> Result<Partition, BrokerError> {
         open_partition(
             data,
             t,

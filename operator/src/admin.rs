@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::Channel;
 use weir_coordinator_client::{ControlClient, ControlError};
+use weir_model::{BrokerId, PartitionId, TopicName};
 use weir_proto::v1 as pb;
 use weir_proto::v1::admin_client::AdminClient;
 
@@ -46,62 +47,8 @@ impl AdminError {
     }
 }
 
-/// A broker as the coordinators know it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BrokerView {
-    pub id: i32,
-    pub kafka_addr: String,
-    /// Not heartbeating: its partitions have moved to others.
-    pub fenced: bool,
-}
-
-/// A partition's placement.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct PartitionView {
-    pub partition: i32,
-    pub replicas: Vec<i32>,
-    pub isr: Vec<i32>,
-    /// None while the partition is offline.
-    pub leader: Option<i32>,
-    pub adding: Vec<i32>,
-    pub removing: Vec<i32>,
-}
-
-/// A topic as the coordinators know it.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct TopicView {
-    pub name: String,
-    pub id: String,
-    /// Only the configs set on the topic; unset keys take the cluster's defaults.
-    pub configs: BTreeMap<String, String>,
-    pub partitions: Vec<PartitionView>,
-}
-
-/// The cluster's metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct ClusterView {
-    pub cluster_id: String,
-    /// The metadata version this view is at; it only grows in one cluster.
-    pub version: i64,
-    pub brokers: Vec<BrokerView>,
-    pub topics: Vec<TopicView>,
-}
-
-impl ClusterView {
-    pub fn topic(&self, name: &str) -> Option<&TopicView> {
-        self.topics.iter().find(|t| t.name == name)
-    }
-
-    /// Partitions with fewer in-sync replicas than replicas.
-    pub fn under_replicated(&self) -> usize {
-        self.topics
-            .iter()
-            .flat_map(|t| &t.partitions)
-            // A replica still being added (a reassignment) is catching up, not missing.
-            .filter(|p| p.isr.len() < p.replicas.len().saturating_sub(p.adding.len()))
-            .count()
-    }
-}
+/// The cluster as the coordinators describe it: the same view the brokers keep.
+pub use weir_coordinator_client::view::{BrokerView, ClusterView, PartitionView, TopicView};
 
 /// A new topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,8 +67,10 @@ pub struct NewTopic {
 /// controllers expect.
 pub trait ClusterAdmin: Send + Sync {
     fn describe(&self) -> BoxFuture<'_, Result<ClusterView, AdminError>>;
-    /// Creates a topic; its view as created.
-    fn create_topic(&self, topic: NewTopic) -> BoxFuture<'_, Result<TopicView, AdminError>>;
+    /// Creates a topic; its view as created (None if it was deleted again before the
+    /// coordinators answered).
+    fn create_topic(&self, topic: NewTopic)
+    -> BoxFuture<'_, Result<Option<TopicView>, AdminError>>;
     /// Raises a topic's partition count to `count`.
     fn create_partitions(&self, name: &str, count: i32) -> BoxFuture<'_, Result<(), AdminError>>;
     /// Makes a topic's configs exactly `configs` (keys not named go back to the defaults).
@@ -135,9 +84,9 @@ pub trait ClusterAdmin: Send + Sync {
     /// background: new replicas catch up, join the ISR, then the old ones are dropped.
     fn reassign(
         &self,
-        topic: &str,
-        partition: i32,
-        replicas: Vec<i32>,
+        topic: &TopicName,
+        partition: PartitionId,
+        replicas: Vec<BrokerId>,
     ) -> BoxFuture<'_, Result<(), AdminError>>;
     /// Partitions still moving.
     fn reassignments_in_progress(&self) -> BoxFuture<'_, Result<usize, AdminError>>;
@@ -236,26 +185,6 @@ fn check(call: &'static str, error: Option<pb::Error>) -> Result<(), AdminError>
     }
 }
 
-fn topic_view(t: pb::Topic) -> TopicView {
-    TopicView {
-        name: t.name,
-        id: t.id,
-        configs: t.configs.into_iter().collect(),
-        partitions: t
-            .partitions
-            .into_iter()
-            .map(|p| PartitionView {
-                partition: p.partition,
-                replicas: p.replicas,
-                isr: p.isr,
-                leader: p.leader,
-                adding: p.adding_replicas,
-                removing: p.removing_replicas,
-            })
-            .collect(),
-    }
-}
-
 impl ClusterAdmin for GrpcAdmin {
     fn describe(&self) -> BoxFuture<'_, Result<ClusterView, AdminError>> {
         Box::pin(async move {
@@ -264,24 +193,14 @@ impl ClusterAdmin for GrpcAdmin {
                     c.describe_cluster(pb::DescribeClusterRequest {}).await
                 })
                 .await?;
-            Ok(ClusterView {
-                cluster_id: r.cluster_id,
-                version: r.version,
-                brokers: r
-                    .brokers
-                    .into_iter()
-                    .map(|b| BrokerView {
-                        id: b.id,
-                        kafka_addr: b.kafka_addr,
-                        fenced: b.fenced,
-                    })
-                    .collect(),
-                topics: r.topics.into_iter().map(topic_view).collect(),
-            })
+            Ok(ClusterView::from_description(r))
         })
     }
 
-    fn create_topic(&self, topic: NewTopic) -> BoxFuture<'_, Result<TopicView, AdminError>> {
+    fn create_topic(
+        &self,
+        topic: NewTopic,
+    ) -> BoxFuture<'_, Result<Option<TopicView>, AdminError>> {
         Box::pin(async move {
             let req = pb::CreateTopicRequest {
                 name: topic.name.clone(),
@@ -298,10 +217,7 @@ impl ClusterAdmin for GrpcAdmin {
                 })
                 .await?;
             check("CreateTopic", r.error)?;
-            Ok(r.topic.map(topic_view).unwrap_or_else(|| TopicView {
-                name: topic.name,
-                ..TopicView::default()
-            }))
+            Ok(r.topic.as_ref().and_then(TopicView::from_wire))
         })
     }
 
@@ -363,14 +279,14 @@ impl ClusterAdmin for GrpcAdmin {
 
     fn reassign(
         &self,
-        topic: &str,
-        partition: i32,
-        replicas: Vec<i32>,
+        topic: &TopicName,
+        partition: PartitionId,
+        replicas: Vec<BrokerId>,
     ) -> BoxFuture<'_, Result<(), AdminError>> {
         let req = pb::ReassignPartitionRequest {
             topic: topic.to_string(),
-            partition,
-            replicas,
+            partition: partition.get(),
+            replicas: replicas.iter().map(|b| b.get()).collect(),
         };
         Box::pin(async move {
             let r = self

@@ -4,7 +4,8 @@
 //! crd/          Cluster, Topic, ConsumerGroup (weir.dev/v1alpha1): the types crdgen writes as YAML
 //! desired.rs    pure builders: Cluster in, StatefulSets, Services, ConfigMaps, PDBs out
 //! plan.rs       pure replica moves: drain before scale-down, spread after scale-up
-//! admin.rs      ClusterAdmin: the coordinators' Admin gRPC API behind a trait
+//! admin.rs      ClusterAdmin: the coordinators' Admin gRPC API behind a trait (views are the shared
+//!               weir_coordinator_client::view)
 //! group_reader.rs  GroupReader: consumer groups read over the Kafka protocol
 //! controller/   the three reconcile loops, their Context and status conditions
 //! metrics.rs    weir_operator_* metrics, /metrics, /livez, /readyz

@@ -9,13 +9,14 @@
 
 use crate::admin::ClusterView;
 use std::collections::{BTreeMap, BTreeSet};
+use weir_model::{BrokerId, PartitionId, TopicName};
 
 /// A reassignment to ask for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Move {
-    pub topic: String,
-    pub partition: i32,
-    pub replicas: Vec<i32>,
+    pub topic: TopicName,
+    pub partition: PartitionId,
+    pub replicas: Vec<BrokerId>,
 }
 
 /// Why a drain cannot go ahead.
@@ -32,9 +33,9 @@ pub enum PlanError {
 }
 
 /// Replicas per broker over every partition (counting replicas being added).
-fn load(view: &ClusterView, brokers: &BTreeSet<i32>) -> BTreeMap<i32, usize> {
-    let mut load: BTreeMap<i32, usize> = brokers.iter().map(|b| (*b, 0)).collect();
-    for p in view.topics.iter().flat_map(|t| &t.partitions) {
+fn load(view: &ClusterView, brokers: &BTreeSet<BrokerId>) -> BTreeMap<BrokerId, usize> {
+    let mut load: BTreeMap<BrokerId, usize> = brokers.iter().map(|b| (*b, 0)).collect();
+    for p in view.topics.values().flat_map(|t| &t.partitions) {
         for r in p.replicas.iter().chain(&p.adding) {
             if let Some(n) = load.get_mut(r) {
                 *n += 1;
@@ -46,7 +47,7 @@ fn load(view: &ClusterView, brokers: &BTreeSet<i32>) -> BTreeMap<i32, usize> {
 
 /// The least loaded broker of `candidates` not in `exclude` (ties go to the lowest id, so
 /// plans are deterministic).
-fn least_loaded(load: &BTreeMap<i32, usize>, exclude: &[i32]) -> Option<i32> {
+fn least_loaded(load: &BTreeMap<BrokerId, usize>, exclude: &[BrokerId]) -> Option<BrokerId> {
     load.iter()
         .filter(|(b, _)| !exclude.contains(b))
         .min_by_key(|(b, n)| (**n, **b))
@@ -57,12 +58,12 @@ fn least_loaded(load: &BTreeMap<i32, usize>, exclude: &[i32]) -> Option<i32> {
 /// already moving are left alone until their move completes (the next reconcile plans them).
 pub fn plan_drain(
     view: &ClusterView,
-    staying: &BTreeSet<i32>,
-    leaving: &BTreeSet<i32>,
+    staying: &BTreeSet<BrokerId>,
+    leaving: &BTreeSet<BrokerId>,
 ) -> Result<Vec<Move>, PlanError> {
     let mut load = load(view, staying);
     let mut moves = Vec::new();
-    for topic in &view.topics {
+    for topic in view.topics.values() {
         for p in &topic.partitions {
             if !p.replicas.iter().any(|r| leaving.contains(r)) {
                 continue;
@@ -74,7 +75,7 @@ pub fn plan_drain(
             }
             if p.replicas.len() > staying.len() {
                 return Err(PlanError::TooFewBrokers {
-                    topic: topic.name.clone(),
+                    topic: topic.name.to_string(),
                     replicas: p.replicas.len(),
                     brokers: staying.len(),
                 });
@@ -89,7 +90,7 @@ pub fn plan_drain(
                 exclude.extend(target.iter().copied());
                 let Some(b) = least_loaded(&load, &exclude) else {
                     return Err(PlanError::TooFewBrokers {
-                        topic: topic.name.clone(),
+                        topic: topic.name.to_string(),
                         replicas: p.replicas.len(),
                         brokers: staying.len(),
                     });
@@ -101,7 +102,7 @@ pub fn plan_drain(
             }
             moves.push(Move {
                 topic: topic.name.clone(),
-                partition: p.partition,
+                partition: p.index,
                 replicas: target,
             });
         }
@@ -110,8 +111,8 @@ pub fn plan_drain(
 }
 
 /// Whether no partition has, or is getting, a replica on `leaving`, and nothing is moving.
-pub fn drained(view: &ClusterView, leaving: &BTreeSet<i32>) -> bool {
-    view.topics.iter().flat_map(|t| &t.partitions).all(|p| {
+pub fn drained(view: &ClusterView, leaving: &BTreeSet<BrokerId>) -> bool {
+    view.topics.values().flat_map(|t| &t.partitions).all(|p| {
         p.adding.is_empty()
             && p.removing.is_empty()
             && !p.replicas.iter().any(|r| leaving.contains(r))
@@ -121,13 +122,17 @@ pub fn drained(view: &ClusterView, leaving: &BTreeSet<i32>) -> bool {
 /// Moves that even out replicas over `brokers` after a scale-up: replicas go from the most to
 /// the least loaded broker until no two brokers differ by more than one, at most `moves_max`
 /// at a time (each move copies a partition's whole log).
-pub fn plan_spread(view: &ClusterView, brokers: &BTreeSet<i32>, moves_max: usize) -> Vec<Move> {
+pub fn plan_spread(
+    view: &ClusterView,
+    brokers: &BTreeSet<BrokerId>,
+    moves_max: usize,
+) -> Vec<Move> {
     let mut load = load(view, brokers);
     let mut moves = Vec::new();
-    let mut moved: BTreeSet<(String, i32)> = BTreeSet::new();
+    let mut moved: BTreeSet<(TopicName, PartitionId)> = BTreeSet::new();
     while moves.len() < moves_max {
         let (Some((&hi, &hi_n)), Some((&lo, &lo_n))) = (
-            load.iter().max_by_key(|(b, n)| (**n, -**b)),
+            load.iter().max_by_key(|(b, n)| (**n, -b.get())),
             load.iter().min_by_key(|(b, n)| (**n, **b)),
         ) else {
             break;
@@ -136,7 +141,7 @@ pub fn plan_spread(view: &ClusterView, brokers: &BTreeSet<i32>, moves_max: usize
             break;
         }
         // A partition on the busiest broker, not on the idlest, not moving, not yet planned.
-        let candidate = view.topics.iter().find_map(|t| {
+        let candidate = view.topics.values().find_map(|t| {
             t.partitions
                 .iter()
                 .find(|p| {
@@ -144,7 +149,7 @@ pub fn plan_spread(view: &ClusterView, brokers: &BTreeSet<i32>, moves_max: usize
                         && !p.replicas.contains(&lo)
                         && p.adding.is_empty()
                         && p.removing.is_empty()
-                        && !moved.contains(&(t.name.clone(), p.partition))
+                        && !moved.contains(&(t.name.clone(), p.index))
                 })
                 .map(|p| (t, p))
         });
@@ -154,10 +159,10 @@ pub fn plan_spread(view: &ClusterView, brokers: &BTreeSet<i32>, moves_max: usize
             .iter()
             .map(|r| if *r == hi { lo } else { *r })
             .collect();
-        moved.insert((t.name.clone(), p.partition));
+        moved.insert((t.name.clone(), p.index));
         moves.push(Move {
             topic: t.name.clone(),
-            partition: p.partition,
+            partition: p.index,
             replicas,
         });
         if let Some(n) = load.get_mut(&hi) {
@@ -174,46 +179,56 @@ pub fn plan_spread(view: &ClusterView, brokers: &BTreeSet<i32>, moves_max: usize
 mod tests {
     use super::*;
     use crate::admin::{PartitionView, TopicView};
+    use weir_model::TopicId;
 
     fn view(parts: &[&[i32]]) -> ClusterView {
+        let name = TopicName::new("t").unwrap();
+        let topic = TopicView {
+            name: name.clone(),
+            id: TopicId([1; 16]),
+            configs: BTreeMap::new(),
+            partitions: parts
+                .iter()
+                .enumerate()
+                .map(|(i, r)| PartitionView::new(PartitionId(i as i32), ids(r)))
+                .collect(),
+        };
         ClusterView {
-            topics: vec![TopicView {
-                name: "t".into(),
-                partitions: parts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| PartitionView {
-                        partition: i as i32,
-                        replicas: r.to_vec(),
-                        isr: r.to_vec(),
-                        leader: Some(r[0]),
-                        ..PartitionView::default()
-                    })
-                    .collect(),
-                ..TopicView::default()
-            }],
+            topics: [(name, topic)].into(),
             ..ClusterView::default()
         }
     }
 
-    fn set(v: &[i32]) -> BTreeSet<i32> {
+    fn ids(v: &[i32]) -> Vec<BrokerId> {
+        v.iter().map(|&b| BrokerId(b)).collect()
+    }
+
+    fn set(v: &[i32]) -> BTreeSet<BrokerId> {
+        ids(v).into_iter().collect()
+    }
+
+    fn distinct(v: &[BrokerId]) -> BTreeSet<BrokerId> {
         v.iter().copied().collect()
+    }
+
+    fn partition(view: &mut ClusterView, index: usize) -> &mut PartitionView {
+        let t = view.topics.values_mut().next().unwrap();
+        &mut t.partitions[index]
     }
 
     /// Applies moves as if every reassignment had completed.
     fn apply(view: &mut ClusterView, moves: &[Move]) {
         for m in moves {
-            let t = view.topics.iter_mut().find(|t| t.name == m.topic).unwrap();
+            let t = view.topics.get_mut(&m.topic).unwrap();
             let p = t
                 .partitions
                 .iter_mut()
-                .find(|p| p.partition == m.partition)
+                .find(|p| p.index == m.partition)
                 .unwrap();
             p.replicas = m.replicas.clone();
             p.isr = m.replicas.clone();
         }
     }
-
     #[test]
     fn drain_moves_every_replica_off_the_leaving_brokers_without_duplicates() {
         let mut v = view(&[
@@ -227,8 +242,8 @@ mod tests {
         let moves = plan_drain(&v, &set(&[0, 1, 2]), &set(&[3])).unwrap();
         assert_eq!(moves.len(), 5, "{moves:?}");
         for m in &moves {
-            assert!(!m.replicas.contains(&3), "{m:?}");
-            assert_eq!(set(&m.replicas).len(), m.replicas.len(), "{m:?}");
+            assert!(!m.replicas.contains(&BrokerId(3)), "{m:?}");
+            assert_eq!(distinct(&m.replicas).len(), m.replicas.len(), "{m:?}");
         }
         assert!(!drained(&v, &set(&[3])));
         apply(&mut v, &moves);
@@ -245,7 +260,7 @@ mod tests {
         let v = view(&[&[3, 4, 0]]);
         let moves = plan_drain(&v, &set(&[0, 1, 2]), &set(&[3, 4])).unwrap();
         assert_eq!(moves.len(), 1);
-        assert_eq!(set(&moves[0].replicas), set(&[0, 1, 2]), "{moves:?}");
+        assert_eq!(distinct(&moves[0].replicas), set(&[0, 1, 2]), "{moves:?}");
     }
 
     #[test]
@@ -259,15 +274,15 @@ mod tests {
     fn a_partition_mid_move_is_not_mistaken_for_a_larger_replication_factor() {
         // RF 3 moving from broker 3 to 2: replicas list the union while the move runs.
         let mut v = view(&[&[0, 1, 3, 2]]);
-        v.topics[0].partitions[0].adding = vec![2];
-        v.topics[0].partitions[0].removing = vec![3];
+        partition(&mut v, 0).adding = ids(&[2]);
+        partition(&mut v, 0).removing = ids(&[3]);
         assert_eq!(plan_drain(&v, &set(&[0, 1, 2]), &set(&[3])), Ok(Vec::new()));
     }
 
     #[test]
     fn drain_leaves_partitions_that_are_already_moving() {
         let mut v = view(&[&[0, 3]]);
-        v.topics[0].partitions[0].adding = vec![1];
+        partition(&mut v, 0).adding = ids(&[1]);
         assert!(
             plan_drain(&v, &set(&[0, 1, 2]), &set(&[3]))
                 .unwrap()
@@ -285,9 +300,9 @@ mod tests {
         let l = load(&v, &brokers);
         let (min, max) = (l.values().min().unwrap(), l.values().max().unwrap());
         assert!(max - min <= 1, "{l:?}");
-        assert_eq!(l[&3], 3, "{l:?}");
-        for p in v.topics[0].partitions.iter() {
-            assert_eq!(set(&p.replicas).len(), 2);
+        assert_eq!(l[&BrokerId(3)], 3, "{l:?}");
+        for (_, p) in v.partitions() {
+            assert_eq!(distinct(&p.replicas).len(), 2);
         }
         assert!(plan_spread(&v, &brokers, 100).is_empty());
     }

@@ -7,7 +7,7 @@
 //! Kafka error code and a message that says what is allowed.
 
 use super::{Ctx, str_bytes, topic_name, uuid_of};
-use crate::cluster::TopicInfo;
+use crate::cluster::TopicView;
 use crate::state::BrokerState;
 use crate::topic_config::{self, TOPIC_CONFIG_KEYS};
 use kafka_protocol::ResponseError;
@@ -33,7 +33,7 @@ type Refusal = (ResponseError, String);
 
 /// A created (or validated) topic: what the coordinators returned, the partition count and
 /// replication factor asked for, and the configs.
-type Created = (Option<TopicInfo>, i32, i32, BTreeMap<String, String>);
+type Created = (Option<TopicView>, i32, i32, BTreeMap<String, String>);
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -92,7 +92,7 @@ where
 async fn create_topic(
     state: &BrokerState,
     req: v1::CreateTopicRequest,
-) -> Result<Option<TopicInfo>, Refusal> {
+) -> Result<Option<TopicView>, Refusal> {
     let validate_only = req.validate_only;
     let name = req.name.clone();
     let resp = admin(state, |mut c| {

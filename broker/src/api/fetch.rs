@@ -30,8 +30,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use weir_model::Offset;
 use weir_model::limits::{FETCH_BYTES_MAX, FETCH_RESPONSE_BYTES_IN_FLIGHT_MAX};
+use weir_model::{Offset, PartitionId};
 use weir_storage::StorageError;
 
 /// Encoded bytes a partition adds to a response besides its records (index, error code,
@@ -91,7 +91,7 @@ impl Plan {
         for (topic, partitions) in &self.topics {
             for fp in partitions {
                 asked = asked.saturating_add(fp.partition_max_bytes as usize);
-                if let Ok(p) = state.leader_partition(topic.0.as_str(), fp.partition) {
+                if let Ok(p) = state.leader_partition(topic.0.as_str(), PartitionId(fp.partition)) {
                     let log = p.log.read().unwrap_or_else(|e| e.into_inner());
                     batch = batch.max(log.config().max_message_bytes as usize);
                 }
@@ -222,7 +222,7 @@ fn read_partition(
     pd: &mut PartitionData,
 ) -> Result<(), ResponseError> {
     let partition = state
-        .leader_partition(topic.0.as_str(), fp.partition)
+        .leader_partition(topic.0.as_str(), PartitionId(fp.partition))
         .map_err(|e| {
             pd.high_watermark = -1;
             crate::error::not_served_code(e)

@@ -481,7 +481,7 @@ pub async fn offset_commit(
     let view = state.view();
     // Per partition: Ok(value to write) or the error to answer.
     let mut items: Vec<CommitItem> = Vec::new();
-    let now_wall = weir_model::Timestamp::now().get();
+    let now_wall = state.clock.wall().get();
     let max_meta = svc.groups.config.offset_metadata_max_bytes;
     for t in &req.topics {
         let info = view.topic(t.name.0.as_str());
@@ -489,7 +489,10 @@ pub async fn offset_commit(
             .partitions
             .iter()
             .map(|p| {
-                let r = if info.is_none_or(|i| i.partition(p.partition_index).is_none()) {
+                let r = if info.is_none_or(|i| {
+                    i.partition(weir_model::PartitionId(p.partition_index))
+                        .is_none()
+                }) {
                     Err(ResponseError::UnknownTopicOrPartition)
                 } else if p
                     .committed_metadata

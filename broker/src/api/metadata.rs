@@ -7,7 +7,7 @@
 //! closes: one request cannot create topics without end, nor outlive its client doing so.
 
 use super::{Ctx, str_bytes, topic_name, uuid_of};
-use crate::cluster::{ClusterView, TopicInfo};
+use crate::cluster::{ClusterView, TopicView};
 use crate::state::BrokerState;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -133,7 +133,7 @@ fn brokers(view: &ClusterView) -> Vec<MetadataResponseBroker> {
         .collect()
 }
 
-fn topic_entry(ctx: &Ctx, view: &ClusterView, t: &TopicInfo) -> MetadataResponseTopic {
+fn topic_entry(ctx: &Ctx, view: &ClusterView, t: &TopicView) -> MetadataResponseTopic {
     let ids = |v: &[weir_model::BrokerId]| v.iter().map(|b| BrokerId(b.get())).collect::<Vec<_>>();
     let mut e = MetadataResponseTopic::default()
         .with_name(Some(topic_name(t.name.to_string())))
@@ -150,7 +150,7 @@ fn topic_entry(ctx: &Ctx, view: &ClusterView, t: &TopicInfo) -> MetadataResponse
                         .map(|b| BrokerId(b.get()))
                         .collect();
                     let mut out = MetadataResponsePartition::default()
-                        .with_partition_index(p.index)
+                        .with_partition_index(p.index.get())
                         .with_leader_id(BrokerId(p.leader.map_or(-1, |b| b.get())))
                         .with_leader_epoch(p.leader_epoch.get())
                         .with_replica_nodes(ids(&p.replicas))

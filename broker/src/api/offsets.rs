@@ -16,7 +16,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::*;
 use std::sync::Arc;
-use weir_model::{LeaderEpoch, Offset, Timestamp};
+use weir_model::{LeaderEpoch, Offset, PartitionId, Timestamp};
 
 /// What a ListOffsets timestamp asks for, with Kafka's negative sentinels decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,7 @@ fn check_epoch(current: i32, leader: LeaderEpoch) -> Option<ResponseError> {
 /// The partition if this broker leads it, else the error code the client should see.
 fn find(state: &BrokerState, topic: &str, partition: i32) -> Result<Arc<Partition>, ResponseError> {
     state
-        .leader_partition(topic, partition)
+        .leader_partition(topic, PartitionId(partition))
         .map_err(crate::error::not_served_code)
 }
 

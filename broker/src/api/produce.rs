@@ -22,7 +22,7 @@ use kafka_protocol::messages::*;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_model::limits::PRODUCE_TIMEOUT_MS_MAX;
-use weir_model::{LeaderEpoch, Offset, Timestamp};
+use weir_model::{LeaderEpoch, Offset, PartitionId, Timestamp};
 use weir_process::fatal;
 use weir_storage::AppendOutcome;
 
@@ -71,7 +71,7 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
         ))
     };
     let mut appended = false;
-    let now = Timestamp::now();
+    let now = state.clock.wall();
     let mut waits: Vec<Wait> = Vec::new();
     for (topic_index, topic_data) in req.topic_data.into_iter().enumerate() {
         let mut tr = TopicProduceResponse::default().with_name(topic_data.name.clone());
@@ -175,7 +175,7 @@ fn produce_partition(
             "__consumer_offsets is internal: only the group coordinator writes to it".into(),
         );
     }
-    let partition = match state.leader_partition(name, pd.index) {
+    let partition = match state.leader_partition(name, PartitionId(pd.index)) {
         Ok(p) => p,
         Err(e) => return not_served(state, e, name, pd.index),
     };

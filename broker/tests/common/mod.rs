@@ -27,6 +27,14 @@ impl TestBroker {
     }
 
     pub async fn start_with(f: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
+        Self::start_with_clock(f, std::sync::Arc::new(weir_model::SystemClock::new())).await
+    }
+
+    /// A broker that reads `clock` for all its time (a test's [`weir_model::ManualClock`]).
+    pub async fn start_with_clock(
+        f: impl FnOnce(&mut BrokerConfig),
+        clock: std::sync::Arc<dyn weir_model::Clock>,
+    ) -> TestBroker {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("WEIR_LOG"))
             .with_test_writer()
@@ -44,7 +52,9 @@ impl TestBroker {
         // A new group's first rebalance is not held back for more members in tests.
         config.groups.initial_rebalance_delay_ms = 0;
         f(&mut config);
-        let broker = Broker::start(config).await.expect("broker starts");
+        let broker = Broker::start_with_clock(config, clock)
+            .await
+            .expect("broker starts");
         let addr = broker.local_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -150,12 +160,33 @@ impl Client {
     }
 
     pub async fn create_topic(&mut self, name: &str, partitions: i32) {
-        use kafka_protocol::messages::create_topics_request::CreatableTopic;
+        self.create_topic_with(name, partitions, &[]).await
+    }
+
+    /// Creates a topic with `configs` set on it.
+    pub async fn create_topic_with(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) {
+        use kafka_protocol::messages::create_topics_request::{
+            CreatableTopic, CreatableTopicConfig,
+        };
+        let configs = configs
+            .iter()
+            .map(|(k, v)| {
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_string(k.to_string()))
+                    .with_value(Some(StrBytes::from_string(v.to_string())))
+            })
+            .collect();
         let req = CreateTopicsRequest::default().with_topics(vec![
             CreatableTopic::default()
                 .with_name(TopicName(StrBytes::from_string(name.into())))
                 .with_num_partitions(partitions)
-                .with_replication_factor(1),
+                .with_replication_factor(1)
+                .with_configs(configs),
         ]);
         let resp: CreateTopicsResponse = self.request(ApiKey::CreateTopics, 7, &req).await;
         assert_eq!(

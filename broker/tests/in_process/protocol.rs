@@ -830,6 +830,60 @@ async fn lowering_retention_empties_the_topic() {
     b.stop().await;
 }
 
+/// Proves: retention is decided on the broker's clock, not the host's: records stamped now,
+/// in a topic that keeps an hour, go as soon as the broker's (manual) clock moves two hours
+/// on, and the next record gets the offset after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_reads_the_brokers_clock() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let clock = std::sync::Arc::new(weir_model::ManualClock::new(weir_model::Timestamp::now()));
+    let b = TestBroker::start_with_clock(
+        |c| {
+            c.retention_check_interval_ms = 20;
+            c.flush_check_interval_ms = 20;
+        },
+        clock.clone(),
+    )
+    .await;
+    let mut c = b.client().await;
+    c.create_topic_with("hour", 1, &[("retention.ms", "3600000")])
+        .await;
+    let stamped = weir_model::Clock::wall(&*clock).get();
+    let (err, base) = c
+        .produce("hour", 0, batch(5, stamped, Compression::None))
+        .await;
+    assert_eq!((err, base), (0, 0));
+    let earliest = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(tn("hour"))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-2),
+                ]),
+        ]);
+    let r: ListOffsetsResponse = c.request(ApiKey::ListOffsets, 7, &earliest).await;
+    assert_eq!(r.topics[0].partitions[0].offset, 0);
+    clock.advance(2 * 3_600_000);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r: ListOffsetsResponse = c.request(ApiKey::ListOffsets, 7, &earliest).await;
+        if r.topics[0].partitions[0].offset == 5 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention never ran on the moved clock"
+        );
+    }
+    let now = weir_model::Clock::wall(&*clock).get();
+    let (err, base) = c.produce("hour", 0, batch(1, now, Compression::None)).await;
+    assert_eq!((err, base), (0, 5));
+    b.stop().await;
+}
+
 /// Proves: Produce v0-2 are advertised (librdkafka needs to see them) but using one closes the
 /// connection, since Weir stores only RecordBatch v2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,10 @@
 //! is retried by its controller anyway). The coordinator that answered last is asked first.
 //! Item errors (a topic that exists, a stale epoch) are in the responses and are not retried
 //! here.
+//!
+//! [`view`] is the cluster as both clients read it.
+
+pub mod view;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -86,7 +86,8 @@ impl LeaderEpoch {
 }
 
 impl Timestamp {
-    /// The wall clock now. Only shells call this; state machines get time passed in.
+    /// The wall clock now. Only [`crate::SystemClock`] and tests call this; shells read their
+    /// [`crate::Clock`], state machines get time passed in.
     pub fn now() -> Timestamp {
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

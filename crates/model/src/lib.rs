@@ -5,17 +5,20 @@
 //! sentinels ("no leader", "latest", "no producer") are converted into `Option`s once, at the
 //! protocol edge in the broker; nothing below the edge sees them.
 //!
+//! - [`clock`]: [`Clock`], the wall and monotonic time a shell reads, with a manual one for tests.
 //! - [`ids`]: offsets, partition ids, leader epochs, producer ids and epochs, timestamps.
 //! - [`topic`]: validated topic names and topic ids.
 //! - [`error_chain`]: [`Chain`], an error and all its causes, for log lines.
 //! - [`limits`]: every bound the system enforces, with their relations checked at compile time.
 
+pub mod clock;
 pub mod error_chain;
 pub mod ids;
 pub mod limits;
 pub mod topic;
 pub mod topic_config;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error_chain::Chain;
 pub use ids::{
     BrokerEpoch, BrokerId, CoordinatorId, LeaderEpoch, Offset, PartitionEpoch, PartitionId,

@@ -217,7 +217,9 @@ pub(crate) fn throttle_delay(bytes: u64, elapsed: Duration, rate: u64) -> Durati
 }
 
 /// Kafka's `Throttler`: counts bytes and, every [`THROTTLE_CHECK_INTERVAL`], sleeps off any
-/// excess over the allowed rate.
+/// excess over the allowed rate. It reads the real monotonic clock, not an injected one: it
+/// paces real disk I/O with real sleeps (its arithmetic, [`throttle_delay`], is pure and
+/// tested on its own).
 #[derive(Debug)]
 struct Throttler {
     rate: Option<u64>,

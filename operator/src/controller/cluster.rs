@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::sync::Arc;
+use weir_model::BrokerId;
 
 use weir_model::limits::SPREAD_MOVES_MAX;
 
@@ -163,9 +164,9 @@ async fn scale_down(
     let Some(view) = view else {
         return;
     };
-    let staying: BTreeSet<i32> = (0..wanted).collect();
-    let leaving: BTreeSet<i32> = (wanted..current).collect();
-    out.draining = leaving.iter().copied().collect();
+    let staying = broker_ids(0..wanted);
+    let leaving = broker_ids(wanted..current);
+    out.draining = leaving.iter().map(|b| b.get()).collect();
     if plan::drained(&view, &leaving) {
         tracing::info!(cluster = %cluster.name_any(), from = current, to = wanted, "brokers drained; scaling down");
         ctx.event(
@@ -173,7 +174,10 @@ async fn scale_down(
             false,
             "ScaledDown",
             "Drain",
-            format!("brokers {leaving:?} hold no replica; scaling from {current} to {wanted}"),
+            format!(
+                "brokers {} hold no replica; scaling from {current} to {wanted}",
+                list(&leaving)
+            ),
         )
         .await;
         out.replicas = wanted;
@@ -211,12 +215,10 @@ async fn rebalance(
     let wanted = cluster.spec.brokers.replicas;
     // Replicas on brokers the StatefulSet no longer runs (placed on a leaving broker
     // while it drained, or left by a scale-down made by hand): move them too.
-    let staying: BTreeSet<i32> = (0..wanted).collect();
-    let orphans: BTreeSet<i32> = view
-        .topics
-        .iter()
-        .flat_map(|t| &t.partitions)
-        .flat_map(|p| p.replicas.iter().copied())
+    let staying = broker_ids(0..wanted);
+    let orphans: BTreeSet<BrokerId> = view
+        .partitions()
+        .flat_map(|(_, p)| p.replicas.iter().copied())
         .filter(|r| !staying.contains(r))
         .collect();
     if !orphans.is_empty() {
@@ -227,7 +229,10 @@ async fn rebalance(
                 start_moves(cluster, ctx, admin, wave, "Draining").await;
                 out.blocked = Some((
                     "ReplicasOnRemovedBrokers".into(),
-                    format!("moving replicas off brokers {orphans:?}, which no pod runs"),
+                    format!(
+                        "moving replicas off brokers {}, which no pod runs",
+                        list(&orphans)
+                    ),
                 ));
             }
             Err(e) => out.blocked = Some(("ReplicasOnRemovedBrokers".into(), e.to_string())),
@@ -253,15 +258,15 @@ async fn spread(
     if done == Some(wanted) {
         return;
     }
-    let brokers: BTreeSet<i32> = (0..wanted).collect();
+    let brokers = broker_ids(0..wanted);
     let registered = brokers
         .iter()
-        .all(|id| view.brokers.iter().any(|b| b.id == *id && !b.fenced));
+        .all(|id| view.brokers.get(id).is_some_and(|b| !b.fenced));
     if !registered {
         out.moving = true;
         return;
     }
-    if done.is_none() && view.topics.iter().all(|t| t.partitions.is_empty()) {
+    if done.is_none() && view.partitions().next().is_none() {
         // A new cluster has nothing to spread.
         mark_spread(cluster, ctx, wanted).await;
         return;
@@ -320,7 +325,7 @@ async fn start_moves(
         {
             Ok(()) => started += 1,
             Err(e) => {
-                tracing::warn!(cluster = %cluster.name_any(), topic = %m.topic, partition = m.partition, error = %weir_model::Chain(&e), "reassignment refused");
+                tracing::warn!(cluster = %cluster.name_any(), topic = %m.topic, partition = m.partition.get(), error = %weir_model::Chain(&e), "reassignment refused");
             }
         }
     }
@@ -466,4 +471,15 @@ pub fn error_policy(cluster: Arc<Cluster>, error: &Error, ctx: Arc<Context>) -> 
     tracing::warn!(cluster = %cluster.name_any(), namespace = %namespace(&*cluster), error = %weir_model::Chain(&error), "cluster reconcile failed");
     ctx.metrics.error("cluster", error.kind());
     Action::requeue(ctx.timing.retry)
+}
+
+/// The brokers of StatefulSet ordinals `ordinals` (a broker's id is its pod's ordinal).
+fn broker_ids(ordinals: std::ops::Range<i32>) -> BTreeSet<BrokerId> {
+    ordinals.map(BrokerId).collect()
+}
+
+/// `[0, 3]`: broker ids for messages.
+fn list(brokers: &BTreeSet<BrokerId>) -> String {
+    let ids: Vec<i32> = brokers.iter().map(|b| b.get()).collect();
+    format!("{ids:?}")
 }

@@ -243,7 +243,8 @@ async fn create(
             let note = match recreated {
                 Some(old) => format!(
                     "created topic {name:?} again (id {}; the old one, {old}, was deleted outside this resource)",
-                    t.id
+                    t.as_ref()
+                        .map_or("unknown".to_string(), |t| t.id.to_uuid_string())
                 ),
                 None => format!(
                     "created topic {name:?} with {} partitions, replication factor {}",
@@ -256,7 +257,7 @@ async fn create(
                 ready: true,
                 reason: "Created",
                 message: format!("topic {name:?} created"),
-                view: Some(t),
+                view: t,
             }
         }
         Err(e @ AdminError::Refused { .. }) if e.code() != Some(code::TOPIC_ALREADY_EXISTS) => {
@@ -337,7 +338,7 @@ async fn write_status(
     st.observed_generation = generation;
     st.topic_name = Some(name.to_string());
     if let Some(v) = &outcome.view {
-        st.topic_id = Some(v.id.clone());
+        st.topic_id = Some(v.id.to_uuid_string());
         st.partitions = Some(i32::try_from(v.partitions.len()).unwrap_or(i32::MAX));
     }
     set_condition(
@@ -399,7 +400,7 @@ async fn cleanup(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
     };
     let admin = ctx.admin(&cluster);
     match admin.describe().await?.topic(&name) {
-        Some(t) if t.id == ours => {}
+        Some(t) if t.id.to_uuid_string() == ours => {}
         _ => {
             tracing::info!(topic = %name, "the topic in the cluster is not the one this resource managed; not deleting");
             return Ok(Action::await_change());

@@ -115,7 +115,7 @@ fn topics_and_consumer_groups_against_a_real_control_plane() {
     rt.block_on(async {
         // The gRPC admin against real coordinators.
         let view = admin.describe().await.expect("describe");
-        assert_eq!(view.brokers.iter().map(|b| b.id).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(view.brokers.keys().map(|b| b.get()).collect::<Vec<_>>(), vec![0, 1, 2]);
 
         let c: Cluster = serde_json::from_value(cluster_json("demo", NS, 3)).expect("cluster");
         clusters.create(&PostParams::default(), &c).await.expect("create Cluster");
@@ -137,7 +137,7 @@ fn topics_and_consumer_groups_against_a_real_control_plane() {
         .await
         .expect("ready");
         let st = topics.get("orders").await.expect("get").status.expect("status");
-        assert_eq!(st.topic_id.as_deref(), Some(t.id.as_str()));
+        assert_eq!(st.topic_id, Some(t.id.to_uuid_string()));
         assert!(topics.get("orders").await.expect("get").finalizers().contains(&"weir.dev/topic".to_string()));
 
         // Alter: more partitions, another config.
@@ -224,7 +224,7 @@ fn topics_and_consumer_groups_against_a_real_control_plane() {
         assert_eq!(t.partitions.len(), 5);
         wait_for(long, "status has the new id", || async {
             let st = topics.get("orders").await.ok()?.status?;
-            (st.topic_id.as_deref() == Some(t.id.as_str())).then_some(())
+            (st.topic_id == Some(t.id.to_uuid_string())).then_some(())
         })
         .await
         .expect("new id in status");
