@@ -5,7 +5,7 @@
 #   scripts/install-test-deps.sh [--no-kafka]
 #
 # What goes where:
-#   apt (only what is missing): kcat; iproute2 and iptables; python3-venv when the python has no venv module;
+#   apt (only what is missing): kcat; openssl (the TLS tests' throwaway CAs); iproute2 and iptables; python3-venv when the python has no venv module;
 #       openjdk-17-jdk-headless and maven when javac/mvn are missing (for the reference Kafka).
 #   podman, runc, netavark, aardvark-dns and /etc/containers/containers.conf, through
 #       scripts/podman-setup.sh (for the container images and e2e/tests/containers.rs).
@@ -42,6 +42,7 @@ done
 # --- apt ---------------------------------------------------------------------------------
 missing=()
 command -v kcat >/dev/null || missing+=(kcat)
+command -v openssl >/dev/null || missing+=(openssl)
 # Network namespaces, veths and partitions for the cluster fault tests (e2e/src/netns.rs).
 command -v ip >/dev/null || missing+=(iproute2)
 command -v iptables >/dev/null || missing+=(iptables)

@@ -4,6 +4,7 @@
 #
 #   scripts/kafka-reference.sh fetch
 #   scripts/kafka-reference.sh start --data-dir D [--port P] [--controller-port C] [--log FILE] [--timeout S]
+#                                    [--ssl-port S --ssl-keystore PEM --ssl-truststore PEM]
 #   scripts/kafka-reference.sh stop  --data-dir D [--timeout S]
 #   scripts/kafka-reference.sh status --data-dir D
 #   scripts/kafka-reference.sh libs            # print the classpath folder (after fetch)
@@ -94,17 +95,23 @@ free_port() {
 }
 
 write_config() {
-    local data=$1 port=$2 cport=$3
+    local data=$1 port=$2 cport=$3 sslport=$4 keystore=$5 truststore=$6
+    local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+    local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if [[ -n $sslport ]]; then
+        listeners+=",SSL://127.0.0.1:$sslport"
+        protocols+=",SSL:SSL"
+    fi
     cat >"$data/server.properties" <<EOF
 # Written by scripts/kafka-reference.sh; rewritten on every start.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+listeners=$listeners
+advertised.listeners=$listeners
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$data/kraft-logs
 num.partitions=1
 auto.create.topics.enable=true
@@ -117,6 +124,16 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 EOF
+    if [[ -n $sslport ]]; then
+        # KIP-651 PEM stores: the key and its chain in one file, the CA in another.
+        cat >>"$data/server.properties" <<EOF
+ssl.keystore.type=PEM
+ssl.keystore.location=$keystore
+ssl.truststore.type=PEM
+ssl.truststore.location=$truststore
+ssl.client.auth=none
+EOF
+    fi
     # log4j2 writes to stdout, which start() sends to the log file with the JVM's own output.
     cat >"$data/log4j2.properties" <<EOF
 status = warn
@@ -134,10 +151,13 @@ EOF
 }
 
 cmd_start() {
-    local port="" cport="" data="" logfile="" timeout=120
+    local port="" cport="" data="" logfile="" timeout=120 sslport="" keystore="" truststore=""
     while (($#)); do
         case $1 in
             --port) port=$2; shift 2 ;;
+            --ssl-port) sslport=$2; shift 2 ;;
+            --ssl-keystore) keystore=$2; shift 2 ;;
+            --ssl-truststore) truststore=$2; shift 2 ;;
             --controller-port) cport=$2; shift 2 ;;
             --data-dir) data=$2; shift 2 ;;
             --log) logfile=$2; shift 2 ;;
@@ -146,6 +166,9 @@ cmd_start() {
         esac
     done
     [[ -n $data ]] || die "start: --data-dir is required"
+    if [[ -n $sslport && ( -z $keystore || -z $truststore ) ]]; then
+        die "start: --ssl-port needs --ssl-keystore and --ssl-truststore (PEM files)"
+    fi
     mkdir -p "$data"
     data=$(cd "$data" && pwd)
     logfile=${logfile:-$data/kafka.log}
@@ -170,7 +193,7 @@ cmd_start() {
             die "port $p on 127.0.0.1 is already in use"
         fi
     done
-    write_config "$data" "$port" "$cport"
+    write_config "$data" "$port" "$cport" "$sslport" "$keystore" "$truststore"
 
     local cp="$LIBS/*"
     if [[ ! -f $data/kraft-logs/meta.properties ]]; then

@@ -2,6 +2,8 @@
 //! Kubernetes StatefulSets set them.
 
 use crate::BrokerConfig;
+use crate::listener::ListenerConfig;
+use crate::tls::TlsFiles;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -18,12 +20,15 @@ pub struct BrokerArgs {
     /// Where partition logs live.
     #[arg(long, env = "WEIR_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// Address of the Kafka listener.
-    #[arg(long, env = "WEIR_KAFKA_ADDR", default_value = "0.0.0.0:9092")]
-    pub kafka_addr: SocketAddr,
-    /// The `host:port` clients are told to connect to.
+    /// Address of the Kafka listener, PLAINTEXT (default 0.0.0.0:9092). The simple form of
+    /// --listener; give one or the other.
+    #[arg(long, env = "WEIR_KAFKA_ADDR")]
+    pub kafka_addr: Option<SocketAddr>,
+    /// The `host:port` clients are told to connect to (with --kafka-addr).
     #[arg(long, env = "WEIR_ADVERTISED_KAFKA_ADDR")]
     pub advertised_kafka_addr: Option<String>,
+    #[command(flatten)]
+    pub listeners: ListenerArgs,
     /// Address of the replication (gRPC) listener.
     #[arg(long, env = "WEIR_INTERNAL_ADDR", default_value = "0.0.0.0:9093")]
     pub internal_addr: SocketAddr,
@@ -145,12 +150,85 @@ impl GroupArgs {
     }
 }
 
+/// Kafka-style named listeners and their TLS material.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ListenerArgs {
+    /// A Kafka listener, `NAME=PROTOCOL://HOST:PORT` (PROTOCOL: PLAINTEXT or SSL; HOST an IP
+    /// address or empty for all). Repeatable; the first is the one the cluster knows the
+    /// broker by.
+    #[arg(long = "listener", env = "WEIR_LISTENERS", value_delimiter = ',')]
+    pub listener: Vec<String>,
+    /// The `host:port` clients of listener NAME are told, `NAME=HOST:PORT`. Repeatable.
+    #[arg(
+        long = "advertised-listener",
+        env = "WEIR_ADVERTISED_LISTENERS",
+        value_delimiter = ','
+    )]
+    pub advertised_listener: Vec<String>,
+    /// The SSL listeners' certificate chain (PEM, leaf first). Reloaded when it changes.
+    #[arg(long, env = "WEIR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM). Reloaded when it changes.
+    #[arg(long, env = "WEIR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CAs client certificates must chain to (PEM): mutual TLS on the SSL listeners.
+    #[arg(long, env = "WEIR_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl ListenerArgs {
+    /// The listeners, or PLAINTEXT on `kafka_addr` (advertised as `advertised`) when none are
+    /// named; and the TLS files.
+    pub fn resolve(
+        self,
+        kafka_addr: Option<SocketAddr>,
+        advertised: Option<String>,
+    ) -> Result<(Vec<ListenerConfig>, Option<TlsFiles>), String> {
+        let tls = self.tls_cert.zip(self.tls_key).map(|(cert, key)| TlsFiles {
+            cert,
+            key,
+            client_ca: self.tls_client_ca,
+        });
+        if self.listener.is_empty() {
+            if !self.advertised_listener.is_empty() {
+                return Err("--advertised-listener names a --listener; give --listener too".into());
+            }
+            let mut l = ListenerConfig::plaintext(kafka_addr.unwrap_or(DEFAULT_KAFKA_ADDR));
+            l.advertised = advertised;
+            return Ok((vec![l], tls));
+        }
+        if kafka_addr.is_some() || advertised.is_some() {
+            return Err("--kafka-addr and --advertised-kafka-addr are the simple form of --listener and --advertised-listener; give one form".into());
+        }
+        let listeners = self
+            .listener
+            .iter()
+            .map(|l| ListenerConfig::parse(l))
+            .collect::<Result<Vec<_>, _>>()?;
+        let advertised = self
+            .advertised_listener
+            .iter()
+            .map(|a| crate::listener::parse_advertised(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let listeners = crate::listener::assemble(listeners, advertised, tls.as_ref())?;
+        Ok((listeners, tls))
+    }
+}
+
+/// Kafka's port on every interface: the listener of a broker given none.
+const DEFAULT_KAFKA_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9092);
+
 impl BrokerArgs {
     pub fn into_config(self) -> Result<BrokerConfig, String> {
         let groups = self.groups.settings()?;
-        let mut c = BrokerConfig::new(self.data_dir, self.kafka_addr);
+        let (listeners, tls) = self
+            .listeners
+            .resolve(self.kafka_addr, self.advertised_kafka_addr)?;
+        let mut c = BrokerConfig::new(self.data_dir, DEFAULT_KAFKA_ADDR);
+        c.listeners = listeners;
+        c.tls = tls;
         c.node_id = self.id;
-        c.advertised_kafka_addr = self.advertised_kafka_addr;
         c.internal_addr = self.internal_addr;
         c.advertised_internal_addr = self.advertised_internal_addr;
         c.coordinators = self.coordinators;

@@ -62,6 +62,7 @@ mod readiness_tests {
                     id: b(id),
                     kafka_host: "h".into(),
                     kafka_port: 9092,
+                    endpoints: BTreeMap::new(),
                     internal_addr: "h:9093".into(),
                     rack: None,
                     epoch: BrokerEpoch(1),

@@ -19,10 +19,11 @@ pub struct BrokerConfig {
     pub node_id: i32,
     /// Where topics, partitions and broker metadata live.
     pub data_dir: PathBuf,
-    /// The Kafka listener's bind address.
-    pub kafka_addr: SocketAddr,
-    /// The `host:port` clients are told to connect to; defaults to the bound address.
-    pub advertised_kafka_addr: Option<String>,
+    /// The Kafka listeners, at least one. The first one's advertised address is the one the
+    /// coordinators and the operator know the broker by.
+    pub listeners: Vec<crate::listener::ListenerConfig>,
+    /// The certificate, key and client CA of the SSL listeners.
+    pub tls: Option<crate::tls::TlsFiles>,
     /// Largest request frame read from a client (`socket.request.max.bytes`).
     pub request_bytes_max: u32,
     /// Connections served at once; more are closed on accept.
@@ -108,13 +109,14 @@ impl Default for GroupSettings {
 }
 
 impl BrokerConfig {
-    /// Kafka's defaults, listening on `kafka_addr`; the caller sets the coordinators.
+    /// Kafka's defaults, with one PLAINTEXT listener on `kafka_addr`; the caller sets the
+    /// coordinators.
     pub fn new(data_dir: PathBuf, kafka_addr: SocketAddr) -> BrokerConfig {
         BrokerConfig {
             node_id: 1,
             data_dir,
-            kafka_addr,
-            advertised_kafka_addr: None,
+            listeners: vec![crate::listener::ListenerConfig::plaintext(kafka_addr)],
+            tls: None,
             request_bytes_max: limits::REQUEST_BYTES_MAX_DEFAULT,
             connections_max: limits::CONNECTIONS_MAX_DEFAULT,
             queued_request_bytes_max: limits::QUEUED_REQUEST_BYTES_MAX_DEFAULT,

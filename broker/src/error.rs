@@ -18,12 +18,15 @@ pub enum BrokerError {
     /// damaged. Never guessed around: see `data_dir`.
     #[error("{path}: {reason}")]
     DataDirMeta { path: PathBuf, reason: String },
-    #[error("binding the Kafka listener to {addr}")]
+    #[error("binding Kafka listener {listener} to {addr}")]
     Bind {
+        listener: String,
         addr: std::net::SocketAddr,
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("binding the replication listener to {addr}")]
     BindInternal {
         addr: std::net::SocketAddr,

@@ -37,7 +37,7 @@ pub async fn read_frame(
 
 /// Reads a frame's size prefix and checks it against `max`. `None` on a clean close.
 pub(crate) async fn read_frame_size(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
     max: u32,
 ) -> Result<Option<usize>, ConnectionError> {
     let idle = Duration::from_millis(CONNECTION_IDLE_MS_MAX);

@@ -52,6 +52,7 @@ pub mod data_dir;
 pub mod error;
 pub mod frame;
 pub mod groups;
+pub mod listener;
 pub mod log_cleaner;
 pub mod log_dir;
 pub mod metrics;
@@ -61,6 +62,7 @@ pub mod server;
 pub mod services;
 pub mod session;
 pub mod state;
+pub mod tls;
 pub mod topic_config;
 
 pub use config::BrokerConfig;
@@ -82,8 +84,8 @@ use weir_model::limits;
 pub struct Broker {
     state: Arc<BrokerState>,
     groups: Arc<groups::Coordinator>,
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    /// The Kafka listeners, in the configured order.
+    listeners: Vec<server::Bound>,
     internal_addr: SocketAddr,
     background: Vec<JoinHandle<()>>,
 }
@@ -107,18 +109,15 @@ impl Broker {
             source,
         })?;
         let Listeners {
-            kafka: listener,
-            kafka_addr: local_addr,
+            kafka: listeners,
             internal,
             internal_addr,
             metrics,
-        } = Listeners::bind(&config).await?;
-        let (host, port) = match &config.advertised_kafka_addr {
-            Some(a) => {
-                split_host_port(a).unwrap_or((local_addr.ip().to_string(), local_addr.port()))
-            }
-            None => (local_addr.ip().to_string(), local_addr.port()),
-        };
+        } = Listeners::bind(&config, clock.mono_ms()).await?;
+        let endpoints = listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.advertised.clone()))
+            .collect();
         let internal_advertised = config
             .advertised_internal_addr
             .clone()
@@ -126,7 +125,7 @@ impl Broker {
         let control = Arc::new(weir_coordinator_client::ControlClient::new(
             &config.coordinators,
         )?);
-        let advertised = (host, i32::from(port), internal_advertised);
+        let advertised = (endpoints, internal_advertised);
         let state = Arc::new(tokio::task::block_in_place(|| {
             BrokerState::open(config, control, clock, advertised)
         })?);
@@ -170,8 +169,7 @@ impl Broker {
         Ok(Broker {
             state,
             groups,
-            listener,
-            local_addr,
+            listeners,
             internal_addr,
             background,
         })
@@ -179,7 +177,7 @@ impl Broker {
 
     /// The address the Kafka listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.listeners[0].local_addr
     }
 
     /// The address the replication listener is bound to.
@@ -187,12 +185,17 @@ impl Broker {
         self.internal_addr
     }
 
-    /// The `host:port` clients are told to use.
+    /// The `host:port` clients of the first listener are told to use.
     pub fn advertised_addr(&self) -> String {
-        format!(
-            "{}:{}",
-            self.state.advertised_host, self.state.advertised_port
-        )
+        self.state.endpoints[0].1.clone()
+    }
+
+    /// The address listener `name` is bound to.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.local_addr)
     }
 
     /// Serves clients until `shutdown` completes; then hands leaderships over (controlled
@@ -201,30 +204,27 @@ impl Broker {
         let Broker {
             state,
             groups,
-            listener,
-            local_addr,
+            listeners,
             background,
             ..
         } = self;
-        info!(addr = %local_addr, cluster_id = %state.cluster_id(), "serving Kafka clients");
+        for l in &listeners {
+            info!(listener = %l.name, protocol = l.protocol.name(), addr = %l.local_addr, advertised = %l.advertised, cluster_id = %state.cluster_id(), "serving Kafka clients");
+        }
         let connections = Arc::new(Semaphore::new(state.config.connections_max));
         let mut tasks = tokio::task::JoinSet::new();
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         let log_cleaner = log_cleaner::LogCleaner::start(state.clone());
+        let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(64);
+        let acceptors: Vec<JoinHandle<()>> = listeners
+            .into_iter()
+            .map(|l| tokio::spawn(server::accept(l, accepted_tx.clone())))
+            .collect();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // EMFILE and friends: keep serving the connections we have.
-                            warn!(error = %weir_model::Chain(&e), "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
+                Some(server::Accepted { stream, peer, listener }) = accepted.recv() => {
                     let Ok(permit) = connections.clone().try_acquire_owned() else {
                         warn!(peer = %peer, max = state.config.connections_max, "connection limit reached; closing");
                         drop(stream);
@@ -232,7 +232,7 @@ impl Broker {
                     };
                     let svc = services::Services { state: state.clone(), groups: groups.clone() };
                     tasks.spawn(async move {
-                        server::serve_connection(svc, stream).await;
+                        server::serve_connection(svc, stream, listener).await;
                         drop(permit);
                     });
                 }
@@ -245,6 +245,9 @@ impl Broker {
         info!("shutting down: moving leaderships to in-sync followers");
         session::controlled_shutdown(&state).await;
         info!("closing connections and flushing logs");
+        for a in acceptors {
+            a.abort();
+        }
         tasks.shutdown().await;
         housekeeping.abort();
         // The cleaner abandons a round in progress and stops before the logs close.
@@ -310,23 +313,24 @@ async fn housekeeping(state: Arc<BrokerState>) {
 
 /// The listeners, bound before anything else so that a port in use fails the start at once.
 struct Listeners {
-    kafka: TcpListener,
-    kafka_addr: SocketAddr,
+    kafka: Vec<server::Bound>,
     internal: TcpListener,
     internal_addr: SocketAddr,
     metrics: Option<TcpListener>,
 }
 
 impl Listeners {
-    async fn bind(config: &BrokerConfig) -> Result<Listeners, BrokerError> {
-        let bind_err = |source| BrokerError::Bind {
-            addr: config.kafka_addr,
-            source,
+    async fn bind(config: &BrokerConfig, mono_ms: u64) -> Result<Listeners, BrokerError> {
+        let tls = match &config.tls {
+            Some(files) if config.listeners.iter().any(|l| l.protocol.tls()) => {
+                Some(Arc::new(tls::TlsReloader::load(files.clone(), mono_ms)?))
+            }
+            _ => None,
         };
-        let kafka = TcpListener::bind(config.kafka_addr)
-            .await
-            .map_err(bind_err)?;
-        let kafka_addr = kafka.local_addr().map_err(bind_err)?;
+        let mut kafka = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            kafka.push(server::Bound::bind(l, tls.clone()).await?);
+        }
         let internal_err = |source| BrokerError::BindInternal {
             addr: config.internal_addr,
             source,
@@ -345,7 +349,6 @@ impl Listeners {
         };
         Ok(Listeners {
             kafka,
-            kafka_addr,
             internal,
             internal_addr,
             metrics,
@@ -390,12 +393,4 @@ async fn wait_until_unfenced(state: &BrokerState) {
             "waiting for the coordinators to unfence this broker"
         );
     }
-}
-
-fn split_host_port(s: &str) -> Option<(String, u16)> {
-    let (host, port) = s.rsplit_once(':')?;
-    Some((
-        host.trim_matches(|c| c == '[' || c == ']').to_string(),
-        port.parse().ok()?,
-    ))
 }

@@ -16,28 +16,139 @@
 //! frames and stalls can neither hold the shared budget nor make the broker allocate for it.
 
 use crate::api;
+use crate::error::BrokerError;
 use crate::frame::{ConnectionError, read_frame_size};
+use crate::listener::{ListenerConfig, SecurityProtocol};
 use crate::services::Services;
+use crate::tls::TlsReloader;
 use bytes::{Bytes, BytesMut};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, debug, info_span, warn};
 use weir_model::limits::{
     CONNECTION_IDLE_MS_MAX, CONNECTION_IN_FLIGHT_MAX, FRAME_READ_AHEAD_BYTES, FRAME_READ_MS_MAX,
+    TLS_HANDSHAKE_MS_MAX,
 };
 
-/// Serves one client connection until it closes or misbehaves.
-pub async fn serve_connection(svc: Services, stream: TcpStream) {
+/// Turns off Nagle's algorithm on a connection's socket: responses are written whole.
+pub trait Nodelay {
+    fn nodelay(&self) -> std::io::Result<()>;
+}
+
+impl Nodelay for TcpStream {
+    fn nodelay(&self) -> std::io::Result<()> {
+        self.set_nodelay(true)
+    }
+}
+
+impl Nodelay for tokio_rustls::server::TlsStream<TcpStream> {
+    fn nodelay(&self) -> std::io::Result<()> {
+        self.get_ref().0.set_nodelay(true)
+    }
+}
+
+/// A bound Kafka listener.
+#[derive(Debug)]
+pub struct Bound {
+    pub name: String,
+    pub protocol: SecurityProtocol,
+    pub listener: TcpListener,
+    pub local_addr: SocketAddr,
+    /// The `host:port` its clients are told.
+    pub advertised: String,
+    /// The TLS configuration, on a TLS listener.
+    pub tls: Option<Arc<TlsReloader>>,
+}
+
+impl Bound {
+    pub async fn bind(
+        l: &ListenerConfig,
+        tls: Option<Arc<TlsReloader>>,
+    ) -> Result<Bound, BrokerError> {
+        let bind_err = |source| BrokerError::Bind {
+            listener: l.name.clone(),
+            addr: l.addr,
+            source,
+        };
+        let listener = TcpListener::bind(l.addr).await.map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+        Ok(Bound {
+            name: l.name.clone(),
+            protocol: l.protocol,
+            listener,
+            local_addr,
+            advertised: l
+                .advertised
+                .clone()
+                .unwrap_or_else(|| local_addr.to_string()),
+            tls: tls.filter(|_| l.protocol.tls()),
+        })
+    }
+}
+
+/// What a connection was accepted on.
+#[derive(Debug)]
+pub struct ListenerInfo {
+    pub name: Arc<str>,
+    pub tls: Option<Arc<TlsReloader>>,
+}
+
+/// A connection accepted on a listener.
+#[derive(Debug)]
+pub struct Accepted {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub listener: Arc<ListenerInfo>,
+}
+
+/// Accepts connections on `bound` and hands them to the serving loop until it is gone.
+pub async fn accept(bound: Bound, to: mpsc::Sender<Accepted>) {
+    let info = Arc::new(ListenerInfo {
+        name: bound.name.as_str().into(),
+        tls: bound.tls.clone(),
+    });
+    loop {
+        match bound.listener.accept().await {
+            Ok((stream, peer)) => {
+                let accepted = Accepted {
+                    stream,
+                    peer,
+                    listener: info.clone(),
+                };
+                if to.send(accepted).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // EMFILE and friends: keep serving the connections we have.
+                warn!(listener = %bound.name, error = %weir_model::Chain(&e), "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Serves one client connection until it closes or misbehaves: the TLS handshake first on a
+/// TLS listener (within [`TLS_HANDSHAKE_MS_MAX`]; a failed one closes the connection).
+pub async fn serve_connection(svc: Services, stream: TcpStream, listener: Arc<ListenerInfo>) {
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let span = info_span!("connection", peer = %peer);
+    let span = info_span!("connection", peer = %peer, listener = %listener.name);
     async move {
-        if let Err(e) = connection(svc, stream, &peer).await {
+        let result = match &listener.tls {
+            None => connection(svc, stream, &peer, &listener).await,
+            Some(tls) => match handshake(&svc, tls, stream).await {
+                Ok(tls_stream) => connection(svc, tls_stream, &peer, &listener).await,
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = result {
             debug!(error = %e, "connection closed");
         }
     }
@@ -45,14 +156,38 @@ pub async fn serve_connection(svc: Services, stream: TcpStream) {
     .await
 }
 
-async fn connection(svc: Services, stream: TcpStream, peer: &str) -> Result<(), ConnectionError> {
+async fn handshake(
+    svc: &Services,
+    tls: &TlsReloader,
+    stream: TcpStream,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, ConnectionError> {
+    stream.set_nodelay(true)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config(svc.state.clock.mono_ms()));
+    tokio::time::timeout(
+        Duration::from_millis(TLS_HANDSHAKE_MS_MAX),
+        acceptor.accept(stream),
+    )
+    .await
+    .map_err(|_| ConnectionError::Protocol("TLS handshake timed out".into()))?
+    .map_err(|e| ConnectionError::Protocol(format!("TLS handshake: {e}")))
+}
+
+async fn connection<S>(
+    svc: Services,
+    stream: S,
+    peer: &str,
+    listener: &ListenerInfo,
+) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Nodelay + Send + Unpin,
+{
     // Kafka's client host as groups report it: "/" and the peer's IP.
     let client_host: Arc<str> = match peer.rsplit_once(':') {
         Some((ip, _)) => format!("/{}", ip.trim_matches(|c| c == '[' || c == ']')).into(),
         None => format!("/{peer}").into(),
     };
-    stream.set_nodelay(true)?;
-    let (mut rd, mut wr) = stream.into_split();
+    stream.nodelay()?;
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Queued>(CONNECTION_IN_FLIGHT_MAX);
     let max = svc.state.config.request_bytes_max;
     // Bytes read ahead of the handler are bounded per connection (one maximum-size request)
@@ -65,7 +200,11 @@ async fn connection(svc: Services, stream: TcpStream, peer: &str) -> Result<(), 
     // Set when the client has closed (or broken) its side: handlers stop optional work such as
     // auto-creating topics, whose answer nobody may read.
     let (gone_tx, gone) = watch::channel(false);
-    let peer_info = api::Peer { client_host, gone };
+    let peer_info = api::Peer {
+        client_host,
+        gone,
+        listener: listener.name.clone(),
+    };
 
     let reader = async move {
         let result = read_requests(&mut rd, max, &budgets, &tx).await;
@@ -155,7 +294,7 @@ impl Held {
 /// Reads frames into the handler's queue until the client closes, breaks a rule, or the
 /// handler is gone.
 async fn read_requests(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    rd: &mut (impl AsyncRead + Unpin),
     max: u32,
     budgets: &Budgets,
     tx: &mpsc::Sender<Queued>,
@@ -194,7 +333,7 @@ async fn read_requests(
 /// memory for at most [`FRAME_READ_AHEAD_BYTES`] or its size so far (the buffer doubles)
 /// beyond what has arrived. `None` when a budget is closed.
 async fn read_frame_body_budgeted(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    rd: &mut (impl AsyncRead + Unpin),
     size: usize,
     budgets: &Budgets,
 ) -> Result<Option<(Bytes, Held)>, ConnectionError> {

@@ -20,11 +20,19 @@ use weir_proto::codes::{BROKER_ID_NOT_REGISTERED, INVALID_UPDATE_VERSION, STALE_
 pub async fn register(state: &BrokerState, incarnation: &str) -> Result<Duration, BrokerError> {
     let req = v1::RegisterBrokerRequest {
         broker_id: state.me.get(),
-        kafka_addr: format!("{}:{}", state.advertised_host, state.advertised_port),
+        kafka_addr: state.endpoints[0].1.clone(),
         internal_addr: state.internal_advertised.clone(),
         rack: state.config.rack.clone(),
         incarnation: incarnation.to_string(),
         directory_id: state.directory_id.clone(),
+        endpoints: state
+            .endpoints
+            .iter()
+            .map(|(listener, addr)| v1::Endpoint {
+                listener: listener.clone(),
+                addr: addr.clone(),
+            })
+            .collect(),
     };
     let resp = state
         .control

@@ -28,9 +28,9 @@ use weir_storage::{LogConfig, PartitionLog};
 pub struct BrokerState {
     pub config: BrokerConfig,
     pub me: BrokerId,
-    /// The `host:port` given to clients in Metadata.
-    pub advertised_host: String,
-    pub advertised_port: i32,
+    /// Every Kafka listener's name and advertised `host:port`, the first one's being the
+    /// address the cluster knows this broker by.
+    pub endpoints: Vec<(String, String)>,
     /// The `host:port` other brokers replicate from.
     pub internal_advertised: String,
     pub control: Arc<ControlClient>,
@@ -70,8 +70,8 @@ impl BrokerState {
         config: BrokerConfig,
         control: Arc<ControlClient>,
         clock: Arc<dyn Clock>,
-        // Kafka host and port for clients, internal `host:port` for other brokers.
-        (advertised_host, advertised_port, internal_advertised): (String, i32, String),
+        // The listeners' advertised addresses for clients, internal `host:port` for brokers.
+        (endpoints, internal_advertised): (Vec<(String, String)>, String),
     ) -> Result<BrokerState, BrokerError> {
         let logs = logs_dir(&config.data_dir);
         std::fs::create_dir_all(&logs).map_err(|source| BrokerError::DataDir {
@@ -101,8 +101,7 @@ impl BrokerState {
             directory_id,
             incarnation: Mutex::new(uuid::Uuid::new_v4().to_string()),
             log_dir: crate::log_dir::LogDirHealth::default(),
-            advertised_host,
-            advertised_port,
+            endpoints,
             internal_advertised,
             view: RwLock::new(Arc::new(ClusterView::default())),
             view_version,

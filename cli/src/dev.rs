@@ -10,9 +10,10 @@ pub struct DevArgs {
     /// Where Weir keeps its data (`coordinator/` and one `broker-N/` per broker).
     #[arg(long, env = "WEIR_DATA_DIR", default_value = "./weir-data")]
     pub data_dir: PathBuf,
-    /// Address of the (first) broker's Kafka listener; broker N listens on port + N - 1.
-    #[arg(long, env = "WEIR_KAFKA_ADDR", default_value = "127.0.0.1:9092")]
-    pub kafka_addr: SocketAddr,
+    /// Address of the (first) broker's Kafka listener, PLAINTEXT (default 127.0.0.1:9092);
+    /// broker N listens on port + N - 1. The simple form of --listener; give one or the other.
+    #[arg(long, env = "WEIR_KAFKA_ADDR")]
+    pub kafka_addr: Option<SocketAddr>,
     /// The `host:port` clients are told to connect to (one broker only; defaults to the
     /// listener's address).
     #[arg(long, env = "WEIR_ADVERTISED_KAFKA_ADDR")]
@@ -34,15 +35,25 @@ pub struct DevArgs {
     /// consecutive ports). Not served unless set.
     #[arg(long, env = "WEIR_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Named listeners and TLS, as `weir-broker` takes them; with several brokers, broker N
+    /// listens on each listener's port + N - 1.
+    #[command(flatten)]
+    pub listeners: weir_broker::cli::ListenerArgs,
     #[command(flatten)]
     pub groups: weir_broker::cli::GroupArgs,
 }
 
+/// Where the first broker listens when neither --kafka-addr nor --listener is given.
+const DEV_KAFKA_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9092);
+
 /// `brokers`: how many brokers to run, from the global `--brokers N`.
 pub async fn run(args: DevArgs, brokers: u16) -> anyhow::Result<()> {
-    if brokers > 1 && args.advertised_kafka_addr.is_some() {
+    if brokers > 1
+        && (args.advertised_kafka_addr.is_some() || !args.listeners.advertised_listener.is_empty())
+    {
         anyhow::bail!(
-            "--advertised-kafka-addr applies to a single broker; drop it or use --brokers 1"
+            "--advertised-kafka-addr and --advertised-listener apply to a single broker; drop them or use --brokers 1"
         );
     }
     let brokers = usize::from(brokers);
@@ -68,14 +79,8 @@ pub async fn run(args: DevArgs, brokers: u16) -> anyhow::Result<()> {
 
     let mut started = Vec::new();
     for i in 0..brokers {
-        let mut addr = args.kafka_addr;
-        addr.set_port(
-            args.kafka_addr
-                .port()
-                .checked_add(i as u16)
-                .context("--kafka-addr port too high for this many brokers")?,
-        );
-        let config = broker_config(&args, i, addr, &coordinator_addr, &groups)?;
+        let config = broker_config(&args, i, &coordinator_addr, &groups)?;
+        let addr = config.listeners[0].addr;
         let broker = weir_broker::Broker::start(config)
             .await
             .with_context(|| format!("starting broker {} on {addr}", i + 1))?;
@@ -115,19 +120,38 @@ pub async fn run(args: DevArgs, brokers: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Broker `i` (0-based) of the local cluster, listening on `addr`.
+/// Broker `i` (0-based) of the local cluster: every listener's port moved up by `i`.
 fn broker_config(
     args: &DevArgs,
     i: usize,
-    addr: std::net::SocketAddr,
     coordinator_addr: &str,
     groups: &weir_broker::config::GroupSettings,
 ) -> anyhow::Result<weir_broker::BrokerConfig> {
-    let mut config =
-        weir_broker::BrokerConfig::new(args.data_dir.join(format!("broker-{}", i + 1)), addr);
+    let (mut listeners, tls) = args
+        .listeners
+        .clone()
+        .resolve(
+            args.kafka_addr
+                .or(args.listeners.listener.is_empty().then_some(DEV_KAFKA_ADDR)),
+            args.advertised_kafka_addr.clone(),
+        )
+        .map_err(anyhow::Error::msg)?;
+    for l in &mut listeners {
+        if l.addr.port() != 0 {
+            let port = l.addr.port().checked_add(i as u16).with_context(|| {
+                format!("listener {} port too high for this many brokers", l.name)
+            })?;
+            l.addr.set_port(port);
+        }
+    }
+    let mut config = weir_broker::BrokerConfig::new(
+        args.data_dir.join(format!("broker-{}", i + 1)),
+        DEV_KAFKA_ADDR,
+    );
+    config.listeners = listeners;
+    config.tls = tls;
     config.node_id = i as i32 + 1;
     config.coordinators = vec![coordinator_addr.to_string()];
-    config.advertised_kafka_addr = args.advertised_kafka_addr.clone();
     config.default_partitions = args.default_partitions;
     config.auto_create_topics = args.auto_create_topics;
     config.log_defaults.flush_messages = args.flush_messages;

@@ -35,6 +35,14 @@ pub fn broker(b: &BrokerRecord) -> pb::Broker {
         epoch: b.epoch.get(),
         fenced: b.fenced,
         shutting_down: b.shutting_down,
+        endpoints: b
+            .endpoints
+            .iter()
+            .map(|e| pb::Endpoint {
+                listener: e.listener.clone(),
+                addr: e.addr.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -157,6 +157,7 @@ mod tests {
                 BrokerRecord {
                     id: BrokerId(id),
                     kafka_addr: String::new(),
+                    endpoints: Vec::new(),
                     internal_addr: String::new(),
                     rack: None,
                     epoch: BrokerEpoch(epoch),

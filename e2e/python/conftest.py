@@ -3,7 +3,10 @@
 Each test that takes the `broker` fixture runs once per target selected with --targets:
 
     kafka  the reference Apache Kafka (scripts/kafka-reference.sh, one per session)
-    weir   ${WEIR_BIN:-target/release/weir} dev --data-dir <tmp> --kafka-addr 127.0.0.1:<port>
+    weir   ${WEIR_BIN:-target/release/weir} dev --data-dir <tmp> --listener PLAINTEXT://127.0.0.1:<port>
+           --listener SSL://127.0.0.1:<port> --tls-cert ... --tls-key ...
+
+Both serve an SSL listener too, with a certificate from a throwaway CA (`tls_material`).
 
 A test marked `@pytest.mark.kafka_only(reason=...)` is skipped on every other target: it covers
 something Weir does not do yet, and the reason says what.
@@ -39,6 +42,49 @@ class Broker:
     target: str
     bootstrap: str  # host:port of the PLAINTEXT listener
     log: Path | None  # where the broker writes its log, for post-mortems
+    ssl_bootstrap: str | None = None  # host:port of the SSL listener (None: an external broker)
+    tls: "Tls | None" = None  # the CA its SSL listener's certificate chains to
+
+
+@dataclass(frozen=True)
+class Tls:
+    """A throwaway CA and a certificate for 127.0.0.1 it signed (openssl, RSA 2048, PEM)."""
+
+    ca: Path  # the CA certificate: clients trust it
+    cert: Path  # the broker's certificate
+    key: Path  # its private key (PKCS#8)
+    keystore: Path  # key and certificate in one file: Kafka's PEM keystore (KIP-651)
+    other_ca: Path  # a CA that signed nothing the brokers serve
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def make_tls(d: Path) -> Tls:
+    for name in ("ca", "other-ca"):
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                 "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.pem"),
+                 "-subj", f"/CN=weir e2e {name}",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "server.key"),
+             "-out", str(d / "server.csr"), "-subj", "/CN=127.0.0.1")
+    ext = d / "server.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                   "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    _openssl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"),
+             "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "2",
+             "-out", str(d / "server.pem"), "-extfile", str(ext))
+    keystore = d / "server-keystore.pem"
+    keystore.write_text((d / "server.key").read_text() + (d / "server.pem").read_text())
+    return Tls(ca=d / "ca.pem", cert=d / "server.pem", key=d / "server.key", keystore=keystore,
+               other_ca=d / "other-ca.pem")
+
+
+@pytest.fixture(scope="session")
+def tls_material(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    return make_tls(tmp_path_factory.mktemp("tls"))
 
     @property
     def host(self) -> str:
@@ -106,7 +152,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+def kafka_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tls_material: Tls):
     """The reference Apache Kafka, started once per session on a free port."""
     external = request.config.getoption("--kafka-bootstrap")
     if external:
@@ -116,11 +162,13 @@ def kafka_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     data = tmp_path_factory.mktemp("kafka")
     log = data / "kafka.log"
     port = kafka_probe.free_port()
+    ssl_port = kafka_probe.free_port()
     script = str(SCRIPTS / "kafka-reference.sh")
     started = time.monotonic()
     proc = subprocess.run(
         [script, "start", "--port", str(port), "--data-dir", str(data), "--log", str(log),
-         "--timeout", str(BROKER_START_TIMEOUT_S)],
+         "--timeout", str(BROKER_START_TIMEOUT_S), "--ssl-port", str(ssl_port),
+         "--ssl-keystore", str(tls_material.keystore), "--ssl-truststore", str(tls_material.ca)],
         capture_output=True, text=True, timeout=BROKER_START_TIMEOUT_S + 600,  # + a first fetch
     )
     if proc.returncode != 0:
@@ -128,13 +176,13 @@ def kafka_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     bootstrap = proc.stdout.strip().splitlines()[-1]
     sys.stderr.write(f"\nreference Kafka at {bootstrap} in {time.monotonic() - started:.1f}s, log {log}\n")
     try:
-        yield Broker("kafka", bootstrap, log)
+        yield Broker("kafka", bootstrap, log, f"127.0.0.1:{ssl_port}", tls_material)
     finally:
         subprocess.run([script, "stop", "--data-dir", str(data)], capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="session")
-def weir_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+def weir_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tls_material: Tls):
     """Weir in dev mode (single process), started once per session on a free port."""
     external = request.config.getoption("--weir-bootstrap")
     if external:
@@ -152,13 +200,16 @@ def weir_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     data = tmp_path_factory.mktemp("weir")
     log = data / "weir.log"
     bootstrap = f"127.0.0.1:{kafka_probe.free_port()}"
+    ssl_bootstrap = f"127.0.0.1:{kafka_probe.free_port()}"
     # Like the reference Kafka's group.initial.rebalance.delay.ms=0: a new group's first
     # rebalance is not held back 3 s for more members. An environment variable rather than a
     # flag, so a weir binary without groups still starts.
     env = dict(os.environ, WEIR_GROUP_INITIAL_REBALANCE_DELAY_MS="0")
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(binary), "dev", "--data-dir", str(data / "data"), "--kafka-addr", bootstrap],
+            [str(binary), "dev", "--data-dir", str(data / "data"),
+             "--listener", f"PLAINTEXT://{bootstrap}", "--listener", f"SSL://{ssl_bootstrap}",
+             "--tls-cert", str(tls_material.cert), "--tls-key", str(tls_material.key)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         )
     try:
@@ -167,7 +218,7 @@ def weir_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         except (TimeoutError, RuntimeError) as e:
             tail = log.read_text(errors="replace")[-4000:]
             pytest.fail(f"weir did not become ready: {e}\n--- {log} ---\n{tail}", pytrace=False)
-        yield Broker("weir", bootstrap, log)
+        yield Broker("weir", bootstrap, log, ssl_bootstrap, tls_material)
     finally:
         _terminate(proc)
 

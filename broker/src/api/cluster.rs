@@ -53,12 +53,15 @@ pub async fn describe_cluster(
     r.controller_id = BrokerId(state.me.get());
     r.brokers = view
         .live_brokers()
-        .map(|b| {
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(b.id.get()))
-                .with_host(str_bytes(b.kafka_host.clone()))
-                .with_port(b.kafka_port)
-                .with_rack(b.rack.clone().map(str_bytes))
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(&ctx.listener)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id.get()))
+                    .with_host(str_bytes(host.to_string()))
+                    .with_port(port)
+                    .with_rack(b.rack.clone().map(str_bytes)),
+            )
         })
         .collect();
     r

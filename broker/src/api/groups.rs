@@ -67,7 +67,7 @@ pub async fn find_coordinator(
     };
     let mut found = Vec::with_capacity(keys.len());
     for key in keys {
-        let c = locate(state, req.key_type, key.as_str()).await;
+        let c = locate(state, &ctx.listener, req.key_type, key.as_str()).await;
         found.push(match c {
             Ok((node, host, port)) => Coordinator::default()
                 .with_key(key)
@@ -100,6 +100,7 @@ pub async fn find_coordinator(
 
 async fn locate(
     state: &BrokerState,
+    listener: &str,
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, i32), (ResponseError, String)> {
@@ -127,7 +128,10 @@ async fn locate(
             .and_then(|t| t.partition(index))
             .and_then(|p| p.leader)
             .and_then(|l| v.brokers.get(&l))
-            .map(|b| (b.id.get(), b.kafka_host.clone(), b.kafka_port))
+            .and_then(|b| {
+                let (host, port) = b.endpoint(listener)?;
+                Some((b.id.get(), host.to_string(), port))
+            })
     };
     if led(&state.view()).is_none() {
         state

@@ -35,7 +35,7 @@ pub async fn metadata(
     let wanted = match req.topics {
         Some(t) if !(ctx.version == 0 && t.is_empty()) => t,
         _ => {
-            r.brokers = brokers(&view);
+            r.brokers = brokers(&view, &ctx.listener);
             r.topics = view
                 .topics
                 .values()
@@ -76,7 +76,7 @@ pub async fn metadata(
         };
         entries.push(entry);
     }
-    r.brokers = brokers(&view);
+    r.brokers = brokers(&view, &ctx.listener);
     r.topics = entries;
     r
 }
@@ -120,15 +120,19 @@ async fn named_entry(
     }
 }
 
-/// Brokers clients may use: registered and not fenced.
-fn brokers(view: &ClusterView) -> Vec<MetadataResponseBroker> {
+/// Brokers clients may use: registered, not fenced, and with the listener the client came
+/// through (at that listener's address), as Kafka answers.
+fn brokers(view: &ClusterView, listener: &str) -> Vec<MetadataResponseBroker> {
     view.live_brokers()
-        .map(|b| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.id.get()))
-                .with_host(str_bytes(b.kafka_host.clone()))
-                .with_port(b.kafka_port)
-                .with_rack(b.rack.clone().map(str_bytes))
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(listener)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id.get()))
+                    .with_host(str_bytes(host.to_string()))
+                    .with_port(port)
+                    .with_rack(b.rack.clone().map(str_bytes)),
+            )
         })
         .collect()
 }
@@ -156,8 +160,14 @@ fn topic_entry(ctx: &Ctx, view: &ClusterView, t: &TopicView) -> MetadataResponse
                         .with_replica_nodes(ids(&p.replicas))
                         .with_isr_nodes(ids(&p.isr))
                         .with_offline_replicas(offline);
-                    if p.leader.is_none() {
-                        out.error_code = ResponseError::LeaderNotAvailable.code();
+                    match p.leader.map(|l| view.brokers.get(&l)) {
+                        None => out.error_code = ResponseError::LeaderNotAvailable.code(),
+                        // As Kafka: the leader has no listener of the name the client came
+                        // through.
+                        Some(Some(l)) if l.endpoint(&ctx.listener).is_none() => {
+                            out.error_code = ResponseError::ListenerNotFound.code();
+                        }
+                        Some(_) => {}
                     }
                     out
                 })

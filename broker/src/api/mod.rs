@@ -73,6 +73,8 @@ pub struct Peer {
     pub client_host: Arc<str>,
     /// Becomes `true` when the client has closed or broken its side of the connection.
     pub gone: watch::Receiver<bool>,
+    /// The listener it connected through: Metadata answers with that listener's addresses.
+    pub listener: Arc<str>,
 }
 
 /// A response written into the output buffer, with the share of the broker's fetch-response
@@ -202,6 +204,7 @@ fn request_ctx(
         client_id: header.client_id.clone().unwrap_or_default(),
         client_host: peer.client_host.clone(),
         gone: peer.gone.clone(),
+        listener: peer.listener.clone(),
     };
     tracing::trace!(api = ?api, version, correlation_id = header.correlation_id, "request");
     Ok(Some((ctx, buf)))
@@ -286,6 +289,8 @@ pub struct Ctx {
     /// The client's address as group descriptions show it (`/127.0.0.1`).
     pub client_host: Arc<str>,
     gone: watch::Receiver<bool>,
+    /// The listener the client connected through.
+    pub listener: Arc<str>,
 }
 
 impl Ctx {

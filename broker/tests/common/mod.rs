@@ -13,7 +13,10 @@ use tokio::net::TcpStream;
 use weir_broker::{Broker, BrokerConfig};
 
 pub struct TestBroker {
+    /// The first listener's address.
     pub addr: SocketAddr,
+    /// Every listener's address, by name.
+    pub listeners: std::collections::BTreeMap<String, SocketAddr>,
     pub dir: tempfile::TempDir,
     /// The one-voter coordinator quorum this broker registers with.
     coordinator: Option<weir_coordinator::CoordinatorHandle>,
@@ -52,10 +55,15 @@ impl TestBroker {
         // A new group's first rebalance is not held back for more members in tests.
         config.groups.initial_rebalance_delay_ms = 0;
         f(&mut config);
+        let names: Vec<String> = config.listeners.iter().map(|l| l.name.clone()).collect();
         let broker = Broker::start_with_clock(config, clock)
             .await
             .expect("broker starts");
         let addr = broker.local_addr();
+        let listeners = names
+            .into_iter()
+            .filter_map(|n| Some((n.clone(), broker.listener_addr(&n)?)))
+            .collect();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             broker
@@ -67,6 +75,7 @@ impl TestBroker {
         });
         TestBroker {
             addr,
+            listeners,
             dir,
             coordinator: Some(coordinator),
             stop: Some(tx),
@@ -91,15 +100,61 @@ impl TestBroker {
     }
 }
 
+/// A connection's byte stream: plain TCP or TLS.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 pub struct Client {
-    pub stream: TcpStream,
+    pub stream: Box<dyn Io>,
     next_id: i32,
 }
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.expect("connect");
-        Client { stream, next_id: 1 }
+        Client {
+            stream: Box::new(stream),
+            next_id: 1,
+        }
+    }
+
+    /// A TLS connection trusting `ca_pem`, presenting `identity` (certificate chain and key,
+    /// PEM) when given. The server may still refuse the client after this returns (TLS 1.3
+    /// sends its verdict on the client's certificate later): the first request then fails.
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        ca_pem: &str,
+        identity: Option<(&str, &str)>,
+    ) -> std::io::Result<Client> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap();
+                let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+                builder.with_client_auth_cert(chain, key).unwrap()
+            }
+        };
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = TcpStream::connect(addr).await?;
+        let name = ServerName::IpAddress(addr.ip().into());
+        let stream = connector.connect(name, tcp).await?;
+        Ok(Client {
+            stream: Box::new(stream),
+            next_id: 1,
+        })
     }
 
     pub async fn send_raw(&mut self, frame: &[u8]) {
@@ -307,4 +362,39 @@ pub fn batch_with_producer(
     )
     .expect("encode batch");
     buf.freeze()
+}
+
+/// A throwaway certificate authority for TLS tests.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    /// Its certificate (PEM).
+    pub pem: String,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let issuer =
+            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        TestCa {
+            pem: issuer.pem(),
+            issuer,
+        }
+    }
+
+    /// A certificate for `names` (DNS names or IP addresses) signed by this CA, and its key:
+    /// (certificate PEM, key PEM).
+    pub fn leaf(&self, names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
 }

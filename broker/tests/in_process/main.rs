@@ -11,3 +11,4 @@ mod compaction;
 mod malformed;
 mod protocol;
 mod replication;
+mod tls;

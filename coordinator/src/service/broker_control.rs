@@ -68,6 +68,14 @@ impl BrokerControl for BrokerControlService {
             rack: r.rack,
             incarnation: r.incarnation,
             directory_id: r.directory_id,
+            endpoints: r
+                .endpoints
+                .into_iter()
+                .map(|e| weir_metadata::Endpoint {
+                    listener: e.listener,
+                    addr: e.addr,
+                })
+                .collect(),
         };
         let written = core.write(command).await?;
         let cluster_id = core.state(|s| s.cluster_id.clone());

@@ -411,6 +411,7 @@ mod tests {
             rack: None,
             incarnation: format!("inc-{id}"),
             directory_id: format!("dir-{id}"),
+            endpoints: Vec::new(),
         })
     }
 

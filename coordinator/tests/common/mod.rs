@@ -133,6 +133,7 @@ pub async fn register_broker(addr: &str, id: i32) -> i64 {
                     rack: None,
                     incarnation: format!("incarnation-{id}"),
                     directory_id: format!("directory-{id}"),
+                    endpoints: Vec::new(),
                 })
                 .await
                 .ok()?

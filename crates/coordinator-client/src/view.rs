@@ -18,8 +18,12 @@ use weir_proto::v1;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokerView {
     pub id: BrokerId,
+    /// The first listener's advertised host and port.
     pub kafka_host: String,
     pub kafka_port: i32,
+    /// Every listener's advertised host and port, by listener name. Empty for a broker that
+    /// registered without them: `kafka_host:kafka_port` is then its only address.
+    pub endpoints: BTreeMap<String, (String, i32)>,
     pub internal_addr: String,
     pub rack: Option<String>,
     /// The epoch of the broker's current registration: a replica fetch must carry it.
@@ -193,12 +197,35 @@ impl BrokerView {
         }
     }
 
+    /// Where a client that connected through `listener` reaches this broker: that listener's
+    /// address, or None if the broker has no such listener.
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, i32)> {
+        if self.endpoints.is_empty() {
+            return Some((&self.kafka_host, self.kafka_port));
+        }
+        self.endpoints
+            .get(listener)
+            .map(|(host, port)| (host.as_str(), *port))
+    }
+
     fn from_wire(b: &v1::Broker) -> Option<BrokerView> {
-        let (host, port) = b.kafka_addr.rsplit_once(':')?;
+        let (kafka_host, kafka_port) = split_host_port(&b.kafka_addr)?;
+        let mut endpoints = BTreeMap::new();
+        for e in &b.endpoints {
+            match split_host_port(&e.addr) {
+                Some(hp) => {
+                    endpoints.insert(e.listener.clone(), hp);
+                }
+                None => {
+                    tracing::warn!(broker = b.id, listener = %e.listener, addr = %e.addr, "skipping a listener with a bad address")
+                }
+            }
+        }
         Some(BrokerView {
             id: BrokerId(b.id),
-            kafka_host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
-            kafka_port: port.parse().ok()?,
+            kafka_host,
+            kafka_port,
+            endpoints,
             internal_addr: b.internal_addr.clone(),
             rack: b.rack.clone(),
             epoch: BrokerEpoch(b.epoch),
@@ -206,6 +233,14 @@ impl BrokerView {
             shutting_down: b.shutting_down,
         })
     }
+}
+
+/// `host:port` (brackets around an IPv6 host) as host and port.
+fn split_host_port(addr: &str) -> Option<(String, i32)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let host = host.trim_matches(|c| c == '[' || c == ']');
+    (!host.is_empty()).then_some(())?;
+    Some((host.to_string(), port.parse().ok()?))
 }
 
 impl TopicView {
@@ -310,6 +345,40 @@ mod tests {
         );
         assert!(t.partition(PartitionId(2)).is_none());
         assert_eq!(view.under_replicated(), 2);
+    }
+
+    #[test]
+    fn a_client_gets_the_address_of_the_listener_it_came_through() {
+        let mut b = broker(1, "plain:9092");
+        b.endpoints = vec![
+            v1::Endpoint {
+                listener: "PLAIN".into(),
+                addr: "plain:9092".into(),
+            },
+            v1::Endpoint {
+                listener: "TLS".into(),
+                addr: "[::1]:9094".into(),
+            },
+            v1::Endpoint {
+                listener: "BAD".into(),
+                addr: "no-port".into(),
+            },
+        ];
+        let old = broker(2, "old:9092");
+        let view = ClusterView::from_description(v1::DescribeClusterResponse {
+            brokers: vec![b, old],
+            ..Default::default()
+        });
+        let b = &view.brokers[&BrokerId(1)];
+        assert_eq!(b.endpoint("TLS"), Some(("::1", 9094)));
+        assert_eq!(b.endpoint("PLAIN"), Some(("plain", 9092)));
+        assert_eq!(b.endpoint("BAD"), None);
+        assert_eq!(b.endpoint("OTHER"), None);
+        // A broker that registered no listeners has one address, whatever the listener.
+        assert_eq!(
+            view.brokers[&BrokerId(2)].endpoint("TLS"),
+            Some(("old", 9092))
+        );
     }
 
     #[test]

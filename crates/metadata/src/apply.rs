@@ -6,8 +6,8 @@
 
 use crate::state::*;
 use std::collections::BTreeMap;
-use weir_model::limits::PARTITIONS_PER_TOPIC_MAX;
 use weir_model::limits::PRODUCER_ID_BLOCK_MAX;
+use weir_model::limits::{LISTENER_NAME_BYTES_MAX, LISTENERS_MAX, PARTITIONS_PER_TOPIC_MAX};
 use weir_model::{BrokerEpoch, BrokerId, LeaderEpoch, PartitionEpoch, TopicId, TopicName};
 
 /// An accepted command: its reply, and `Some(changes)` when it changed the state (the version
@@ -23,6 +23,35 @@ struct Registration<'a> {
     rack: Option<&'a str>,
     incarnation: &'a str,
     directory_id: &'a str,
+    endpoints: &'a [Endpoint],
+}
+
+/// A registration's listeners: at most [`LISTENERS_MAX`], each named (uniquely, at most
+/// [`LISTENER_NAME_BYTES_MAX`] bytes) and with an address.
+fn check_endpoints(endpoints: &[Endpoint]) -> Result<(), MetadataError> {
+    let refuse = |why: String| Err(MetadataError::InvalidRequest(why));
+    if endpoints.len() > LISTENERS_MAX {
+        return refuse(format!(
+            "{} listeners; at most {LISTENERS_MAX}",
+            endpoints.len()
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for e in endpoints {
+        if e.listener.is_empty() || e.listener.len() > LISTENER_NAME_BYTES_MAX {
+            return refuse(format!(
+                "listener name {:?}: 1 to {LISTENER_NAME_BYTES_MAX} bytes",
+                e.listener
+            ));
+        }
+        if e.addr.is_empty() {
+            return refuse(format!("listener {} has no address", e.listener));
+        }
+        if !seen.insert(e.listener.as_str()) {
+            return refuse(format!("listener {} is named twice", e.listener));
+        }
+    }
+    Ok(())
 }
 
 impl MetadataState {
@@ -42,6 +71,7 @@ impl MetadataState {
                 rack,
                 incarnation,
                 directory_id,
+                endpoints,
             } => self.register_broker(
                 index,
                 *id,
@@ -51,6 +81,7 @@ impl MetadataState {
                     rack: rack.as_deref(),
                     incarnation,
                     directory_id,
+                    endpoints,
                 },
             ),
             Command::FenceBroker { id, epoch } => self.fence_broker(*id, *epoch),
@@ -130,6 +161,7 @@ impl MetadataState {
                 "broker id {id} is negative"
             )));
         }
+        check_endpoints(reg.endpoints)?;
         let epoch = i64::try_from(index).map_err(|e| {
             MetadataError::InvalidRequest(format!("log index {index} is not a broker epoch: {e}"))
         })?;
@@ -158,6 +190,7 @@ impl MetadataState {
             BrokerRecord {
                 id,
                 kafka_addr: reg.kafka_addr.to_string(),
+                endpoints: reg.endpoints.to_vec(),
                 internal_addr: reg.internal_addr.to_string(),
                 rack: reg.rack.map(str::to_string),
                 epoch,

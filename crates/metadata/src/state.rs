@@ -4,11 +4,24 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use weir_model::{BrokerEpoch, BrokerId, LeaderEpoch, PartitionEpoch, TopicId, TopicName};
 
+/// A named Kafka listener's advertised `host:port` (an entry of Kafka's
+/// `advertised.listeners`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub listener: String,
+    pub addr: String,
+}
+
 /// A broker as the cluster knows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRecord {
     pub id: BrokerId,
+    /// The first listener's advertised address.
     pub kafka_addr: String,
+    /// Every Kafka listener's advertised address; empty for a broker that registered before
+    /// brokers sent them (its `kafka_addr` is then its only one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<Endpoint>,
     pub internal_addr: String,
     pub rack: Option<String>,
     /// The index of the log entry that registered this incarnation.
@@ -116,6 +129,9 @@ pub enum Command {
         /// The broker's data-directory id; empty when it did not send one.
         #[serde(default)]
         directory_id: String,
+        /// Its Kafka listeners' advertised addresses.
+        #[serde(default)]
+        endpoints: Vec<Endpoint>,
     },
     /// A broker's lease expired (proposed by the Raft leader, which tracks heartbeats). A stale
     /// epoch or an already fenced broker is a no-op.

@@ -173,6 +173,20 @@ pub const KAFKA_ADMIN_RESPONSE_BYTES_MAX_MIN: usize = 64 * 1024;
 /// session expires, which answers the waiters; this bound is only a backstop).
 /// Used in `broker/src/api/groups.rs`.
 pub const SYNC_WAIT_MS_MAX: u64 = 300000;
+/// Kafka listeners per broker (`--listener`), and so endpoints per broker registration.
+/// Used in `broker/src/listener.rs` and `crates/metadata/src/apply.rs`.
+pub const LISTENERS_MAX: usize = 16;
+/// A listener's name, at most (Kafka's names are short identifiers such as `CLIENT`).
+/// Used in `broker/src/listener.rs` and `crates/metadata/src/apply.rs`.
+pub const LISTENER_NAME_BYTES_MAX: usize = 64;
+/// How often a TLS listener looks at its certificate, key and client CA files for a change
+/// (rotation without a restart), at most.
+/// Used in `broker/src/tls.rs`.
+pub const TLS_RELOAD_CHECK_MS: u64 = 1_000;
+/// How long a client has to complete a TLS handshake; a silent or slow one is closed so it
+/// holds no connection slot.
+/// Used in `broker/src/server.rs`.
+pub const TLS_HANDSHAKE_MS_MAX: u64 = 10_000;
 /// Partitions one replica fetch or epoch-end request is answered for; a follower asks for
 /// the partitions it copies from one leader, so more is a broken or hostile caller.
 /// Used in `broker/src/replication.rs`.

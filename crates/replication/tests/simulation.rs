@@ -817,6 +817,7 @@ impl Coordinator {
             rack: None,
             incarnation: format!("{id}-{incarnation}"),
             directory_id: self.directory_id(id, directory),
+            endpoints: Vec::new(),
         };
         if let Ok((Reply::BrokerRegistered { epoch }, _)) = self.apply(io, command) {
             io.stats.registrations += 1;

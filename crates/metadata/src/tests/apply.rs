@@ -46,6 +46,41 @@ fn registration_is_fenced_idempotent_per_incarnation_and_a_restart_fences_the_ol
 }
 
 #[test]
+fn a_registration_keeps_its_listeners_and_bad_ones_are_refused() {
+    let mut c = Cluster::with_brokers(1);
+    let e = |listener: &str, addr: &str| Endpoint {
+        listener: listener.into(),
+        addr: addr.into(),
+    };
+    let register = |endpoints: Vec<Endpoint>| Command::RegisterBroker {
+        id: b(7),
+        kafka_addr: "b7:9092".into(),
+        internal_addr: "b7:9093".into(),
+        rack: None,
+        incarnation: "one".into(),
+        directory_id: "dir-7".into(),
+        endpoints,
+    };
+    let good = vec![e("PLAINTEXT", "b7:9092"), e("CLIENT", "kafka.example:9094")];
+    c.ok(register(good.clone()));
+    assert_eq!(c.state.brokers[&b(7)].endpoints, good);
+    for (bad, says) in [
+        (vec![e("A", "h:1"), e("A", "h:2")], "named twice"),
+        (vec![e("", "h:1")], "listener name"),
+        (vec![e("A", "")], "no address"),
+        (
+            (0..=weir_model::limits::LISTENERS_MAX)
+                .map(|i| e(&format!("L{i}"), "h:1"))
+                .collect(),
+            "at most",
+        ),
+    ] {
+        let refused = c.err(register(bad)).to_string();
+        assert!(refused.contains(says), "{refused}");
+    }
+}
+
+#[test]
 fn create_topic_uses_live_replicas_and_refuses_bad_assignments() {
     let mut c = Cluster::with_brokers(3);
     c.fence(2);

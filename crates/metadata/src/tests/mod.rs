@@ -86,6 +86,7 @@ impl Cluster {
             rack: None,
             incarnation: incarnation.to_string(),
             directory_id: directory_id.to_string(),
+            endpoints: Vec::new(),
         }) {
             (Reply::BrokerRegistered { epoch }, _) => epoch,
             other => panic!("unexpected {other:?}"),

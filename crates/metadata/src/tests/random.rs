@@ -191,6 +191,7 @@ fn resolve(state: &MetadataState, brokers: u8, op: &Op) -> Command {
                 2 => format!("dir-{n}-new"),
                 _ => format!("dir-{n}"),
             },
+            endpoints: Vec::new(),
         },
         Op::Fence { broker: n, epoch } => Command::FenceBroker {
             id: broker(*n),

@@ -7,11 +7,19 @@ pub struct Error {
     #[prost(string, tag = "2")]
     pub message: ::prost::alloc::string::String,
 }
+/// A named Kafka listener's advertised host:port (an entry of Kafka's advertised.listeners).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Endpoint {
+    #[prost(string, tag = "1")]
+    pub listener: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub addr: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Broker {
     #[prost(int32, tag = "1")]
     pub id: i32,
-    /// host:port that Kafka clients connect to.
+    /// host:port that Kafka clients connect to: the first listener's.
     #[prost(string, tag = "2")]
     pub kafka_addr: ::prost::alloc::string::String,
     /// host:port of the broker's gRPC server (replication).
@@ -29,6 +37,11 @@ pub struct Broker {
     /// Set by ControlledShutdown: leaderships are being moved away.
     #[prost(bool, tag = "7")]
     pub shutting_down: bool,
+    /// Every Kafka listener's advertised address, the first one's being kafka_addr. A client
+    /// is given the addresses of the listener it connected to. Empty from brokers that did not
+    /// send them: kafka_addr is then the only one.
+    #[prost(message, repeated, tag = "8")]
+    pub endpoints: ::prost::alloc::vec::Vec<Endpoint>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Partition {
@@ -69,7 +82,7 @@ pub struct Topic {
     #[prost(message, repeated, tag = "4")]
     pub partitions: ::prost::alloc::vec::Vec<Partition>,
 }
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct RegisterBrokerRequest {
     #[prost(int32, tag = "1")]
     pub broker_id: i32,
@@ -87,6 +100,9 @@ pub struct RegisterBrokerRequest {
     /// not elected until it has caught up again. Empty: unknown (no such check).
     #[prost(string, tag = "6")]
     pub directory_id: ::prost::alloc::string::String,
+    /// Every Kafka listener's advertised address; kafka_addr is the first one's.
+    #[prost(message, repeated, tag = "7")]
+    pub endpoints: ::prost::alloc::vec::Vec<Endpoint>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterBrokerResponse {
