@@ -45,6 +45,14 @@ class Broker:
     ssl_bootstrap: str | None = None  # host:port of the SSL listener (None: an external broker)
     tls: "Tls | None" = None  # the CA its SSL listener's certificate chains to
 
+    @property
+    def host(self) -> str:
+        return self.bootstrap.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.bootstrap.rpartition(":")[2])
+
 
 @dataclass(frozen=True)
 class Tls:
@@ -85,14 +93,6 @@ def make_tls(d: Path) -> Tls:
 @pytest.fixture(scope="session")
 def tls_material(tmp_path_factory: pytest.TempPathFactory) -> Tls:
     return make_tls(tmp_path_factory.mktemp("tls"))
-
-    @property
-    def host(self) -> str:
-        return self.bootstrap.rpartition(":")[0]
-
-    @property
-    def port(self) -> int:
-        return int(self.bootstrap.rpartition(":")[2])
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -57,7 +57,8 @@ def test_kafka_python_round_trips_over_ssl(broker):
                   ssl_cafile=conf["ssl.ca.location"])
     topic = f"t-tls-kp-{uuid.uuid4().hex[:8]}"
     producer = KafkaProducer(acks="all", **common)
-    AdminClient(conf).create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=WAIT_S)
+    admin = AdminClient(conf)  # must outlive its futures
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=WAIT_S)
     for i in range(5):
         producer.send(topic, value=f"m{i}".encode(), partition=0).get(timeout=WAIT_S)
     producer.close()
