@@ -4,7 +4,9 @@
 #
 #   scripts/kafka-reference.sh fetch
 #   scripts/kafka-reference.sh start --data-dir D [--port P] [--controller-port C] [--log FILE] [--timeout S]
-#                                    [--ssl-port S --ssl-keystore PEM --ssl-truststore PEM]
+#                                    [--ssl-port S --ssl-keystore PEM --ssl-truststore PEM [--mtls-port M]]
+# --mtls-port adds a listener MTLS, SSL with client certificates required (signed by the
+# truststore's CA).
 #   scripts/kafka-reference.sh stop  --data-dir D [--timeout S]
 #   scripts/kafka-reference.sh status --data-dir D
 #   scripts/kafka-reference.sh libs            # print the classpath folder (after fetch)
@@ -95,12 +97,16 @@ free_port() {
 }
 
 write_config() {
-    local data=$1 port=$2 cport=$3 sslport=$4 keystore=$5 truststore=$6
+    local data=$1 port=$2 cport=$3 sslport=$4 keystore=$5 truststore=$6 mtlsport=$7
     local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
     local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
     if [[ -n $sslport ]]; then
         listeners+=",SSL://127.0.0.1:$sslport"
         protocols+=",SSL:SSL"
+    fi
+    if [[ -n $mtlsport ]]; then
+        listeners+=",MTLS://127.0.0.1:$mtlsport"
+        protocols+=",MTLS:SSL"
     fi
     cat >"$data/server.properties" <<EOF
 # Written by scripts/kafka-reference.sh; rewritten on every start.
@@ -132,6 +138,7 @@ ssl.keystore.location=$keystore
 ssl.truststore.type=PEM
 ssl.truststore.location=$truststore
 ssl.client.auth=none
+listener.name.mtls.ssl.client.auth=required
 EOF
     fi
     # log4j2 writes to stdout, which start() sends to the log file with the JVM's own output.
@@ -151,13 +158,14 @@ EOF
 }
 
 cmd_start() {
-    local port="" cport="" data="" logfile="" timeout=120 sslport="" keystore="" truststore=""
+    local port="" cport="" data="" logfile="" timeout=120 sslport="" keystore="" truststore="" mtlsport=""
     while (($#)); do
         case $1 in
             --port) port=$2; shift 2 ;;
             --ssl-port) sslport=$2; shift 2 ;;
             --ssl-keystore) keystore=$2; shift 2 ;;
             --ssl-truststore) truststore=$2; shift 2 ;;
+            --mtls-port) mtlsport=$2; shift 2 ;;
             --controller-port) cport=$2; shift 2 ;;
             --data-dir) data=$2; shift 2 ;;
             --log) logfile=$2; shift 2 ;;
@@ -166,8 +174,8 @@ cmd_start() {
         esac
     done
     [[ -n $data ]] || die "start: --data-dir is required"
-    if [[ -n $sslport && ( -z $keystore || -z $truststore ) ]]; then
-        die "start: --ssl-port needs --ssl-keystore and --ssl-truststore (PEM files)"
+    if [[ ( -n $sslport || -n $mtlsport ) && ( -z $sslport || -z $keystore || -z $truststore ) ]]; then
+        die "start: --ssl-port and --mtls-port need --ssl-port, --ssl-keystore and --ssl-truststore (PEM files)"
     fi
     mkdir -p "$data"
     data=$(cd "$data" && pwd)
@@ -193,7 +201,7 @@ cmd_start() {
             die "port $p on 127.0.0.1 is already in use"
         fi
     done
-    write_config "$data" "$port" "$cport" "$sslport" "$keystore" "$truststore"
+    write_config "$data" "$port" "$cport" "$sslport" "$keystore" "$truststore" "$mtlsport"
 
     local cp="$LIBS/*"
     if [[ ! -f $data/kraft-logs/meta.properties ]]; then

@@ -44,6 +44,10 @@ class Broker:
     log: Path | None  # where the broker writes its log, for post-mortems
     ssl_bootstrap: str | None = None  # host:port of the SSL listener (None: an external broker)
     tls: "Tls | None" = None  # the CA its SSL listener's certificate chains to
+    # host:port of an SSL listener that requires a client certificate the CA signed (Kafka's
+    # ssl.client.auth=required); None where the broker has none (Weir's client CA applies to
+    # all its SSL listeners, so test_tls.py starts a Weir of its own for mutual TLS)
+    mtls_bootstrap: str | None = None
 
     @property
     def host(self) -> str:
@@ -63,6 +67,10 @@ class Tls:
     key: Path  # its private key (PKCS#8)
     keystore: Path  # key and certificate in one file: Kafka's PEM keystore (KIP-651)
     other_ca: Path  # a CA that signed nothing the brokers serve
+    client_cert: Path  # a client certificate the CA signed
+    client_key: Path
+    foreign_cert: Path  # a client certificate the other CA signed
+    foreign_key: Path
 
 
 def _openssl(*args: str) -> None:
@@ -86,8 +94,18 @@ def make_tls(d: Path) -> Tls:
              "-out", str(d / "server.pem"), "-extfile", str(ext))
     keystore = d / "server-keystore.pem"
     keystore.write_text((d / "server.key").read_text() + (d / "server.pem").read_text())
+    for name, ca in (("client", "ca"), ("foreign", "other-ca")):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / f"{name}.key"),
+                 "-out", str(d / f"{name}.csr"), "-subj", f"/CN=weir e2e {name}")
+        client_ext = d / "client.ext"
+        client_ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                              "extendedKeyUsage=clientAuth\n")
+        _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / f"{ca}.pem"),
+                 "-CAkey", str(d / f"{ca}.key"), "-CAcreateserial", "-days", "2",
+                 "-out", str(d / f"{name}.pem"), "-extfile", str(client_ext))
     return Tls(ca=d / "ca.pem", cert=d / "server.pem", key=d / "server.key", keystore=keystore,
-               other_ca=d / "other-ca.pem")
+               other_ca=d / "other-ca.pem", client_cert=d / "client.pem", client_key=d / "client.key",
+               foreign_cert=d / "foreign.pem", foreign_key=d / "foreign.key")
 
 
 @pytest.fixture(scope="session")
@@ -163,12 +181,14 @@ def kafka_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     log = data / "kafka.log"
     port = kafka_probe.free_port()
     ssl_port = kafka_probe.free_port()
+    mtls_port = kafka_probe.free_port()
     script = str(SCRIPTS / "kafka-reference.sh")
     started = time.monotonic()
     proc = subprocess.run(
         [script, "start", "--port", str(port), "--data-dir", str(data), "--log", str(log),
          "--timeout", str(BROKER_START_TIMEOUT_S), "--ssl-port", str(ssl_port),
-         "--ssl-keystore", str(tls_material.keystore), "--ssl-truststore", str(tls_material.ca)],
+         "--ssl-keystore", str(tls_material.keystore), "--ssl-truststore", str(tls_material.ca),
+         "--mtls-port", str(mtls_port)],
         capture_output=True, text=True, timeout=BROKER_START_TIMEOUT_S + 600,  # + a first fetch
     )
     if proc.returncode != 0:
@@ -176,7 +196,7 @@ def kafka_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     bootstrap = proc.stdout.strip().splitlines()[-1]
     sys.stderr.write(f"\nreference Kafka at {bootstrap} in {time.monotonic() - started:.1f}s, log {log}\n")
     try:
-        yield Broker("kafka", bootstrap, log, f"127.0.0.1:{ssl_port}", tls_material)
+        yield Broker("kafka", bootstrap, log, f"127.0.0.1:{ssl_port}", tls_material, f"127.0.0.1:{mtls_port}")
     finally:
         subprocess.run([script, "stop", "--data-dir", str(data)], capture_output=True, timeout=120)
 

@@ -1,17 +1,22 @@
 """SSL listeners: the same clients over TLS against Weir and the reference Kafka, configured
-alike (a certificate for 127.0.0.1 from a throwaway CA, no client certificates), and the
-refusals: plaintext to the TLS port, a client that does not trust the broker's CA."""
+alike (a certificate for 127.0.0.1 from a throwaway CA), and the refusals: plaintext to the
+TLS port, a client that does not trust the broker's CA; then mutual TLS, where only clients
+with a certificate from the CA are served."""
 
 from __future__ import annotations
 
 import socket
 import struct
+import subprocess
 import uuid
+from pathlib import Path
 
+import kafka_probe
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from conftest import REPO, WEIR_START_TIMEOUT_S, _terminate
 from helpers import WAIT_S, consume, kcat, wait_until
 
 
@@ -113,3 +118,79 @@ def test_the_plaintext_listener_still_names_plaintext_addresses(broker):
     md = wait_until(lambda: AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=5),
                     "metadata over PLAINTEXT")
     assert [f"{b.host}:{b.port}" for b in md.brokers.values()] == [broker.bootstrap]
+
+
+# --- mutual TLS --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def weir_mtls(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tls_material):
+    """A Weir of its own whose SSL listener requires client certificates (its client CA holds
+    for all its SSL listeners, so the session's Weir cannot have both kinds)."""
+    binary = Path(request.config.getoption("--weir-bin"))
+    binary = binary if binary.is_absolute() else REPO / binary
+    data = tmp_path_factory.mktemp("weir-mtls")
+    plain = f"127.0.0.1:{kafka_probe.free_port()}"
+    mtls = f"127.0.0.1:{kafka_probe.free_port()}"
+    t = tls_material
+    with open(data / "weir.log", "wb") as out:
+        proc = subprocess.Popen(
+            [str(binary), "dev", "--data-dir", str(data / "data"),
+             "--listener", f"PLAINTEXT://{plain}", "--listener", f"SSL://{mtls}",
+             "--tls-cert", str(t.cert), "--tls-key", str(t.key), "--tls-client-ca", str(t.ca)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    try:
+        kafka_probe.wait_ready(plain, timeout=WEIR_START_TIMEOUT_S, pid=proc.pid)
+        yield mtls
+    finally:
+        _terminate(proc)
+
+
+@pytest.fixture
+def mtls_bootstrap(broker, request: pytest.FixtureRequest) -> str:
+    ssl_conf(broker)
+    if broker.target == "weir":
+        return request.getfixturevalue("weir_mtls")
+    assert broker.mtls_bootstrap, "the reference Kafka was started without its MTLS listener"
+    return broker.mtls_bootstrap
+
+
+def mtls_conf(broker, bootstrap: str, cert=None, key=None) -> dict:
+    conf = {"bootstrap.servers": bootstrap, "security.protocol": "SSL",
+            "ssl.ca.location": str(broker.tls.ca), "socket.timeout.ms": 5000}
+    if cert:
+        conf |= {"ssl.certificate.location": str(cert), "ssl.key.location": str(key)}
+    return conf
+
+
+def test_mutual_tls_serves_a_client_whose_certificate_the_client_ca_signed(broker, mtls_bootstrap):
+    """ssl.client.auth=required (Kafka) and --tls-client-ca (Weir): a client with a
+    certificate from the CA creates a topic, produces and reads back."""
+    t = broker.tls
+    conf = mtls_conf(broker, mtls_bootstrap, t.client_cert, t.client_key)
+    topic = f"t-mtls-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient(conf)
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=WAIT_S)
+    p = Producer({**conf, "acks": "all"})
+    for i in range(5):
+        p.produce(topic, value=f"m{i}", partition=0)
+    assert p.flush(WAIT_S) == 0
+    c = Consumer({**conf, "group.id": f"g-mtls-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest"})
+    try:
+        c.subscribe([topic])
+        assert sorted(m.value().decode() for m in consume(c, 5)) == [f"m{i}" for i in range(5)]
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("who", ["no certificate", "a foreign CA's certificate"])
+def test_mutual_tls_refuses_other_clients(broker, mtls_bootstrap, who):
+    """No client certificate, or one another CA signed: no metadata, no topics."""
+    t = broker.tls
+    if who == "no certificate":
+        conf = mtls_conf(broker, mtls_bootstrap)
+    else:
+        conf = mtls_conf(broker, mtls_bootstrap, t.foreign_cert, t.foreign_key)
+    with pytest.raises(KafkaException):
+        AdminClient(conf).list_topics(timeout=5)
