@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """What TLS costs: produce and consume over PLAINTEXT and over SSL, Weir and Apache Kafka side by
-side, with the same client (`weir bench`, librdkafka).
+side, with the same client: Kafka's own ProducerPerformance and ConsumerPerformance (the Java
+client, from the reference Kafka's jars; `weir bench`'s librdkafka has no OpenSSL).
 
     python3 scripts/bench_tls.py [--quick] [--rounds N] [--out FILE]
 
@@ -76,18 +77,37 @@ class Kafka(bm.Kafka):
         bm.first_record(self.bootstrap)
 
 
-def run(b, listener, ca, topic, acks, n):
-    tls = ["-X", "security.protocol=SSL", "-X", f"ssl.ca.location={ca}"] if listener == "SSL" else []
+KAFKA_LIBS = Path(os.environ.get("WEIR_CACHE_DIR", Path.home() / ".cache/weir")) / "kafka-4.3.1/libs"
+
+
+def java_tool(tool, *args):
+    cmd = ["java", "-Xmx1G", "-cp", f"{KAFKA_LIBS}/*", f"org.apache.kafka.tools.{tool}", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr[-3000:]}")
+    return r.stdout
+
+
+def run(b, listener, ca, topic, acks, n, work):
+    """Kafka's own perf tools (the Java client, from the reference Kafka's jars; librdkafka in
+    `weir bench` is built without OpenSSL): produce `n` 1 KiB records, then consume them.
+    Returns MB/s (MiB/s, as the tools report them) for each."""
+    conf = work / f"client-{listener}.properties"
+    conf.write_text(f"security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location={ca}\n"
+                    if listener == "SSL" else "security.protocol=PLAINTEXT\n")
     bootstrap = b.ssl if listener == "SSL" else b.bootstrap
-    cmd = [str(bm.WEIR), "--brokers", bootstrap, *tls, "--output", "json", "bench"]
-    out = {}
-    for mode, extra in (("produce", ["-s", "1024", "-n", str(n), "--acks", acks, "-p", "1"]),
-                        ("consume", ["-n", str(n)])):
-        r = subprocess.run([*cmd, mode, "-t", topic, *extra], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} {mode} failed:\n{r.stderr}")
-        out[mode] = json.loads(r.stdout.strip().splitlines()[-1])["mb_per_sec"]
-    return out
+    out = java_tool("ProducerPerformance", "--topic", topic, "--num-records", str(n), "--record-size", "1024",
+                    "--throughput", "-1", "--command-config", str(conf),
+                    "--producer-props", f"bootstrap.servers={bootstrap}", f"acks={acks}")
+    # "600000 records sent, 98765.4 records/sec (96.45 MB/sec), ..."
+    last = [line for line in out.splitlines() if "records sent" in line][-1]
+    produce = float(last.split("(")[1].split(" MB/sec")[0])
+    out = java_tool("ConsumerPerformance", "--bootstrap-server", bootstrap, "--topic", topic,
+                    "--num-records", str(n), "--command-config", str(conf), "--timeout", "60000")
+    # CSV: start.time, end.time, data.consumed.in.MB, MB.sec, ...
+    row = out.strip().splitlines()[-1].split(",")
+    consume = float(row[3])
+    return {"produce": produce, "consume": consume}
 
 
 def main():
@@ -109,7 +129,7 @@ def main():
                 for b in brokers:
                     for listener in ("PLAINTEXT", "SSL"):
                         topic = f"tls-{listener.lower()}-{acks}-{r}"
-                        got = run(b, listener, certs["ca"], topic, acks, n)
+                        got = run(b, listener, certs["ca"], topic, acks, n, work)
                         for mode, mb in got.items():
                             results.setdefault((b.name, listener, acks, mode), []).append(mb)
                         print(f"{b.name} {listener} acks={acks} round {r}: {got}", file=sys.stderr, flush=True)
@@ -119,7 +139,8 @@ def main():
     out = []
     say = lambda s="": (print(s, flush=True), out.append(s))
     say(f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; 1 KiB records, "
-        f"{n:,} per run, one partition, {args.rounds} rounds; MB/s, median (all runs)")
+        f"{n:,} per run, one partition, {args.rounds} rounds; MB/s as the Kafka perf tools report "
+        f"them, median (all runs)")
     say()
     say("| broker | mode | acks | PLAINTEXT | SSL | SSL / PLAINTEXT |")
     say("| --- | --- | --- | --- | --- | --- |")
