@@ -27,6 +27,8 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("no Kafka listener configured; at least one is needed")]
+    NoListener,
     #[error("binding the replication listener to {addr}")]
     BindInternal {
         addr: std::net::SocketAddr,

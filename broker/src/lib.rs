@@ -321,6 +321,10 @@ struct Listeners {
 
 impl Listeners {
     async fn bind(config: &BrokerConfig, mono_ms: u64) -> Result<Listeners, BrokerError> {
+        // The first listener is the address the cluster knows the broker by.
+        if config.listeners.is_empty() {
+            return Err(BrokerError::NoListener);
+        }
         let tls = match &config.tls {
             Some(files) if config.listeners.iter().any(|l| l.protocol.tls()) => {
                 Some(Arc::new(tls::TlsReloader::load(files.clone(), mono_ms)?))

@@ -52,16 +52,13 @@ pub async fn describe_cluster(
     r.cluster_id = str_bytes(view.cluster_id.clone());
     r.controller_id = BrokerId(state.me.get());
     r.brokers = view
-        .live_brokers()
-        .filter_map(|b| {
-            let (host, port) = b.endpoint(&ctx.listener)?;
-            Some(
-                DescribeClusterBroker::default()
-                    .with_broker_id(BrokerId(b.id.get()))
-                    .with_host(str_bytes(host.to_string()))
-                    .with_port(port)
-                    .with_rack(b.rack.clone().map(str_bytes)),
-            )
+        .live_brokers_on(&ctx.listener)
+        .map(|(b, host, port)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id.get()))
+                .with_host(str_bytes(host.to_string()))
+                .with_port(port)
+                .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect();
     r

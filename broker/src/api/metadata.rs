@@ -123,16 +123,13 @@ async fn named_entry(
 /// Brokers clients may use: registered, not fenced, and with the listener the client came
 /// through (at that listener's address), as Kafka answers.
 fn brokers(view: &ClusterView, listener: &str) -> Vec<MetadataResponseBroker> {
-    view.live_brokers()
-        .filter_map(|b| {
-            let (host, port) = b.endpoint(listener)?;
-            Some(
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(b.id.get()))
-                    .with_host(str_bytes(host.to_string()))
-                    .with_port(port)
-                    .with_rack(b.rack.clone().map(str_bytes)),
-            )
+    view.live_brokers_on(listener)
+        .map(|(b, host, port)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id.get()))
+                .with_host(str_bytes(host.to_string()))
+                .with_port(port)
+                .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect()
 }

@@ -808,17 +808,7 @@ async fn lowering_retention_empties_the_topic() {
                         .with_timestamp(-2),
                 ]),
         ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let r: ListOffsetsResponse = c.request(ApiKey::ListOffsets, 7, &earliest).await;
-        if r.topics[0].partitions[0].offset == 5 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "retention never emptied the topic"
-        );
-    }
+    wait_for_log_start(&mut c, &earliest, 5, "retention never emptied the topic").await;
     let (err, base) = c
         .produce(
             "purge",
@@ -828,6 +818,24 @@ async fn lowering_retention_empties_the_topic() {
         .await;
     assert_eq!((err, base), (0, 5));
     b.stop().await;
+}
+
+/// Asks for partition 0's log start (`earliest`, a ListOffsets request) until it is `offset`;
+/// panics with `what` after 20 s.
+async fn wait_for_log_start(
+    c: &mut crate::common::Client,
+    earliest: &ListOffsetsRequest,
+    offset: i64,
+    what: &str,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r: ListOffsetsResponse = c.request(ApiKey::ListOffsets, 7, earliest).await;
+        if r.topics[0].partitions[0].offset == offset {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}");
+    }
 }
 
 /// Proves: retention is decided on the broker's clock, not the host's: records stamped now,
@@ -867,17 +875,13 @@ async fn retention_reads_the_brokers_clock() {
     let r: ListOffsetsResponse = c.request(ApiKey::ListOffsets, 7, &earliest).await;
     assert_eq!(r.topics[0].partitions[0].offset, 0);
     clock.advance(2 * 3_600_000);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let r: ListOffsetsResponse = c.request(ApiKey::ListOffsets, 7, &earliest).await;
-        if r.topics[0].partitions[0].offset == 5 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "retention never ran on the moved clock"
-        );
-    }
+    wait_for_log_start(
+        &mut c,
+        &earliest,
+        5,
+        "retention never ran on the moved clock",
+    )
+    .await;
     let now = weir_model::Clock::wall(&*clock).get();
     let (err, base) = c.produce("hour", 0, batch(1, now, Compression::None)).await;
     assert_eq!((err, base), (0, 5));

@@ -68,7 +68,8 @@ fn ssl_addr(b: &TestBroker) -> SocketAddr {
 }
 
 /// Proves: one broker serves PLAINTEXT and SSL side by side, and a client is told the
-/// addresses of the listener it came through (Kafka's advertised.listeners).
+/// addresses of the listener it came through (Kafka's advertised.listeners), in Metadata and
+/// in DescribeCluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_listener_advertises_its_own_address() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,6 +84,23 @@ async fn each_listener_advertises_its_own_address() {
         advertised(&mut tls).await.unwrap(),
         vec!["tls.example:9094"]
     );
+    // DescribeCluster (the admin client's) names the same address.
+    let r: DescribeClusterResponse = decode(
+        tls.request_bytes(
+            ApiKey::DescribeCluster,
+            0,
+            &DescribeClusterRequest::default(),
+        )
+        .await
+        .unwrap(),
+        0,
+    );
+    let described: Vec<String> = r
+        .brokers
+        .iter()
+        .map(|b| format!("{}:{}", b.host.as_str(), b.port))
+        .collect();
+    assert_eq!(described, vec!["tls.example:9094"]);
     let mut plain = b.client().await;
     assert_eq!(
         advertised(&mut plain).await.unwrap(),

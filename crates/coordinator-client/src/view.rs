@@ -109,6 +109,16 @@ impl ClusterView {
         self.brokers.values().filter(|b| !b.fenced)
     }
 
+    /// The brokers a client that came through `listener` may be sent to, with their address
+    /// on it: live ones that have that listener (Kafka leaves the others out).
+    pub fn live_brokers_on<'a>(
+        &'a self,
+        listener: &'a str,
+    ) -> impl Iterator<Item = (&'a BrokerView, &'a str, i32)> {
+        self.live_brokers()
+            .filter_map(move |b| b.endpoint(listener).map(|(host, port)| (b, host, port)))
+    }
+
     /// Every partition of every topic.
     pub fn partitions(&self) -> impl Iterator<Item = (&TopicView, &PartitionView)> {
         self.topics
