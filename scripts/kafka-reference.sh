@@ -4,7 +4,8 @@
 #
 #   scripts/kafka-reference.sh fetch
 #   scripts/kafka-reference.sh start --data-dir D [--port P] [--controller-port C] [--log FILE] [--timeout S]
-#                                    [--ssl-port S --ssl-keystore PEM --ssl-truststore PEM [--mtls-port M]]
+#                                    [--ssl-port S --ssl-keystore PEM --ssl-truststore PEM [--mtls-port M]
+#                                     [--sasl-port P --scram-user NAME=PASSWORD ...]]
 # --mtls-port adds a listener MTLS, SSL with client certificates required (signed by the
 # truststore's CA).
 #   scripts/kafka-reference.sh stop  --data-dir D [--timeout S]
@@ -97,7 +98,7 @@ free_port() {
 }
 
 write_config() {
-    local data=$1 port=$2 cport=$3 sslport=$4 keystore=$5 truststore=$6 mtlsport=$7
+    local data=$1 port=$2 cport=$3 sslport=$4 keystore=$5 truststore=$6 mtlsport=$7 saslport=$8
     local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
     local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
     if [[ -n $sslport ]]; then
@@ -107,6 +108,10 @@ write_config() {
     if [[ -n $mtlsport ]]; then
         listeners+=",MTLS://127.0.0.1:$mtlsport"
         protocols+=",MTLS:SSL"
+    fi
+    if [[ -n $saslport ]]; then
+        listeners+=",SASL_SSL://127.0.0.1:$saslport"
+        protocols+=",SASL_SSL:SASL_SSL"
     fi
     cat >"$data/server.properties" <<EOF
 # Written by scripts/kafka-reference.sh; rewritten on every start.
@@ -141,6 +146,20 @@ ssl.client.auth=none
 listener.name.mtls.ssl.client.auth=required
 EOF
     fi
+    if [[ -n $saslport ]]; then
+        # SCRAM users live in the metadata log (formatted with --add-scram); PLAIN checks the
+        # same users' passwords, listed in its JAAS entry, as Weir's PLAIN checks SCRAM's.
+        local plain_users="" u
+        for u in "${SCRAM_USERS[@]}"; do
+            plain_users+=" user_${u%%=*}=\"${u#*=}\""
+        done
+        cat >>"$data/server.properties" <<EOF
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain_users;
+EOF
+    fi
     # log4j2 writes to stdout, which start() sends to the log file with the JVM's own output.
     cat >"$data/log4j2.properties" <<EOF
 status = warn
@@ -159,9 +178,13 @@ EOF
 
 cmd_start() {
     local port="" cport="" data="" logfile="" timeout=120 sslport="" keystore="" truststore="" mtlsport=""
+    local saslport=""
+    SCRAM_USERS=()
     while (($#)); do
         case $1 in
             --port) port=$2; shift 2 ;;
+            --sasl-port) saslport=$2; shift 2 ;;
+            --scram-user) SCRAM_USERS+=("$2"); shift 2 ;;
             --ssl-port) sslport=$2; shift 2 ;;
             --ssl-keystore) keystore=$2; shift 2 ;;
             --ssl-truststore) truststore=$2; shift 2 ;;
@@ -174,9 +197,13 @@ cmd_start() {
         esac
     done
     [[ -n $data ]] || die "start: --data-dir is required"
-    if [[ ( -n $sslport || -n $mtlsport ) && ( -z $sslport || -z $keystore || -z $truststore ) ]]; then
-        die "start: --ssl-port and --mtls-port need --ssl-port, --ssl-keystore and --ssl-truststore (PEM files)"
+    if [[ ( -n $sslport || -n $mtlsport || -n $saslport ) && ( -z $sslport || -z $keystore || -z $truststore ) ]]; then
+        die "start: --ssl-port, --mtls-port and --sasl-port need --ssl-port, --ssl-keystore and --ssl-truststore (PEM files)"
     fi
+    local u
+    for u in "${SCRAM_USERS[@]}"; do
+        [[ $u == *=* && $u != *[\"\ ,]* ]] || die "start: --scram-user is NAME=PASSWORD, without quotes, spaces or commas"
+    done
     mkdir -p "$data"
     data=$(cd "$data" && pwd)
     logfile=${logfile:-$data/kafka.log}
@@ -201,7 +228,7 @@ cmd_start() {
             die "port $p on 127.0.0.1 is already in use"
         fi
     done
-    write_config "$data" "$port" "$cport" "$sslport" "$keystore" "$truststore" "$mtlsport"
+    write_config "$data" "$port" "$cport" "$sslport" "$keystore" "$truststore" "$mtlsport" "$saslport"
 
     local cp="$LIBS/*"
     if [[ ! -f $data/kraft-logs/meta.properties ]]; then
@@ -217,10 +244,16 @@ while True:
 ')}
         log "formatting $data/kraft-logs (cluster id $cluster_id)"
         # shellcheck disable=SC2086
+        local scram=() mech
+        for u in "${SCRAM_USERS[@]}"; do
+            for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
+                scram+=(--add-scram "$mech=[name=${u%%=*},password=${u#*=}]")
+            done
+        done
         if ! java $KAFKA_HEAP_OPTS $KAFKA_JVM_OPTS -cp "$cp" \
             -Dlog4j2.configurationFile="$data/log4j2.properties" \
             kafka.tools.StorageTool format --standalone \
-            --cluster-id="$cluster_id" --config "$data/server.properties" >>"$logfile" 2>&1; then
+            --cluster-id="$cluster_id" --config "$data/server.properties" "${scram[@]}" >>"$logfile" 2>&1; then
             tail -n 30 "$logfile" >&2
             die "formatting KRaft storage failed; see $logfile"
         fi

@@ -3,6 +3,7 @@
 
 use crate::BrokerConfig;
 use crate::listener::ListenerConfig;
+use crate::sasl::{SaslSettings, ScramUser};
 use crate::tls::TlsFiles;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -153,8 +154,8 @@ impl GroupArgs {
 /// Kafka-style named listeners and their TLS material.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ListenerArgs {
-    /// A Kafka listener, `NAME=PROTOCOL://HOST:PORT` (PROTOCOL: PLAINTEXT or SSL; HOST an IP
-    /// address or empty for all). Repeatable; the first is the one the cluster knows the
+    /// A Kafka listener, `NAME=PROTOCOL://HOST:PORT` (PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT
+    /// or SASL_SSL; HOST an IP address or empty for all). Repeatable; the first is the one the cluster knows the
     /// broker by.
     #[arg(long = "listener", env = "WEIR_LISTENERS", value_delimiter = ',')]
     pub listener: Vec<String>,
@@ -174,9 +175,37 @@ pub struct ListenerArgs {
     /// CAs client certificates must chain to (PEM): mutual TLS on the SSL listeners.
     #[arg(long, env = "WEIR_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// The SASL mechanisms the SASL listeners offer: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    /// (default: both SCRAM ones).
+    #[arg(long, env = "WEIR_SASL_MECHANISMS", value_delimiter = ',')]
+    pub sasl_mechanisms: Vec<String>,
+    /// A SASL user made at start if it has no credential yet, `NAME=PASSWORD[:MECHANISM]`
+    /// (both SCRAM mechanisms unless one is named), as `kafka-storage format --add-scram`.
+    /// Repeatable; a password may not hold a comma.
+    #[arg(long = "scram-user", env = "WEIR_SCRAM_USERS", value_delimiter = ',')]
+    pub scram_user: Vec<String>,
+    /// How long a SASL session lasts before the client must re-authenticate on its
+    /// connection (`connections.max.reauth.ms`, KIP-368); 0 (the default): for ever.
+    #[arg(long, env = "WEIR_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    pub connections_max_reauth_ms: u64,
 }
 
 impl ListenerArgs {
+    /// The SASL settings.
+    pub fn sasl(&self) -> Result<SaslSettings, String> {
+        Ok(SaslSettings {
+            mechanisms: crate::sasl::parse_mechanisms(&self.sasl_mechanisms)?,
+            reauth_ms: (self.connections_max_reauth_ms > 0)
+                .then_some(self.connections_max_reauth_ms),
+            scram_users: self
+                .scram_user
+                .iter()
+                .map(|u| ScramUser::parse(u))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
     /// The listeners, or PLAINTEXT on `kafka_addr` (advertised as `advertised`) when none are
     /// named; and the TLS files.
     pub fn resolve(
@@ -222,12 +251,14 @@ const DEFAULT_KAFKA_ADDR: SocketAddr =
 impl BrokerArgs {
     pub fn into_config(self) -> Result<BrokerConfig, String> {
         let groups = self.groups.settings()?;
+        let sasl = self.listeners.sasl()?;
         let (listeners, tls) = self
             .listeners
             .resolve(self.kafka_addr, self.advertised_kafka_addr)?;
         let mut c = BrokerConfig::new(self.data_dir, DEFAULT_KAFKA_ADDR);
         c.listeners = listeners;
         c.tls = tls;
+        c.sasl = sasl;
         c.node_id = self.id;
         c.internal_addr = self.internal_addr;
         c.advertised_internal_addr = self.advertised_internal_addr;

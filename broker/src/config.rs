@@ -24,6 +24,8 @@ pub struct BrokerConfig {
     pub listeners: Vec<crate::listener::ListenerConfig>,
     /// The certificate, key and client CA of the SSL listeners.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// SASL on the SASL listeners: mechanisms, session lifetime, users made at start.
+    pub sasl: crate::sasl::SaslSettings,
     /// Largest request frame read from a client (`socket.request.max.bytes`).
     pub request_bytes_max: u32,
     /// Connections served at once; more are closed on accept.
@@ -117,6 +119,7 @@ impl BrokerConfig {
             data_dir,
             listeners: vec![crate::listener::ListenerConfig::plaintext(kafka_addr)],
             tls: None,
+            sasl: crate::sasl::SaslSettings::default(),
             request_bytes_max: limits::REQUEST_BYTES_MAX_DEFAULT,
             connections_max: limits::CONNECTIONS_MAX_DEFAULT,
             queued_request_bytes_max: limits::QUEUED_REQUEST_BYTES_MAX_DEFAULT,

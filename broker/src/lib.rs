@@ -17,6 +17,8 @@
 //!
 //! The modules, lowest first; each uses only modules above it in this list (no import
 //! circles: `scripts/check-structure.py` checks it):
+//! - [`sasl`]: SASL settings and a connection's authentication state (the exchanges are the
+//!   pure `weir_auth`).
 //! - [`config`], [`cli`]: what the binaries parse flags into; the `weir-broker` binary's flags.
 //! - [`frame`]: Kafka's request framing, shared with `weir bench sink`.
 //! - [`cluster`]: the cluster view from the coordinators' watch stream (the shared
@@ -58,6 +60,7 @@ pub mod log_dir;
 pub mod metrics;
 pub mod partition;
 pub mod replication;
+pub mod sasl;
 pub mod server;
 pub mod services;
 pub mod session;
@@ -161,6 +164,7 @@ impl Broker {
         // The watch loop only ends with the process, so the sender is never dropped unsent.
         let _ = first_rx.await;
         wait_until_unfenced(&state).await;
+        session::create_scram_users(&state).await?;
         info!(
             broker = state.me.get(),
             internal = %internal_addr,

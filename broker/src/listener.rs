@@ -37,6 +37,14 @@ impl SecurityProtocol {
         }
     }
 
+    /// Whether clients authenticate with SASL.
+    pub fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+
     /// Whether connections are TLS.
     pub fn tls(self) -> bool {
         matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
@@ -115,9 +123,8 @@ pub fn parse_advertised(s: &str) -> Result<(String, String), String> {
 }
 
 /// Checks a broker's listeners as a whole and attaches the advertised addresses: at least one
-/// and at most [`LISTENERS_MAX`], names unique, every advertised name a listener's, TLS files
-/// when a listener needs them, and no SASL listener (SASL is not served yet: such a listener
-/// would have to refuse every client).
+/// and at most [`LISTENERS_MAX`], names unique, every advertised name a listener's, and TLS
+/// files when a listener needs them.
 pub fn assemble(
     mut listeners: Vec<ListenerConfig>,
     advertised: Vec<(String, String)>,
@@ -132,16 +139,6 @@ pub fn assemble(
     for (i, l) in listeners.iter().enumerate() {
         if listeners[..i].iter().any(|o| o.name == l.name) {
             return Err(format!("listener {} is named twice", l.name));
-        }
-        if matches!(
-            l.protocol,
-            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-        ) {
-            return Err(format!(
-                "listener {}: {} is not served yet; use PLAINTEXT or SSL",
-                l.name,
-                l.protocol.name()
-            ));
         }
         if l.protocol.tls() && tls.is_none() {
             return Err(format!(
@@ -272,8 +269,9 @@ mod tests {
         assert!(e.contains("named twice"), "{e}");
         let e = assemble(both, vec![("OTHER".into(), "h:1".into())], Some(&files())).unwrap_err();
         assert!(e.contains("the listeners are PLAINTEXT, CLIENT"), "{e}");
-        let e = assemble(vec![sasl], vec![], Some(&files())).unwrap_err();
-        assert!(e.contains("not served yet"), "{e}");
+        let e = assemble(vec![sasl.clone()], vec![], None).unwrap_err();
+        assert!(e.contains("SASL_SSL: it needs --tls-cert"), "{e}");
+        assert!(assemble(vec![sasl], vec![], Some(&files())).is_ok());
         let e = assemble(vec![], vec![], None).unwrap_err();
         assert!(e.contains("from 1 to"), "{e}");
     }

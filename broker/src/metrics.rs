@@ -87,6 +87,23 @@ pub async fn render(state: &BrokerState, coordinator: &Coordinator) -> String {
         )],
     );
 
+    let counts = &state.auth_counts;
+    metric(
+        &mut out,
+        "weir_broker_sasl_authentications_total",
+        "counter",
+        "SASL authentications on the Kafka listeners, by result.",
+        &[
+            (
+                vec![("result", "succeeded".to_string())],
+                counts.succeeded.load(std::sync::atomic::Ordering::Relaxed) as i64,
+            ),
+            (
+                vec![("result", "failed".to_string())],
+                counts.failed.load(std::sync::atomic::Ordering::Relaxed) as i64,
+            ),
+        ],
+    );
     let hw_local = render_partitions(&mut out, state);
     let groups = coordinator.snapshot().await;
     let hw_all = group_watermarks(state, &view, &groups, hw_local).await;

@@ -24,6 +24,7 @@ use crate::tls::TlsReloader;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -31,7 +32,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{Instrument, debug, info_span, warn};
 use weir_model::limits::{
     CONNECTION_IDLE_MS_MAX, CONNECTION_IN_FLIGHT_MAX, FRAME_READ_AHEAD_BYTES, FRAME_READ_MS_MAX,
-    TLS_HANDSHAKE_MS_MAX,
+    SASL_AUTHENTICATE_MS_MAX, TLS_HANDSHAKE_MS_MAX, UNAUTHENTICATED_FRAME_BYTES_MAX,
 };
 
 /// Turns off Nagle's algorithm on a connection's socket: responses are written whole.
@@ -95,6 +96,8 @@ impl Bound {
 pub struct ListenerInfo {
     pub name: Arc<str>,
     pub tls: Option<Arc<TlsReloader>>,
+    /// Whether clients must authenticate with SASL first.
+    pub sasl: bool,
 }
 
 /// A connection accepted on a listener.
@@ -110,6 +113,7 @@ pub async fn accept(bound: Bound, to: mpsc::Sender<Accepted>) {
     let info = Arc::new(ListenerInfo {
         name: bound.name.as_str().into(),
         tls: bound.tls.clone(),
+        sasl: bound.protocol.sasl(),
     });
     loop {
         match bound.listener.accept().await {
@@ -187,8 +191,8 @@ where
         None => format!("/{peer}").into(),
     };
     stream.nodelay()?;
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<Queued>(CONNECTION_IN_FLIGHT_MAX);
+    let (mut rd, wr) = tokio::io::split(stream);
+    let (tx, rx) = mpsc::channel::<Queued>(CONNECTION_IN_FLIGHT_MAX);
     let max = svc.state.config.request_bytes_max;
     // Bytes read ahead of the handler are bounded per connection (one maximum-size request)
     // and across connections (`queued_request_bytes_max`), as well as by count: a client that
@@ -200,43 +204,25 @@ where
     // Set when the client has closed (or broken) its side: handlers stop optional work such as
     // auto-creating topics, whose answer nobody may read.
     let (gone_tx, gone) = watch::channel(false);
+    // A SASL listener's connection sends small frames until it has authenticated.
+    let authenticated = Arc::new(AtomicBool::new(!listener.sasl));
     let peer_info = api::Peer {
         client_host,
         gone,
         listener: listener.name.clone(),
+        sasl: listener.sasl.then(crate::sasl::Session::default),
+        authenticated: authenticated.clone(),
+        close_after: None,
     };
 
     let reader = async move {
-        let result = read_requests(&mut rd, max, &budgets, &tx).await;
+        let limits = FrameLimits { max, authenticated };
+        let result = read_requests(&mut rd, &limits, &budgets, &tx).await;
         let _ = gone_tx.send(true);
         result
     };
 
-    let handler = async move {
-        let mut out = BytesMut::with_capacity(64 * 1024);
-        while let Some(Queued { frame, _permits }) = rx.recv().await {
-            out.clear();
-            match api::dispatch(&svc, frame, &mut out, &peer_info).await {
-                // A client that stops reading is closed after the idle limit rather than
-                // pinning this connection and its response buffer for ever. A fetch's share of
-                // the response memory is held until its bytes are written.
-                Ok(Some(_memory)) => tokio::time::timeout(
-                    Duration::from_millis(CONNECTION_IDLE_MS_MAX),
-                    wr.write_all(&out),
-                )
-                .await
-                .map_err(|_| ConnectionError::Idle)??,
-                // acks=0 produce: Kafka sends no response.
-                Ok(None) => {}
-                Err(e) => return Err(e),
-            }
-            // Don't hold a large fetch response's buffer while idle.
-            if out.capacity() > 4 * 1024 * 1024 {
-                out = BytesMut::with_capacity(64 * 1024);
-            }
-        }
-        Ok::<(), ConnectionError>(())
-    };
+    let handler = answer_requests(svc, rx, wr, peer_info);
 
     // Either side ending ends the connection: a protocol error on the handler side drops the
     // reader, and the client closing its side ends the handler once the queue drains.
@@ -248,6 +234,83 @@ where
             handler.await
         }
         r = &mut handler => r,
+    }
+}
+
+/// Answers a connection's queued requests in order until the queue ends or a request closes
+/// the connection.
+async fn answer_requests(
+    svc: Services,
+    mut rx: mpsc::Receiver<Queued>,
+    mut wr: impl AsyncWrite + Unpin,
+    mut peer: api::Peer,
+) -> Result<(), ConnectionError> {
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    let auth_deadline =
+        tokio::time::Instant::now() + Duration::from_millis(SASL_AUTHENTICATE_MS_MAX);
+    while let Some(Queued { frame, _permits }) = next_request(&mut rx, &peer, auth_deadline).await?
+    {
+        out.clear();
+        match api::dispatch(&svc, frame, &mut out, &mut peer).await {
+            // A client that stops reading is closed after the idle limit rather than pinning
+            // this connection and its response buffer for ever. A fetch's share of the
+            // response memory is held until its bytes are written.
+            Ok(Some(_memory)) => tokio::time::timeout(
+                Duration::from_millis(CONNECTION_IDLE_MS_MAX),
+                wr.write_all(&out),
+            )
+            .await
+            .map_err(|_| ConnectionError::Idle)??,
+            // acks=0 produce: Kafka sends no response.
+            Ok(None) => {}
+            Err(e) => return Err(e),
+        }
+        // A failed login: answered, then closed.
+        if let Some(why) = peer.close_after.take() {
+            return Err(ConnectionError::Protocol(why));
+        }
+        // Don't hold a large fetch response's buffer while idle.
+        if out.capacity() > 4 * 1024 * 1024 {
+            out = BytesMut::with_capacity(64 * 1024);
+        }
+    }
+    Ok(())
+}
+
+/// The next queued request; on a SASL listener's connection that has not authenticated, only
+/// until [`SASL_AUTHENTICATE_MS_MAX`] after it began (a client that never logs in holds no
+/// connection for long).
+async fn next_request(
+    rx: &mut mpsc::Receiver<Queued>,
+    peer: &api::Peer,
+    auth_deadline: tokio::time::Instant,
+) -> Result<Option<Queued>, ConnectionError> {
+    if peer.authenticated.load(Ordering::Acquire) {
+        return Ok(rx.recv().await);
+    }
+    tokio::time::timeout_at(auth_deadline, rx.recv())
+        .await
+        .map_err(|_| {
+            ConnectionError::Protocol(format!(
+                "no SASL authentication within {SASL_AUTHENTICATE_MS_MAX} ms"
+            ))
+        })
+}
+
+/// The largest frame a connection's reader takes: the broker's limit once authenticated,
+/// [`UNAUTHENTICATED_FRAME_BYTES_MAX`] before.
+struct FrameLimits {
+    max: u32,
+    authenticated: Arc<AtomicBool>,
+}
+
+impl FrameLimits {
+    fn now(&self) -> u32 {
+        if self.authenticated.load(Ordering::Acquire) {
+            self.max
+        } else {
+            self.max.min(UNAUTHENTICATED_FRAME_BYTES_MAX)
+        }
     }
 }
 
@@ -295,12 +358,12 @@ impl Held {
 /// handler is gone.
 async fn read_requests(
     rd: &mut (impl AsyncRead + Unpin),
-    max: u32,
+    limits: &FrameLimits,
     budgets: &Budgets,
     tx: &mpsc::Sender<Queued>,
 ) -> Result<(), ConnectionError> {
     loop {
-        let Some(size) = read_frame_size(rd, max).await? else {
+        let Some(size) = read_frame_size(rd, limits.now()).await? else {
             return Ok(());
         };
         // The deadline covers waiting for budget as well as for bytes: readers that each hold

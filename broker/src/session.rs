@@ -16,6 +16,77 @@ use weir_replication::replica::{Answer, Committed, Proposal, Settlement};
 
 use weir_proto::codes::{BROKER_ID_NOT_REGISTERED, INVALID_UPDATE_VERSION, STALE_BROKER_EPOCH};
 
+/// Makes the `--scram-user` users that have no credential yet for their mechanisms; existing
+/// credentials are kept (the flag is given at every start, as a StatefulSet does), so a
+/// password changed since through AlterUserScramCredentials stays changed. Waits until this
+/// broker's view holds them.
+pub async fn create_scram_users(state: &BrokerState) -> Result<(), BrokerError> {
+    let users = &state.config.sasl.scram_users;
+    if users.is_empty() {
+        return Ok(());
+    }
+    let mut upsertions = Vec::new();
+    for u in users {
+        for &m in &u.mechanisms {
+            let mut salt = vec![0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt).map_err(
+                |_| {
+                    BrokerError::Coordinator(
+                        "no random salt: the system's random source failed".into(),
+                    )
+                },
+            )?;
+            let iterations = weir_model::limits::SCRAM_ITERATIONS_MIN;
+            let c = weir_auth::scram::credential(m, u.password.as_bytes(), salt, iterations);
+            upsertions.push(v1::ScramUpsertion {
+                user: u.name.clone(),
+                credential: Some(v1::ScramCredential {
+                    mechanism: i32::from(m.kafka_type()),
+                    salt: c.salt,
+                    stored_key: c.stored_key,
+                    server_key: c.server_key,
+                    iterations: iterations as i32,
+                }),
+            });
+        }
+    }
+    let req = v1::AlterScramCredentialsRequest {
+        upsertions,
+        deletions: Vec::new(),
+        only_if_absent: true,
+    };
+    let resp = state
+        .control
+        .call(Duration::from_secs(60), |ch| {
+            let req = req.clone();
+            async move {
+                ControlClient::admin(ch)
+                    .alter_scram_credentials(req)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await?;
+    let refusals = resp
+        .error
+        .into_iter()
+        .chain(resp.results.into_iter().filter_map(|r| r.error))
+        .filter(|e| e.code != 0);
+    if let Some(e) = refusals.into_iter().next() {
+        return Err(BrokerError::Coordinator(format!(
+            "--scram-user: {}",
+            e.message
+        )));
+    }
+    let version = resp.version;
+    state
+        .wait_for_view(Duration::from_secs(60), |v| v.version >= version)
+        .await;
+    let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+    tracing::info!(users = ?names, "SCRAM users present");
+    Ok(())
+}
+
 /// Registers this broker; returns the heartbeat interval the coordinators asked for.
 pub async fn register(state: &BrokerState, incarnation: &str) -> Result<Duration, BrokerError> {
     let req = v1::RegisterBrokerRequest {

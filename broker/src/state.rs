@@ -61,6 +61,15 @@ pub struct BrokerState {
     producer_ids: tokio::sync::Mutex<Range<i64>>,
     /// Where the replica fetchers learn which partitions to copy from which leader.
     pub follow: watch::Sender<BTreeMap<BrokerId, Vec<Arc<Partition>>>>,
+    /// SASL logins since start, for `/metrics`.
+    pub auth_counts: AuthCounts,
+}
+
+/// SASL authentications that succeeded and that failed.
+#[derive(Debug, Default)]
+pub struct AuthCounts {
+    pub succeeded: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
 }
 
 impl BrokerState {
@@ -111,6 +120,7 @@ impl BrokerState {
             appended,
             producer_ids: tokio::sync::Mutex::new(0..0),
             follow,
+            auth_counts: AuthCounts::default(),
         })
     }
 

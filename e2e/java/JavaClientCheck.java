@@ -33,6 +33,13 @@ public class JavaClientCheck {
         Properties common = new Properties();
         common.put("bootstrap.servers", bootstrap);
         common.put("request.timeout.ms", "15000");
+        // TLS and SASL settings, when the caller gives them (a properties file).
+        String extra = System.getenv("CLIENT_PROPERTIES");
+        if (extra != null && !extra.isEmpty()) {
+            try (java.io.FileReader r = new java.io.FileReader(extra)) {
+                common.load(r);
+            }
+        }
 
         try (Admin admin = Admin.create(common)) {
             // Create with a config; describe the topic and its configs.

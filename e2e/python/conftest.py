@@ -48,6 +48,9 @@ class Broker:
     # ssl.client.auth=required); None where the broker has none (Weir's client CA applies to
     # all its SSL listeners, so test_tls.py starts a Weir of its own for mutual TLS)
     mtls_bootstrap: str | None = None
+    # host:port of a SASL_SSL listener (the same certificate) offering PLAIN, SCRAM-SHA-256
+    # and SCRAM-SHA-512, with SASL_USER made at start; None on an external broker
+    sasl_bootstrap: str | None = None
 
     @property
     def host(self) -> str:
@@ -56,6 +59,11 @@ class Broker:
     @property
     def port(self) -> int:
         return int(self.bootstrap.rpartition(":")[2])
+
+
+# The user both brokers are started with (Kafka: kafka-storage format --add-scram; Weir:
+# --scram-user), for both SCRAM mechanisms.
+SASL_USER = ("alice", "alice-secret")
 
 
 @dataclass(frozen=True)
@@ -182,13 +190,15 @@ def kafka_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     port = kafka_probe.free_port()
     ssl_port = kafka_probe.free_port()
     mtls_port = kafka_probe.free_port()
+    sasl_port = kafka_probe.free_port()
     script = str(SCRIPTS / "kafka-reference.sh")
     started = time.monotonic()
     proc = subprocess.run(
         [script, "start", "--port", str(port), "--data-dir", str(data), "--log", str(log),
          "--timeout", str(BROKER_START_TIMEOUT_S), "--ssl-port", str(ssl_port),
          "--ssl-keystore", str(tls_material.keystore), "--ssl-truststore", str(tls_material.ca),
-         "--mtls-port", str(mtls_port)],
+         "--mtls-port", str(mtls_port), "--sasl-port", str(sasl_port),
+         "--scram-user", "=".join(SASL_USER)],
         capture_output=True, text=True, timeout=BROKER_START_TIMEOUT_S + 600,  # + a first fetch
     )
     if proc.returncode != 0:
@@ -196,7 +206,8 @@ def kafka_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     bootstrap = proc.stdout.strip().splitlines()[-1]
     sys.stderr.write(f"\nreference Kafka at {bootstrap} in {time.monotonic() - started:.1f}s, log {log}\n")
     try:
-        yield Broker("kafka", bootstrap, log, f"127.0.0.1:{ssl_port}", tls_material, f"127.0.0.1:{mtls_port}")
+        yield Broker("kafka", bootstrap, log, f"127.0.0.1:{ssl_port}", tls_material, f"127.0.0.1:{mtls_port}",
+                     f"127.0.0.1:{sasl_port}")
     finally:
         subprocess.run([script, "stop", "--data-dir", str(data)], capture_output=True, timeout=120)
 
@@ -221,6 +232,7 @@ def weir_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     log = data / "weir.log"
     bootstrap = f"127.0.0.1:{kafka_probe.free_port()}"
     ssl_bootstrap = f"127.0.0.1:{kafka_probe.free_port()}"
+    sasl_bootstrap = f"127.0.0.1:{kafka_probe.free_port()}"
     # Like the reference Kafka's group.initial.rebalance.delay.ms=0: a new group's first
     # rebalance is not held back 3 s for more members. An environment variable rather than a
     # flag, so a weir binary without groups still starts.
@@ -229,7 +241,9 @@ def weir_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         proc = subprocess.Popen(
             [str(binary), "dev", "--data-dir", str(data / "data"),
              "--listener", f"PLAINTEXT://{bootstrap}", "--listener", f"SSL://{ssl_bootstrap}",
-             "--tls-cert", str(tls_material.cert), "--tls-key", str(tls_material.key)],
+             "--listener", f"SASL_SSL://{sasl_bootstrap}",
+             "--tls-cert", str(tls_material.cert), "--tls-key", str(tls_material.key),
+             "--sasl-mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", "--scram-user", "=".join(SASL_USER)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         )
     try:
@@ -238,7 +252,7 @@ def weir_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         except (TimeoutError, RuntimeError) as e:
             tail = log.read_text(errors="replace")[-4000:]
             pytest.fail(f"weir did not become ready: {e}\n--- {log} ---\n{tail}", pytrace=False)
-        yield Broker("weir", bootstrap, log, ssl_bootstrap, tls_material)
+        yield Broker("weir", bootstrap, log, ssl_bootstrap, tls_material, sasl_bootstrap=sasl_bootstrap)
     finally:
         _terminate(proc)
 

@@ -29,7 +29,7 @@ use weir_model::TopicId;
 use weir_model::limits::PARTITIONS_PER_TOPIC_MAX;
 use weir_proto::v1;
 
-type Refusal = (ResponseError, String);
+pub(super) type Refusal = (ResponseError, String);
 
 /// A created (or validated) topic: what the coordinators returned, the partition count and
 /// replication factor asked for, and the configs.
@@ -42,7 +42,8 @@ const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
 /// One step of an admin request: the coordinators' commit, or this broker seeing it.
-const ADMIN_TIMEOUT: Duration = Duration::from_millis(weir_model::limits::ADMIN_WAIT_MS_MAX);
+pub(super) const ADMIN_TIMEOUT: Duration =
+    Duration::from_millis(weir_model::limits::ADMIN_WAIT_MS_MAX);
 
 fn check_partitions(n: i32) -> Result<(), Refusal> {
     if (1..=PARTITIONS_PER_TOPIC_MAX).contains(&n) {
@@ -56,7 +57,7 @@ fn check_partitions(n: i32) -> Result<(), Refusal> {
 }
 
 /// A coordinator's item error as a Kafka refusal.
-fn refusal(e: Option<v1::Error>) -> Result<(), Refusal> {
+pub(super) fn refusal(e: Option<v1::Error>) -> Result<(), Refusal> {
     match e {
         Some(e) if e.code != 0 => Err((
             ResponseError::try_from_code(e.code as i16)
@@ -73,7 +74,7 @@ fn unreachable_refusal(e: weir_coordinator_client::ControlError) -> Refusal {
 }
 
 /// Calls the coordinators' Admin service with failover.
-async fn admin<T, F, Fut>(state: &BrokerState, f: F) -> Result<T, Refusal>
+pub(super) async fn admin<T, F, Fut>(state: &BrokerState, f: F) -> Result<T, Refusal>
 where
     F: Fn(weir_proto::v1::admin_client::AdminClient<tonic::transport::Channel>) -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,

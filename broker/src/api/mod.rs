@@ -12,6 +12,8 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
+mod sasl;
+mod users;
 
 use crate::frame::{ConnectionError, peek_header};
 use crate::services::Services;
@@ -54,6 +56,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    // SaslHandshake v0: the exchange follows in raw SASL frames (clients before KIP-152);
+    // librdkafka also takes v0's presence as the sign that the broker speaks SASL at all.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The lowest Produce version that is actually served (RecordBatch v2, magic 2).
@@ -75,6 +83,13 @@ pub struct Peer {
     pub gone: watch::Receiver<bool>,
     /// The listener it connected through: Metadata answers with that listener's addresses.
     pub listener: Arc<str>,
+    /// On a SASL listener, the connection's authentication; `None` elsewhere.
+    pub sasl: Option<crate::sasl::Session>,
+    /// Set once the connection has authenticated: its reader then takes full-sized frames.
+    pub authenticated: Arc<std::sync::atomic::AtomicBool>,
+    /// Set by a handler whose answer is the last on this connection (a failed login); the
+    /// reason is logged when it closes.
+    pub close_after: Option<String>,
 }
 
 /// A response written into the output buffer, with the share of the broker's fetch-response
@@ -92,11 +107,44 @@ pub async fn dispatch(
     svc: &Services,
     frame: Bytes,
     out: &mut BytesMut,
-    peer: &Peer,
+    peer: &mut Peer,
 ) -> Result<Option<Written>, ConnectionError> {
+    if peer.sasl.as_ref().is_some_and(|s| s.expects_raw_token()) {
+        return sasl::raw_token(&svc.state, frame, out, peer).await;
+    }
     let Some((ctx, mut buf)) = request_ctx(frame, out, peer)? else {
         return WRITTEN;
     };
+    let state = &svc.state;
+    sasl::check_authenticated(state, peer, ctx.api)?;
+    match ctx.api {
+        ApiKey::SaslHandshake => sasl::handshake(state, &ctx, decode(&ctx, &mut buf)?, out, peer),
+        ApiKey::SaslAuthenticate => {
+            sasl::authenticate(state, &ctx, decode(&ctx, &mut buf)?, out, peer).await
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            let req = decode(&ctx, &mut buf)?;
+            let resp = users::describe_user_scram_credentials(state, &ctx, req).await;
+            ctx.write(out, &resp)?;
+            WRITTEN
+        }
+        ApiKey::AlterUserScramCredentials => {
+            let req = decode(&ctx, &mut buf)?;
+            let resp = users::alter_user_scram_credentials(state, &ctx, req).await;
+            ctx.write(out, &resp)?;
+            WRITTEN
+        }
+        _ => answer(svc, ctx, buf, out).await,
+    }
+}
+
+/// Answers an authenticated client's request (every API but the SASL and user ones).
+async fn answer(
+    svc: &Services,
+    ctx: Ctx,
+    mut buf: Bytes,
+    out: &mut BytesMut,
+) -> Result<Option<Written>, ConnectionError> {
     let api = ctx.api;
     let state = &svc.state;
 

@@ -11,4 +11,5 @@ mod compaction;
 mod malformed;
 mod protocol;
 mod replication;
+mod sasl;
 mod tls;

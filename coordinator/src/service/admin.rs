@@ -15,10 +15,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::info;
-use weir_metadata::{Command, MetadataError, MetadataState, Reply, placement};
+use weir_metadata::{
+    Command, MetadataError, MetadataState, Reply, ScramAlteration, ScramDeletion, ScramUpsertion,
+    placement,
+};
 use weir_model::limits::{BROKER_PARTITIONS_MAX, PARTITIONS_PER_TOPIC_MAX, TOPICS_MAX};
 use weir_model::topic_config::{self, ConfigError};
-use weir_model::{BrokerId, TopicId, TopicName};
+use weir_model::{BrokerId, ScramMechanism, TopicId, TopicName};
 use weir_proto::v1 as pb;
 use weir_proto::v1::admin_server::Admin;
 
@@ -565,6 +568,81 @@ impl Admin for AdminService {
             coordinators: self.coordinators(),
         }))
     }
+
+    async fn alter_scram_credentials(
+        &self,
+        request: Request<pb::AlterScramCredentialsRequest>,
+    ) -> Result<Response<pb::AlterScramCredentialsResponse>, Status> {
+        let command = match scram_command(request.into_inner()) {
+            Ok(c) => c,
+            Err(error) => {
+                return Ok(Response::new(pb::AlterScramCredentialsResponse {
+                    error,
+                    ..Default::default()
+                }));
+            }
+        };
+        let written = self.core.write(command).await?;
+        let results = match written.result {
+            Ok(Reply::ScramAltered(results)) => results,
+            Ok(other) => return Err(unexpected(other)),
+            Err(e) => {
+                return Ok(Response::new(pb::AlterScramCredentialsResponse {
+                    error: convert::metadata_error(&e),
+                    ..Default::default()
+                }));
+            }
+        };
+        let results = results
+            .into_iter()
+            .map(|(user, e)| pb::UserResult {
+                user,
+                error: e.as_ref().and_then(convert::metadata_error),
+            })
+            .collect();
+        Ok(Response::new(pb::AlterScramCredentialsResponse {
+            error: None,
+            results,
+            version: i64::try_from(written.index).unwrap_or(i64::MAX),
+        }))
+    }
+}
+
+/// The AlterScramCredentials command, or the refusal of a mechanism number nobody knows.
+fn scram_command(r: pb::AlterScramCredentialsRequest) -> Result<Command, Refusal> {
+    let unknown = |m: i32| {
+        convert::error(
+            convert::UNSUPPORTED_SASL_MECHANISM,
+            format!("SCRAM mechanism {m} is not known; 1 is SCRAM-SHA-256, 2 SCRAM-SHA-512"),
+        )
+    };
+    let mut upsertions = Vec::with_capacity(r.upsertions.len());
+    for u in r.upsertions {
+        let c = u.credential.unwrap_or_default();
+        let (mechanism, credential) =
+            convert::scram_credential_from(&c).ok_or_else(|| unknown(c.mechanism))?;
+        upsertions.push(ScramUpsertion {
+            user: u.user,
+            mechanism,
+            credential,
+        });
+    }
+    let mut deletions = Vec::with_capacity(r.deletions.len());
+    for d in r.deletions {
+        let mechanism = i8::try_from(d.mechanism)
+            .ok()
+            .and_then(ScramMechanism::from_kafka_type)
+            .ok_or_else(|| unknown(d.mechanism))?;
+        deletions.push(ScramDeletion {
+            user: d.user,
+            mechanism,
+        });
+    }
+    Ok(Command::AlterScramCredentials(ScramAlteration {
+        upsertions,
+        deletions,
+        only_if_absent: r.only_if_absent,
+    }))
 }
 
 #[cfg(test)]

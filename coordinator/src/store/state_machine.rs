@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::broadcast;
 use tracing::info;
-use weir_metadata::{BrokerRecord, MetadataState, Reply, TopicRecord};
+use weir_metadata::{BrokerRecord, MetadataState, Reply, TopicRecord, UserCredentials};
 use weir_model::TopicId;
 use weir_process::fatal;
 
@@ -47,6 +47,8 @@ pub struct Applied {
     pub brokers: Vec<BrokerRecord>,
     pub topics: Vec<TopicRecord>,
     pub removed_topics: Vec<TopicId>,
+    /// Users whose credentials changed, with all they have now (`None`: none left).
+    pub users: Vec<(String, Option<UserCredentials>)>,
 }
 
 /// The state machine's data, shared between openraft (which applies) and the services (which
@@ -239,6 +241,14 @@ fn apply_command(
                     .filter_map(|name| state.topics.get(name).cloned())
                     .collect(),
                 removed_topics: changes.removed_topics,
+                users: changes
+                    .users
+                    .into_iter()
+                    .map(|u| {
+                        let creds = state.users.get(&u).cloned();
+                        (u, creds)
+                    })
+                    .collect(),
             };
             // No receivers is fine: nobody is watching.
             let _ = tx.send(Arc::new(applied));
@@ -316,6 +326,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 brokers: Vec::new(),
                 topics: Vec::new(),
                 removed_topics: Vec::new(),
+                users: Vec::new(),
             }));
         }
         info!(index, "installed snapshot from the leader at index {index}");

@@ -1,5 +1,5 @@
 //! The cluster as a client of the coordinators sees it: brokers, topics, partitions, leaders
-//! and ISRs, in Weir's types. The broker keeps one up to date from the watch stream
+//! and ISRs, and SASL users' SCRAM credentials, in Weir's types. The broker keeps one up to date from the watch stream
 //! ([`ClusterView::apply`]); the operator takes one from DescribeCluster
 //! ([`ClusterView::from_description`]). Both read this shape, so a field means the same thing
 //! on either side, and the wire's raw ids are checked in one place.
@@ -10,7 +10,8 @@
 
 use std::collections::BTreeMap;
 use weir_model::{
-    BrokerEpoch, BrokerId, LeaderEpoch, PartitionEpoch, PartitionId, TopicId, TopicName,
+    BrokerEpoch, BrokerId, LeaderEpoch, PartitionEpoch, PartitionId, ScramCredential,
+    ScramMechanism, TopicId, TopicName,
 };
 use weir_proto::v1;
 
@@ -93,6 +94,8 @@ pub struct ClusterView {
     pub topics: BTreeMap<TopicName, TopicView>,
     /// The coordinators' Raft leader, when known.
     pub coordinator_leader: Option<i32>,
+    /// SASL users' SCRAM credentials, by user name.
+    pub users: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
 }
 
 impl ClusterView {
@@ -147,6 +150,8 @@ impl ClusterView {
             removed_brokers: Vec::new(),
             removed_topics: Vec::new(),
             coordinator_leader: d.coordinator_leader,
+            users: Vec::new(),
+            removed_users: Vec::new(),
         });
         view
     }
@@ -158,6 +163,7 @@ impl ClusterView {
         if update.full {
             self.brokers.clear();
             self.topics.clear();
+            self.users.clear();
             self.version = update.version;
         }
         if !update.cluster_id.is_empty() {
@@ -183,6 +189,7 @@ impl ClusterView {
                 self.topics.retain(|_, t| t.id != id);
             }
         }
+        self.apply_users(update);
         for t in &update.topics {
             match TopicView::from_wire(t) {
                 // A re-created topic replaces the old one of the same name.
@@ -193,6 +200,42 @@ impl ClusterView {
                     tracing::warn!(topic = %t.name, id = %t.id, "skipping a malformed topic record")
                 }
             }
+        }
+    }
+}
+
+impl ClusterView {
+    /// A user's credential for one mechanism.
+    pub fn scram(&self, user: &str, m: ScramMechanism) -> Option<&ScramCredential> {
+        self.users.get(user).and_then(|c| c.get(&m))
+    }
+
+    fn apply_users(&mut self, update: &v1::MetadataUpdate) {
+        for name in &update.removed_users {
+            self.users.remove(name);
+        }
+        for u in &update.users {
+            let mut creds = BTreeMap::new();
+            for c in &u.credentials {
+                let mechanism = i8::try_from(c.mechanism)
+                    .ok()
+                    .and_then(ScramMechanism::from_kafka_type);
+                match (mechanism, u32::try_from(c.iterations)) {
+                    (Some(m), Ok(iterations)) => {
+                        let credential = ScramCredential {
+                            salt: c.salt.clone(),
+                            stored_key: c.stored_key.clone(),
+                            server_key: c.server_key.clone(),
+                            iterations,
+                        };
+                        creds.insert(m, credential);
+                    }
+                    _ => {
+                        tracing::warn!(user = %u.name, mechanism = c.mechanism, "skipping a malformed SCRAM credential")
+                    }
+                }
+            }
+            self.users.insert(u.name.clone(), creds);
         }
     }
 }

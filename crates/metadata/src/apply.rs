@@ -12,7 +12,7 @@ use weir_model::{BrokerEpoch, BrokerId, LeaderEpoch, PartitionEpoch, TopicId, To
 
 /// An accepted command: its reply, and `Some(changes)` when it changed the state (the version
 /// then moves to the command's index) or `None` when it changed nothing.
-type Outcome = Result<(Reply, Option<Changes>), MetadataError>;
+pub(crate) type Outcome = Result<(Reply, Option<Changes>), MetadataError>;
 
 type Brokers = BTreeMap<BrokerId, BrokerRecord>;
 
@@ -129,6 +129,7 @@ impl MetadataState {
             Command::AllocateProducerIds { broker, count } => {
                 self.allocate_producer_ids(*broker, *count)
             }
+            Command::AlterScramCredentials(a) => self.alter_scram_credentials(a),
         }?;
         match changes {
             Some(changes) => {

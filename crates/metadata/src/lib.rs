@@ -7,7 +7,7 @@
 //!
 //! What it holds: brokers (id, addresses, rack, epoch, fenced), topics (name, UUID, configs),
 //! partitions (replicas, leader, leader epoch, partition epoch, ISR, reassignment in progress)
-//! and the next free block of producer ids.
+//! the next free block of producer ids, and SASL users' SCRAM credentials (never a password).
 //!
 //! The rules it enforces (Kafka's KRaft controller rules):
 //! - A leader is always a member of the ISR, the ISR a non-empty subset of the replicas.
@@ -33,6 +33,7 @@
 //! - `apply`: [`MetadataState::apply`], one method per command.
 //! - `query`: read helpers ([`MetadataState::topic_by_id`], [`MetadataState::is_live`], ...)
 //!   and [`MetadataState::check_invariants`].
+//! - `users`: SASL users' SCRAM credentials (AlterScramCredentials).
 //! - [`placement`]: where a new topic's replicas go.
 //!
 //! ```text
@@ -46,6 +47,7 @@ mod apply;
 pub mod placement;
 mod query;
 mod state;
+mod users;
 
 pub use query::UNCLEAN_LEADER_ELECTION_KEY;
 pub use state::*;

@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use weir_model::{BrokerEpoch, BrokerId, LeaderEpoch, PartitionEpoch, TopicId, TopicName};
+use weir_model::{
+    BrokerEpoch, BrokerId, LeaderEpoch, PartitionEpoch, ScramCredential, ScramMechanism, TopicId,
+    TopicName,
+};
 
 /// A named Kafka listener's advertised `host:port` (an entry of Kafka's
 /// `advertised.listeners`).
@@ -100,8 +103,30 @@ pub struct MetadataState {
     pub brokers: BTreeMap<BrokerId, BrokerRecord>,
     pub topics: BTreeMap<TopicName, TopicRecord>,
     pub next_producer_id: i64,
+    /// SASL users and their SCRAM credentials, by user name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub users: BTreeMap<String, UserCredentials>,
     /// The log index of the last applied command that changed something.
     pub version: u64,
+}
+
+/// One user's SCRAM credentials, a mechanism each at most.
+pub type UserCredentials = BTreeMap<ScramMechanism, ScramCredential>;
+
+/// A SCRAM credential to set (AlterUserScramCredentials' upsertion, already turned from a
+/// salted password into stored and server keys by the broker).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramUpsertion {
+    pub user: String,
+    pub mechanism: ScramMechanism,
+    pub credential: ScramCredential,
+}
+
+/// A SCRAM credential to remove.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramDeletion {
+    pub user: String,
+    pub mechanism: ScramMechanism,
 }
 
 /// A change proposed through Raft. Everything non-deterministic (UUIDs, the cluster id) is
@@ -205,6 +230,19 @@ pub enum Command {
         broker: BrokerId,
         count: i32,
     },
+    /// Sets and removes SCRAM credentials, all of one user's or none (Kafka's
+    /// AlterUserScramCredentials): a user whose changes include a refused one gets that error
+    /// and keeps the credentials it had. With `only_if_absent`, an upsertion for a mechanism the
+    /// user already has is skipped, not refused (`--scram-user` at every start).
+    AlterScramCredentials(ScramAlteration),
+}
+
+/// AlterScramCredentials' changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramAlteration {
+    pub upsertions: Vec<ScramUpsertion>,
+    pub deletions: Vec<ScramDeletion>,
+    pub only_if_absent: bool,
 }
 
 /// What a successful command returns to its proposer.
@@ -228,6 +266,8 @@ pub enum Reply {
         first: i64,
         count: i32,
     },
+    /// AlterScramCredentials: each user named, with its refusal if it had one.
+    ScramAltered(Vec<(String, Option<MetadataError>)>),
 }
 
 /// Which records an applied command changed, for the brokers' watch streams.
@@ -239,13 +279,18 @@ pub struct Changes {
     /// removed topic is no longer in [`MetadataState::topics`]; its id is in `removed_topics`.
     pub topics: BTreeSet<TopicName>,
     pub removed_topics: Vec<TopicId>,
+    /// Users whose credentials changed; one no longer in [`MetadataState::users`] was removed.
+    pub users: BTreeSet<String>,
 }
 
 impl Changes {
     /// True when no broker or topic record changed (a command may still have advanced the
     /// state, as AllocateProducerIds and InitCluster do).
     pub fn is_empty(&self) -> bool {
-        self.brokers.is_empty() && self.topics.is_empty() && self.removed_topics.is_empty()
+        self.brokers.is_empty()
+            && self.topics.is_empty()
+            && self.removed_topics.is_empty()
+            && self.users.is_empty()
     }
 }
 
@@ -293,6 +338,18 @@ pub enum MetadataError {
     AlreadyInitialised,
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A credential to delete does not exist.
+    #[error("{0}")]
+    ResourceNotFound(String),
+    /// A user's credential for one mechanism is both set and deleted, or set twice.
+    #[error("{0}")]
+    DuplicateResource(String),
+    /// A credential out of bounds (iterations, salt, key lengths, user name).
+    #[error("{0}")]
+    UnacceptableCredential(String),
+    /// The cluster has as many users as it allows.
+    #[error("{0}")]
+    PolicyViolation(String),
 }
 
 impl MetadataError {
@@ -314,6 +371,10 @@ impl MetadataError {
             MetadataError::NoReassignmentInProgress { .. } => 85, // NO_REASSIGNMENT_IN_PROGRESS
             MetadataError::AlreadyInitialised => 104, // INCONSISTENT_CLUSTER_ID
             MetadataError::InvalidRequest(_) => 42, // INVALID_REQUEST
+            MetadataError::ResourceNotFound(_) => 91, // RESOURCE_NOT_FOUND
+            MetadataError::DuplicateResource(_) => 92, // DUPLICATE_RESOURCE
+            MetadataError::UnacceptableCredential(_) => 93, // UNACCEPTABLE_CREDENTIAL
+            MetadataError::PolicyViolation(_) => 44, // POLICY_VIOLATION
         }
     }
 }

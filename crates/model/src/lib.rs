@@ -9,12 +9,14 @@
 //! - [`ids`]: offsets, partition ids, leader epochs, producer ids and epochs, timestamps.
 //! - [`topic`]: validated topic names and topic ids.
 //! - [`error_chain`]: [`Chain`], an error and all its causes, for log lines.
+//! - [`scram`]: SCRAM mechanisms and stored credentials.
 //! - [`limits`]: every bound the system enforces, with their relations checked at compile time.
 
 pub mod clock;
 pub mod error_chain;
 pub mod ids;
 pub mod limits;
+pub mod scram;
 pub mod topic;
 pub mod topic_config;
 
@@ -24,4 +26,5 @@ pub use ids::{
     BrokerEpoch, BrokerId, CoordinatorId, LeaderEpoch, Offset, PartitionEpoch, PartitionId,
     ProducerEpoch, ProducerId, Timestamp,
 };
+pub use scram::{ScramCredential, ScramMechanism};
 pub use topic::{TopicId, TopicName, TopicNameError};

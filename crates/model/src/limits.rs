@@ -191,6 +191,40 @@ pub const TLS_HANDSHAKE_MS_MAX: u64 = 10_000;
 /// the partitions it copies from one leader, so more is a broken or hostile caller.
 /// Used in `broker/src/replication.rs`.
 pub const REPLICA_FETCH_PARTITIONS_MAX: usize = 4096;
+/// SCRAM iterations a credential may have: Kafka's bounds (RFC 7677 asks for at least 4096;
+/// more than 16384 makes every login a CPU cost a client chooses).
+/// Used in `crates/auth/src/scram.rs` and `crates/metadata/src/users.rs`.
+pub const SCRAM_ITERATIONS_MIN: u32 = 4096;
+/// See [`SCRAM_ITERATIONS_MIN`].
+pub const SCRAM_ITERATIONS_MAX: u32 = 16384;
+/// A SCRAM salt's bytes, at most (Kafka's tools make 32 or 64).
+/// Used in `crates/metadata/src/users.rs`.
+pub const SCRAM_SALT_BYTES_MAX: usize = 128;
+/// A SASL user name's bytes, at most.
+/// Used in `crates/auth/src/lib.rs` and `crates/metadata/src/users.rs`.
+pub const USER_NAME_BYTES_MAX: usize = 256;
+/// Users with SCRAM credentials in one cluster: each is in every broker's memory.
+/// Used in `crates/metadata/src/users.rs`.
+pub const SCRAM_USERS_MAX: usize = 100_000;
+/// Credentials one AlterUserScramCredentials request changes, at most.
+/// Used in `broker/src/api/users.rs` and `crates/metadata/src/users.rs`.
+pub const SCRAM_ALTERATIONS_MAX: usize = 1_000;
+/// One SASL message (a SaslAuthenticate's bytes) at most; SCRAM and PLAIN messages are a few
+/// hundred bytes, and an unauthenticated client may not send more.
+/// Used in `broker/src/sasl.rs`.
+pub const SASL_MESSAGE_BYTES_MAX: usize = 8 * 1024;
+/// The largest frame a connection that has not authenticated may send: ApiVersions,
+/// SaslHandshake and SaslAuthenticate are all small.
+/// Used in `broker/src/server.rs`.
+pub const UNAUTHENTICATED_FRAME_BYTES_MAX: u32 = 16 * 1024;
+/// How long a connection has to authenticate after it is accepted (and, on a TLS listener,
+/// after its handshake).
+/// Used in `broker/src/server.rs`.
+pub const SASL_AUTHENTICATE_MS_MAX: u64 = 10_000;
+/// The delay before a failed login is answered (Kafka's
+/// `connection.failed.authentication.delay.ms` default): guessing passwords costs time.
+/// Used in `broker/src/sasl.rs`.
+pub const FAILED_AUTHENTICATION_DELAY_MS: u64 = 100;
 
 const _: () = assert!(MESSAGE_BYTES_MAX_DEFAULT < REQUEST_BYTES_MAX_DEFAULT);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
@@ -223,3 +257,6 @@ const _: () = assert!(CLEANER_IO_BUFFER_BYTES_MIN < CLEANER_IO_BUFFER_BYTES_MAX)
 const _: () = assert!(LINE_BYTES_MAX >= MESSAGE_BYTES_MAX_DEFAULT as u64);
 const _: () = assert!(KAFKA_ADMIN_RESPONSE_BYTES_MAX_MIN <= OPERATOR_RESPONSE_BYTES_MAX);
 const _: () = assert!(REPLICA_FETCH_PARTITIONS_MAX <= BROKER_PARTITIONS_MAX);
+const _: () = assert!(SCRAM_ITERATIONS_MIN < SCRAM_ITERATIONS_MAX);
+const _: () = assert!(SASL_MESSAGE_BYTES_MAX < UNAUTHENTICATED_FRAME_BYTES_MAX as usize);
+const _: () = assert!(FAILED_AUTHENTICATION_DELAY_MS < SASL_AUTHENTICATE_MS_MAX);

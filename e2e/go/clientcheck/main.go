@@ -3,17 +3,25 @@
 // from what Apache Kafka does. Run by e2e/python/test_go_client.py against Kafka and Weir:
 //
 //	go run ./clientcheck HOST:PORT TOPIC
+//
+// With CLIENTCHECK_CA (a PEM file) it speaks TLS trusting that CA; with CLIENTCHECK_SASL
+// (MECHANISM:USER:PASSWORD, MECHANISM SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN) it logs in.
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 const (
@@ -35,13 +43,45 @@ func must(err error, what string) {
 	}
 }
 
+// security is TLS and SASL from the environment, for every client.
+func security() []kgo.Opt {
+	var opts []kgo.Opt
+	if ca := os.Getenv("CLIENTCHECK_CA"); ca != "" {
+		pem, err := os.ReadFile(ca)
+		must(err, "CLIENTCHECK_CA")
+		pool := x509.NewCertPool()
+		check(pool.AppendCertsFromPEM(pem), "CLIENTCHECK_CA holds no certificate")
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{RootCAs: pool}))
+	}
+	if s := os.Getenv("CLIENTCHECK_SASL"); s != "" {
+		parts := strings.SplitN(s, ":", 3)
+		check(len(parts) == 3, "CLIENTCHECK_SASL is MECHANISM:USER:PASSWORD")
+		auth := scram.Auth{User: parts[1], Pass: parts[2]}
+		switch parts[0] {
+		case "SCRAM-SHA-256":
+			opts = append(opts, kgo.SASL(auth.AsSha256Mechanism()))
+		case "SCRAM-SHA-512":
+			opts = append(opts, kgo.SASL(auth.AsSha512Mechanism()))
+		case "PLAIN":
+			opts = append(opts, kgo.SASL(plain.Auth{User: parts[1], Pass: parts[2]}.AsMechanism()))
+		default:
+			check(false, "CLIENTCHECK_SASL mechanism %q", parts[0])
+		}
+	}
+	return opts
+}
+
 func main() {
 	bootstrap, topic := os.Args[1], os.Args[2]
+	sec := security()
+	newClient := func(opts ...kgo.Opt) (*kgo.Client, error) {
+		return kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(bootstrap)}, sec...), opts...)...)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 
 	// Admin: create with a config, read it back, list the topic.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(bootstrap))
+	cl, err := newClient()
 	must(err, "admin client")
 	adm := kadm.NewClient(cl)
 	retention := "86400000"
@@ -65,8 +105,7 @@ func main() {
 
 	// Idempotent producer (franz-go's default), acks=all, zstd, records to explicit partitions.
 	base := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
-	pr, err := kgo.NewClient(
-		kgo.SeedBrokers(bootstrap),
+	pr, err := newClient(
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerBatchCompression(kgo.ZstdCompression()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -106,7 +145,7 @@ func main() {
 	for p := int32(0); p < partitions; p++ {
 		start[p] = kgo.NewOffset().AtStart()
 	}
-	co, err := kgo.NewClient(kgo.SeedBrokers(bootstrap),
+	co, err := newClient(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}))
 	must(err, "consumer")
 	seen := make([]bool, records)

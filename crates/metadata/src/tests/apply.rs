@@ -710,6 +710,10 @@ fn every_error_has_its_kafka_code() {
         ),
         (MetadataError::AlreadyInitialised, 104),
         (MetadataError::InvalidRequest(String::new()), 42),
+        (MetadataError::ResourceNotFound(String::new()), 91),
+        (MetadataError::DuplicateResource(String::new()), 92),
+        (MetadataError::UnacceptableCredential(String::new()), 93),
+        (MetadataError::PolicyViolation(String::new()), 44),
     ];
     for (e, code) in all {
         // An exhaustive match: a new variant fails to compile here until it is listed above.
@@ -728,7 +732,11 @@ fn every_error_has_its_kafka_code() {
             | MetadataError::IneligibleReplica(_)
             | MetadataError::NoReassignmentInProgress { .. }
             | MetadataError::AlreadyInitialised
-            | MetadataError::InvalidRequest(_) => assert_eq!(e.kafka_code(), code, "{e:?}"),
+            | MetadataError::InvalidRequest(_)
+            | MetadataError::ResourceNotFound(_)
+            | MetadataError::DuplicateResource(_)
+            | MetadataError::UnacceptableCredential(_)
+            | MetadataError::PolicyViolation(_) => assert_eq!(e.kafka_code(), code, "{e:?}"),
         }
     }
 }

@@ -164,6 +164,35 @@ pub struct MetadataUpdate {
     /// Which coordinator is the Raft leader now; absent if unknown.
     #[prost(int32, optional, tag = "8")]
     pub coordinator_leader: ::core::option::Option<i32>,
+    /// SASL users that are new or changed (all their credentials).
+    #[prost(message, repeated, tag = "9")]
+    pub users: ::prost::alloc::vec::Vec<User>,
+    /// Users that have no credential left.
+    #[prost(string, repeated, tag = "10")]
+    pub removed_users: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// A SASL user's SCRAM credential for one mechanism: what verifies a password, never the
+/// password.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ScramCredential {
+    /// Kafka's numbers: 1 is SCRAM-SHA-256, 2 is SCRAM-SHA-512.
+    #[prost(int32, tag = "1")]
+    pub mechanism: i32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub salt: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub stored_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub server_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(int32, tag = "5")]
+    pub iterations: i32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct User {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(message, repeated, tag = "2")]
+    pub credentials: ::prost::alloc::vec::Vec<ScramCredential>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AlterPartitionRequest {
@@ -418,6 +447,49 @@ pub struct RemoveCoordinatorRequest {
 pub struct ChangeQuorumResponse {
     #[prost(message, repeated, tag = "1")]
     pub coordinators: ::prost::alloc::vec::Vec<Coordinator>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ScramUpsertion {
+    #[prost(string, tag = "1")]
+    pub user: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub credential: ::core::option::Option<ScramCredential>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ScramDeletion {
+    #[prost(string, tag = "1")]
+    pub user: ::prost::alloc::string::String,
+    #[prost(int32, tag = "2")]
+    pub mechanism: i32,
+}
+/// Kafka's AlterUserScramCredentials, with the salted password already turned into keys.
+/// `only_if_absent` skips credentials a user already has (--scram-user at every start).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AlterScramCredentialsRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub upsertions: ::prost::alloc::vec::Vec<ScramUpsertion>,
+    #[prost(message, repeated, tag = "2")]
+    pub deletions: ::prost::alloc::vec::Vec<ScramDeletion>,
+    #[prost(bool, tag = "3")]
+    pub only_if_absent: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UserResult {
+    #[prost(string, tag = "1")]
+    pub user: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub error: ::core::option::Option<Error>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AlterScramCredentialsResponse {
+    /// A refusal of the whole request.
+    #[prost(message, optional, tag = "1")]
+    pub error: ::core::option::Option<Error>,
+    #[prost(message, repeated, tag = "2")]
+    pub results: ::prost::alloc::vec::Vec<UserResult>,
+    /// The metadata version that holds the change, for waiting on a watch stream.
+    #[prost(int64, tag = "3")]
+    pub version: i64,
 }
 /// Generated client implementations.
 pub mod broker_control_client {
@@ -1458,6 +1530,30 @@ pub mod admin_client {
                 .insert(GrpcMethod::new("weir.v1.Admin", "RemoveCoordinator"));
             self.inner.unary(req, path, codec).await
         }
+        pub async fn alter_scram_credentials(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AlterScramCredentialsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AlterScramCredentialsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/weir.v1.Admin/AlterScramCredentials",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("weir.v1.Admin", "AlterScramCredentials"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1549,6 +1645,13 @@ pub mod admin_server {
             request: tonic::Request<super::RemoveCoordinatorRequest>,
         ) -> std::result::Result<
             tonic::Response<super::ChangeQuorumResponse>,
+            tonic::Status,
+        >;
+        async fn alter_scram_credentials(
+            &self,
+            request: tonic::Request<super::AlterScramCredentialsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AlterScramCredentialsResponse>,
             tonic::Status,
         >;
     }
@@ -2104,6 +2207,51 @@ pub mod admin_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RemoveCoordinatorSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/weir.v1.Admin/AlterScramCredentials" => {
+                    #[allow(non_camel_case_types)]
+                    struct AlterScramCredentialsSvc<T: Admin>(pub Arc<T>);
+                    impl<
+                        T: Admin,
+                    > tonic::server::UnaryService<super::AlterScramCredentialsRequest>
+                    for AlterScramCredentialsSvc<T> {
+                        type Response = super::AlterScramCredentialsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AlterScramCredentialsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Admin>::alter_scram_credentials(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AlterScramCredentialsSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
