@@ -189,9 +189,34 @@ pub struct ListenerArgs {
     #[arg(long, env = "WEIR_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
     pub connections_max_reauth_ms: u64,
+    /// Principals that may do anything whatever the ACLs say, `User:NAME,...` (`super.users`).
+    #[arg(long, env = "WEIR_SUPER_USERS", value_delimiter = ',')]
+    pub super_users: Vec<String>,
+    /// Whether a resource no ACL names is open to every principal
+    /// (`allow.everyone.if.no.acl.found`). Default: false once a SASL listener exists, else
+    /// true.
+    #[arg(long, env = "WEIR_ALLOW_EVERYONE_IF_NO_ACL_FOUND", action = clap::ArgAction::Set)]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 impl ListenerArgs {
+    /// The authorizer's settings for these listeners.
+    pub fn authorizer(
+        &self,
+        listeners: &[ListenerConfig],
+    ) -> Result<weir_auth::acl::Authorizer, String> {
+        for u in &self.super_users {
+            if u.strip_prefix("User:").is_none_or(str::is_empty) {
+                return Err(format!("--super-users {u:?}: a principal is User:NAME"));
+            }
+        }
+        let any_sasl = listeners.iter().any(|l| l.protocol.sasl());
+        Ok(weir_auth::acl::Authorizer {
+            super_users: self.super_users.iter().cloned().collect(),
+            allow_if_no_acl: self.allow_everyone_if_no_acl_found.unwrap_or(!any_sasl),
+        })
+    }
+
     /// The SASL settings.
     pub fn sasl(&self) -> Result<SaslSettings, String> {
         Ok(SaslSettings {
@@ -252,12 +277,14 @@ impl BrokerArgs {
     pub fn into_config(self) -> Result<BrokerConfig, String> {
         let groups = self.groups.settings()?;
         let sasl = self.listeners.sasl()?;
+        let listener_args = self.listeners.clone();
         let (listeners, tls) = self
             .listeners
             .resolve(self.kafka_addr, self.advertised_kafka_addr)?;
         let mut c = BrokerConfig::new(self.data_dir, DEFAULT_KAFKA_ADDR);
         c.listeners = listeners;
         c.tls = tls;
+        c.authorizer = listener_args.authorizer(&c.listeners)?;
         c.sasl = sasl;
         c.node_id = self.id;
         c.internal_addr = self.internal_addr;

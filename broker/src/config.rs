@@ -26,6 +26,8 @@ pub struct BrokerConfig {
     pub tls: Option<crate::tls::TlsFiles>,
     /// SASL on the SASL listeners: mechanisms, session lifetime, users made at start.
     pub sasl: crate::sasl::SaslSettings,
+    /// Super users and the rule for resources no ACL names.
+    pub authorizer: weir_auth::acl::Authorizer,
     /// Largest request frame read from a client (`socket.request.max.bytes`).
     pub request_bytes_max: u32,
     /// Connections served at once; more are closed on accept.
@@ -120,6 +122,11 @@ impl BrokerConfig {
             listeners: vec![crate::listener::ListenerConfig::plaintext(kafka_addr)],
             tls: None,
             sasl: crate::sasl::SaslSettings::default(),
+            // No ACLs and no SASL listener: everything is open, as Kafka without an authorizer.
+            authorizer: weir_auth::acl::Authorizer {
+                super_users: Default::default(),
+                allow_if_no_acl: true,
+            },
             request_bytes_max: limits::REQUEST_BYTES_MAX_DEFAULT,
             connections_max: limits::CONNECTIONS_MAX_DEFAULT,
             queued_request_bytes_max: limits::QUEUED_REQUEST_BYTES_MAX_DEFAULT,

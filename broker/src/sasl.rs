@@ -144,6 +144,11 @@ impl Session {
         }
     }
 
+    /// The user the connection last authenticated as, live or not.
+    pub fn user_name(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
     /// Whether the connection ever authenticated (its frames may then be full-sized).
     pub fn ever_authenticated(&self) -> bool {
         self.user.is_some()

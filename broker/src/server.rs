@@ -213,6 +213,7 @@ where
         sasl: listener.sasl.then(crate::sasl::Session::default),
         authenticated: authenticated.clone(),
         close_after: None,
+        principal: weir_auth::acl::ANONYMOUS.into(),
     };
 
     let reader = async move {

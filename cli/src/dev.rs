@@ -151,6 +151,10 @@ fn broker_config(
     config.listeners = listeners;
     config.tls = tls;
     config.sasl = args.listeners.sasl().map_err(anyhow::Error::msg)?;
+    config.authorizer = args
+        .listeners
+        .authorizer(&config.listeners)
+        .map_err(anyhow::Error::msg)?;
     config.node_id = i as i32 + 1;
     config.coordinators = vec![coordinator_addr.to_string()];
     config.default_partitions = args.default_partitions;

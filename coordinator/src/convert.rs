@@ -5,12 +5,15 @@ use crate::store::state_machine::Applied;
 use weir_metadata::{
     BrokerRecord, MetadataError, MetadataState, PartitionRecord, TopicRecord, UserCredentials,
 };
-use weir_model::{BrokerId, ScramCredential, ScramMechanism};
+use weir_model::BrokerId;
+pub use weir_proto::convert::{
+    acl, acl_filter_from, acl_from, scram_credential, scram_credential_from,
+};
 use weir_proto::v1 as pb;
 
 pub use weir_proto::codes::{
-    INVALID_CONFIG, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_TOPIC_EXCEPTION,
-    POLICY_VIOLATION, UNKNOWN_TOPIC_ID, UNSUPPORTED_SASL_MECHANISM,
+    INVALID_CONFIG, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_REQUEST,
+    INVALID_TOPIC_EXCEPTION, POLICY_VIOLATION, UNKNOWN_TOPIC_ID, UNSUPPORTED_SASL_MECHANISM,
 };
 
 pub fn error(code: i32, message: impl Into<String>) -> Option<pb::Error> {
@@ -83,28 +86,6 @@ pub fn topic(t: &TopicRecord) -> pb::Topic {
     }
 }
 
-pub fn scram_credential(m: ScramMechanism, c: &ScramCredential) -> pb::ScramCredential {
-    pb::ScramCredential {
-        mechanism: i32::from(m.kafka_type()),
-        salt: c.salt.clone(),
-        stored_key: c.stored_key.clone(),
-        server_key: c.server_key.clone(),
-        iterations: i32::try_from(c.iterations).unwrap_or(i32::MAX),
-    }
-}
-
-/// A credential from the wire; `None` for an unknown mechanism or negative iterations.
-pub fn scram_credential_from(c: &pb::ScramCredential) -> Option<(ScramMechanism, ScramCredential)> {
-    let m = ScramMechanism::from_kafka_type(i8::try_from(c.mechanism).ok()?)?;
-    let credential = ScramCredential {
-        salt: c.salt.clone(),
-        stored_key: c.stored_key.clone(),
-        server_key: c.server_key.clone(),
-        iterations: u32::try_from(c.iterations).ok()?,
-    };
-    Some((m, credential))
-}
-
 pub fn user(name: &str, creds: &UserCredentials) -> pb::User {
     pb::User {
         name: name.to_string(),
@@ -125,6 +106,8 @@ pub fn full_update(state: &MetadataState, leader: Option<i32>) -> pb::MetadataUp
         coordinator_leader: leader,
         users: state.users.iter().map(|(n, c)| user(n, c)).collect(),
         removed_users: Vec::new(),
+        added_acls: state.acls.iter().map(acl).collect(),
+        removed_acls: Vec::new(),
     }
 }
 
@@ -154,6 +137,8 @@ pub fn delta_update(a: &Applied, leader: Option<i32>) -> pb::MetadataUpdate {
             .filter(|(_, c)| c.is_none())
             .map(|(n, _)| n.clone())
             .collect(),
+        added_acls: a.acls_added.iter().map(acl).collect(),
+        removed_acls: a.acls_removed.iter().map(acl).collect(),
     }
 }
 

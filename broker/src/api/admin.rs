@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use weir_coordinator_client::ControlClient;
 use weir_model::TopicId;
+use weir_model::acl::{Operation, ResourceType};
 use weir_model::limits::PARTITIONS_PER_TOPIC_MAX;
 use weir_proto::v1;
 
@@ -44,6 +45,34 @@ const SOURCE_DEFAULT: i8 = 5;
 /// One step of an admin request: the coordinators' commit, or this broker seeing it.
 pub(super) const ADMIN_TIMEOUT: Duration =
     Duration::from_millis(weir_model::limits::ADMIN_WAIT_MS_MAX);
+
+/// A refusal for a missing ACL on a topic.
+fn denied(what: &str) -> Refusal {
+    (
+        ResponseError::TopicAuthorizationFailed,
+        format!("{what} is needed"),
+    )
+}
+
+/// A refusal for a missing ACL on a config resource: the topic's code, or the cluster's.
+fn denied_on(rt: ResourceType, op: &str) -> Refusal {
+    match rt {
+        ResourceType::Topic => denied(&format!("{op} on the topic")),
+        _ => (
+            ResponseError::ClusterAuthorizationFailed,
+            format!("{op} on the cluster is needed"),
+        ),
+    }
+}
+
+/// The ACL resource a config resource is checked as: a topic, or (a broker) the cluster.
+fn config_resource(resource_type: i8, name: &str) -> (ResourceType, &str) {
+    if resource_type == RESOURCE_TOPIC {
+        (ResourceType::Topic, name)
+    } else {
+        (ResourceType::Cluster, weir_model::acl::CLUSTER_NAME)
+    }
+}
 
 fn check_partitions(n: i32) -> Result<(), Refusal> {
     if (1..=PARTITIONS_PER_TOPIC_MAX).contains(&n) {
@@ -216,7 +245,13 @@ pub async fn create_topics(
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut res = CreatableTopicResult::default().with_name(t.name.clone());
-        let outcome = create_one(state, &t, req.validate_only, dupes.contains(&name)).await;
+        let may_create = super::allowed_on_cluster(state, ctx, Operation::Create)
+            || super::allowed(state, ctx, Operation::Create, ResourceType::Topic, &name);
+        let outcome = if may_create {
+            create_one(state, &t, req.validate_only, dupes.contains(&name)).await
+        } else {
+            Err(denied("CREATE on the cluster or the topic"))
+        };
         match outcome {
             Ok(created) => fill_created(state, ctx, &mut res, created),
             Err((code, msg)) => {
@@ -376,7 +411,19 @@ pub async fn delete_topics(
             .clone()
             .or_else(|| topic.as_ref().map(|t| t.name.to_string()))
             .map(topic_name);
+        let may_delete = res.name.as_ref().is_some_and(|n| {
+            super::allowed(
+                state,
+                ctx,
+                Operation::Delete,
+                ResourceType::Topic,
+                n.0.as_str(),
+            )
+        });
         let outcome: Result<(), Refusal> = async {
+            if !may_delete {
+                return Err(denied("DELETE on the topic"));
+            }
             let Some(t) = topic else {
                 return Err(if name.is_none() {
                     (ResponseError::UnknownTopicId, "no such topic".to_string())
@@ -426,13 +473,18 @@ pub async fn delete_topics(
 
 pub async fn create_partitions(
     state: &Arc<BrokerState>,
-    _ctx: &Ctx,
+    ctx: &Ctx,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut r = CreatePartitionsResponse::default();
     for t in req.topics {
         let mut res = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        let outcome = add_partitions(state, &t, req.validate_only).await;
+        let outcome = if super::allowed(state, ctx, Operation::Alter, ResourceType::Topic, &t.name)
+        {
+            add_partitions(state, &t, req.validate_only).await
+        } else {
+            Err(denied("ALTER on the topic"))
+        };
         if let Err((code, msg)) = outcome {
             res.error_code = code.code();
             res.error_message = Some(str_bytes(msg));
@@ -576,6 +628,14 @@ pub async fn describe_configs(
             |name: &str, value: String, source: i8, read_only: bool, kind: i8, doc: &str| {
                 describe_entry(name, value, source, read_only, kind, doc, include)
             };
+        let (rt, rname) = config_resource(res.resource_type, res.resource_name.as_str());
+        if !super::allowed(state, ctx, Operation::DescribeConfigs, rt, rname) {
+            let (code, msg) = denied_on(rt, "DESCRIBE_CONFIGS");
+            out.error_code = code.code();
+            out.error_message = Some(str_bytes(msg));
+            r.results.push(out);
+            continue;
+        }
         match res.resource_type {
             RESOURCE_TOPIC => {
                 describe_topic(state, res.resource_name.as_str(), &wanted, &entry, &mut out)
@@ -691,11 +751,15 @@ fn describe_topic(
 /// overrides from the current one; the whole set goes to the coordinators.
 async fn alter_resource(
     state: &BrokerState,
-    resource_type: i8,
-    name: &StrBytes,
+    ctx: &Ctx,
+    (resource_type, name): (i8, &StrBytes),
     validate_only: bool,
     change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal>,
 ) -> Result<(), Refusal> {
+    let (rt, rname) = config_resource(resource_type, name.as_str());
+    if !super::allowed(state, ctx, Operation::AlterConfigs, rt, rname) {
+        return Err(denied_on(rt, "ALTER_CONFIGS"));
+    }
     match resource_type {
         RESOURCE_TOPIC => {}
         RESOURCE_BROKER => {
@@ -754,7 +818,7 @@ async fn alter_resource(
 
 pub async fn alter_configs(
     state: &Arc<BrokerState>,
-    _ctx: &Ctx,
+    ctx: &Ctx,
     req: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
@@ -763,8 +827,8 @@ pub async fn alter_configs(
         // AlterConfigs replaces the whole set of overrides with the one given.
         let outcome = alter_resource(
             state,
-            res.resource_type,
-            &res.resource_name,
+            ctx,
+            (res.resource_type, &res.resource_name),
             req.validate_only,
             |_| {
                 topic_config::validate_all(
@@ -790,7 +854,7 @@ pub async fn alter_configs(
 
 pub async fn incremental_alter_configs(
     state: &Arc<BrokerState>,
-    _ctx: &Ctx,
+    ctx: &Ctx,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
@@ -799,8 +863,8 @@ pub async fn incremental_alter_configs(
     for res in req.resources {
         let outcome = alter_resource(
             state,
-            res.resource_type,
-            &res.resource_name,
+            ctx,
+            (res.resource_type, &res.resource_name),
             req.validate_only,
             |current| {
                 let mut next = current.clone();

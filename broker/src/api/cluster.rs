@@ -7,6 +7,7 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::*;
 use std::sync::Arc;
+use weir_model::acl::{Operation, ResourceType};
 
 pub fn api_versions_body() -> ApiVersionsResponse {
     let mut r = ApiVersionsResponse::default();
@@ -48,6 +49,11 @@ pub async fn describe_cluster(
     if ctx.version >= 1 {
         r.endpoint_type = 1;
     }
+    if !super::allowed_on_cluster(state, ctx, Operation::Describe) {
+        r.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        r.error_message = Some(str_bytes("DESCRIBE on the cluster is needed"));
+        return r;
+    }
     let view = state.view();
     r.cluster_id = str_bytes(view.cluster_id.clone());
     r.controller_id = BrokerId(state.me.get());
@@ -64,14 +70,33 @@ pub async fn describe_cluster(
     r
 }
 
+/// An idempotent producer needs IDEMPOTENT_WRITE on the cluster or, since Kafka 2.8 (KIP-679),
+/// WRITE on any topic.
+fn may_write_idempotently(state: &BrokerState, ctx: &Ctx) -> bool {
+    if super::allowed_on_cluster(state, ctx, Operation::IdempotentWrite) {
+        return true;
+    }
+    let acls = &state.view().acls;
+    state
+        .config
+        .authorizer
+        .allows_any(acls, ctx.requester(), Operation::Write, ResourceType::Topic)
+}
+
 /// Idempotent producers only: transactions are not offered (their APIs are not advertised,
 /// so clients configured for them fail at start with a clear message of their own).
 pub async fn init_producer_id(
     state: &Arc<BrokerState>,
-    _ctx: &Ctx,
+    ctx: &Ctx,
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let mut r = InitProducerIdResponse::default();
+    if req.transactional_id.is_none() && !may_write_idempotently(state, ctx) {
+        r.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        r.producer_id = ProducerId(-1);
+        r.producer_epoch = -1;
+        return r;
+    }
     if req.transactional_id.is_some() {
         r.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
         r.producer_id = ProducerId(-1);

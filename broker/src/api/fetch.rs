@@ -30,6 +30,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use weir_model::acl::{Operation, ResourceType};
 use weir_model::limits::{FETCH_BYTES_MAX, FETCH_RESPONSE_BYTES_IN_FLIGHT_MAX};
 use weir_model::{Offset, PartitionId};
 use weir_storage::StorageError;
@@ -196,12 +197,19 @@ fn read_all(
     let mut errored = false;
     for (topic, partitions) in &plan.topics {
         let mut tr = FetchableTopicResponse::default().with_topic(topic.clone());
+        let readable = super::allowed(state, ctx, Operation::Read, ResourceType::Topic, topic);
         for fp in partitions {
             let mut pd = PartitionData::default().with_partition_index(fp.partition);
             if !read_committed {
                 pd.aborted_transactions = None;
             }
-            if let Err(code) = read_partition(state, ctx, topic, fp, &mut sizes, &mut pd) {
+            let read = if readable {
+                read_partition(state, ctx, topic, fp, &mut sizes, &mut pd)
+            } else {
+                pd.high_watermark = -1;
+                Err(ResponseError::TopicAuthorizationFailed)
+            };
+            if let Err(code) = read {
                 pd.error_code = code.code();
                 errored = true;
             }

@@ -37,6 +37,7 @@ use weir_group::{
     Group, GroupError, GroupId as WeirGroupId, GroupState, JoinOutcome, JoinRequest, JoinResponse,
     SyncOutcome, SyncResponse,
 };
+use weir_model::acl::{Operation, ResourceType};
 use weir_model::{LeaderEpoch, Offset, PartitionId, Timestamp};
 
 const SYNC_WAIT_MAX: Duration = Duration::from_millis(weir_model::limits::SYNC_WAIT_MS_MAX);
@@ -45,6 +46,15 @@ const COORDINATOR_WAIT: Duration = Duration::from_secs(5);
 
 fn err(e: GroupError) -> i16 {
     crate::error::group_error_code(e).code()
+}
+
+/// Whether the client may do `op` to the group (Kafka's ACLs).
+fn group_allowed(svc: &Services, ctx: &Ctx, op: Operation, group: &str) -> bool {
+    super::allowed(&svc.state, ctx, op, ResourceType::Group, group)
+}
+
+fn group_denied() -> i16 {
+    ResponseError::GroupAuthorizationFailed.code()
 }
 
 fn opt_str(s: &Option<StrBytes>) -> Option<String> {
@@ -67,7 +77,12 @@ pub async fn find_coordinator(
     };
     let mut found = Vec::with_capacity(keys.len());
     for key in keys {
-        let c = locate(state, &ctx.listener, req.key_type, key.as_str()).await;
+        let c = if req.key_type == 0 && !group_allowed(svc, ctx, Operation::Describe, &key) {
+            let why = "DESCRIBE on the group is needed".to_string();
+            Err((ResponseError::GroupAuthorizationFailed, why))
+        } else {
+            locate(state, &ctx.listener, req.key_type, key.as_str()).await
+        };
         found.push(match c {
             Ok((node, host, port)) => Coordinator::default()
                 .with_key(key)
@@ -148,6 +163,15 @@ async fn locate(
 // JoinGroup
 
 pub async fn join_group(svc: &Services, ctx: &Ctx, req: JoinGroupRequest) -> JoinGroupResponse {
+    if !group_allowed(svc, ctx, Operation::Read, &req.group_id) {
+        let mut resp = JoinGroupResponse::default()
+            .with_error_code(group_denied())
+            .with_generation_id(-1);
+        if ctx.version < 7 {
+            resp.protocol_name = Some(str_bytes(""));
+        }
+        return resp;
+    }
     let r = join(svc, ctx, &req).await;
     let mut resp = JoinGroupResponse::default()
         .with_error_code(r.error.map_or(0, err))
@@ -283,6 +307,9 @@ async fn join(svc: &Services, ctx: &Ctx, req: &JoinGroupRequest) -> JoinResponse
 // SyncGroup
 
 pub async fn sync_group(svc: &Services, ctx: &Ctx, req: SyncGroupRequest) -> SyncGroupResponse {
+    if !group_allowed(svc, ctx, Operation::Read, &req.group_id) {
+        return SyncGroupResponse::default().with_error_code(group_denied());
+    }
     let r = sync(svc, &req).await;
     let mut resp = SyncGroupResponse::default()
         .with_error_code(r.error.map_or(0, err))
@@ -395,7 +422,10 @@ async fn persist_assignments(
 // -------------------------------------------------------------------------------------------
 // Heartbeat, LeaveGroup
 
-pub async fn heartbeat(svc: &Services, _ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
+pub async fn heartbeat(svc: &Services, ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
+    if !group_allowed(svc, ctx, Operation::Read, &req.group_id) {
+        return HeartbeatResponse::default().with_error_code(group_denied());
+    }
     let state = &svc.state;
     let coordinator = &*svc.groups;
     let group = req.group_id.0.to_string();
@@ -415,6 +445,9 @@ pub async fn heartbeat(svc: &Services, _ctx: &Ctx, req: HeartbeatRequest) -> Hea
 }
 
 pub async fn leave_group(svc: &Services, ctx: &Ctx, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    if !group_allowed(svc, ctx, Operation::Read, &req.group_id) {
+        return LeaveGroupResponse::default().with_error_code(group_denied());
+    }
     let state = &svc.state;
     let coordinator = &*svc.groups;
     let group = req.group_id.0.to_string();
@@ -478,10 +511,11 @@ pub async fn leave_group(svc: &Services, ctx: &Ctx, req: LeaveGroupRequest) -> L
 
 pub async fn offset_commit(
     svc: &Services,
-    _ctx: &Ctx,
+    ctx: &Ctx,
     req: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let state = &svc.state;
+    let group_ok = group_allowed(svc, ctx, Operation::Read, &req.group_id);
     let view = state.view();
     // Per partition: Ok(value to write) or the error to answer.
     let mut items: Vec<CommitItem> = Vec::new();
@@ -489,11 +523,16 @@ pub async fn offset_commit(
     let max_meta = svc.groups.config.offset_metadata_max_bytes;
     for t in &req.topics {
         let info = view.topic(t.name.0.as_str());
+        let topic_ok = super::allowed(state, ctx, Operation::Read, ResourceType::Topic, &t.name);
         let parts = t
             .partitions
             .iter()
             .map(|p| {
-                let r = if info.is_none_or(|i| {
+                let r = if !group_ok {
+                    Err(ResponseError::GroupAuthorizationFailed)
+                } else if !topic_ok {
+                    Err(ResponseError::TopicAuthorizationFailed)
+                } else if info.is_none_or(|i| {
                     i.partition(weir_model::PartitionId(p.partition_index))
                         .is_none()
                 }) {
@@ -637,7 +676,11 @@ pub async fn offset_fetch(
 ) -> OffsetFetchResponse {
     let mut resp = OffsetFetchResponse::default();
     if ctx.version >= 8 {
-        resp.groups = offset_fetch_groups(svc, &req).await;
+        resp.groups = offset_fetch_groups(svc, ctx, &req).await;
+        return resp;
+    }
+    if !group_allowed(svc, ctx, Operation::Describe, &req.group_id) {
+        resp.error_code = group_denied();
         return resp;
     }
     let wanted: Option<Vec<(String, Vec<i32>)>> = req.topics.as_ref().map(|ts| {
@@ -682,10 +725,19 @@ pub async fn offset_fetch(
 /// OffsetFetch v8+: any number of groups in one request.
 async fn offset_fetch_groups(
     svc: &Services,
+    ctx: &Ctx,
     req: &OffsetFetchRequest,
 ) -> Vec<OffsetFetchResponseGroup> {
     let mut out = Vec::new();
     for g in &req.groups {
+        if !group_allowed(svc, ctx, Operation::Describe, &g.group_id) {
+            out.push(
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id.clone())
+                    .with_error_code(group_denied()),
+            );
+            continue;
+        }
         let wanted: Option<Vec<(String, Vec<i32>)>> = g.topics.as_ref().map(|ts| {
             ts.iter()
                 .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
@@ -783,11 +835,15 @@ async fn fetch(
 
 pub async fn offset_delete(
     svc: &Services,
-    _ctx: &Ctx,
+    ctx: &Ctx,
     req: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
     let mut resp = OffsetDeleteResponse::default();
+    if !group_allowed(svc, ctx, Operation::Delete, &group) {
+        resp.error_code = group_denied();
+        return resp;
+    }
     let outcome = delete_offsets(svc, &group, &req).await;
     match outcome {
         Err(e) => resp.error_code = err(e),
@@ -884,7 +940,7 @@ async fn delete_offsets(
 
 pub async fn describe_groups(
     svc: &Services,
-    _ctx: &Ctx,
+    ctx: &Ctx,
     req: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
     let state = &svc.state;
@@ -895,6 +951,11 @@ pub async fn describe_groups(
             .with_group_state(str_bytes("Dead"))
             .with_protocol_type(str_bytes(""))
             .with_protocol_data(str_bytes(""));
+        if !group_allowed(svc, ctx, Operation::Describe, &id) {
+            d.error_code = group_denied();
+            resp.groups.push(d);
+            continue;
+        }
         match svc.groups.shard(state, id.0.as_str()).await {
             Err(e) => d.error_code = err(e),
             Ok(shard) => {
@@ -941,7 +1002,12 @@ pub async fn list_groups(svc: &Services, ctx: &Ctx, req: ListGroupsRequest) -> L
         .map(|s| s.to_ascii_lowercase())
         .collect();
     let mut resp = ListGroupsResponse::default();
+    // DESCRIBE on the cluster lists every group; without it, those the principal may describe.
+    let all = super::allowed_on_cluster(state, ctx, Operation::Describe);
     for (id, st, protocol_type, group_type) in svc.groups.list(state).await {
+        if !all && !group_allowed(svc, ctx, Operation::Describe, &id) {
+            continue;
+        }
         if !states.is_empty() && !states.contains(&st.to_ascii_lowercase()) {
             continue;
         }
@@ -964,11 +1030,18 @@ pub async fn list_groups(svc: &Services, ctx: &Ctx, req: ListGroupsRequest) -> L
 
 pub async fn delete_groups(
     svc: &Services,
-    _ctx: &Ctx,
+    ctx: &Ctx,
     req: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
     let mut resp = DeleteGroupsResponse::default();
     for id in req.groups_names {
+        if !group_allowed(svc, ctx, Operation::Delete, &id) {
+            let denied = DeletableGroupResult::default()
+                .with_group_id(id)
+                .with_error_code(group_denied());
+            resp.results.push(denied);
+            continue;
+        }
         let r = delete_group(svc, id.0.as_str()).await;
         resp.results.push(
             DeletableGroupResult::default()
@@ -1020,6 +1093,11 @@ pub async fn consumer_group_heartbeat(
     let group = req.group_id.0.to_string();
     if let Some(refused) = unsupported_heartbeat(&req) {
         return refused;
+    }
+    if !group_allowed(svc, ctx, Operation::Read, &group) {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(group_denied())
+            .with_error_message(Some(str_bytes("READ on the group is needed")));
     }
     let mut shard = match coordinator.shard(state, &group).await {
         Ok(s) => s,

@@ -15,6 +15,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::*;
 use std::sync::Arc;
+use weir_model::acl::{Operation, ResourceType};
 use weir_model::limits::{
     AUTO_CREATE_TOPICS_PER_REQUEST_MAX, METADATA_REQUEST_TOPICS_MAX, TOPICS_MAX,
 };
@@ -36,9 +37,11 @@ pub async fn metadata(
         Some(t) if !(ctx.version == 0 && t.is_empty()) => t,
         _ => {
             r.brokers = brokers(&view, &ctx.listener);
+            // Only the topics this principal may describe, as Kafka lists them.
             r.topics = view
                 .topics
                 .values()
+                .filter(|t| describable(state, ctx, t.name.as_str()))
                 .map(|t| topic_entry(ctx, &view, t))
                 .collect();
             return r;
@@ -66,7 +69,12 @@ pub async fn metadata(
         let entry = match &want.name {
             Some(name) => named_entry(state, ctx, &mut view, &mut creations, name.0.as_str()).await,
             None => match view.topic_by_id(weir_model::TopicId(*want.topic_id.as_bytes())) {
-                Some(t) => topic_entry(ctx, &view, t),
+                Some(t) if describable(state, ctx, t.name.as_str()) => topic_entry(ctx, &view, t),
+                Some(_) => {
+                    let mut e = error_entry(None, ResponseError::TopicAuthorizationFailed);
+                    e.topic_id = want.topic_id;
+                    e
+                }
                 None => {
                     let mut e = error_entry(None, ResponseError::UnknownTopicId);
                     e.topic_id = want.topic_id;
@@ -99,8 +107,11 @@ async fn named_entry(
     name: &str,
 ) -> MetadataResponseTopic {
     let valid = weir_model::TopicName::new(name).is_ok();
+    let may_describe = describable(state, ctx, name);
     if valid
         && creations.allowed
+        && (super::allowed_on_cluster(state, ctx, Operation::Create)
+            || super::allowed(state, ctx, Operation::Create, ResourceType::Topic, name))
         && view.topic(name).is_none()
         && creations.done < AUTO_CREATE_TOPICS_PER_REQUEST_MAX
         && view.topics.len() < TOPICS_MAX
@@ -114,10 +125,17 @@ async fn named_entry(
         *view = state.view();
     }
     match view.topic(name) {
+        // Kafka's order: a topic the principal may not describe is not told to exist.
+        _ if !may_describe => error_entry(Some(name), ResponseError::TopicAuthorizationFailed),
         Some(t) => topic_entry(ctx, view, t),
         None if valid => error_entry(Some(name), ResponseError::UnknownTopicOrPartition),
         None => error_entry(Some(name), ResponseError::InvalidTopicException),
     }
+}
+
+/// Whether the client may see the topic (DESCRIBE, or anything implying it).
+fn describable(state: &BrokerState, ctx: &Ctx, name: &str) -> bool {
+    super::allowed(state, ctx, Operation::Describe, ResourceType::Topic, name)
 }
 
 /// Brokers clients may use: registered, not fenced, and with the listener the client came

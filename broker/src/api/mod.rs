@@ -5,6 +5,7 @@
 //! Handlers convert between wire types and Weir's types at this edge: Kafka's `-1` sentinels
 //! and raw integers do not travel further in.
 
+mod acls;
 mod admin;
 mod cluster;
 mod fetch;
@@ -23,6 +24,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, watch};
+use weir_model::acl::{CLUSTER_NAME, Operation, ResourceType};
 
 /// The APIs and versions this broker serves, as ApiVersions advertises them.
 ///
@@ -62,6 +64,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The lowest Produce version that is actually served (RecordBatch v2, magic 2).
@@ -90,6 +95,9 @@ pub struct Peer {
     /// Set by a handler whose answer is the last on this connection (a failed login); the
     /// reason is logged when it closes.
     pub close_after: Option<String>,
+    /// Who the client is, for ACLs: `User:NAME` once logged in, `User:ANONYMOUS` before and on
+    /// listeners without SASL.
+    pub principal: Arc<str>,
 }
 
 /// A response written into the output buffer, with the share of the broker's fetch-response
@@ -198,6 +206,9 @@ async fn answer(
         ApiKey::OffsetCommit => handle!(svc, OffsetCommitRequest, groups::offset_commit),
         ApiKey::OffsetFetch => handle!(svc, OffsetFetchRequest, groups::offset_fetch),
         ApiKey::DescribeGroups => handle!(svc, DescribeGroupsRequest, groups::describe_groups),
+        ApiKey::CreateAcls => handle!(state, CreateAclsRequest, acls::create_acls),
+        ApiKey::DescribeAcls => handle!(state, DescribeAclsRequest, acls::describe_acls),
+        ApiKey::DeleteAcls => handle!(state, DeleteAclsRequest, acls::delete_acls),
         ApiKey::ListGroups => handle!(svc, ListGroupsRequest, groups::list_groups),
         ApiKey::DeleteGroups => handle!(svc, DeleteGroupsRequest, groups::delete_groups),
         ApiKey::OffsetDelete => handle!(svc, OffsetDeleteRequest, groups::offset_delete),
@@ -253,6 +264,7 @@ fn request_ctx(
         client_host: peer.client_host.clone(),
         gone: peer.gone.clone(),
         listener: peer.listener.clone(),
+        principal: peer.principal.clone(),
     };
     tracing::trace!(api = ?api, version, correlation_id = header.correlation_id, "request");
     Ok(Some((ctx, buf)))
@@ -339,9 +351,19 @@ pub struct Ctx {
     gone: watch::Receiver<bool>,
     /// The listener the client connected through.
     pub listener: Arc<str>,
+    /// Who the client is (see [`Peer::principal`]).
+    pub principal: Arc<str>,
 }
 
 impl Ctx {
+    /// The principal and address ACLs are checked against.
+    pub fn requester(&self) -> weir_auth::acl::Requester<'_> {
+        weir_auth::acl::Requester {
+            principal: &self.principal,
+            host: self.client_host.trim_start_matches('/'),
+        }
+    }
+
     /// Whether the client has closed its side: work only it would see can stop.
     pub fn client_gone(&self) -> bool {
         *self.gone.borrow()
@@ -385,6 +407,24 @@ fn write_response<R: Encodable>(
     let size = (out.len() - start - 4) as i32;
     out[start..start + 4].copy_from_slice(&size.to_be_bytes());
     Ok(())
+}
+
+/// Whether the client may do `op` to the resource (Kafka's ACL rule, `weir_auth::acl`).
+pub(crate) fn allowed(
+    state: &BrokerState,
+    ctx: &Ctx,
+    op: Operation,
+    rt: ResourceType,
+    name: &str,
+) -> bool {
+    let authorizer = &state.config.authorizer;
+    authorizer.is_super_user(&ctx.principal)
+        || authorizer.allows(&state.view().acls, ctx.requester(), op, rt, name)
+}
+
+/// Whether the client may do `op` to the cluster.
+pub(crate) fn allowed_on_cluster(state: &BrokerState, ctx: &Ctx, op: Operation) -> bool {
+    allowed(state, ctx, op, ResourceType::Cluster, CLUSTER_NAME)
 }
 
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {

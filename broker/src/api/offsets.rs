@@ -16,6 +16,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::*;
 use std::sync::Arc;
+use weir_model::acl::{Operation, ResourceType};
 use weir_model::{LeaderEpoch, Offset, PartitionId, Timestamp};
 
 /// What a ListOffsets timestamp asks for, with Kafka's negative sentinels decoded.
@@ -49,7 +50,16 @@ fn check_epoch(current: i32, leader: LeaderEpoch) -> Option<ResponseError> {
 }
 
 /// The partition if this broker leads it, else the error code the client should see.
-fn find(state: &BrokerState, topic: &str, partition: i32) -> Result<Arc<Partition>, ResponseError> {
+/// The partition this broker leads, if the client may do `op` to its topic.
+fn find(
+    state: &BrokerState,
+    (ctx, op): (&Ctx, Operation),
+    topic: &str,
+    partition: i32,
+) -> Result<Arc<Partition>, ResponseError> {
+    if !super::allowed(state, ctx, op, ResourceType::Topic, topic) {
+        return Err(ResponseError::TopicAuthorizationFailed);
+    }
     state
         .leader_partition(topic, PartitionId(partition))
         .map_err(crate::error::not_served_code)
@@ -68,7 +78,12 @@ pub async fn list_offsets(
                 .with_partition_index(p.partition_index)
                 .with_timestamp(-1)
                 .with_offset(-1);
-            let partition = match find(state, t.name.0.as_str(), p.partition_index) {
+            let partition = match find(
+                state,
+                (ctx, Operation::Describe),
+                t.name.0.as_str(),
+                p.partition_index,
+            ) {
                 Ok(p) => p,
                 Err(code) => {
                     pr.error_code = code.code();
@@ -118,7 +133,7 @@ pub async fn list_offsets(
 
 pub async fn offset_for_leader_epoch(
     state: &Arc<BrokerState>,
-    _ctx: &Ctx,
+    ctx: &Ctx,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let mut r = OffsetForLeaderEpochResponse::default();
@@ -129,7 +144,12 @@ pub async fn offset_for_leader_epoch(
                 .with_partition(p.partition)
                 .with_leader_epoch(-1)
                 .with_end_offset(-1);
-            match find(state, t.topic.0.as_str(), p.partition) {
+            match find(
+                state,
+                (ctx, Operation::Describe),
+                t.topic.0.as_str(),
+                p.partition,
+            ) {
                 Err(code) => pr.error_code = code.code(),
                 Ok(partition) => {
                     let epoch = partition.progress.borrow().epoch;
@@ -157,7 +177,7 @@ pub async fn offset_for_leader_epoch(
 
 pub async fn delete_records(
     state: &Arc<BrokerState>,
-    _ctx: &Ctx,
+    ctx: &Ctx,
     req: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let mut r = DeleteRecordsResponse::default();
@@ -173,7 +193,12 @@ pub async fn delete_records(
                 tr.partitions.push(pr);
                 continue;
             }
-            let partition = match find(state, t.name.0.as_str(), p.partition_index) {
+            let partition = match find(
+                state,
+                (ctx, Operation::Delete),
+                t.name.0.as_str(),
+                p.partition_index,
+            ) {
                 Ok(p) => p,
                 Err(code) => {
                     pr.error_code = code.code();

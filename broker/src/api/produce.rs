@@ -21,6 +21,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::*;
 use std::sync::Arc;
 use std::time::Duration;
+use weir_model::acl::{Operation, ResourceType};
 use weir_model::limits::PRODUCE_TIMEOUT_MS_MAX;
 use weir_model::{LeaderEpoch, Offset, PartitionId, Timestamp};
 use weir_process::fatal;
@@ -75,6 +76,13 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
     let mut waits: Vec<Wait> = Vec::new();
     for (topic_index, topic_data) in req.topic_data.into_iter().enumerate() {
         let mut tr = TopicProduceResponse::default().with_name(topic_data.name.clone());
+        let writable = super::allowed(
+            state,
+            ctx,
+            Operation::Write,
+            ResourceType::Topic,
+            &topic_data.name,
+        );
         for pd in topic_data.partition_data {
             let mut pr = PartitionProduceResponse::default()
                 .with_index(pd.index)
@@ -83,6 +91,10 @@ pub async fn produce(state: &Arc<BrokerState>, ctx: &Ctx, req: ProduceRequest) -
                 .with_log_start_offset(-1);
             let answer = match acks {
                 Err((code, msg)) => Answer::Refused(code, msg.to_string()),
+                Ok(_) if !writable => Answer::Refused(
+                    ResponseError::TopicAuthorizationFailed,
+                    "WRITE on the topic is needed".to_string(),
+                ),
                 Ok(acks) => produce_partition(state, &topic_data.name, pd, acks, now),
             };
             match answer {

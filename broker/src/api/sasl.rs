@@ -14,6 +14,7 @@ use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::*;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use weir_model::limits::{FAILED_AUTHENTICATION_DELAY_MS, SASL_MESSAGE_BYTES_MAX};
@@ -37,6 +38,14 @@ fn nonce() -> String {
         return String::new();
     }
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `User:NAME` for a logged-in session.
+fn principal_of(session: &crate::sasl::Session) -> Arc<str> {
+    match session.user_name() {
+        Some(u) => format!("User:{u}").into(),
+        None => weir_auth::acl::ANONYMOUS.into(),
+    }
 }
 
 fn code(e: &SaslError) -> ResponseError {
@@ -128,6 +137,7 @@ pub async fn raw_token(
             if a.done {
                 state.auth_counts.succeeded.fetch_add(1, Ordering::Relaxed);
                 peer.authenticated.store(true, Ordering::Release);
+                peer.principal = principal_of(session);
             }
             out.extend_from_slice(&(a.response.len() as i32).to_be_bytes());
             out.extend_from_slice(&a.response);
@@ -170,6 +180,7 @@ pub async fn authenticate(
             if a.done {
                 state.auth_counts.succeeded.fetch_add(1, Ordering::Relaxed);
                 peer.authenticated.store(true, Ordering::Release);
+                peer.principal = principal_of(session);
                 tracing::debug!(listener = %peer.listener, "SASL authentication succeeded");
                 if ctx.version >= 1 {
                     resp.session_lifetime_ms = lifetime.map_or(0, |l| l as i64);

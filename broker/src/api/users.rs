@@ -7,7 +7,7 @@
 //! this broker finds its credential.
 
 use super::admin::{ADMIN_TIMEOUT, Refusal, admin, refusal};
-use super::{Ctx, str_bytes};
+use super::{Ctx, allowed_on_cluster, str_bytes};
 use crate::state::BrokerState;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
@@ -17,6 +17,7 @@ use kafka_protocol::messages::describe_user_scram_credentials_response::{
 use kafka_protocol::messages::*;
 use std::collections::{BTreeMap, BTreeSet};
 use weir_model::ScramMechanism;
+use weir_model::acl::Operation;
 use weir_model::limits::{SCRAM_ALTERATIONS_MAX, SCRAM_ITERATIONS_MAX, SCRAM_ITERATIONS_MIN};
 use weir_proto::v1;
 
@@ -31,9 +32,14 @@ fn describe_result(user: &str, refusal: Option<Refusal>) -> DescribeUserScramCre
 
 pub async fn describe_user_scram_credentials(
     state: &BrokerState,
-    _ctx: &Ctx,
+    ctx: &Ctx,
     req: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    if !allowed_on_cluster(state, ctx, Operation::Describe) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes("DESCRIBE on the cluster is needed")));
+    }
     let view = state.view();
     let names: Vec<String> = match req.users {
         Some(users) if !users.is_empty() => users.iter().map(|u| u.name.to_string()).collect(),
@@ -133,7 +139,7 @@ fn alter_result(user: &str, refusal: Option<Refusal>) -> AlterUserScramCredentia
 
 pub async fn alter_user_scram_credentials(
     state: &BrokerState,
-    _ctx: &Ctx,
+    ctx: &Ctx,
     req: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
     let users: BTreeSet<String> = req
@@ -143,13 +149,20 @@ pub async fn alter_user_scram_credentials(
         .chain(req.upsertions.iter().map(|u| u.name.to_string()))
         .collect();
     let respond = |results| AlterUserScramCredentialsResponse::default().with_results(results);
-    if req.deletions.len() + req.upsertions.len() > SCRAM_ALTERATIONS_MAX {
-        let why = format!("at most {SCRAM_ALTERATIONS_MAX} credential changes in one request");
+    let refuse_all = |r: Refusal| {
         let all = users
             .iter()
-            .map(|u| alter_result(u, Some((ResponseError::PolicyViolation, why.clone()))))
+            .map(|u| alter_result(u, Some(r.clone())))
             .collect();
-        return respond(all);
+        respond(all)
+    };
+    if !allowed_on_cluster(state, ctx, Operation::Alter) {
+        let why = "ALTER on the cluster is needed".to_string();
+        return refuse_all((ResponseError::ClusterAuthorizationFailed, why));
+    }
+    if req.deletions.len() + req.upsertions.len() > SCRAM_ALTERATIONS_MAX {
+        let why = format!("at most {SCRAM_ALTERATIONS_MAX} credential changes in one request");
+        return refuse_all((ResponseError::PolicyViolation, why));
     }
     let mut refused: BTreeMap<String, Refusal> = BTreeMap::new();
     let mut request = v1::AlterScramCredentialsRequest::default();

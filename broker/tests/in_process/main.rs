@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod acls;
 mod compaction;
 mod malformed;
 mod protocol;

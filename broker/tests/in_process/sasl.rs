@@ -39,27 +39,27 @@ async fn broker(clock: Arc<dyn Clock>, reauth_ms: Option<u64>) -> TestBroker {
     .await
 }
 
-fn system() -> Arc<dyn Clock> {
+pub(crate) fn system() -> Arc<dyn Clock> {
     Arc::new(weir_model::SystemClock::new())
 }
 
-async fn sasl_client(b: &TestBroker) -> Client {
+pub(crate) async fn sasl_client(b: &TestBroker) -> Client {
     Client::connect(b.listeners["SASL"]).await
 }
 
-async fn handshake(c: &mut Client, mechanism: &str) -> SaslHandshakeResponse {
+pub(crate) async fn handshake(c: &mut Client, mechanism: &str) -> SaslHandshakeResponse {
     let req =
         SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(mechanism.into()));
     c.request(ApiKey::SaslHandshake, 1, &req).await
 }
 
-async fn authenticate(c: &mut Client, bytes: Vec<u8>) -> SaslAuthenticateResponse {
+pub(crate) async fn authenticate(c: &mut Client, bytes: Vec<u8>) -> SaslAuthenticateResponse {
     let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes));
     c.request(ApiKey::SaslAuthenticate, 2, &req).await
 }
 
 /// A whole SCRAM login; the last answer.
-async fn scram_login(
+pub(crate) async fn scram_login(
     c: &mut Client,
     m: ScramMechanism,
     user: &str,
@@ -82,12 +82,16 @@ async fn scram_login(
     last
 }
 
-async fn plain_login(c: &mut Client, user: &str, password: &str) -> SaslAuthenticateResponse {
+pub(crate) async fn plain_login(
+    c: &mut Client,
+    user: &str,
+    password: &str,
+) -> SaslAuthenticateResponse {
     assert_eq!(handshake(c, "PLAIN").await.error_code, 0);
     authenticate(c, format!("\0{user}\0{password}").into_bytes()).await
 }
 
-async fn metadata(c: &mut Client) -> std::io::Result<Bytes> {
+pub(crate) async fn metadata(c: &mut Client) -> std::io::Result<Bytes> {
     c.request_bytes(ApiKey::Metadata, 12, &MetadataRequest::default())
         .await
 }

@@ -569,6 +569,24 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn create_acls(
+        &self,
+        request: Request<pb::CreateAclsRequest>,
+    ) -> Result<Response<pb::CreateAclsResponse>, Status> {
+        self.create_acls_impl(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete_acls(
+        &self,
+        request: Request<pb::DeleteAclsRequest>,
+    ) -> Result<Response<pb::DeleteAclsResponse>, Status> {
+        self.delete_acls_impl(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn alter_scram_credentials(
         &self,
         request: Request<pb::AlterScramCredentialsRequest>,
@@ -605,6 +623,95 @@ impl Admin for AdminService {
             results,
             version: i64::try_from(written.index).unwrap_or(i64::MAX),
         }))
+    }
+}
+
+impl AdminService {
+    /// Proposes an ACL command; its reply and the log index it was written at, or the
+    /// refusal of the whole request.
+    async fn write_acls(&self, command: Command) -> Result<Result<(Reply, i64), Refusal>, Status> {
+        let written = self.core.write(command).await?;
+        let version = i64::try_from(written.index).unwrap_or(i64::MAX);
+        Ok(match written.result {
+            Ok(reply) => Ok((reply, version)),
+            Err(e) => Err(convert::metadata_error(&e)),
+        })
+    }
+
+    pub async fn create_acls_impl(
+        &self,
+        r: pb::CreateAclsRequest,
+    ) -> Result<pb::CreateAclsResponse, Status> {
+        let mut acls = Vec::with_capacity(r.acls.len());
+        for a in &r.acls {
+            let Some(acl) = convert::acl_from(a) else {
+                let error = convert::error(
+                    convert::INVALID_REQUEST,
+                    format!("an ACL with a number no Kafka enum has: {a:?}"),
+                );
+                return Ok(pb::CreateAclsResponse {
+                    error,
+                    ..Default::default()
+                });
+            };
+            acls.push(acl);
+        }
+        match self.write_acls(Command::CreateAcls(acls)).await? {
+            Ok((Reply::AclsCreated(results), version)) => Ok(pb::CreateAclsResponse {
+                error: None,
+                results: results
+                    .iter()
+                    .map(|e| {
+                        e.as_ref()
+                            .and_then(convert::metadata_error)
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+                version,
+            }),
+            Ok((other, _)) => Err(unexpected(other)),
+            Err(error) => Ok(pb::CreateAclsResponse {
+                error,
+                ..Default::default()
+            }),
+        }
+    }
+
+    pub async fn delete_acls_impl(
+        &self,
+        r: pb::DeleteAclsRequest,
+    ) -> Result<pb::DeleteAclsResponse, Status> {
+        let mut filters = Vec::with_capacity(r.filters.len());
+        for f in &r.filters {
+            let Some(filter) = convert::acl_filter_from(f) else {
+                let error = convert::error(
+                    convert::INVALID_REQUEST,
+                    format!("an ACL filter with a number no Kafka enum has: {f:?}"),
+                );
+                return Ok(pb::DeleteAclsResponse {
+                    error,
+                    ..Default::default()
+                });
+            };
+            filters.push(filter);
+        }
+        match self.write_acls(Command::DeleteAcls(filters)).await? {
+            Ok((Reply::AclsDeleted(results), version)) => Ok(pb::DeleteAclsResponse {
+                error: None,
+                results: results
+                    .iter()
+                    .map(|removed| pb::DeletedAcls {
+                        acls: removed.iter().map(convert::acl).collect(),
+                    })
+                    .collect(),
+                version,
+            }),
+            Ok((other, _)) => Err(unexpected(other)),
+            Err(error) => Ok(pb::DeleteAclsResponse {
+                error,
+                ..Default::default()
+            }),
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use tokio::sync::broadcast;
 use tracing::info;
 use weir_metadata::{BrokerRecord, MetadataState, Reply, TopicRecord, UserCredentials};
 use weir_model::TopicId;
+use weir_model::acl::AclBinding;
 use weir_process::fatal;
 
 /// The snapshot file's name inside the data directory.
@@ -49,6 +50,8 @@ pub struct Applied {
     pub removed_topics: Vec<TopicId>,
     /// Users whose credentials changed, with all they have now (`None`: none left).
     pub users: Vec<(String, Option<UserCredentials>)>,
+    pub acls_added: Vec<AclBinding>,
+    pub acls_removed: Vec<AclBinding>,
 }
 
 /// The state machine's data, shared between openraft (which applies) and the services (which
@@ -249,6 +252,8 @@ fn apply_command(
                         (u, creds)
                     })
                     .collect(),
+                acls_added: changes.acls_added,
+                acls_removed: changes.acls_removed,
             };
             // No receivers is fine: nobody is watching.
             let _ = tx.send(Arc::new(applied));
@@ -327,6 +332,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 topics: Vec::new(),
                 removed_topics: Vec::new(),
                 users: Vec::new(),
+                acls_added: Vec::new(),
+                acls_removed: Vec::new(),
             }));
         }
         info!(index, "installed snapshot from the leader at index {index}");

@@ -1,4 +1,5 @@
-//! Authentication without I/O: the server's side of SASL PLAIN and SCRAM-SHA-256/512.
+//! Authentication and authorization without I/O: the server's side of SASL PLAIN and
+//! SCRAM-SHA-256/512, and Kafka's ACL rule ([`acl`]).
 //!
 //! The broker feeds each SaslAuthenticate's bytes to an [`Exchange`] and sends back what it
 //! answers; the exchange looks credentials up through a [`Credentials`] it is given, so it runs
@@ -8,6 +9,7 @@
 //! PLAIN checks the password against the user's SCRAM credential (as Redpanda does): one store
 //! of salted, iterated credentials serves both mechanisms, and no password is kept anywhere.
 
+pub mod acl;
 pub mod plain;
 pub mod scram;
 

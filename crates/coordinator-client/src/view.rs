@@ -8,7 +8,8 @@
 //! directory ids, replicas that came back empty, a reassignment's original list): what only
 //! the quorum decides with stays there and does not travel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use weir_model::acl::AclBinding;
 use weir_model::{
     BrokerEpoch, BrokerId, LeaderEpoch, PartitionEpoch, PartitionId, ScramCredential,
     ScramMechanism, TopicId, TopicName,
@@ -96,6 +97,8 @@ pub struct ClusterView {
     pub coordinator_leader: Option<i32>,
     /// SASL users' SCRAM credentials, by user name.
     pub users: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// The cluster's ACLs.
+    pub acls: BTreeSet<AclBinding>,
 }
 
 impl ClusterView {
@@ -152,6 +155,8 @@ impl ClusterView {
             coordinator_leader: d.coordinator_leader,
             users: Vec::new(),
             removed_users: Vec::new(),
+            added_acls: Vec::new(),
+            removed_acls: Vec::new(),
         });
         view
     }
@@ -164,6 +169,7 @@ impl ClusterView {
             self.brokers.clear();
             self.topics.clear();
             self.users.clear();
+            self.acls.clear();
             self.version = update.version;
         }
         if !update.cluster_id.is_empty() {
@@ -210,6 +216,7 @@ impl ClusterView {
         self.users.get(user).and_then(|c| c.get(&m))
     }
 
+    /// Users and ACLs: what the broker authenticates and authorizes with.
     fn apply_users(&mut self, update: &v1::MetadataUpdate) {
         for name in &update.removed_users {
             self.users.remove(name);
@@ -217,25 +224,29 @@ impl ClusterView {
         for u in &update.users {
             let mut creds = BTreeMap::new();
             for c in &u.credentials {
-                let mechanism = i8::try_from(c.mechanism)
-                    .ok()
-                    .and_then(ScramMechanism::from_kafka_type);
-                match (mechanism, u32::try_from(c.iterations)) {
-                    (Some(m), Ok(iterations)) => {
-                        let credential = ScramCredential {
-                            salt: c.salt.clone(),
-                            stored_key: c.stored_key.clone(),
-                            server_key: c.server_key.clone(),
-                            iterations,
-                        };
+                match weir_proto::convert::scram_credential_from(c) {
+                    Some((m, credential)) => {
                         creds.insert(m, credential);
                     }
-                    _ => {
+                    None => {
                         tracing::warn!(user = %u.name, mechanism = c.mechanism, "skipping a malformed SCRAM credential")
                     }
                 }
             }
             self.users.insert(u.name.clone(), creds);
+        }
+        for a in &update.removed_acls {
+            if let Some(a) = weir_proto::convert::acl_from(a) {
+                self.acls.remove(&a);
+            }
+        }
+        for a in &update.added_acls {
+            match weir_proto::convert::acl_from(a) {
+                Some(a) => {
+                    self.acls.insert(a);
+                }
+                None => tracing::warn!(acl = ?a, "skipping a malformed ACL"),
+            }
         }
     }
 }

@@ -130,6 +130,8 @@ impl MetadataState {
                 self.allocate_producer_ids(*broker, *count)
             }
             Command::AlterScramCredentials(a) => self.alter_scram_credentials(a),
+            Command::CreateAcls(acls) => self.create_acls(acls),
+            Command::DeleteAcls(filters) => self.delete_acls(filters),
         }?;
         match changes {
             Some(changes) => {

@@ -7,7 +7,7 @@
 //!
 //! What it holds: brokers (id, addresses, rack, epoch, fenced), topics (name, UUID, configs),
 //! partitions (replicas, leader, leader epoch, partition epoch, ISR, reassignment in progress)
-//! the next free block of producer ids, and SASL users' SCRAM credentials (never a password).
+//! the next free block of producer ids, and SASL users' SCRAM credentials (never a password), and ACLs.
 //!
 //! The rules it enforces (Kafka's KRaft controller rules):
 //! - A leader is always a member of the ISR, the ISR a non-empty subset of the replicas.
@@ -34,6 +34,7 @@
 //! - `query`: read helpers ([`MetadataState::topic_by_id`], [`MetadataState::is_live`], ...)
 //!   and [`MetadataState::check_invariants`].
 //! - `users`: SASL users' SCRAM credentials (AlterScramCredentials).
+//! - `acls`: access control lists (CreateAcls, DeleteAcls).
 //! - [`placement`]: where a new topic's replicas go.
 //!
 //! ```text
@@ -43,6 +44,7 @@
 //!  brokers ◀──watch stream── records named in Changes ◀────────────────────────┘
 //! ```
 
+mod acls;
 mod apply;
 pub mod placement;
 mod query;

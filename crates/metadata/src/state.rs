@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use weir_model::acl::{AclBinding, AclFilter};
 use weir_model::{
     BrokerEpoch, BrokerId, LeaderEpoch, PartitionEpoch, ScramCredential, ScramMechanism, TopicId,
     TopicName,
@@ -106,6 +107,9 @@ pub struct MetadataState {
     /// SASL users and their SCRAM credentials, by user name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub users: BTreeMap<String, UserCredentials>,
+    /// Access control lists.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub acls: BTreeSet<AclBinding>,
     /// The log index of the last applied command that changed something.
     pub version: u64,
 }
@@ -235,6 +239,10 @@ pub enum Command {
     /// and keeps the credentials it had. With `only_if_absent`, an upsertion for a mechanism the
     /// user already has is skipped, not refused (`--scram-user` at every start).
     AlterScramCredentials(ScramAlteration),
+    /// Adds ACLs (Kafka's CreateAcls); an existing one counts as created.
+    CreateAcls(Vec<AclBinding>),
+    /// Removes the ACLs each filter matches (Kafka's DeleteAcls).
+    DeleteAcls(Vec<AclFilter>),
 }
 
 /// AlterScramCredentials' changes.
@@ -268,6 +276,10 @@ pub enum Reply {
     },
     /// AlterScramCredentials: each user named, with its refusal if it had one.
     ScramAltered(Vec<(String, Option<MetadataError>)>),
+    /// CreateAcls: each ACL's refusal, in order, if it had one.
+    AclsCreated(Vec<Option<MetadataError>>),
+    /// DeleteAcls: what each filter removed, in order.
+    AclsDeleted(Vec<Vec<AclBinding>>),
 }
 
 /// Which records an applied command changed, for the brokers' watch streams.
@@ -281,9 +293,15 @@ pub struct Changes {
     pub removed_topics: Vec<TopicId>,
     /// Users whose credentials changed; one no longer in [`MetadataState::users`] was removed.
     pub users: BTreeSet<String>,
+    pub acls_added: Vec<AclBinding>,
+    pub acls_removed: Vec<AclBinding>,
 }
 
 impl Changes {
+    pub fn has_acl_changes(&self) -> bool {
+        !self.acls_added.is_empty() || !self.acls_removed.is_empty()
+    }
+
     /// True when no broker or topic record changed (a command may still have advanced the
     /// state, as AllocateProducerIds and InitCluster do).
     pub fn is_empty(&self) -> bool {
@@ -291,6 +309,7 @@ impl Changes {
             && self.topics.is_empty()
             && self.removed_topics.is_empty()
             && self.users.is_empty()
+            && !self.has_acl_changes()
     }
 }
 

@@ -5,6 +5,7 @@
 //! sentinels ("no leader", "latest", "no producer") are converted into `Option`s once, at the
 //! protocol edge in the broker; nothing below the edge sees them.
 //!
+//! - [`acl`]: ACLs and ACL filters, with Kafka's numbers and names.
 //! - [`clock`]: [`Clock`], the wall and monotonic time a shell reads, with a manual one for tests.
 //! - [`ids`]: offsets, partition ids, leader epochs, producer ids and epochs, timestamps.
 //! - [`topic`]: validated topic names and topic ids.
@@ -12,6 +13,7 @@
 //! - [`scram`]: SCRAM mechanisms and stored credentials.
 //! - [`limits`]: every bound the system enforces, with their relations checked at compile time.
 
+pub mod acl;
 pub mod clock;
 pub mod error_chain;
 pub mod ids;

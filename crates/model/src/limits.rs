@@ -225,6 +225,15 @@ pub const SASL_AUTHENTICATE_MS_MAX: u64 = 10_000;
 /// `connection.failed.authentication.delay.ms` default): guessing passwords costs time.
 /// Used in `broker/src/sasl.rs`.
 pub const FAILED_AUTHENTICATION_DELAY_MS: u64 = 100;
+/// An ACL's resource name, principal or host, at most.
+/// Used in `crates/model/src/acl.rs`.
+pub const ACL_FIELD_BYTES_MAX: usize = 1024;
+/// ACLs in one cluster: every broker holds them all and checks them on every request.
+/// Used in `crates/metadata/src/acls.rs`.
+pub const ACLS_MAX: usize = 100_000;
+/// ACLs one CreateAcls creates, or filters one DeleteAcls applies, at most.
+/// Used in `broker/src/api/acls.rs` and `crates/metadata/src/acls.rs`.
+pub const ACL_CHANGES_MAX: usize = 1_000;
 
 const _: () = assert!(MESSAGE_BYTES_MAX_DEFAULT < REQUEST_BYTES_MAX_DEFAULT);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);

@@ -17,6 +17,8 @@ pub mod v1 {
     include!("gen/weir.v1.rs");
 }
 
+pub mod convert;
+
 /// Which partition-level Kafka error code means "no error".
 pub const NO_ERROR: i32 = 0;
 

@@ -170,6 +170,48 @@ pub struct MetadataUpdate {
     /// Users that have no credential left.
     #[prost(string, repeated, tag = "10")]
     pub removed_users: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// ACLs added (in a full update: all of them) and removed.
+    #[prost(message, repeated, tag = "11")]
+    pub added_acls: ::prost::alloc::vec::Vec<Acl>,
+    #[prost(message, repeated, tag = "12")]
+    pub removed_acls: ::prost::alloc::vec::Vec<Acl>,
+}
+/// An ACL, in Kafka's numbers (resource type, pattern type, operation, permission).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Acl {
+    #[prost(int32, tag = "1")]
+    pub resource_type: i32,
+    #[prost(string, tag = "2")]
+    pub resource_name: ::prost::alloc::string::String,
+    #[prost(int32, tag = "3")]
+    pub pattern_type: i32,
+    #[prost(string, tag = "4")]
+    pub principal: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub host: ::prost::alloc::string::String,
+    #[prost(int32, tag = "6")]
+    pub operation: i32,
+    #[prost(int32, tag = "7")]
+    pub permission: i32,
+}
+/// DescribeAcls' and DeleteAcls' selection; an absent field matches anything. pattern_type is
+/// Kafka's filter number: 1 ANY, 2 MATCH, 3 LITERAL, 4 PREFIXED.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AclFilter {
+    #[prost(int32, optional, tag = "1")]
+    pub resource_type: ::core::option::Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub resource_name: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(int32, tag = "3")]
+    pub pattern_type: i32,
+    #[prost(string, optional, tag = "4")]
+    pub principal: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "5")]
+    pub host: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(int32, optional, tag = "6")]
+    pub operation: ::core::option::Option<i32>,
+    #[prost(int32, optional, tag = "7")]
+    pub permission: ::core::option::Option<i32>,
 }
 /// A SASL user's SCRAM credential for one mechanism: what verifies a password, never the
 /// password.
@@ -488,6 +530,41 @@ pub struct AlterScramCredentialsResponse {
     #[prost(message, repeated, tag = "2")]
     pub results: ::prost::alloc::vec::Vec<UserResult>,
     /// The metadata version that holds the change, for waiting on a watch stream.
+    #[prost(int64, tag = "3")]
+    pub version: i64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CreateAclsRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub acls: ::prost::alloc::vec::Vec<Acl>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CreateAclsResponse {
+    #[prost(message, optional, tag = "1")]
+    pub error: ::core::option::Option<Error>,
+    /// One per ACL, in order; code 0 for created.
+    #[prost(message, repeated, tag = "2")]
+    pub results: ::prost::alloc::vec::Vec<Error>,
+    #[prost(int64, tag = "3")]
+    pub version: i64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DeleteAclsRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub filters: ::prost::alloc::vec::Vec<AclFilter>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DeletedAcls {
+    #[prost(message, repeated, tag = "1")]
+    pub acls: ::prost::alloc::vec::Vec<Acl>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DeleteAclsResponse {
+    #[prost(message, optional, tag = "1")]
+    pub error: ::core::option::Option<Error>,
+    /// One per filter, in order: the ACLs it removed.
+    #[prost(message, repeated, tag = "2")]
+    pub results: ::prost::alloc::vec::Vec<DeletedAcls>,
     #[prost(int64, tag = "3")]
     pub version: i64,
 }
@@ -1554,6 +1631,48 @@ pub mod admin_client {
                 .insert(GrpcMethod::new("weir.v1.Admin", "AlterScramCredentials"));
             self.inner.unary(req, path, codec).await
         }
+        pub async fn create_acls(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CreateAclsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CreateAclsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/weir.v1.Admin/CreateAcls");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("weir.v1.Admin", "CreateAcls"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn delete_acls(
+            &mut self,
+            request: impl tonic::IntoRequest<super::DeleteAclsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteAclsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/weir.v1.Admin/DeleteAcls");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("weir.v1.Admin", "DeleteAcls"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1652,6 +1771,20 @@ pub mod admin_server {
             request: tonic::Request<super::AlterScramCredentialsRequest>,
         ) -> std::result::Result<
             tonic::Response<super::AlterScramCredentialsResponse>,
+            tonic::Status,
+        >;
+        async fn create_acls(
+            &self,
+            request: tonic::Request<super::CreateAclsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CreateAclsResponse>,
+            tonic::Status,
+        >;
+        async fn delete_acls(
+            &self,
+            request: tonic::Request<super::DeleteAclsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteAclsResponse>,
             tonic::Status,
         >;
     }
@@ -2252,6 +2385,92 @@ pub mod admin_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = AlterScramCredentialsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/weir.v1.Admin/CreateAcls" => {
+                    #[allow(non_camel_case_types)]
+                    struct CreateAclsSvc<T: Admin>(pub Arc<T>);
+                    impl<T: Admin> tonic::server::UnaryService<super::CreateAclsRequest>
+                    for CreateAclsSvc<T> {
+                        type Response = super::CreateAclsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CreateAclsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Admin>::create_acls(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CreateAclsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/weir.v1.Admin/DeleteAcls" => {
+                    #[allow(non_camel_case_types)]
+                    struct DeleteAclsSvc<T: Admin>(pub Arc<T>);
+                    impl<T: Admin> tonic::server::UnaryService<super::DeleteAclsRequest>
+                    for DeleteAclsSvc<T> {
+                        type Response = super::DeleteAclsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::DeleteAclsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Admin>::delete_acls(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DeleteAclsSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
