@@ -158,6 +158,11 @@ sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain_users;
+# ACLs (ResourceType.BROKER is the cluster in confluent-kafka), open where none is set (as the tests' Weir): the PLAINTEXT listeners (the controller's
+# included) are ANONYMOUS, a super user, and so is admin.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS;User:admin
+allow.everyone.if.no.acl.found=true
 EOF
     fi
     # log4j2 writes to stdout, which start() sends to the log file with the JVM's own output.

@@ -61,9 +61,13 @@ class Broker:
         return int(self.bootstrap.rpartition(":")[2])
 
 
-# The user both brokers are started with (Kafka: kafka-storage format --add-scram; Weir:
-# --scram-user), for both SCRAM mechanisms.
+# The users both brokers are started with (Kafka: kafka-storage format --add-scram; Weir:
+# --scram-user), for both SCRAM mechanisms. ADMIN_USER is a super user on both (as is
+# User:ANONYMOUS, every PLAINTEXT client); a resource no ACL names is open to everyone.
 SASL_USER = ("alice", "alice-secret")
+OTHER_USER = ("bob", "bob-secret")
+ADMIN_USER = ("admin", "admin-secret")
+SCRAM_USERS = [SASL_USER, OTHER_USER, ADMIN_USER]
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,7 @@ def kafka_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
          "--timeout", str(BROKER_START_TIMEOUT_S), "--ssl-port", str(ssl_port),
          "--ssl-keystore", str(tls_material.keystore), "--ssl-truststore", str(tls_material.ca),
          "--mtls-port", str(mtls_port), "--sasl-port", str(sasl_port),
-         "--scram-user", "=".join(SASL_USER)],
+         *[a for u in SCRAM_USERS for a in ("--scram-user", "=".join(u))]],
         capture_output=True, text=True, timeout=BROKER_START_TIMEOUT_S + 600,  # + a first fetch
     )
     if proc.returncode != 0:
@@ -243,7 +247,9 @@ def weir_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
              "--listener", f"PLAINTEXT://{bootstrap}", "--listener", f"SSL://{ssl_bootstrap}",
              "--listener", f"SASL_SSL://{sasl_bootstrap}",
              "--tls-cert", str(tls_material.cert), "--tls-key", str(tls_material.key),
-             "--sasl-mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", "--scram-user", "=".join(SASL_USER)],
+             "--sasl-mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+             "--scram-user", ",".join("=".join(u) for u in SCRAM_USERS),
+             "--super-users", f"User:ANONYMOUS,User:{ADMIN_USER[0]}", "--allow-everyone-if-no-acl-found", "true"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         )
     try:

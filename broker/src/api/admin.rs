@@ -420,46 +420,11 @@ pub async fn delete_topics(
                 n.0.as_str(),
             )
         });
-        let outcome: Result<(), Refusal> = async {
-            if !may_delete {
-                return Err(denied("DELETE on the topic"));
-            }
-            let Some(t) = topic else {
-                return Err(if name.is_none() {
-                    (ResponseError::UnknownTopicId, "no such topic".to_string())
-                } else {
-                    (
-                        ResponseError::UnknownTopicOrPartition,
-                        "no such topic".to_string(),
-                    )
-                });
-            };
-            let tname = t.name.to_string();
-            if tname == crate::groups::OFFSETS_TOPIC {
-                return Err((
-                    ResponseError::InvalidTopicException,
-                    "__consumer_offsets is internal: deleting it would lose every group's offsets"
-                        .to_string(),
-                ));
-            }
-            let resp = admin(state, |mut c| {
-                let name = tname.clone();
-                async move { c.delete_topic(v1::DeleteTopicRequest { name }).await }
-            })
-            .await?;
-            refusal(resp.error)?;
-            let gone = state
-                .wait_for_view(ADMIN_TIMEOUT, |v| v.topic_by_id(t.id).is_none())
-                .await;
-            if !gone {
-                return Err((
-                    ResponseError::RequestTimedOut,
-                    format!("topic '{tname}' was deleted but this broker has not seen it yet"),
-                ));
-            }
-            Ok(())
-        }
-        .await;
+        let outcome = if may_delete {
+            delete_one(state, name.is_none(), topic).await
+        } else {
+            Err(denied("DELETE on the topic"))
+        };
         if let Err((code, msg)) = outcome {
             res.error_code = code.code();
             if ctx.version >= 5 {
@@ -469,6 +434,48 @@ pub async fn delete_topics(
         r.responses.push(res);
     }
     r
+}
+
+/// Deletes one topic through the coordinators and waits until this broker's view lost it.
+async fn delete_one(
+    state: &BrokerState,
+    by_id: bool,
+    topic: Option<TopicView>,
+) -> Result<(), Refusal> {
+    let Some(t) = topic else {
+        return Err(if by_id {
+            (ResponseError::UnknownTopicId, "no such topic".to_string())
+        } else {
+            (
+                ResponseError::UnknownTopicOrPartition,
+                "no such topic".to_string(),
+            )
+        });
+    };
+    let tname = t.name.to_string();
+    if tname == crate::groups::OFFSETS_TOPIC {
+        return Err((
+            ResponseError::InvalidTopicException,
+            "__consumer_offsets is internal: deleting it would lose every group's offsets"
+                .to_string(),
+        ));
+    }
+    let resp = admin(state, |mut c| {
+        let name = tname.clone();
+        async move { c.delete_topic(v1::DeleteTopicRequest { name }).await }
+    })
+    .await?;
+    refusal(resp.error)?;
+    let gone = state
+        .wait_for_view(ADMIN_TIMEOUT, |v| v.topic_by_id(t.id).is_none())
+        .await;
+    if !gone {
+        return Err((
+            ResponseError::RequestTimedOut,
+            format!("topic '{tname}' was deleted but this broker has not seen it yet"),
+        ));
+    }
+    Ok(())
 }
 
 pub async fn create_partitions(
