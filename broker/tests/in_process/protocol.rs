@@ -552,6 +552,33 @@ async fn every_api_version_answers() {
                     // CreatePartitions above grew the topic; a lone member gets all of it.
                     assert!(got >= 2, "one member gets every partition, got {got}");
                 }
+                // A SASL listener's: every version is exercised in sasl.rs (this connection is
+                // PLAINTEXT, which closes on them).
+                ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => {}
+                ApiKey::DescribeUserScramCredentials => {
+                    let r: DescribeUserScramCredentialsResponse = c
+                        .request(api, v, &DescribeUserScramCredentialsRequest::default())
+                        .await;
+                    assert_eq!(r.error_code, 0, "DescribeUserScramCredentials v{v}");
+                }
+                ApiKey::AlterUserScramCredentials => check!(
+                    AlterUserScramCredentialsRequest::default(),
+                    AlterUserScramCredentialsResponse
+                ),
+                ApiKey::CreateAcls => check!(CreateAclsRequest::default(), CreateAclsResponse),
+                ApiKey::DescribeAcls => {
+                    let any = DescribeAclsRequest::default()
+                        .with_resource_type_filter(1)
+                        .with_resource_name_filter(None)
+                        .with_pattern_type_filter(1)
+                        .with_principal_filter(None)
+                        .with_host_filter(None)
+                        .with_operation(1)
+                        .with_permission_type(1);
+                    let r: DescribeAclsResponse = c.request(api, v, &any).await;
+                    assert_eq!(r.error_code, 0, "DescribeAcls v{v}");
+                }
+                ApiKey::DeleteAcls => check!(DeleteAclsRequest::default(), DeleteAclsResponse),
                 other => panic!("{other:?} is advertised but not exercised here"),
             }
         }

@@ -118,6 +118,16 @@ async fn scram_and_plain_logins_are_served() {
     let mut c = sasl_client(&b).await;
     assert_eq!(plain_login(&mut c, "alice", "secret").await.error_code, 0);
     c.create_topic("after-plain", 1).await;
+    // Every SaslAuthenticate version logs in.
+    for v in 0..=2 {
+        let mut c = sasl_client(&b).await;
+        assert_eq!(handshake(&mut c, "PLAIN").await.error_code, 0);
+        let req = SaslAuthenticateRequest::default()
+            .with_auth_bytes(Bytes::from_static(b"\0alice\0secret"));
+        let r: SaslAuthenticateResponse = c.request(ApiKey::SaslAuthenticate, v, &req).await;
+        assert_eq!(r.error_code, 0, "SaslAuthenticate v{v}");
+        assert!(metadata(&mut c).await.is_ok());
+    }
     // The PLAINTEXT listener beside it needs no login.
     assert!(metadata(&mut b.client().await).await.is_ok());
     b.stop().await;
