@@ -478,6 +478,15 @@ mod tests {
                 ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
                 ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
                 ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::VERSIONS,
+                ApiKey::SaslHandshake => SaslHandshakeRequest::VERSIONS,
+                ApiKey::SaslAuthenticate => SaslAuthenticateRequest::VERSIONS,
+                ApiKey::DescribeUserScramCredentials => {
+                    DescribeUserScramCredentialsRequest::VERSIONS
+                }
+                ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsRequest::VERSIONS,
+                ApiKey::CreateAcls => CreateAclsRequest::VERSIONS,
+                ApiKey::DescribeAcls => DescribeAclsRequest::VERSIONS,
+                ApiKey::DeleteAcls => DeleteAclsRequest::VERSIONS,
                 other => panic!("{other:?} advertised without a codec check"),
             };
             (r.min, r.max)
