@@ -40,13 +40,7 @@ pub async fn create_scram_users(state: &BrokerState) -> Result<(), BrokerError> 
             let c = weir_auth::scram::credential(m, u.password.as_bytes(), salt, iterations);
             upsertions.push(v1::ScramUpsertion {
                 user: u.name.clone(),
-                credential: Some(v1::ScramCredential {
-                    mechanism: i32::from(m.kafka_type()),
-                    salt: c.salt,
-                    stored_key: c.stored_key,
-                    server_key: c.server_key,
-                    iterations: iterations as i32,
-                }),
+                credential: Some(weir_proto::convert::scram_credential(m, &c)),
             });
         }
     }

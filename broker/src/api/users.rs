@@ -118,13 +118,7 @@ fn upsertion(
     );
     Ok(v1::ScramUpsertion {
         user: u.name.to_string(),
-        credential: Some(v1::ScramCredential {
-            mechanism: i32::from(m.kafka_type()),
-            salt: c.salt,
-            stored_key: c.stored_key,
-            server_key: c.server_key,
-            iterations: u.iterations,
-        }),
+        credential: Some(weir_proto::convert::scram_credential(m, &c)),
     })
 }
 
